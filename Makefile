@@ -1,0 +1,169 @@
+# Broadway in C.  `make run` and `make test` are the two commands a newcomer
+# needs; both install what is missing first (scripts/install-deps).
+#
+#   make            build bin/
+#   make run        the whole service on the embedded FerretDB, foreground
+#   make test       every test (unit, then integration against the real stack)
+#   make bench      the benchmark (BENCH_QUICK=1 for the short one)
+#   make SAN=1 ...  the same with AddressSanitizer + UBSan (objects in build/san)
+#   make format     clang-format the tree
+
+CC      ?= cc
+PKGS    := libmongoc-1.0 json-c
+SAN     ?= 0
+
+ifeq ($(SAN),1)
+  BUILD    := build/san
+  BIN      := build/san/bin
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+  BUILD    := build/default
+  BIN      := bin
+  SANFLAGS :=
+endif
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Icommon $(SANFLAGS)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS  = $(PKG_LIBS)
+
+COMMON_SRC := $(sort $(wildcard common/*.c))
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+COMMON_LIB := $(BUILD)/libbroadway.a
+
+FCGI_SRC   := $(sort $(wildcard fcgi/*.c))
+REAPER_SRC := $(sort $(wildcard reaper/*.c))
+GRADER_SRC := $(sort $(wildcard grader/*.c))
+BENCH_SRC  := $(sort $(wildcard bench/*.c))
+
+PROGRAMS := $(BIN)/broadway-fcgi $(BIN)/broadway-reaper
+ifneq ($(GRADER_SRC),)
+  PROGRAMS += $(BIN)/broadway-grader
+endif
+
+UNIT_SRC := $(sort $(wildcard tests/unit/check_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+INTEG_SRC := $(sort $(wildcard tests/integration/check_*.c))
+INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
+TESTLIB_SRC := $(sort $(wildcard tests/lib/*.c))
+TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
+
+.PHONY: all deps run test unit integration bench format clean
+all: $(PROGRAMS)
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(COMMON_LIB): $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/broadway-fcgi: $(FCGI_SRC:%.c=$(BUILD)/%.o) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lfcgi $(LDLIBS)
+
+$(BIN)/broadway-reaper: $(REAPER_SRC:%.c=$(BUILD)/%.o) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/broadway-grader: $(GRADER_SRC:%.c=$(BUILD)/%.o) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lcurl $(LDLIBS) -lpthread
+
+$(BUILD)/tests/check_%: $(BUILD)/tests/unit/check_%.o $(TESTLIB_OBJ) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null) -lcurl
+
+$(BUILD)/tests/check_%: $(BUILD)/tests/integration/check_%.o $(TESTLIB_OBJ) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null) -lcurl
+
+run: deps all
+	@scripts/broadway-run
+
+unit: $(UNIT_BIN)
+	@scripts/run-tests $(UNIT_BIN)
+
+integration: all $(INTEG_BIN)
+	@BROADWAY_BIN=$(CURDIR)/$(BIN) scripts/run-tests $(INTEG_BIN)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+# --- bench ---
+# The benchmark (issue 5, docs/BENCHMARKS.md): bench/run-bench starts the
+# stack and the baselines, runs the three programs below and prints the
+# table.  BENCH_QUICK=1 for the short version, BENCH_GRADERS=G (16).
+BENCH_OUT      := $(BUILD)/bench
+BENCH_PROGRAMS := $(BENCH_OUT)/bw-load $(BENCH_OUT)/bw-dblimit \
+                  $(BENCH_OUT)/bw-nullfcgi
+# bw-dblimit counts and times the driver calls common/ makes (dblimit.c).
+BENCH_WRAPPED  := mongoc_collection_insert_one mongoc_collection_find_with_opts \
+                  mongoc_cursor_next mongoc_cursor_destroy \
+                  mongoc_collection_update_one mongoc_collection_delete_one \
+                  mongoc_collection_find_and_modify_with_opts \
+                  mongoc_bulk_operation_execute
+BENCH_COMMA    := ,
+BENCH_WRAP     := $(foreach f,$(BENCH_WRAPPED),-Wl$(BENCH_COMMA)--wrap=$(f))
+
+$(BENCH_OUT)/bw-load: $(BUILD)/bench/load.o $(BUILD)/bench/client.o \
+                      $(BUILD)/bench/bench.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lcurl $(LDLIBS) -lpthread
+
+$(BENCH_OUT)/bw-dblimit: $(BUILD)/bench/dblimit.o $(BUILD)/bench/bench.o \
+                         $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(BENCH_WRAP) -o $@ $^ $(LDLIBS)
+
+$(BENCH_OUT)/bw-nullfcgi: $(BUILD)/bench/nullfcgi.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lfcgi
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_PROGRAMS)
+	@BENCH_BIN=$(CURDIR)/$(BENCH_OUT) BROADWAY_BIN=$(CURDIR)/$(BIN) bench/run-bench
+# --- end bench ---
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build bin/broadway-*
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+# --- fuzz ---
+# libFuzzer over the body parser, the validators and the env resolver (pure
+# functions, no database).  Every file of tests/fuzz/corpus (seeds and the
+# crashes found so far) is first run once as a regression test, then the
+# fuzzer runs FUZZ_SECONDS.  New inputs and crashes go to tests/fuzz/out/.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BIN     := build/fuzz/fuzz_body
+FUZZ_SRC     := tests/fuzz/fuzz_body.c common/json.c common/validate.c \
+                common/env.c common/error.c common/config.c
+FUZZ_CFLAGS  := -g -O1 -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Icommon \
+                -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+.PHONY: fuzz
+$(FUZZ_BIN): $(FUZZ_SRC) $(wildcard common/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $@ $(FUZZ_SRC) $(PKG_LIBS)
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p tests/fuzz/out/corpus
+	@$(FUZZ_BIN) tests/fuzz/corpus/* >build/fuzz/regressions.log 2>&1 || \
+	  { cat build/fuzz/regressions.log; exit 1; }
+	@echo "fuzz: $$(ls tests/fuzz/corpus | wc -l) corpus files pass"
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 \
+	  -rss_limit_mb=2048 -dict=tests/fuzz/fuzz_body.dict -print_final_stats=1 \
+	  -artifact_prefix=tests/fuzz/out/ tests/fuzz/out/corpus tests/fuzz/corpus

@@ -1,0 +1,126 @@
+/* bench.c - shared helpers of the benchmark programs; see bench.h. */
+#include "bench.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double bench_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void bench_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+  }
+}
+
+void bench_samples_init(bench_samples_t *s) {
+  s->v = NULL;
+  s->n = 0;
+  s->cap = 0;
+}
+
+void bench_samples_cleanup(bench_samples_t *s) {
+  free(s->v);
+  bench_samples_init(s);
+}
+
+int bench_samples_add(bench_samples_t *s, double seconds) {
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 1024;
+    double *bigger = realloc(s->v, cap * sizeof *bigger);
+    if (!bigger)
+      return -1;
+    s->v = bigger;
+    s->cap = cap;
+  }
+  s->v[s->n++] = seconds;
+  return 0;
+}
+
+int bench_samples_merge(bench_samples_t *to, const bench_samples_t *from) {
+  for (size_t i = 0; i < from->n; i++)
+    if (bench_samples_add(to, from->v[i]) < 0)
+      return -1;
+  return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double bench_samples_pct(bench_samples_t *s, double p) {
+  if (s->n == 0)
+    return 0;
+  qsort(s->v, s->n, sizeof *s->v, cmp_double);
+  size_t rank = (size_t)(p / 100.0 * (double)s->n + 0.999999);
+  if (rank < 1)
+    rank = 1;
+  if (rank > s->n)
+    rank = s->n;
+  return s->v[rank - 1];
+}
+
+double bench_samples_mean(const bench_samples_t *s) {
+  double sum = 0;
+  for (size_t i = 0; i < s->n; i++)
+    sum += s->v[i];
+  return s->n ? sum / (double)s->n : 0;
+}
+
+void bench_result(const char *key, const char *fmt, ...) {
+  va_list ap;
+  printf("RESULT %s ", key);
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+  putchar('\n');
+  fflush(stdout);
+}
+
+void bench_result_latency(const char *key, bench_samples_t *s) {
+  char name[128];
+  snprintf(name, sizeof name, "%s_p50_ms", key);
+  bench_result(name, "%.3f", bench_samples_pct(s, 50) * 1e3);
+  snprintf(name, sizeof name, "%s_p99_ms", key);
+  bench_result(name, "%.3f", bench_samples_pct(s, 99) * 1e3);
+  snprintf(name, sizeof name, "%s_mean_ms", key);
+  bench_result(name, "%.3f", bench_samples_mean(s) * 1e3);
+  snprintf(name, sizeof name, "%s_n", key);
+  bench_result(name, "%zu", s->n);
+}
+
+char *bench_config_alloc(int students) {
+  static const char head[] =
+      "{\"env\":{\"ASSIGNMENT\":\"bench\"},"
+      "\"student_pipeline\":[{\"image\":\"bench/grade:1\","
+      "\"env\":{\"NETID\":\"$NETID\",\"DIR\":\"/sub/${NETID}/$ASSIGNMENT\"},"
+      "\"timeout\":30}],\"students\":[";
+  size_t cap = sizeof head + (size_t)students * 32 + 8, len;
+  char *buf = malloc(cap);
+  if (!buf)
+    return NULL;
+  len = (size_t)snprintf(buf, cap, "%s", head);
+  for (int i = 0; i < students; i++)
+    len += (size_t)snprintf(buf + len, cap - len, "%s{\"NETID\":\"s%06d\"}",
+                            i ? "," : "", i);
+  snprintf(buf + len, cap - len, "]}");
+  return buf;
+}
+
+long bench_env_long(const char *name, long fallback) {
+  const char *text = getenv(name);
+  char *end;
+  if (!text || !*text)
+    return fallback;
+  errno = 0;
+  long v = strtol(text, &end, 10);
+  return errno || *end ? fallback : v;
+}

@@ -1,0 +1,480 @@
+/* dblimit.c - the database baseline: what one job costs the service in the
+ * database, with no HTTP, by the same common/ code the FastCGI handlers
+ * call.  Per job, like a grader's poll + result through the API:
+ *
+ *   bw_worker_check + bw_queue_poll          (GET  /api/v1/grading_job)
+ *   bw_worker_check + bw_job_report          (POST /api/v1/grading_job/{id})
+ *
+ * with G processes in parallel (one database client each, as each FastCGI
+ * worker has one) against the same embedded FerretDB as the stack.
+ *
+ *   bw-dblimit run --procs G --jobs N [--waiting W]
+ *                                         drain N jobs of a run of N + W
+ *                                         students (W stay queued)
+ *   bw-dblimit reset                      drop every collection, re-apply
+ *                                         the schema (BENCH_SCHEMA dir)
+ *
+ * The database is found as the service finds it: bw_config_load() with the
+ * stack's BROADWAY_DATA (or BROADWAY_MONGO_URI / BROADWAY_DB).
+ *
+ * Where the time goes: the binary is linked with -Wl,--wrap for the driver
+ * calls common/ makes (see the Makefile's bench block), so every database
+ * call of the measured loop is counted and timed by kind, without touching
+ * common/.  That gives the round trips one job costs and the time of each. */
+#include <getopt.h>
+#include <json-c/json.h>
+#include <mongoc/mongoc.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "config.h"
+#include "db.h"
+#include "job.h"
+#include "queue.h"
+#include "run.h"
+#include "validate.h"
+#include "worker.h"
+
+#define MAX_PROCS 256
+
+/* ---- counting the driver calls --------------------------------------- */
+
+enum {
+  OP_INSERT,      /* mongoc_collection_insert_one */
+  OP_FIND,        /* mongoc_collection_find_with_opts (+ its cursor_next) */
+  OP_CURSOR_FREE, /* mongoc_cursor_destroy: a round trip if left open */
+  OP_UPDATE,      /* mongoc_collection_update_one */
+  OP_DELETE,      /* mongoc_collection_delete_one */
+  OP_FAM,         /* mongoc_collection_find_and_modify_with_opts */
+  OP_BULK,        /* mongoc_bulk_operation_execute */
+  OP_COUNT
+};
+
+static const char *op_names[OP_COUNT] = {
+    "insert", "find", "cursor_destroy", "update", "delete", "findAndModify",
+    "bulk"};
+
+/* Per process; summed into shared memory when a child ends. */
+static long op_calls[OP_COUNT];
+static double op_seconds[OP_COUNT];
+
+#define TIMED(kind, call)                                                      \
+  do {                                                                         \
+    double t_ = bench_now();                                                   \
+    call;                                                                      \
+    op_seconds[kind] += bench_now() - t_;                                      \
+  } while (0)
+
+bool __real_mongoc_collection_insert_one(mongoc_collection_t *,
+                                         const bson_t *, const bson_t *,
+                                         bson_t *, bson_error_t *);
+mongoc_cursor_t *__real_mongoc_collection_find_with_opts(
+    mongoc_collection_t *, const bson_t *, const bson_t *,
+    const mongoc_read_prefs_t *);
+bool __real_mongoc_cursor_next(mongoc_cursor_t *, const bson_t **);
+void __real_mongoc_cursor_destroy(mongoc_cursor_t *);
+bool __real_mongoc_collection_update_one(mongoc_collection_t *,
+                                         const bson_t *, const bson_t *,
+                                         const bson_t *, bson_t *,
+                                         bson_error_t *);
+bool __real_mongoc_collection_delete_one(mongoc_collection_t *,
+                                         const bson_t *, const bson_t *,
+                                         bson_t *, bson_error_t *);
+bool __real_mongoc_collection_find_and_modify_with_opts(
+    mongoc_collection_t *, const bson_t *,
+    const mongoc_find_and_modify_opts_t *, bson_t *, bson_error_t *);
+uint32_t __real_mongoc_bulk_operation_execute(mongoc_bulk_operation_t *,
+                                              bson_t *, bson_error_t *);
+
+bool __wrap_mongoc_collection_insert_one(mongoc_collection_t *c,
+                                         const bson_t *doc, const bson_t *opts,
+                                         bson_t *reply, bson_error_t *error);
+mongoc_cursor_t *__wrap_mongoc_collection_find_with_opts(
+    mongoc_collection_t *c, const bson_t *filter, const bson_t *opts,
+    const mongoc_read_prefs_t *prefs);
+bool __wrap_mongoc_cursor_next(mongoc_cursor_t *cursor, const bson_t **doc);
+void __wrap_mongoc_cursor_destroy(mongoc_cursor_t *cursor);
+bool __wrap_mongoc_collection_update_one(mongoc_collection_t *c,
+                                         const bson_t *filter,
+                                         const bson_t *update,
+                                         const bson_t *opts, bson_t *reply,
+                                         bson_error_t *error);
+bool __wrap_mongoc_collection_delete_one(mongoc_collection_t *c,
+                                         const bson_t *filter,
+                                         const bson_t *opts, bson_t *reply,
+                                         bson_error_t *error);
+bool __wrap_mongoc_collection_find_and_modify_with_opts(
+    mongoc_collection_t *c, const bson_t *query,
+    const mongoc_find_and_modify_opts_t *opts, bson_t *reply,
+    bson_error_t *error);
+uint32_t __wrap_mongoc_bulk_operation_execute(mongoc_bulk_operation_t *bulk,
+                                              bson_t *reply,
+                                              bson_error_t *error);
+
+bool __wrap_mongoc_collection_insert_one(mongoc_collection_t *c,
+                                         const bson_t *doc, const bson_t *opts,
+                                         bson_t *reply, bson_error_t *error) {
+  bool ok;
+  op_calls[OP_INSERT]++;
+  TIMED(OP_INSERT, ok = __real_mongoc_collection_insert_one(c, doc, opts,
+                                                            reply, error));
+  return ok;
+}
+
+mongoc_cursor_t *__wrap_mongoc_collection_find_with_opts(
+    mongoc_collection_t *c, const bson_t *filter, const bson_t *opts,
+    const mongoc_read_prefs_t *prefs) {
+  mongoc_cursor_t *cursor;
+  op_calls[OP_FIND]++;
+  TIMED(OP_FIND, cursor = __real_mongoc_collection_find_with_opts(
+                     c, filter, opts, prefs));
+  return cursor;
+}
+
+bool __wrap_mongoc_cursor_next(mongoc_cursor_t *cursor, const bson_t **doc) {
+  bool ok;
+  TIMED(OP_FIND, ok = __real_mongoc_cursor_next(cursor, doc));
+  return ok;
+}
+
+void __wrap_mongoc_cursor_destroy(mongoc_cursor_t *cursor) {
+  op_calls[OP_CURSOR_FREE]++;
+  TIMED(OP_CURSOR_FREE, __real_mongoc_cursor_destroy(cursor));
+}
+
+bool __wrap_mongoc_collection_update_one(mongoc_collection_t *c,
+                                         const bson_t *filter,
+                                         const bson_t *update,
+                                         const bson_t *opts, bson_t *reply,
+                                         bson_error_t *error) {
+  bool ok;
+  op_calls[OP_UPDATE]++;
+  TIMED(OP_UPDATE, ok = __real_mongoc_collection_update_one(
+                       c, filter, update, opts, reply, error));
+  return ok;
+}
+
+bool __wrap_mongoc_collection_delete_one(mongoc_collection_t *c,
+                                         const bson_t *filter,
+                                         const bson_t *opts, bson_t *reply,
+                                         bson_error_t *error) {
+  bool ok;
+  op_calls[OP_DELETE]++;
+  TIMED(OP_DELETE, ok = __real_mongoc_collection_delete_one(c, filter, opts,
+                                                            reply, error));
+  return ok;
+}
+
+bool __wrap_mongoc_collection_find_and_modify_with_opts(
+    mongoc_collection_t *c, const bson_t *query,
+    const mongoc_find_and_modify_opts_t *opts, bson_t *reply,
+    bson_error_t *error) {
+  bool ok;
+  op_calls[OP_FAM]++;
+  TIMED(OP_FAM, ok = __real_mongoc_collection_find_and_modify_with_opts(
+                    c, query, opts, reply, error));
+  return ok;
+}
+
+uint32_t __wrap_mongoc_bulk_operation_execute(mongoc_bulk_operation_t *bulk,
+                                              bson_t *reply,
+                                              bson_error_t *error) {
+  uint32_t rc;
+  op_calls[OP_BULK]++;
+  TIMED(OP_BULK, rc = __real_mongoc_bulk_operation_execute(bulk, reply, error));
+  return rc;
+}
+
+/* ---- shared state of one measurement --------------------------------- */
+
+typedef struct shared {
+  atomic_int done;     /* results accepted */
+  atomic_int errors;   /* calls that failed unexpectedly */
+  atomic_long empties; /* polls that found nothing (held by others) */
+  _Atomic double t_end;
+  atomic_long calls[OP_COUNT];
+  _Atomic double seconds[OP_COUNT];
+  atomic_long n_poll, n_report;
+  double lat[]; /* poll latencies, then report latencies: 2 * cap */
+} shared_t;
+
+typedef struct dbjob {
+  bw_config_t cfg;
+  int procs, jobs;
+  int waiting; /* extra students left in the queue while measuring */
+  size_t cap; /* latency slots of each kind */
+  shared_t *sh;
+} dbjob_t;
+
+static void add_double(_Atomic double *to, double v) {
+  double old = atomic_load(to);
+  while (!atomic_compare_exchange_weak(to, &old, old + v)) {
+  }
+}
+
+static void record(dbjob_t *d, bool poll, double seconds) {
+  atomic_long *n = poll ? &d->sh->n_poll : &d->sh->n_report;
+  long i = atomic_fetch_add(n, 1);
+  if ((size_t)i < d->cap)
+    d->sh->lat[(poll ? 0 : d->cap) + (size_t)i] = seconds;
+}
+
+/* ---- one grader process ---------------------------------------------- */
+
+/* One job, as the API would do it.  Returns 1 done, 0 queue empty, <0. */
+static int dbjob_step(dbjob_t *d, bw_db_t *db, const char *wid,
+                      json_object *result) {
+  json_object *job = NULL, *id;
+  bw_error_t error;
+  double t = bench_now(), polled;
+  int rc = bw_worker_check(db, wid, &error);
+
+  if (rc == 0)
+    rc = bw_queue_poll(db, &d->cfg, wid, &job, &error);
+  if (rc == BW_EEMPTY)
+    return 0;
+  polled = bench_now();
+  if (rc == 0 && !json_object_object_get_ex(job, "job_id", &id))
+    rc = bw_error_set(&error, BW_EINTERNAL, "hand-out without job_id");
+  if (rc == 0) {
+    record(d, true, polled - t);
+    rc = bw_worker_check(db, wid, &error);
+  }
+  if (rc == 0)
+    rc = bw_job_report(db, &d->cfg, json_object_get_string(id), wid, result,
+                       &error);
+  json_object_put(job);
+  if (rc < 0) {
+    fprintf(stderr, "bw-dblimit: %s\n", error.message);
+    return rc;
+  }
+  record(d, false, bench_now() - polled);
+  if (atomic_fetch_add(&d->sh->done, 1) + 1 == d->jobs)
+    atomic_store(&d->sh->t_end, bench_now());
+  return 1;
+}
+
+static json_object *dbjob_result(const bw_config_t *cfg) {
+  json_object *body = json_tokener_parse(
+      "{\"success\":true,\"info\":[{\"stage\":0,\"exit_code\":0}],"
+      "\"logs\":{\"stdout\":\"ok\\n\",\"stderr\":\"\"}}");
+  json_object *result = NULL;
+  bw_error_t error;
+  if (!body || bw_validate_result(body, cfg, &result, &error) < 0)
+    result = NULL;
+  json_object_put(body);
+  return result;
+}
+
+static int child_run(dbjob_t *d, int ready_fd, int go_fd) {
+  bw_db_t *db;
+  bw_error_t error;
+  char wid[25], byte = 0;
+  json_object *result = dbjob_result(&d->cfg);
+  int rc = 0;
+
+  if (!result || bw_db_open(&db, &d->cfg, &error) < 0 ||
+      bw_worker_register(db, "bench-db", wid, &error) < 0) {
+    fprintf(stderr, "bw-dblimit: child: %s\n", error.message);
+    atomic_fetch_add(&d->sh->errors, 1);
+    byte = 1;
+    (void)!write(ready_fd, &byte, 1);
+    return 1;
+  }
+  memset(op_calls, 0, sizeof op_calls);
+  memset(op_seconds, 0, sizeof op_seconds);
+  (void)!write(ready_fd, &byte, 1);
+  (void)!read(go_fd, &byte, 1); /* EOF when the parent says go */
+  while (atomic_load(&d->sh->done) < d->jobs) {
+    rc = dbjob_step(d, db, wid, result);
+    if (rc < 0) {
+      atomic_fetch_add(&d->sh->errors, 1);
+      break;
+    }
+    if (rc == 0) {
+      atomic_fetch_add(&d->sh->empties, 1);
+      bench_sleep_ms(1);
+    }
+  }
+  for (int i = 0; i < OP_COUNT; i++) {
+    atomic_fetch_add(&d->sh->calls[i], op_calls[i]);
+    add_double(&d->sh->seconds[i], op_seconds[i]);
+  }
+  json_object_put(result);
+  bw_db_close(db);
+  return rc < 0 ? 1 : 0;
+}
+
+/* ---- the parent ------------------------------------------------------ */
+
+static int create_started_run(const bw_config_t *cfg, int students) {
+  char *text = bench_config_alloc(students), run_id[25];
+  json_object *body = text ? json_tokener_parse(text) : NULL, *config = NULL;
+  bw_error_t error = {0};
+  bw_db_t *db = NULL;
+  int rc = -1;
+
+  if (body && bw_validate_run_config(body, cfg, &config, &error) == 0 &&
+      bw_db_open(&db, cfg, &error) == 0 &&
+      bw_run_create(db, cfg, config, run_id, &error) == 0 &&
+      bw_run_start(db, cfg, run_id, &error) == 0)
+    rc = 0;
+  if (rc < 0)
+    fprintf(stderr, "bw-dblimit: creating the run: %s\n", error.message);
+  bw_db_close(db);
+  json_object_put(config);
+  json_object_put(body);
+  free(text);
+  return rc;
+}
+
+static void report(dbjob_t *d, double seconds) {
+  shared_t *sh = d->sh;
+  int done = atomic_load(&sh->done);
+  bench_samples_t poll = {0}, rep = {0};
+  size_t np = (size_t)atomic_load(&sh->n_poll),
+         nr = (size_t)atomic_load(&sh->n_report);
+  char key[64];
+
+  for (size_t i = 0; i < np && i < d->cap; i++)
+    bench_samples_add(&poll, sh->lat[i]);
+  for (size_t i = 0; i < nr && i < d->cap; i++)
+    bench_samples_add(&rep, sh->lat[d->cap + i]);
+  bench_result("db_procs", "%d", d->procs);
+  bench_result("db_waiting", "%d", d->waiting);
+  bench_result("db_jobs", "%d", done);
+  bench_result("db_seconds", "%.3f", seconds);
+  bench_result("db_jobs_per_s", "%.1f", seconds > 0 ? done / seconds : 0);
+  bench_result_latency("db_poll", &poll);
+  bench_result_latency("db_report", &rep);
+  bench_result("db_empty_polls", "%ld", atomic_load(&sh->empties));
+  bench_result("db_errors", "%d", atomic_load(&sh->errors));
+  /* Round trips and database time per job, by kind of call. */
+  for (int i = 0; i < OP_COUNT && done > 0; i++) {
+    long calls = atomic_load(&sh->calls[i]);
+    double secs = atomic_load(&sh->seconds[i]);
+    snprintf(key, sizeof key, "db_op_%s_per_job", op_names[i]);
+    bench_result(key, "%.2f", (double)calls / done);
+    snprintf(key, sizeof key, "db_op_%s_ms_per_call", op_names[i]);
+    bench_result(key, "%.3f", calls ? secs / (double)calls * 1e3 : 0);
+  }
+  bench_samples_cleanup(&poll);
+  bench_samples_cleanup(&rep);
+}
+
+static int cmd_run(dbjob_t *d) {
+  pid_t pids[MAX_PROCS];
+  int ready[2], go[2], failed = 0;
+  size_t size;
+  char byte;
+
+  d->cap = (size_t)d->jobs + (size_t)d->procs * 4;
+  size = sizeof(shared_t) + 2 * d->cap * sizeof(double);
+  d->sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+               -1, 0);
+  if (d->sh == MAP_FAILED || pipe(ready) < 0 || pipe(go) < 0)
+    return 1;
+  memset(d->sh, 0, sizeof(shared_t));
+  if (create_started_run(&d->cfg, d->jobs + d->waiting) < 0)
+    return 1;
+  fflush(NULL);
+  for (int i = 0; i < d->procs; i++) {
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      close(ready[0]);
+      close(go[1]);
+      _exit(child_run(d, ready[1], go[0]));
+    }
+  }
+  close(ready[1]);
+  close(go[0]);
+  for (int i = 0; i < d->procs; i++)
+    if (read(ready[0], &byte, 1) != 1 || byte != 0)
+      failed = 1;
+  double t0 = bench_now();
+  close(go[1]); /* every child's read returns: go */
+  for (int i = 0; i < d->procs; i++) {
+    int status;
+    waitpid(pids[i], &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      failed = 1;
+  }
+  double t_end = atomic_load(&d->sh->t_end);
+  report(d, (t_end > 0 ? t_end : bench_now()) - t0);
+  failed |= atomic_load(&d->sh->done) < d->jobs;
+  munmap(d->sh, size);
+  return failed;
+}
+
+/* Drops every collection of the service and re-creates them with their
+ * indexes: a clean database between measurements, much faster on FerretDB
+ * than deleting documents. */
+static int cmd_reset(const bw_config_t *cfg) {
+  const char *schema = getenv("BENCH_SCHEMA");
+  bw_error_t error = {0};
+  bson_error_t driver;
+  bw_db_t *db;
+  int rc;
+
+  if (bw_db_open(&db, cfg, &error) < 0) {
+    fprintf(stderr, "bw-dblimit: %s\n", error.message);
+    return 1;
+  }
+  for (int i = 0; i < BW_COLL_COUNT; i++)
+    if (!mongoc_collection_drop(bw_db_coll(db, (bw_coll_t)i), &driver) &&
+        driver.code != 26) /* NamespaceNotFound */
+      fprintf(stderr, "bw-dblimit: drop %s: %s\n",
+              bw_db_coll_name((bw_coll_t)i), driver.message);
+  rc = bw_db_apply_schema(db, schema ? schema : "sql-free-schema", &error);
+  if (rc < 0)
+    fprintf(stderr, "bw-dblimit: schema: %s\n", error.message);
+  bw_db_close(db);
+  return rc < 0;
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"procs", required_argument, NULL, 'p'},
+      {"jobs", required_argument, NULL, 'j'},
+      {"waiting", required_argument, NULL, 'w'},
+      {NULL, 0, NULL, 0}};
+  dbjob_t d = {.procs = 16, .jobs = 2000};
+  const char *cmd = argc > 1 ? argv[1] : "";
+  bw_error_t error;
+  int ch, rc;
+
+  while ((ch = getopt_long(argc - 1, argv + 1, "", longopts, NULL)) != -1) {
+    if (ch == 'p')
+      d.procs = atoi(optarg);
+    else if (ch == 'j')
+      d.jobs = atoi(optarg);
+    else if (ch == 'w')
+      d.waiting = atoi(optarg);
+    else
+      return 2;
+  }
+  if (d.procs < 1 || d.procs > MAX_PROCS || d.jobs < 1 || d.waiting < 0) {
+    fprintf(stderr, "bw-dblimit: --procs 1..%d, --jobs >= 1\n", MAX_PROCS);
+    return 2;
+  }
+  if (bw_config_load(&d.cfg, getenv("BROADWAY_CONFIG"), &error) < 0) {
+    fprintf(stderr, "bw-dblimit: config: %s\n", error.message);
+    return 2;
+  }
+  if (strcmp(cmd, "run") == 0)
+    rc = cmd_run(&d);
+  else if (strcmp(cmd, "reset") == 0)
+    rc = cmd_reset(&d.cfg);
+  else {
+    fprintf(stderr, "usage: bw-dblimit run --procs G --jobs N | reset\n");
+    rc = 2;
+  }
+  mongoc_cleanup();
+  return rc;
+}

@@ -1,0 +1,31 @@
+/* auth.h - who may call: the cluster token, and the worker id header.
+ *
+ * Token comparison is constant-time in the length of the expected token, so
+ * response timing says nothing about how much of a guess was right.  Nothing
+ * here logs; never log a token. */
+#ifndef BW_AUTH_H
+#define BW_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+
+/* true when `given` equals `expected`, in time independent of where they
+ * differ.  NULL `given` is false; an empty or NULL `expected` (no cluster
+ * token configured) matches nothing. */
+bool bw_auth_token_equal(const char *given, const char *expected);
+
+/* The Authorization header value ("<token>" or "Bearer <token>", NULL when
+ * absent) against the cluster token.  "Bearer" is matched in any case and
+ * followed by one or more blanks; an empty header counts as missing.  Returns 0
+ * or BW_EAUTH with a message that never contains the token. */
+int bw_auth_check(const char *authorization, const char *token,
+                  bw_error_t *error);
+
+/* The worker_id header (NULL when absent).  Copies the id into out (25 bytes,
+ * lowercased).  Returns 0, or BW_EINVAL "worker_id: missing" /
+ * "worker_id: expected 24 hex digits". */
+int bw_auth_worker_id(const char *header, char out[25], bw_error_t *error);
+
+#endif

@@ -1,0 +1,247 @@
+#include "db.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "json.h"
+#include "log.h"
+
+struct bw_db {
+  mongoc_client_t *client;
+  mongoc_database_t *database;
+  mongoc_collection_t *colls[BW_COLL_COUNT];
+};
+
+static const char *coll_names[BW_COLL_COUNT] = {
+    "runs",   "rosters",  "jobs",  "queue",
+    "claims", "outcomes", "marks", "workers", "results",
+};
+
+const char *bw_db_coll_name(bw_coll_t which) {
+  return coll_names[which];
+}
+
+int64_t bw_db_now_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+bool bw_db_oid_parse(const char *text, bson_oid_t *oid) {
+  if (text == NULL || strlen(text) != 24 || !bson_oid_is_valid(text, 24))
+    return false;
+  bson_oid_init_from_string(oid, text);
+  return true;
+}
+
+/* Timeouts go on the URI so that a database that is down costs a request
+ * at most db_timeout_ms, and the client rescans by itself when it is back. */
+static mongoc_uri_t *db_uri_new(const bw_config_t *cfg, bw_error_t *error) {
+  bson_error_t driver;
+  mongoc_uri_t *uri = mongoc_uri_new_with_error(cfg->mongo_uri, &driver);
+  if (uri == NULL) {
+    bw_error_set(error, BW_EINVAL, "mongo_uri: %s", driver.message);
+    return NULL;
+  }
+  mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+                                 cfg->db_timeout_ms);
+  mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS,
+                                 cfg->db_timeout_ms);
+  mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS,
+                                 cfg->db_timeout_ms);
+  return uri;
+}
+
+int bw_db_open(bw_db_t **out, const bw_config_t *cfg, bw_error_t *error) {
+  bson_error_t driver;
+  mongoc_uri_t *uri;
+  bw_db_t *db;
+
+  *out = NULL;
+  mongoc_init();
+  uri = db_uri_new(cfg, error);
+  if (uri == NULL)
+    return BW_EINVAL;
+  db = bson_malloc0(sizeof *db);
+  db->client = mongoc_client_new_from_uri_with_error(uri, &driver);
+  mongoc_uri_destroy(uri);
+  if (db->client == NULL) {
+    bson_free(db);
+    return bw_error_set(error, BW_EINVAL, "mongo_uri: %s", driver.message);
+  }
+  mongoc_client_set_appname(db->client, "broadway");
+  mongoc_client_set_error_api(db->client, MONGOC_ERROR_API_VERSION_2);
+  db->database = mongoc_client_get_database(db->client, cfg->db_name);
+  for (int i = 0; i < BW_COLL_COUNT; i++)
+    db->colls[i] = mongoc_database_get_collection(db->database, coll_names[i]);
+  *out = db;
+  return 0;
+}
+
+void bw_db_close(bw_db_t *db) {
+  if (db == NULL)
+    return;
+  for (int i = 0; i < BW_COLL_COUNT; i++)
+    mongoc_collection_destroy(db->colls[i]);
+  mongoc_database_destroy(db->database);
+  mongoc_client_destroy(db->client);
+  bson_free(db);
+}
+
+mongoc_collection_t *bw_db_coll(bw_db_t *db, bw_coll_t which) {
+  return db->colls[which];
+}
+
+mongoc_database_t *bw_db_database(bw_db_t *db) {
+  return db->database;
+}
+
+int bw_db_error(const bson_error_t *driver, bw_error_t *error) {
+  if (driver->code == 11000 || driver->code == 11001)
+    return bw_error_set(error, BW_EDUP, "database: duplicate key");
+  return bw_error_set(error, BW_EDB, "database: %s", driver->message);
+}
+
+/* Was this duplicate-key failure caused by our own earlier attempt (a retry
+ * somewhere below us)?  Every once-only document carries a unique `op`. */
+static bool db_dup_is_ours(bw_db_t *db, bw_coll_t which, const bson_t *doc) {
+  bson_iter_t id, op, theirs;
+  bson_t filter = BSON_INITIALIZER, found;
+  bool ours = false;
+
+  if (!bson_iter_init_find(&id, doc, "_id") ||
+      !bson_iter_init_find(&op, doc, "op") || !BSON_ITER_HOLDS_UTF8(&op))
+    return false;
+  bson_append_iter(&filter, "_id", 3, &id);
+  if (bw_db_find_one(db, which, &filter, NULL, &found, NULL) == 0 &&
+      bson_iter_init_find(&theirs, &found, "op") &&
+      BSON_ITER_HOLDS_UTF8(&theirs))
+    ours = strcmp(bson_iter_utf8(&op, NULL), bson_iter_utf8(&theirs, NULL)) ==
+           0;
+  bson_destroy(&found);
+  bson_destroy(&filter);
+  return ours;
+}
+
+int bw_db_insert_once(bw_db_t *db, bw_coll_t which, const bson_t *doc,
+                      bw_error_t *error) {
+  bson_error_t driver;
+  int rc;
+
+  if (mongoc_collection_insert_one(db->colls[which], doc, NULL, NULL, &driver))
+    return 0;
+  rc = bw_db_error(&driver, error);
+  if (rc == BW_EDUP && db_dup_is_ours(db, which, doc))
+    return 0;
+  return rc;
+}
+
+int bw_db_find_one(bw_db_t *db, bw_coll_t which, const bson_t *filter,
+                   const bson_t *opts, bson_t *out, bw_error_t *error) {
+  const bson_t *doc;
+  bson_error_t driver;
+  bson_t limited = BSON_INITIALIZER;
+  mongoc_cursor_t *cursor;
+  int rc = BW_ENOTFOUND;
+
+  bson_init(out);
+  if (opts != NULL)
+    bson_copy_to_excluding_noinit(opts, &limited, "limit", NULL);
+  BSON_APPEND_INT64(&limited, "limit", 1);
+  cursor = mongoc_collection_find_with_opts(db->colls[which], filter,
+                                            &limited, NULL);
+  if (mongoc_cursor_next(cursor, &doc)) {
+    bson_copy_to(doc, out);
+    rc = 0;
+  } else if (mongoc_cursor_error(cursor, &driver)) {
+    rc = bw_db_error(&driver, error);
+  } else {
+    bw_error_set(error, BW_ENOTFOUND, "not found");
+  }
+  mongoc_cursor_destroy(cursor);
+  bson_destroy(&limited);
+  return rc;
+}
+
+/* "already exists" (48) is the normal answer on every start but the first. */
+static int db_create_collection(bw_db_t *db, const char *name,
+                                bw_error_t *error) {
+  bson_error_t driver;
+  mongoc_collection_t *coll =
+      mongoc_database_create_collection(db->database, name, NULL, &driver);
+  if (coll != NULL) {
+    mongoc_collection_destroy(coll);
+    return 0;
+  }
+  if (driver.code == 48)
+    return 0;
+  return bw_db_error(&driver, error);
+}
+
+/* Index directions as int32: FerretDB's SQLite backend panics on int64. */
+static void db_append_index_key(bson_t *index, json_object *key) {
+  bson_t doc;
+  BSON_APPEND_DOCUMENT_BEGIN(index, "key", &doc);
+  json_object_object_foreach(key, field, direction) {
+    BSON_APPEND_INT32(&doc, field, json_object_get_int(direction));
+  }
+  bson_append_document_end(index, &doc);
+}
+
+/* One createIndexes command per index: FerretDB v1.24 panics when one
+ * command lists two or more indexes that already exist (its duplicate filter
+ * deletes from the slice it is indexing), which is every start but the
+ * first.  Creating an existing identical index is a no-op on both. */
+static int db_create_index(bw_db_t *db, const char *coll, json_object *spec,
+                           size_t i, bw_error_t *error) {
+  bson_t cmd = BSON_INITIALIZER, list, index, reply;
+  bson_error_t driver;
+  json_object *key, *name, *unique;
+  int rc = 0;
+
+  if (!json_object_object_get_ex(spec, "key", &key) ||
+      !json_object_object_get_ex(spec, "name", &name))
+    return bw_error_set(error, BW_EINVAL,
+                        "schema %s: indexes[%zu] needs key and name", coll, i);
+  BSON_APPEND_UTF8(&cmd, "createIndexes", coll);
+  BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &list);
+  BSON_APPEND_DOCUMENT_BEGIN(&list, "0", &index);
+  db_append_index_key(&index, key);
+  BSON_APPEND_UTF8(&index, "name", json_object_get_string(name));
+  if (json_object_object_get_ex(spec, "unique", &unique) &&
+      json_object_get_boolean(unique))
+    BSON_APPEND_BOOL(&index, "unique", true);
+  bson_append_document_end(&list, &index);
+  bson_append_array_end(&cmd, &list);
+  if (!mongoc_database_write_command_with_opts(db->database, &cmd, NULL,
+                                               &reply, &driver))
+    rc = bw_db_error(&driver, error);
+  bson_destroy(&reply);
+  bson_destroy(&cmd);
+  return rc;
+}
+
+int bw_db_apply_schema(bw_db_t *db, const char *schema_dir, bw_error_t *error) {
+  for (int i = 0; i < BW_COLL_COUNT; i++) {
+    char path[BW_PATH_MAX];
+    json_object *schema, *indexes;
+    int rc;
+
+    snprintf(path, sizeof path, "%s/%s.json", schema_dir, coll_names[i]);
+    schema = json_object_from_file(path);
+    if (schema == NULL)
+      return bw_error_set(error, BW_EINVAL, "schema: cannot read %s", path);
+    rc = db_create_collection(db, coll_names[i], error);
+    if (rc == 0 && json_object_object_get_ex(schema, "indexes", &indexes) &&
+        json_object_is_type(indexes, json_type_array))
+      for (size_t j = 0; rc == 0 && j < json_object_array_length(indexes); j++)
+        rc = db_create_index(db, coll_names[i],
+                             json_object_array_get_idx(indexes, j), j, error);
+    json_object_put(schema);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}

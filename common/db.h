@@ -1,0 +1,79 @@
+/* db.h - the MongoDB connection of one process, and the few primitives every
+ * other module builds on.
+ *
+ * One bw_db_t per process, made after fork() (a mongoc client must never
+ * cross a fork).  bw_db_open() allocates it, bw_db_close() frees it.  The
+ * collections it hands out are owned by the bw_db_t: do not destroy them.
+ *
+ * Why the primitives look the way they do: the embedded database, FerretDB,
+ * runs findAndModify and updates as read-then-write without a lock, so two
+ * callers can both "win" and concurrent updates of one document can overwrite
+ * each other.  Inserts under a unique _id are atomic on FerretDB and MongoDB
+ * alike.  So every decision that must happen exactly once (a job handed out,
+ * a result accepted, a run advanced) is made by inserting a document with a
+ * deterministic string _id: whoever inserts it first owns the decision
+ * (bw_db_insert_once).  Plain updates are used only on documents that, by
+ * then, have exactly one writer. */
+#ifndef BW_DB_H
+#define BW_DB_H
+
+#include <mongoc/mongoc.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "error.h"
+
+typedef enum bw_coll {
+  BW_COLL_RUNS,     /* one per grading run: config (pipelines once), state */
+  BW_COLL_ROSTERS,  /* one per run: the students array, for pre/post jobs */
+  BW_COLL_JOBS,     /* one per job: run, type, student env, state, result */
+  BW_COLL_QUEUE,    /* one per waiting hand-out: _id "<job>:<attempt>" */
+  BW_COLL_CLAIMS,   /* one per hand-out ever made: _id "<job>:<attempt>" */
+  BW_COLL_OUTCOMES, /* one per ended attempt: _id "<job>:<attempt>" */
+  BW_COLL_MARKS,    /* run-level once-only decisions and finish tickets */
+  BW_COLL_WORKERS,  /* one per registered grader, with its last heartbeat */
+  BW_COLL_RESULTS,  /* one per finished job: what its grader sent (info, logs) */
+  BW_COLL_COUNT
+} bw_coll_t;
+
+typedef struct bw_db bw_db_t;
+
+/* Connects (lazily: the first command does the I/O) with server selection,
+ * socket and connect timeouts of cfg->db_timeout_ms.  Returns 0 and *out, or
+ * BW_EINVAL for a bad URI / BW_ENOMEM. */
+int bw_db_open(bw_db_t **out, const bw_config_t *cfg, bw_error_t *error);
+void bw_db_close(bw_db_t *db);
+
+mongoc_collection_t *bw_db_coll(bw_db_t *db, bw_coll_t which);
+mongoc_database_t *bw_db_database(bw_db_t *db);
+const char *bw_db_coll_name(bw_coll_t which);
+
+/* Maps a driver error to ours: duplicate key -> BW_EDUP, server selection /
+ * socket failures -> BW_EDB (503), anything else BW_EDB too; the message is
+ * "database: <driver text>".  Returns the code. */
+int bw_db_error(const bson_error_t *driver, bw_error_t *error);
+
+/* Inserts `doc` (which must carry its _id).  Returns 0 when this call
+ * inserted it, BW_EDUP when a document with that _id already exists (someone
+ * else decided first), BW_EDB on failure. */
+int bw_db_insert_once(bw_db_t *db, bw_coll_t which, const bson_t *doc,
+                      bw_error_t *error);
+
+/* Finds one document by _id (string or ObjectId already in `id_doc` as
+ * {"_id": ...}).  Returns 0 and initialises *out (caller bson_destroy()s),
+ * BW_ENOTFOUND (then *out is still initialised, empty), or BW_EDB. */
+int bw_db_find_one(bw_db_t *db, bw_coll_t which, const bson_t *filter,
+                   const bson_t *opts, bson_t *out, bw_error_t *error);
+
+/* Applies every sql-free-schema/<collection>.json in schema_dir: creates the
+ * collection and its indexes when missing.  Idempotent.  Returns 0 or
+ * BW_EDB / BW_EINVAL (bad schema file). */
+int bw_db_apply_schema(bw_db_t *db, const char *schema_dir, bw_error_t *error);
+
+/* Milliseconds since the epoch, for timestamps stored as BSON dates. */
+int64_t bw_db_now_ms(void);
+
+/* Parses 24 hex digits into an ObjectId; false when malformed. */
+bool bw_db_oid_parse(const char *text, bson_oid_t *oid);
+
+#endif

@@ -1,0 +1,39 @@
+/* job.h - one grading job: read it, and accept a grader's result for it.
+ *
+ * The result rules (PROTOCOL.md): the job must be held by the calling worker
+ * (else 409); the same worker re-sending the result it already sent gets 200
+ * and nothing changes; an unknown job is 404.  Acceptance is decided by a
+ * once-only insert of the attempt's outcome, so a result racing the reaper
+ * (or a second copy of itself) is accepted at most once. */
+#ifndef BW_JOB_H
+#define BW_JOB_H
+
+#include <json-c/json.h>
+
+#include "config.h"
+#include "db.h"
+#include "error.h"
+
+/* Client view of a job.  Returns 0 and *out (new reference), BW_ENOTFOUND
+ * or BW_EDB.  job_id must already be 24 hex digits. */
+int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
+               json_object **out, bw_error_t *error);
+
+/* Records `result` (from bw_validate_result) for the job held by worker_id.
+ * Returns 0, BW_ENOTFOUND, BW_ECONFLICT, or BW_EDB. */
+int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
+                  const char *worker_id, json_object *result,
+                  bw_error_t *error);
+
+/* Ends attempt `attempt` of a job whose holder will never report it (its
+ * grader stopped heartbeating, or the hand-out never reached the grader): puts
+ * the job back in the queue as attempt+1, or fails it with `reason` once
+ * cfg->max_attempts hand-outs are used up (then *failed is true and the run
+ * moves on).  Decided by the attempt's once-only outcome insert, so a late
+ * result and any number of reapers race safely.  Returns 0 when this call
+ * ended the attempt, BW_EDUP when it had already ended, or BW_EDB. */
+int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg,
+                   const bson_oid_t *job_id, int attempt, const char *reason,
+                   bool *failed, bw_error_t *error);
+
+#endif

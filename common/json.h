@@ -1,0 +1,67 @@
+/* json.h - JSON in and out: parsing request bodies safely, JSend envelopes,
+ * and the bridge between json-c objects and BSON documents.
+ *
+ * Ownership: every function returning a json_object* returns a new reference
+ * that the caller must json_object_put().  Functions taking a json_object*
+ * "data" argument take over that reference (so callers can nest calls). */
+#ifndef BW_JSON_H
+#define BW_JSON_H
+
+#include <bson/bson.h>
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "error.h"
+
+/* Parses a request body.  Rejects (BW_EINVAL, message names the problem and,
+ * where it can, the field): empty body, invalid JSON, invalid UTF-8, NUL
+ * bytes (raw or \u0000 escaped) anywhere, nesting deeper than max_depth, a top
+ * level that is not an object, and any object key that starts with '$' or
+ * contains '.' (such keys could become MongoDB operators or paths).  On
+ * success *out is an object.
+ *
+ * The syntax is RFC 8259 exactly (json-c alone would take single quotes,
+ * NaN, raw control characters in strings): also rejected are lone UTF-16
+ * surrogate escapes, and numbers json-c would change (integers outside
+ * int64/uint64, doubles that overflow to inf).  The top-level object counts
+ * as depth 1.  Messages:
+ *   "body: empty"                       "body: expected a JSON object"
+ *   "body: invalid JSON at offset 12"   "body: invalid UTF-8 at offset 7"
+ *   "body: contains a NUL byte at offset 7"
+ *   "body: nesting deeper than 32"      "body: number out of range at offset 5"
+ *   "body: unexpected data after the object at offset 8"
+ *   "students[2].NAME: contains a NUL byte"
+ *   "body: an object key contains a NUL byte at offset 3" (json-c cuts keys
+ *      at a NUL, so only the offset is known)
+ *   "students[0].$where: keys must not start with '$'"
+ *   "env.a.b: keys must not contain '.'"
+ * A body over INT_MAX bytes is BW_ETOOBIG (nginx stops it long before). */
+int bw_json_parse_body(const char *buf, size_t len, int max_depth,
+                       json_object **out, bw_error_t *error);
+
+/* JSend envelopes.  success: {"status":"success","data":data} (data NULL ->
+ * null); fail: {"status":"fail","data":{"message":msg}}; error:
+ * {"status":"error","message":msg,"code":code}. */
+json_object *bw_jsend_success(json_object *data);
+json_object *bw_jsend_fail(const char *message);
+json_object *bw_jsend_error(const char *message, int code);
+
+/* BSON -> JSON for replies.  ObjectId -> 24-hex string; date-time -> ISO-8601
+ * UTC string with milliseconds ("2026-11-26T02:31:46.123Z"); int32/int64 ->
+ * int; double -> double; bool, null, string, document, array as themselves;
+ * anything else -> its relaxed extended JSON; a non-finite double or a date
+ * outside struct tm -> null.  bw_json_from_bson returns NULL only on ENOMEM.
+ * bw_json_from_bson_iter also returns NULL for a null value (json-c's JSON
+ * null is a NULL pointer), so it cannot report ENOMEM apart from that. */
+json_object *bw_json_from_bson(const bson_t *doc);
+json_object *bw_json_from_bson_iter(const bson_iter_t *iter); /* one value */
+
+/* JSON -> BSON: appends `value` under `key` to `out` (objects become
+ * documents, arrays arrays, ints int64, doubles double).  Returns 0 or
+ * BW_ENOMEM. */
+int bw_json_append_bson(bson_t *out, const char *key, json_object *value);
+
+/* Serialised size of `value` in bytes (compact JSON). */
+size_t bw_json_size(json_object *value);
+
+#endif

@@ -1,0 +1,59 @@
+/* run.h - grading runs: create, start, report, and advance through their
+ * phases (created -> pre_processing -> students -> post_processing ->
+ * succeeded | failed).
+ *
+ * A run's pipelines and global env are stored once, in its runs document;
+ * its roster once, in rosters; each job stores only its own student entry.
+ * Ownership: *out objects are new json-c references, the caller puts them. */
+#ifndef BW_RUN_H
+#define BW_RUN_H
+
+#include <json-c/json.h>
+
+#include "config.h"
+#include "db.h"
+#include "error.h"
+
+/* Stores a validated config (from bw_validate_run_config) as a new run in
+ * state "created" with one job per student (and a pre/post job when those
+ * pipelines exist), all in bulk.  Writes the run id (24 hex + NUL) to run_id.
+ * Returns 0 or BW_EDB. */
+int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
+                  char run_id[25], bw_error_t *error);
+
+/* Starts a run: queues its pre-processing job, or all its student jobs.
+ * Exactly once however many callers race.  Returns 0, BW_ENOTFOUND,
+ * BW_EINVAL "grading run <id> was already started", or BW_EDB. */
+int bw_run_start(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
+                 bw_error_t *error);
+
+/* The run's state, timestamps, job counts per state and every job.
+ * Returns 0 and *out, BW_ENOTFOUND, or BW_EDB. */
+int bw_run_status(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
+                  json_object **out, bw_error_t *error);
+
+/* Called once per job that reached a final state (succeeded or failed),
+ * by whoever made it final.  Moves the run on: a pre job's end queues the
+ * students or fails the run; the last student job's end queues the post job
+ * (exactly once) or finishes the run; the post job's end finishes the run.
+ * `job` is the job document.  Returns 0 or BW_EDB. */
+int bw_run_job_finished(bw_db_t *db, const bw_config_t *cfg, const bson_t *job,
+                        bool success, bw_error_t *error);
+
+/* Re-drives an active run (used by the reaper after crashes): re-queues its
+ * current phase's waiting jobs that have neither a queue entry nor a claim
+ * for their next attempt, and moves the run on when its phase's jobs are all
+ * final but it did not advance.  Safe to repeat and to race: every step is
+ * idempotent or guarded by a once-only mark.  Adds the number of fixes to
+ * *repaired.  Returns 0 or BW_EDB. */
+int bw_run_repair(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
+                  int *repaired, bw_error_t *error);
+
+/* What a client is shown for a job whose stored state is `stored`: student
+ * jobs are stored "created" until handed out and shown "queued" once their
+ * run reached the students phase (so starting a run of 10,000 students does
+ * not rewrite 10,000 documents). */
+const char *bw_run_job_state(const char *stored, const char *type,
+                             const char *run_state);
+
+#endif

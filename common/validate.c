@@ -1,0 +1,789 @@
+#include "validate.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "env.h"
+#include "json.h"
+
+/* Everything a check needs: the limits, where to report, and the JSON path
+ * of the value being checked (for the message). */
+typedef struct check {
+  const bw_config_t *cfg;
+  bw_error_t *error;
+} check_t;
+
+/* Paths in messages: "students[3].NETID".  A path longer than the buffer is
+ * cut, which only shortens the message (vsnprintf, so no truncation warning
+ * for what is meant). */
+typedef char path_t[512];
+
+static void path_format(path_t out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void path_format(path_t out, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(out, sizeof(path_t), fmt, ap);
+  va_end(ap);
+}
+
+static void path_key(path_t out, const char *parent, const char *key) {
+  if (parent[0] == '\0')
+    path_format(out, "%s", key);
+  else
+    path_format(out, "%s.%s", parent, key);
+}
+
+static void path_index(path_t out, const char *parent, size_t index) {
+  path_format(out, "%s[%zu]", parent, index);
+}
+
+static bool key_allowed(const char *key, const char *const *allowed) {
+  for (; *allowed != NULL; allowed++)
+    if (strcmp(key, *allowed) == 0)
+      return true;
+  return false;
+}
+
+static int check_known_keys(check_t *c, json_object *object, const char *path,
+                            const char *const *allowed) {
+  path_t child;
+  json_object_object_foreach(object, key, value) {
+    (void)value;
+    if (!key_allowed(key, allowed)) {
+      path_key(child, path, key);
+      return bw_error_set(c->error, BW_EINVAL, "%s: unknown key", child);
+    }
+  }
+  return 0;
+}
+
+static int check_string(check_t *c, json_object *value, const char *path,
+                        size_t max_len) {
+  size_t len;
+  if (!json_object_is_type(value, json_type_string))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected a string", path);
+  len = (size_t)json_object_get_string_len(value);
+  if (len > max_len)
+    return bw_error_set(c->error, BW_EINVAL,
+                        "%s: %zu bytes is over the limit of %zu", path, len,
+                        max_len);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * ENV objects: students' entries, the global env, stage envs. */
+
+static int check_env_name(check_t *c, const char *name, const char *path) {
+  path_t child;
+  size_t len = strlen(name);
+  if (len > c->cfg->max_env_name)
+    return bw_error_set(c->error, BW_EINVAL,
+                        "%s: variable name of %zu bytes is over the limit of "
+                        "%zu",
+                        path, len, c->cfg->max_env_name);
+  if (!bw_validate_env_name(name, c->cfg->max_env_name)) {
+    path_key(child, path, name);
+    return bw_error_set(c->error, BW_EINVAL,
+                        "%s: invalid environment variable name", child);
+  }
+  return 0;
+}
+
+/* Numbers and booleans become their JSON text ("1.50", "true"): what a
+ * shell would see if the course had quoted them. */
+static int stringify_scalar(json_object *layer, const char *name,
+                            json_object *value) {
+  const char *text = json_object_to_json_string_ext(value, 0);
+  json_object *copy = json_object_new_string(text);
+  if (copy == NULL || json_object_object_add(layer, name, copy) != 0) {
+    json_object_put(copy);
+    return BW_ENOMEM;
+  }
+  return 0;
+}
+
+/* `scalars_allowed`: numbers and booleans are accepted and turned into
+ * strings in place (students and the global env); stage envs take strings
+ * only. */
+static int check_env_object(check_t *c, json_object *env, const char *path,
+                            bool scalars_allowed) {
+  path_t child;
+  int count, rc;
+
+  if (!json_object_is_type(env, json_type_object))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected an object", path);
+  count = json_object_object_length(env);
+  if (count > c->cfg->max_env)
+    return bw_error_set(c->error, BW_ETOOBIG,
+                        "%s: %d variables is over the limit of %d", path, count,
+                        c->cfg->max_env);
+  json_object_object_foreach(env, name, value) {
+    if ((rc = check_env_name(c, name, path)) < 0)
+      return rc;
+    path_key(child, path, name);
+    if (scalars_allowed && (json_object_is_type(value, json_type_int) ||
+                            json_object_is_type(value, json_type_double) ||
+                            json_object_is_type(value, json_type_boolean))) {
+      if (stringify_scalar(env, name, value) < 0)
+        return bw_error_set(c->error, BW_ENOMEM, "%s: out of memory", child);
+      /* The text of a number can be as long as the client likes: it is
+       * held to the same limit as a string value. */
+      value = json_object_object_get(env, name);
+    }
+    if (!json_object_is_type(value, json_type_string))
+      return bw_error_set(c->error, BW_EINVAL, "%s: expected a string", child);
+    if ((size_t)json_object_get_string_len(value) > c->cfg->max_env_value)
+      return bw_error_set(
+          c->error, BW_EINVAL, "%s: value of %d bytes is over the limit of %zu",
+          child, json_object_get_string_len(value), c->cfg->max_env_value);
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Stages and pipelines. */
+
+static const char *const stage_keys[] = {
+    "image",     "env",     "entry_point", "enable_networking",
+    "host_name", "timeout", NULL};
+
+static int check_image(check_t *c, json_object *stage, const char *path) {
+  json_object *image;
+  path_t child;
+  int rc;
+
+  path_key(child, path, "image");
+  if (!json_object_object_get_ex(stage, "image", &image))
+    return bw_error_set(c->error, BW_EINVAL, "%s: required", child);
+  if ((rc = check_string(c, image, child, c->cfg->max_string)) < 0)
+    return rc;
+  if (json_object_get_string_len(image) == 0)
+    return bw_error_set(c->error, BW_EINVAL, "%s: must not be empty", child);
+  return 0;
+}
+
+static int check_entry_point(check_t *c, json_object *entry_point,
+                             const char *path) {
+  path_t child;
+  size_t i, n;
+  int rc;
+
+  if (!json_object_is_type(entry_point, json_type_array))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected an array", path);
+  n = json_object_array_length(entry_point);
+  for (i = 0; i < n; i++) {
+    path_index(child, path, i);
+    rc = check_string(c, json_object_array_get_idx(entry_point, i), child,
+                      c->cfg->max_string);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int check_timeout(check_t *c, json_object *timeout, const char *path) {
+  double seconds;
+  if (!json_object_is_type(timeout, json_type_int) &&
+      !json_object_is_type(timeout, json_type_double))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected a number", path);
+  seconds = json_object_get_double(timeout);
+  if (!(seconds > 0))
+    return bw_error_set(c->error, BW_EINVAL, "%s: must be > 0", path);
+  if (seconds > c->cfg->max_timeout)
+    return bw_error_set(c->error, BW_EINVAL, "%s: must be <= %d", path,
+                        c->cfg->max_timeout);
+  return 0;
+}
+
+/* The optional keys of a stage, each checked when present. */
+static int check_stage_option(check_t *c, json_object *stage, const char *path,
+                              const char *key) {
+  json_object *value;
+  path_t child;
+
+  if (!json_object_object_get_ex(stage, key, &value))
+    return 0;
+  path_key(child, path, key);
+  if (strcmp(key, "env") == 0)
+    return check_env_object(c, value, child, false);
+  if (strcmp(key, "entry_point") == 0)
+    return check_entry_point(c, value, child);
+  if (strcmp(key, "enable_networking") == 0) {
+    if (!json_object_is_type(value, json_type_boolean))
+      return bw_error_set(c->error, BW_EINVAL, "%s: expected a boolean", child);
+    return 0;
+  }
+  if (strcmp(key, "host_name") == 0)
+    return check_string(c, value, child, c->cfg->max_string);
+  return check_timeout(c, value, child);
+}
+
+static int check_stage(check_t *c, json_object *stage, const char *path) {
+  static const char *const options[] = {
+      "env", "entry_point", "enable_networking", "host_name", "timeout"};
+  size_t i;
+  int rc;
+
+  if (!json_object_is_type(stage, json_type_object))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected an object", path);
+  if ((rc = check_known_keys(c, stage, path, stage_keys)) < 0)
+    return rc;
+  if ((rc = check_image(c, stage, path)) < 0)
+    return rc;
+  for (i = 0; i < sizeof options / sizeof options[0]; i++)
+    if ((rc = check_stage_option(c, stage, path, options[i])) < 0)
+      return rc;
+  return 0;
+}
+
+/* A pipeline: `required` for student_pipeline; the others may be absent but
+ * not empty. */
+static int check_pipeline(check_t *c, json_object *config, const char *key,
+                          bool required) {
+  json_object *pipeline;
+  path_t child;
+  size_t i, n;
+  int rc;
+
+  if (!json_object_object_get_ex(config, key, &pipeline))
+    return required ? bw_error_set(c->error, BW_EINVAL, "%s: required", key)
+                    : 0;
+  if (!json_object_is_type(pipeline, json_type_array))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected an array", key);
+  n = json_object_array_length(pipeline);
+  if (n == 0)
+    return bw_error_set(c->error, BW_EINVAL,
+                        required ? "%s: at least 1 stage required"
+                                 : "%s: at least 1 stage if given",
+                        key);
+  if (n > (size_t)c->cfg->max_stages)
+    return bw_error_set(c->error, BW_ETOOBIG,
+                        "%s: %zu stages is over the limit of %d", key, n,
+                        c->cfg->max_stages);
+  for (i = 0; i < n; i++) {
+    path_index(child, key, i);
+    if ((rc = check_stage(c, json_object_array_get_idx(pipeline, i), child)) <
+        0)
+      return rc;
+  }
+  return 0;
+}
+
+static int check_students(check_t *c, json_object *config) {
+  json_object *students;
+  path_t child;
+  size_t i, n;
+  int rc;
+
+  if (!json_object_object_get_ex(config, "students", &students))
+    return bw_error_set(c->error, BW_EINVAL, "students: required");
+  if (!json_object_is_type(students, json_type_array))
+    return bw_error_set(c->error, BW_EINVAL, "students: expected an array");
+  n = json_object_array_length(students);
+  if (n == 0)
+    return bw_error_set(c->error, BW_EINVAL,
+                        "students: at least 1 student required");
+  if (n > (size_t)c->cfg->max_students)
+    return bw_error_set(c->error, BW_ETOOBIG,
+                        "students: %zu students is over the limit of %d", n,
+                        c->cfg->max_students);
+  for (i = 0; i < n; i++) {
+    path_index(child, "students", i);
+    rc = check_env_object(c, json_object_array_get_idx(students, i), child,
+                          true);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * References: every $NAME of every stage must resolve for every student.
+ *
+ * Checking each stage env against each student costs students x env size,
+ * which a hostile body can make huge.  Instead, for each stage, the names
+ * that the global env does not define are collected once (each with the
+ * first variable using it), as a small env {"VAR": "${A}${B}"}; bw_env_check
+ * of that env against a student gives the same first failure as checking
+ * the whole stage env, at a cost of the distinct missing names. */
+
+typedef struct needs {
+  json_object *global;
+  json_object *seen;  /* NAME -> true, names already collected */
+  json_object *needs; /* VAR -> "${A}${B}" */
+  const char *var;
+} needs_t;
+
+/* A reference's NAME (not NUL-terminated in the stage value) as a new C
+ * string, or NULL. */
+static char *name_dup(const char *text, size_t len) {
+  char *name = malloc(len + 1);
+  if (name != NULL) {
+    memcpy(name, text, len);
+    name[len] = '\0';
+  }
+  return name;
+}
+
+/* Appends "${NAME}" to the needs entry of the current variable. */
+static int add_need(needs_t *n, const char *name) {
+  json_object *existing, *refs;
+  const char *before = "";
+  size_t size;
+  char *text;
+
+  if (json_object_object_get_ex(n->needs, n->var, &existing))
+    before = json_object_get_string(existing);
+  size = strlen(before) + strlen(name) + 4;
+  text = malloc(size);
+  if (text == NULL)
+    return BW_ENOMEM;
+  snprintf(text, size, "%s${%s}", before, name);
+  refs = json_object_new_string(text);
+  free(text);
+  if (refs == NULL || json_object_object_add(n->needs, n->var, refs) != 0) {
+    json_object_put(refs);
+    return BW_ENOMEM;
+  }
+  return 0;
+}
+
+static int collect_piece(const char *text, size_t len, bool is_ref, void *arg) {
+  needs_t *n = arg;
+  json_object *yes;
+  char *name;
+  int rc = 0;
+
+  if (!is_ref)
+    return 0;
+  if ((name = name_dup(text, len)) == NULL)
+    return BW_ENOMEM;
+  if (!json_object_object_get_ex(n->global, name, NULL) &&
+      !json_object_object_get_ex(n->seen, name, NULL)) {
+    yes = json_object_new_boolean(1);
+    if (yes == NULL || json_object_object_add(n->seen, name, yes) != 0) {
+      json_object_put(yes);
+      rc = BW_ENOMEM;
+    } else {
+      rc = add_need(n, name);
+    }
+  }
+  free(name);
+  return rc;
+}
+
+/* The needs env of one stage, or NULL on ENOMEM. */
+static json_object *stage_needs(json_object *global, json_object *stage) {
+  needs_t n = {global, json_object_new_object(), json_object_new_object(),
+               NULL};
+  json_object *env;
+  int rc = (n.seen && n.needs) ? 0 : BW_ENOMEM;
+
+  if (rc == 0 && json_object_object_get_ex(stage, "env", &env)) {
+    json_object_object_foreach(env, var, value) {
+      n.var = var;
+      rc = bw_env_scan(json_object_get_string(value), collect_piece, &n);
+      if (rc != 0)
+        break;
+    }
+  }
+  json_object_put(n.seen);
+  if (rc != 0) {
+    json_object_put(n.needs);
+    return NULL;
+  }
+  return n.needs;
+}
+
+static int check_each_student(check_t *c, json_object *students,
+                              json_object *global, json_object **needs,
+                              size_t n_stages) {
+  char where[64], stage_path[64];
+  size_t i, j, n_students = json_object_array_length(students);
+  int rc;
+
+  for (i = 0; i < n_students; i++) {
+    snprintf(where, sizeof where, "students[%zu]", i);
+    for (j = 0; j < n_stages; j++) {
+      if (json_object_object_length(needs[j]) == 0)
+        continue;
+      snprintf(stage_path, sizeof stage_path, "student_pipeline[%zu]", j);
+      rc = bw_env_check(global, json_object_array_get_idx(students, i),
+                        needs[j], where, stage_path, c->error);
+      if (rc < 0)
+        return rc;
+    }
+  }
+  return 0;
+}
+
+static int check_student_references(check_t *c, json_object *config,
+                                    json_object *global) {
+  json_object *students, *pipeline, **needs;
+  size_t j, n_stages;
+  int rc = 0;
+
+  json_object_object_get_ex(config, "students", &students);
+  json_object_object_get_ex(config, "student_pipeline", &pipeline);
+  n_stages = json_object_array_length(pipeline);
+  needs = calloc(n_stages ? n_stages : 1, sizeof *needs);
+  if (needs == NULL)
+    return bw_error_set(c->error, BW_ENOMEM, "students: out of memory");
+  for (j = 0; j < n_stages; j++) {
+    needs[j] = stage_needs(global, json_object_array_get_idx(pipeline, j));
+    if (needs[j] == NULL)
+      rc = bw_error_set(c->error, BW_ENOMEM, "students: out of memory");
+  }
+  if (rc == 0)
+    rc = check_each_student(c, students, global, needs, n_stages);
+  for (j = 0; j < n_stages; j++)
+    json_object_put(needs[j]);
+  free(needs);
+  return rc;
+}
+
+/* Pre- and post-processing jobs have no student layer. */
+static int check_global_references(check_t *c, json_object *config,
+                                   json_object *global, const char *key) {
+  json_object *pipeline, *env;
+  char stage_path[64];
+  size_t j, n;
+  int rc;
+
+  if (!json_object_object_get_ex(config, key, &pipeline))
+    return 0;
+  n = json_object_array_length(pipeline);
+  for (j = 0; j < n; j++) {
+    if (!json_object_object_get_ex(json_object_array_get_idx(pipeline, j),
+                                   "env", &env))
+      continue;
+    snprintf(stage_path, sizeof stage_path, "%s[%zu]", key, j);
+    rc = bw_env_check(global, NULL, env, key, stage_path, c->error);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Expansion size: "$A$A$A..." with a 64 KiB A would make a job's env
+ * gigabytes long when a grader polls it.  Each stage value's longest possible
+ * expansion (every reference at the longest value any layer gives that name)
+ * must fit max_env_value. */
+
+typedef struct bound {
+  json_object *longest; /* NAME -> longest value length in any layer */
+  size_t total;
+} bound_t;
+
+static void note_longest(json_object *longest, json_object *layer) {
+  json_object_object_foreach(layer, name, value) {
+    json_object *seen;
+    int len = json_object_get_string_len(value);
+    if (!json_object_object_get_ex(longest, name, &seen) ||
+        json_object_get_int(seen) < len)
+      json_object_object_add(longest, name, json_object_new_int(len));
+  }
+}
+
+static int bound_piece(const char *text, size_t len, bool is_ref, void *arg) {
+  bound_t *b = arg;
+  json_object *seen;
+  char *name;
+
+  if (!is_ref) {
+    b->total += len;
+    return 0;
+  }
+  if ((name = name_dup(text, len)) == NULL)
+    return BW_ENOMEM;
+  if (json_object_object_get_ex(b->longest, name, &seen))
+    b->total += (size_t)json_object_get_int(seen);
+  free(name);
+  return 0;
+}
+
+static int check_pipeline_expansion(check_t *c, json_object *config,
+                                    json_object *longest, const char *key) {
+  json_object *pipeline, *env;
+  path_t stage_path, env_path, var_path;
+  size_t j, n;
+
+  if (!json_object_object_get_ex(config, key, &pipeline))
+    return 0;
+  n = json_object_array_length(pipeline);
+  for (j = 0; j < n; j++) {
+    if (!json_object_object_get_ex(json_object_array_get_idx(pipeline, j),
+                                   "env", &env))
+      continue;
+    json_object_object_foreach(env, var, value) {
+      bound_t b = {longest, 0};
+      if (bw_env_scan(json_object_get_string(value), bound_piece, &b) != 0)
+        return bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
+      if (b.total <= c->cfg->max_env_value)
+        continue;
+      path_index(stage_path, key, j);
+      path_key(env_path, stage_path, "env");
+      path_key(var_path, env_path, var);
+      return bw_error_set(c->error, BW_EINVAL,
+                          "%s: expands to up to %zu bytes, over the limit of "
+                          "%zu",
+                          var_path, b.total, c->cfg->max_env_value);
+    }
+  }
+  return 0;
+}
+
+static int check_expansion(check_t *c, json_object *config,
+                           json_object *global) {
+  static const char *const pipelines[] = {"pre_processing_pipeline",
+                                          "student_pipeline",
+                                          "post_processing_pipeline"};
+  json_object *longest = json_object_new_object(), *students;
+  size_t i, n;
+  int rc = 0;
+
+  if (longest == NULL)
+    return bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
+  if (global != NULL)
+    note_longest(longest, global);
+  json_object_object_get_ex(config, "students", &students);
+  n = json_object_array_length(students);
+  for (i = 0; i < n; i++)
+    note_longest(longest, json_object_array_get_idx(students, i));
+  for (i = 0; rc == 0 && i < 3; i++)
+    rc = check_pipeline_expansion(c, config, longest, pipelines[i]);
+  json_object_put(longest);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * bw_validate_run_config */
+
+static int check_run_config(check_t *c, json_object *config) {
+  static const char *const keys[] = {"students",
+                                     "student_pipeline",
+                                     "pre_processing_pipeline",
+                                     "post_processing_pipeline",
+                                     "env",
+                                     NULL};
+  json_object *global = NULL;
+  int rc;
+
+  if (!json_object_is_type(config, json_type_object))
+    return bw_error_set(c->error, BW_EINVAL, "body: expected a JSON object");
+  if ((rc = check_known_keys(c, config, "", keys)) < 0)
+    return rc;
+  if ((rc = check_students(c, config)) < 0)
+    return rc;
+  if (json_object_object_get_ex(config, "env", &global) &&
+      (rc = check_env_object(c, global, "env", true)) < 0)
+    return rc;
+  if ((rc = check_pipeline(c, config, "student_pipeline", true)) < 0 ||
+      (rc = check_pipeline(c, config, "pre_processing_pipeline", false)) < 0 ||
+      (rc = check_pipeline(c, config, "post_processing_pipeline", false)) < 0)
+    return rc;
+  if ((rc = check_global_references(c, config, global,
+                                    "pre_processing_pipeline")) < 0 ||
+      (rc = check_student_references(c, config, global)) < 0 ||
+      (rc = check_global_references(c, config, global,
+                                    "post_processing_pipeline")) < 0)
+    return rc;
+  return check_expansion(c, config, global);
+}
+
+int bw_validate_run_config(json_object *body, const bw_config_t *cfg,
+                           json_object **out, bw_error_t *error) {
+  check_t c = {cfg, error};
+  json_object *copy = NULL;
+  int rc;
+
+  *out = NULL;
+  if (!json_object_is_type(body, json_type_object))
+    return bw_error_set(error, BW_EINVAL, "body: expected a JSON object");
+  /* The checks turn numbers into strings as they go: work on a copy so the
+   * caller's body is untouched whatever happens. */
+  if (json_object_deep_copy(body, &copy, NULL) != 0)
+    return bw_error_set(error, BW_ENOMEM, "body: out of memory");
+  rc = check_run_config(&c, copy);
+  if (rc < 0) {
+    json_object_put(copy);
+    return rc;
+  }
+  *out = copy;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * bw_validate_result */
+
+static int check_size(check_t *c, json_object *value, const char *path,
+                      size_t limit) {
+  size_t size = bw_json_size(value);
+  if (size > limit)
+    return bw_error_set(c->error, BW_EINVAL,
+                        "%s: %zu bytes is over the limit of %zu", path, size,
+                        limit);
+  return 0;
+}
+
+static int check_info(check_t *c, json_object *info, const char *path) {
+  path_t child;
+  size_t i, n;
+
+  if (!json_object_is_type(info, json_type_array))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected an array", path);
+  n = json_object_array_length(info);
+  for (i = 0; i < n; i++) {
+    if (!json_object_is_type(json_object_array_get_idx(info, i),
+                             json_type_object)) {
+      path_index(child, path, i);
+      return bw_error_set(c->error, BW_EINVAL, "%s: expected an object", child);
+    }
+  }
+  return check_size(c, info, path, c->cfg->max_info_bytes);
+}
+
+static int check_logs(check_t *c, json_object *logs, const char *path) {
+  static const char *const keys[] = {"stdout", "stderr", NULL};
+  path_t child;
+  int rc;
+
+  if (!json_object_is_type(logs, json_type_object))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected an object", path);
+  if ((rc = check_known_keys(c, logs, path, keys)) < 0)
+    return rc;
+  json_object_object_foreach(logs, key, value) {
+    if (!json_object_is_type(value, json_type_string)) {
+      path_key(child, path, key);
+      return bw_error_set(c->error, BW_EINVAL, "%s: expected a string", child);
+    }
+  }
+  return check_size(c, logs, path, c->cfg->max_logs_bytes);
+}
+
+/* The result proper, at `prefix` ("" or "data"). */
+static int check_result(check_t *c, json_object *result, const char *prefix,
+                        json_object *out) {
+  static const char *const keys[] = {"success", "info", "logs", NULL};
+  json_object *success, *info, *logs;
+  path_t path;
+  int rc;
+
+  if (!json_object_is_type(result, json_type_object))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected an object", prefix);
+  if ((rc = check_known_keys(c, result, prefix, keys)) < 0)
+    return rc;
+  path_key(path, prefix, "success");
+  if (!json_object_object_get_ex(result, "success", &success))
+    return bw_error_set(c->error, BW_EINVAL, "%s: required", path);
+  if (!json_object_is_type(success, json_type_boolean))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected a boolean", path);
+  path_key(path, prefix, "info");
+  if (!json_object_object_get_ex(result, "info", &info))
+    return bw_error_set(c->error, BW_EINVAL, "%s: required", path);
+  if ((rc = check_info(c, info, path)) < 0)
+    return rc;
+  json_object_object_add(out, "success", json_object_get(success));
+  json_object_object_add(out, "info", json_object_get(info));
+  if (json_object_object_get_ex(result, "logs", &logs)) {
+    path_key(path, prefix, "logs");
+    if ((rc = check_logs(c, logs, path)) < 0)
+      return rc;
+    json_object_object_add(out, "logs", json_object_get(logs));
+  }
+  return 0;
+}
+
+/* The seed's graders wrap the result: {"status": "...", "data": {...}}. */
+static int check_wrapped_result(check_t *c, json_object *body,
+                                json_object *out) {
+  static const char *const keys[] = {"status", "data", NULL};
+  json_object *status, *data;
+  int rc;
+
+  if ((rc = check_known_keys(c, body, "", keys)) < 0)
+    return rc;
+  if (json_object_object_get_ex(body, "status", &status) &&
+      !json_object_is_type(status, json_type_string))
+    return bw_error_set(c->error, BW_EINVAL, "status: expected a string");
+  if (!json_object_object_get_ex(body, "data", &data))
+    return bw_error_set(c->error, BW_EINVAL, "data: required");
+  return check_result(c, data, "data", out);
+}
+
+int bw_validate_result(json_object *body, const bw_config_t *cfg,
+                       json_object **out, bw_error_t *error) {
+  check_t c = {cfg, error};
+  json_object *result;
+  int rc;
+
+  *out = NULL;
+  if (!json_object_is_type(body, json_type_object))
+    return bw_error_set(error, BW_EINVAL, "body: expected a JSON object");
+  result = json_object_new_object();
+  if (result == NULL)
+    return bw_error_set(error, BW_ENOMEM, "body: out of memory");
+  if (json_object_object_get_ex(body, "data", NULL) ||
+      json_object_object_get_ex(body, "status", NULL))
+    rc = check_wrapped_result(&c, body, result);
+  else
+    rc = check_result(&c, body, "", result);
+  if (rc < 0) {
+    json_object_put(result);
+    return rc;
+  }
+  *out = result;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Single values. */
+
+bool bw_validate_env_name(const char *name, size_t max_len) {
+  size_t i;
+  if (name == NULL || name[0] == '\0' || (name[0] >= '0' && name[0] <= '9'))
+    return false;
+  for (i = 0; name[i] != '\0'; i++) {
+    char ch = name[i];
+    if (i >= max_len)
+      return false;
+    if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+          (ch >= '0' && ch <= '9') || ch == '_'))
+      return false;
+  }
+  return true;
+}
+
+static bool is_hex(char ch) {
+  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+         (ch >= 'A' && ch <= 'F');
+}
+
+bool bw_validate_oid(const char *text) {
+  size_t i;
+  if (text == NULL)
+    return false;
+  for (i = 0; i < 24; i++)
+    if (!is_hex(text[i]))
+      return false;
+  return text[24] == '\0';
+}
+
+bool bw_validate_hostname(const char *text) {
+  size_t i;
+  if (text == NULL || text[0] == '\0')
+    return false;
+  for (i = 0; text[i] != '\0'; i++) {
+    char ch = text[i];
+    if (i >= 255)
+      return false;
+    if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+          (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_'))
+      return false;
+  }
+  return true;
+}

@@ -1,0 +1,65 @@
+/* validate.h - what a client may send, checked before anything touches the
+ * database.  Every rule of PROTOCOL.md about bodies lives here, so a handler
+ * only calls one function and replies 400 with error->message on failure.
+ *
+ * Messages name the field by its JSON path, e.g.
+ *   "student_pipeline[1].timeout: expected a number"
+ *   "students[3]: NETID is referenced by student_pipeline[0].env.DIR but is not
+ * defined"
+ *
+ * Ownership: *out objects are new references, the caller puts them. */
+#ifndef BW_VALIDATE_H
+#define BW_VALIDATE_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "error.h"
+
+/* A grading run config (the body of POST /api/v1/grading_run).  On success
+ * *out is a normalised copy: student and global env values that were numbers
+ * or booleans are now their JSON text as strings; stages are copied as given
+ * (no defaults filled in).  Checks every key, type and limit in the config,
+ * ENV names, timeouts (> 0, <= max_timeout), and that every $NAME / ${NAME} /
+ * "" reference in every stage env resolves for every student (bw_env_check).
+ * Returns 0, BW_EINVAL, or BW_ETOOBIG for a count over a configured limit
+ * (still a 400 to the client: the handler maps it).
+ *
+ * Details the protocol leaves open:
+ *   - the first problem found is reported: unknown top-level keys first, then
+ *     students, env, student_pipeline, pre_, post_processing_pipeline, then
+ *     references (pre, each student in index order over all student stages,
+ *     post), then expansion sizes;
+ *   - counts over a limit (students, stages, variables) are BW_ETOOBIG; byte
+ *     lengths over a limit are BW_EINVAL ("students[0].A: value of 70000
+ *     bytes is over the limit of 65536"; a number's text is held to it too);
+ *   - env values that are null, objects or arrays: "env.X: expected a
+ *     string" (numbers and booleans are accepted only in students and env);
+ *   - a stage value whose longest possible expansion (each reference at the
+ *     longest value any layer has for it) is over max_env_value is refused:
+ *     "student_pipeline[0].env.V: expands to up to N bytes, over the limit
+ *     of 65536", so a job's env stays bounded;
+ *   - entry_point may be empty; host_name is any string up to max_string. */
+int bw_validate_run_config(json_object *body, const bw_config_t *cfg,
+                           json_object **out, bw_error_t *error);
+
+/* A grader's result (the body of POST /api/v1/grading_job/{id}), in either
+ * form: {"success":b,"info":[{..},..],"logs":{..}} or the seed's
+ * {"status":"..","data":{"success":..,"info":..}}.  On success *out is
+ * {"success":b,"info":[...],"logs":{"stdout":s,"stderr":s}} (logs only if
+ * given).  info over max_info_bytes or logs over max_logs_bytes: BW_EINVAL
+ * naming the field and the limit. */
+int bw_validate_result(json_object *body, const bw_config_t *cfg,
+                       json_object **out, bw_error_t *error);
+
+/* ENV variable name: [A-Za-z_][A-Za-z0-9_]*, at most max_len bytes. */
+bool bw_validate_env_name(const char *name, size_t max_len);
+
+/* 24 lowercase-or-uppercase hex digits: a MongoDB ObjectId in text. */
+bool bw_validate_oid(const char *text);
+
+/* A printable host name for ?hostname=: 1..255 bytes of [A-Za-z0-9.-_]. */
+bool bw_validate_hostname(const char *text);
+
+#endif

@@ -1,0 +1,139 @@
+#include "handlers.h"
+
+#include "job.h"
+#include "json.h"
+#include "queue.h"
+#include "run.h"
+#include "validate.h"
+#include "worker.h"
+
+/* The body as a JSON object: over max_body is a 413, anything else wrong
+ * with it a 400 naming the problem. */
+static int call_read_json(bw_call_t *call, json_object **out,
+                          bw_error_t *error) {
+  int rc = bw_request_read_body(call->req, call->cfg->max_body, error);
+  if (rc < 0)
+    return rc;
+  return bw_json_parse_body(call->req->body, call->req->body_len,
+                            call->cfg->max_depth, out, error);
+}
+
+/* A count over a configured limit inside a body that arrived whole is a bad
+ * body like any other: 400, not 413 (which says "the bytes were too many"). */
+static int as_bad_body(int rc, bw_error_t *error) {
+  if (rc != BW_ETOOBIG)
+    return rc;
+  if (error != NULL)
+    error->code = BW_EINVAL;
+  return BW_EINVAL;
+}
+
+static json_object *one_string(const char *key, const char *value) {
+  json_object *data = json_object_new_object();
+  json_object_object_add(data, key, json_object_new_string(value));
+  return data;
+}
+
+int bw_handle_run_create(bw_call_t *call, bw_error_t *error) {
+  json_object *body = NULL, *config = NULL;
+  char run_id[25];
+  int rc = call_read_json(call, &body, error);
+
+  if (rc == 0)
+    rc = as_bad_body(bw_validate_run_config(body, call->cfg, &config, error),
+                     error);
+  if (rc == 0)
+    rc = bw_run_create(call->db, call->cfg, config, run_id, error);
+  json_object_put(config);
+  json_object_put(body);
+  if (rc < 0)
+    return rc;
+  bw_request_reply_success(call->req, one_string("grading_run_id", run_id));
+  return 0;
+}
+
+int bw_handle_run_start(bw_call_t *call, bw_error_t *error) {
+  int rc = bw_run_start(call->db, call->cfg, call->path_id, error);
+  if (rc < 0)
+    return rc;
+  bw_request_reply_success(call->req, NULL);
+  return 0;
+}
+
+int bw_handle_run_status(bw_call_t *call, bw_error_t *error) {
+  json_object *status = NULL;
+  int rc = bw_run_status(call->db, call->cfg, call->path_id, &status, error);
+  if (rc < 0)
+    return rc;
+  bw_request_reply_success(call->req, status);
+  return 0;
+}
+
+int bw_handle_job_get(bw_call_t *call, bw_error_t *error) {
+  json_object *job = NULL;
+  int rc = bw_job_get(call->db, call->cfg, call->path_id, &job, error);
+  if (rc < 0)
+    return rc;
+  bw_request_reply_success(call->req, job);
+  return 0;
+}
+
+int bw_handle_worker_register(bw_call_t *call, bw_error_t *error) {
+  char hostname[256], worker_id[25];
+  json_object *data;
+  int found, rc;
+
+  found = bw_request_query_param(call->req, "hostname", hostname,
+                                 sizeof hostname, error);
+  if (found < 0)
+    return found;
+  if (found && !bw_validate_hostname(hostname))
+    return bw_error_set(error, BW_EINVAL,
+                        "hostname: expected 1 to 255 characters of "
+                        "A-Z a-z 0-9 . - _");
+  rc = bw_worker_register(call->db, found ? hostname : NULL, worker_id, error);
+  if (rc < 0)
+    return rc;
+  data = one_string("worker_id", worker_id);
+  json_object_object_add(data, "heartbeat",
+                         json_object_new_int(call->cfg->heartbeat));
+  bw_request_reply_success(call->req, data);
+  return 0;
+}
+
+int bw_handle_job_poll(bw_call_t *call, bw_error_t *error) {
+  json_object *job = NULL;
+  int rc = bw_queue_poll(call->db, call->cfg, call->worker_id, &job, error);
+  if (rc == BW_EEMPTY)
+    return bw_error_set(error, BW_EEMPTY, "queue is empty");
+  if (rc < 0)
+    return rc;
+  bw_request_reply_success(call->req, job);
+  return 0;
+}
+
+int bw_handle_job_report(bw_call_t *call, bw_error_t *error) {
+  json_object *body = NULL, *result = NULL;
+  int rc = call_read_json(call, &body, error);
+
+  if (rc == 0)
+    rc =
+        as_bad_body(bw_validate_result(body, call->cfg, &result, error), error);
+  if (rc == 0)
+    rc = bw_job_report(call->db, call->cfg, call->path_id, call->worker_id,
+                       result, error);
+  json_object_put(result);
+  json_object_put(body);
+  if (rc < 0)
+    return rc;
+  bw_request_reply_success(call->req, NULL);
+  return 0;
+}
+
+int bw_handle_heartbeat(bw_call_t *call, bw_error_t *error) {
+  int rc = bw_worker_heartbeat(call->db, call->worker_id, error);
+  if (rc < 0)
+    return rc;
+  bw_request_reply_success(call->req, NULL);
+  return 0;
+}

@@ -1,0 +1,23 @@
+/* router.h - from a request to its handler, through the checks every request
+ * passes, in this order (each failure is the reply, nothing after it runs):
+ *
+ *   1. the cluster token                                   401
+ *   2. the path (404) and the method (405, with Allow)
+ *   3. the {id} in the path: 24 hex digits                 400
+ *   4. grader endpoints: the worker_id header              400
+ *      and, except heartbeat, a registered worker          401
+ *   5. the handler, which reads the body if it needs one
+ *
+ * So nothing is parsed before the token is checked, and no malformed id
+ * reaches the database. */
+#ifndef BW_ROUTER_H
+#define BW_ROUTER_H
+
+#include "config.h"
+#include "db.h"
+#include "request.h"
+
+/* Serves `req`: afterwards it has been replied to exactly once. */
+void bw_router_dispatch(const bw_config_t *cfg, bw_db_t *db, bw_request_t *req);
+
+#endif

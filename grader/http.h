@@ -1,0 +1,45 @@
+/* http.h - one libcurl handle per thread talking JSON to the Broadway API.
+ *
+ * A request either reaches the server (any status: the caller decides what
+ * a 401, 409 or 498 means) or fails in transport (refused, reset, timed
+ * out).  Every request carries the cluster token; grader requests after
+ * registration carry the worker id too.  Nothing here logs the token. */
+#ifndef GR_HTTP_H
+#define GR_HTTP_H
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+typedef struct gr_http {
+  CURL *curl;
+  const char *base;  /* API base URL, no trailing slash; borrowed */
+  const char *token; /* borrowed */
+} gr_http_t;
+
+typedef struct gr_reply {
+  long status;       /* HTTP status, 0 on a transport failure */
+  json_object *data; /* JSend `data` (or the whole body without an
+                        envelope), NULL if none; freed by cleanup */
+  char message[256]; /* what went wrong, for logs */
+} gr_reply_t;
+
+/* Returns 0 or -1 when libcurl cannot make a handle. */
+int gr_http_init(gr_http_t *http, const char *base, const char *token);
+void gr_http_cleanup(gr_http_t *http);
+
+/* Sends `method path` (path starts with '/').  worker_id and body may be
+ * NULL.  Fills `reply` (always initialised, release with
+ * gr_reply_cleanup).  Returns 0 when the server answered, -1 on a transport
+ * failure. */
+int gr_http_request(gr_http_t *http, const char *method, const char *path,
+                    const char *worker_id, const char *body, long timeout_ms,
+                    gr_reply_t *reply);
+void gr_reply_cleanup(gr_reply_t *reply);
+
+/* Transport failures and 5xx: worth retrying unchanged. */
+int gr_reply_is_transient(const gr_reply_t *reply);
+
+/* URL-escapes `text` for a query string.  Caller frees with free(). */
+char *gr_http_escape(gr_http_t *http, const char *text);
+
+#endif

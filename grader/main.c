@@ -1,0 +1,124 @@
+/* broadway-grader: registers with the API, heartbeats, and runs grading
+ * jobs in BROADWAY_SLOTS threads until SIGTERM or SIGINT.
+ *
+ * Threads: this one (registers, then waits), one for signals, one for
+ * heartbeats, one per slot.  Signals are blocked everywhere and taken by
+ * sigwait() in the signal thread, so no handler runs inside libcurl or
+ * malloc; the stop it triggers wakes every sleeping thread at once. */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "options.h"
+#include "session.h"
+#include "slot.h"
+#include "workdir.h"
+
+typedef struct signal_waiter {
+  gr_session_t *session;
+  sigset_t set;
+} signal_waiter_t;
+
+static void *signal_main(void *arg) {
+  signal_waiter_t *waiter = arg;
+  int sig = 0;
+
+  sigwait(&waiter->set, &sig);
+  if (!gr_session_stopping(waiter->session))
+    bw_log_info("signal %d: stopping; running jobs are abandoned, not "
+                "reported",
+                sig);
+  gr_session_stop(waiter->session);
+  return NULL;
+}
+
+static int run_slots(gr_session_t *session, int n) {
+  pthread_t heartbeat, *threads = calloc((size_t)n, sizeof *threads);
+  gr_slot_t *slots = calloc((size_t)n, sizeof *slots);
+  int i, started = 0, rc = 0;
+
+  if (threads == NULL || slots == NULL ||
+      pthread_create(&heartbeat, NULL, gr_heartbeat_main, session) != 0) {
+    free(threads);
+    free(slots);
+    return -1;
+  }
+  for (i = 0; i < n; i++) {
+    slots[i].session = session;
+    slots[i].index = i;
+    if (pthread_create(&threads[i], NULL, gr_slot_main, &slots[i]) != 0) {
+      bw_log_error("cannot start slot %d; stopping", i);
+      gr_session_stop(session);
+      rc = -1;
+      break;
+    }
+    started++;
+  }
+  for (i = 0; i < started; i++)
+    pthread_join(threads[i], NULL);
+  /* Jobs first, heartbeats last: a job being killed is still ours until
+   * its stages are gone. */
+  gr_session_stop(session);
+  pthread_join(heartbeat, NULL);
+  free(threads);
+  free(slots);
+  return rc;
+}
+
+static int run(const gr_options_t *opt) {
+  signal_waiter_t waiter;
+  gr_session_t session;
+  pthread_t signals;
+  gr_http_t http;
+  int rc = 0;
+
+  if (gr_session_init(&session, opt) != 0)
+    return -1;
+  waiter.session = &session;
+  sigemptyset(&waiter.set);
+  sigaddset(&waiter.set, SIGTERM);
+  sigaddset(&waiter.set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &waiter.set, NULL); /* inherited by threads */
+  if (pthread_create(&signals, NULL, signal_main, &waiter) != 0 ||
+      gr_http_init(&http, opt->api, opt->token) != 0) {
+    gr_session_cleanup(&session);
+    return -1;
+  }
+  if (gr_session_register(&session, &http) == 0)
+    rc = run_slots(&session, opt->slots);
+  gr_http_cleanup(&http);
+  /* Wake the signal thread if the stop came from elsewhere. */
+  if (pthread_kill(signals, SIGTERM) == 0)
+    pthread_join(signals, NULL);
+  gr_session_cleanup(&session);
+  bw_log_info("stopped");
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  gr_options_t opt;
+  int rc;
+
+  bw_log_init("grader");
+  rc = gr_options_load(&opt, argc, argv);
+  if (rc != 0)
+    return rc > 0 ? 0 : 2;
+  /* A peer closing a connection must be an error code, not our death. */
+  signal(SIGPIPE, SIG_IGN);
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+    bw_log_error("libcurl failed to initialise");
+    return 1;
+  }
+  bw_log_info("api %s, runner %s, %d slot(s), host %s", opt.api,
+              gr_options_runner_name(opt.runner), opt.slots, opt.hostname);
+  rc = gr_workdir_sweep(opt.work_dir);
+  if (rc > 0)
+    bw_log_info("removed %d job folder(s) left by graders that died", rc);
+  rc = run(&opt);
+  curl_global_cleanup();
+  return rc == 0 ? 0 : 1;
+}

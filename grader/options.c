@@ -1,0 +1,325 @@
+#include "options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+    "usage: broadway-grader [options]\n"
+    "Registers with a Broadway API, polls it for grading jobs and runs them.\n"
+    "Every option can also be given by the environment variable shown.\n"
+    "  --api URL           BROADWAY_API     API base URL "
+    "(http://127.0.0.1:1470)\n"
+    "  --token TOKEN       BROADWAY_TOKEN   cluster token (prefer the "
+    "variable:\n"
+    "                                       flags are visible in ps)\n"
+    "  --token-file PATH   BROADWAY_TOKEN_FILE  read the token from a file\n"
+    "                                       (default $BROADWAY_DATA/token, "
+    "var/token)\n"
+    "  --runner NAME       BROADWAY_RUNNER  docker (default) or bwrap\n"
+    "  --images DIR        BROADWAY_IMAGES  bwrap: image NAME is the root\n"
+    "                                       filesystem DIR/NAME\n"
+    "  --slots N           BROADWAY_SLOTS   jobs run at once (1)\n"
+    "  --tail-bytes N      BROADWAY_TAIL_BYTES  kept per stage stdout/stderr\n"
+    "                                       (65536; k/m suffixes)\n"
+    "  --logs-bytes N      BROADWAY_LOGS_BYTES  kept per job stdout/stderr\n"
+    "                                       (1m)\n"
+    "  --hostname NAME     BROADWAY_HOSTNAME  name sent at registration\n"
+    "  --work-dir DIR      BROADWAY_WORK_DIR  where job folders are made\n"
+    "                                       ($TMPDIR or /tmp)\n"
+    "  --help\n"
+    "SIGTERM or SIGINT: stop polling, abandon running jobs (the API's reaper\n"
+    "re-queues them), exit 0.  BROADWAY_LOG=debug|info|warn|error.\n";
+
+enum {
+  OPT_API = 1,
+  OPT_TOKEN,
+  OPT_TOKEN_FILE,
+  OPT_RUNNER,
+  OPT_IMAGES,
+  OPT_SLOTS,
+  OPT_TAIL,
+  OPT_LOGS,
+  OPT_HOSTNAME,
+  OPT_WORK_DIR,
+  OPT_HELP
+};
+
+/* The raw strings, flag over variable, before they are checked. */
+typedef struct raw_options {
+  const char *api, *token, *token_file, *runner, *images, *slots, *tail, *logs,
+      *hostname, *work_dir;
+} raw_options_t;
+
+static int copy_string(char *dst, size_t cap, const char *src,
+                       const char *what) {
+  if (strlen(src) >= cap) {
+    fprintf(stderr, "broadway-grader: %s: too long\n", what);
+    return -1;
+  }
+  strcpy(dst, src);
+  return 0;
+}
+
+/* "65536", "64k", "1m": bytes.  Returns -1 on anything else. */
+static int parse_size(const char *text, size_t *out) {
+  char *end;
+  unsigned long long n;
+
+  errno = 0;
+  n = strtoull(text, &end, 10);
+  if (errno != 0 || end == text || text[0] == '-')
+    return -1;
+  if (*end == 'k' || *end == 'K')
+    n *= 1024, end++;
+  else if (*end == 'm' || *end == 'M')
+    n *= 1024 * 1024, end++;
+  if (*end != '\0' || n > (1ULL << 32))
+    return -1;
+  *out = (size_t)n;
+  return 0;
+}
+
+static int parse_slots(const char *text, int *out) {
+  char *end;
+  long n;
+
+  errno = 0;
+  n = strtol(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || n < 1 || n > 1024)
+    return -1;
+  *out = (int)n;
+  return 0;
+}
+
+/* Searches PATH like a shell, so the grader fails at start, not per job,
+ * when the runner is not installed. */
+static int find_in_path(const char *name, char *out, size_t cap) {
+  const char *path = getenv("PATH");
+  const char *p = path ? path : "/usr/local/bin:/usr/bin:/bin";
+
+  while (*p != '\0') {
+    size_t len = strcspn(p, ":");
+    int n = snprintf(out, cap, "%.*s/%s", (int)len, p, name);
+    if (len > 0 && n > 0 && (size_t)n < cap && access(out, X_OK) == 0)
+      return 0;
+    p += len;
+    if (*p == ':')
+      p++;
+  }
+  return -1;
+}
+
+static int read_token_file(const char *path, char *out, size_t cap,
+                           int required) {
+  FILE *f = fopen(path, "r");
+  size_t n;
+
+  if (f == NULL) {
+    if (required)
+      fprintf(stderr, "broadway-grader: token file %s: %s\n", path,
+              strerror(errno));
+    return -1;
+  }
+  n = fread(out, 1, cap - 1, f);
+  fclose(f);
+  out[n] = '\0';
+  out[strcspn(out, "\r\n")] = '\0';
+  return out[0] != '\0' ? 0 : -1;
+}
+
+static int load_token(gr_options_t *opt, const raw_options_t *raw) {
+  char path[PATH_MAX];
+  const char *data = getenv("BROADWAY_DATA");
+
+  if (raw->token != NULL)
+    return copy_string(opt->token, sizeof opt->token, raw->token, "token");
+  if (raw->token_file != NULL)
+    return read_token_file(raw->token_file, opt->token, sizeof opt->token, 1);
+  /* Next to `make run`, the service keeps its token in <data>/token. */
+  snprintf(path, sizeof path, "%s/token", data ? data : "var");
+  if (read_token_file(path, opt->token, sizeof opt->token, 0) == 0)
+    return 0;
+  fprintf(stderr, "broadway-grader: no token: set BROADWAY_TOKEN or "
+                  "--token-file\n");
+  return -1;
+}
+
+static int load_runner(gr_options_t *opt, const raw_options_t *raw) {
+  const char *name = raw->runner ? raw->runner : "docker";
+  struct stat st;
+
+  if (strcmp(name, "docker") == 0)
+    opt->runner = GR_RUNNER_DOCKER;
+  else if (strcmp(name, "bwrap") == 0)
+    opt->runner = GR_RUNNER_BWRAP;
+  else {
+    fprintf(stderr, "broadway-grader: runner: expected docker or bwrap\n");
+    return -1;
+  }
+  if (find_in_path(name, opt->runner_bin, sizeof opt->runner_bin) != 0) {
+    fprintf(stderr, "broadway-grader: runner %s: not found in PATH\n", name);
+    return -1;
+  }
+  if (opt->runner != GR_RUNNER_BWRAP)
+    return 0;
+  if (raw->images == NULL || raw->images[0] == '\0') {
+    fprintf(stderr, "broadway-grader: the bwrap runner needs "
+                    "BROADWAY_IMAGES (or --images)\n");
+    return -1;
+  }
+  if (stat(raw->images, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "broadway-grader: images: %s is not a directory\n",
+            raw->images);
+    return -1;
+  }
+  return copy_string(opt->images, sizeof opt->images, raw->images, "images");
+}
+
+static int load_work_dir(gr_options_t *opt, const raw_options_t *raw) {
+  const char *dir = raw->work_dir ? raw->work_dir : getenv("TMPDIR");
+  struct stat st;
+
+  if (dir == NULL || dir[0] == '\0')
+    dir = "/tmp";
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "broadway-grader: work dir %s is not a directory\n", dir);
+    return -1;
+  }
+  /* docker -v SRC:DST splits on ':'; a job folder must not contain one. */
+  if (opt->runner == GR_RUNNER_DOCKER && strchr(dir, ':') != NULL) {
+    fprintf(stderr, "broadway-grader: work dir: ':' not allowed\n");
+    return -1;
+  }
+  return copy_string(opt->work_dir, sizeof opt->work_dir, dir, "work dir");
+}
+
+static int load_numbers(gr_options_t *opt, const raw_options_t *raw) {
+  opt->slots = 1;
+  opt->tail_bytes = 64 * 1024;
+  opt->logs_bytes = 1024 * 1024;
+  if (raw->slots && parse_slots(raw->slots, &opt->slots) != 0) {
+    fprintf(stderr, "broadway-grader: slots: expected 1 to 1024\n");
+    return -1;
+  }
+  if (raw->tail && parse_size(raw->tail, &opt->tail_bytes) != 0) {
+    fprintf(stderr, "broadway-grader: tail bytes: expected a size\n");
+    return -1;
+  }
+  if (raw->logs && parse_size(raw->logs, &opt->logs_bytes) != 0) {
+    fprintf(stderr, "broadway-grader: logs bytes: expected a size\n");
+    return -1;
+  }
+  return 0;
+}
+
+static int load_hostname(gr_options_t *opt, const raw_options_t *raw) {
+  if (raw->hostname != NULL)
+    return copy_string(opt->hostname, sizeof opt->hostname, raw->hostname,
+                       "hostname");
+  if (gethostname(opt->hostname, sizeof opt->hostname - 1) != 0)
+    strcpy(opt->hostname, "unknown");
+  opt->hostname[sizeof opt->hostname - 1] = '\0';
+  return 0;
+}
+
+static int load_api(gr_options_t *opt, const raw_options_t *raw) {
+  const char *api = raw->api ? raw->api : "http://127.0.0.1:1470";
+  size_t len;
+
+  if (strncmp(api, "http://", 7) != 0 && strncmp(api, "https://", 8) != 0) {
+    fprintf(stderr, "broadway-grader: api: expected an http(s):// URL\n");
+    return -1;
+  }
+  if (copy_string(opt->api, sizeof opt->api, api, "api") != 0)
+    return -1;
+  len = strlen(opt->api);
+  while (len > 0 && opt->api[len - 1] == '/')
+    opt->api[--len] = '\0';
+  return 0;
+}
+
+static void raw_from_env(raw_options_t *raw) {
+  raw->api = getenv("BROADWAY_API");
+  raw->token = getenv("BROADWAY_TOKEN");
+  raw->token_file = getenv("BROADWAY_TOKEN_FILE");
+  raw->runner = getenv("BROADWAY_RUNNER");
+  raw->images = getenv("BROADWAY_IMAGES");
+  raw->slots = getenv("BROADWAY_SLOTS");
+  raw->tail = getenv("BROADWAY_TAIL_BYTES");
+  raw->logs = getenv("BROADWAY_LOGS_BYTES");
+  raw->hostname = getenv("BROADWAY_HOSTNAME");
+  raw->work_dir = getenv("BROADWAY_WORK_DIR");
+  if (raw->token != NULL && raw->token[0] == '\0')
+    raw->token = NULL;
+}
+
+/* Returns 0, 1 for --help, -1 for a bad flag. */
+static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"api", required_argument, NULL, OPT_API},
+      {"token", required_argument, NULL, OPT_TOKEN},
+      {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+      {"runner", required_argument, NULL, OPT_RUNNER},
+      {"images", required_argument, NULL, OPT_IMAGES},
+      {"slots", required_argument, NULL, OPT_SLOTS},
+      {"tail-bytes", required_argument, NULL, OPT_TAIL},
+      {"logs-bytes", required_argument, NULL, OPT_LOGS},
+      {"hostname", required_argument, NULL, OPT_HOSTNAME},
+      {"work-dir", required_argument, NULL, OPT_WORK_DIR},
+      {"help", no_argument, NULL, OPT_HELP},
+      {NULL, 0, NULL, 0}};
+  const char **slot[] = {[OPT_API] = &raw->api,
+                         [OPT_TOKEN] = &raw->token,
+                         [OPT_TOKEN_FILE] = &raw->token_file,
+                         [OPT_RUNNER] = &raw->runner,
+                         [OPT_IMAGES] = &raw->images,
+                         [OPT_SLOTS] = &raw->slots,
+                         [OPT_TAIL] = &raw->tail,
+                         [OPT_LOGS] = &raw->logs,
+                         [OPT_HOSTNAME] = &raw->hostname,
+                         [OPT_WORK_DIR] = &raw->work_dir};
+  int c;
+
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    if (c == OPT_HELP) {
+      fputs(usage_text, stdout);
+      return 1;
+    }
+    if (c < OPT_API || c > OPT_WORK_DIR) {
+      fputs(usage_text, stderr);
+      return -1;
+    }
+    *slot[c] = optarg;
+  }
+  if (optind < argc) {
+    fprintf(stderr, "broadway-grader: unexpected argument %s\n", argv[optind]);
+    return -1;
+  }
+  return 0;
+}
+
+int gr_options_load(gr_options_t *opt, int argc, char **argv) {
+  raw_options_t raw;
+  int rc;
+
+  memset(opt, 0, sizeof *opt);
+  raw_from_env(&raw);
+  rc = raw_from_argv(&raw, argc, argv);
+  if (rc != 0)
+    return rc;
+  if (load_api(opt, &raw) != 0 || load_token(opt, &raw) != 0 ||
+      load_runner(opt, &raw) != 0 || load_work_dir(opt, &raw) != 0 ||
+      load_numbers(opt, &raw) != 0 || load_hostname(opt, &raw) != 0)
+    return -1;
+  return 0;
+}
+
+const char *gr_options_runner_name(int runner) {
+  return runner == GR_RUNNER_BWRAP ? "bwrap" : "docker";
+}

@@ -1,0 +1,34 @@
+/* options.h - the grader's configuration: flags, else BROADWAY_* variables,
+ * else defaults.
+ *
+ * gr_options_load() fills a caller-owned gr_options_t; nothing in it is
+ * heap-allocated, so it needs no cleanup.  The token never appears in a
+ * message: `--help` and errors name where it comes from, not what it is. */
+#ifndef GR_OPTIONS_H
+#define GR_OPTIONS_H
+
+#include <limits.h>
+#include <stddef.h>
+
+enum { GR_RUNNER_DOCKER, GR_RUNNER_BWRAP };
+
+typedef struct gr_options {
+  char api[1024];            /* BROADWAY_API, http://127.0.0.1:1470 */
+  char token[256];           /* BROADWAY_TOKEN, else the token file */
+  int runner;                /* BROADWAY_RUNNER: docker (default) | bwrap */
+  char runner_bin[PATH_MAX]; /* docker or bwrap, found in PATH */
+  char images[PATH_MAX];     /* BROADWAY_IMAGES: bwrap root filesystems */
+  char work_dir[PATH_MAX];   /* BROADWAY_WORK_DIR, else $TMPDIR, else /tmp */
+  char hostname[256];        /* BROADWAY_HOSTNAME, else gethostname() */
+  int slots;                 /* BROADWAY_SLOTS, 1: jobs run at once */
+  size_t tail_bytes;         /* BROADWAY_TAIL_BYTES, 64 KiB per stage stream */
+  size_t logs_bytes;         /* BROADWAY_LOGS_BYTES, 1 MiB per job stream */
+} gr_options_t;
+
+/* Parses argv and the environment.  Returns 0 to run, 1 when --help was
+ * printed, or -1 after printing what is wrong to stderr. */
+int gr_options_load(gr_options_t *opt, int argc, char **argv);
+
+const char *gr_options_runner_name(int runner);
+
+#endif

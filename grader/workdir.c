@@ -1,0 +1,154 @@
+#include "workdir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PREFIX "broadway-job-"
+#define SWEEP_MIN_AGE_S 60
+
+static int lock_folder(int parent, const char *name, int how) {
+  int fd =
+      openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  if (flock(fd, how) != 0) {
+    int rc = -errno;
+    close(fd);
+    return rc;
+  }
+  return fd;
+}
+
+int gr_workdir_create(gr_workdir_t *dir, const char *base) {
+  dir->lock_fd = -1;
+  if ((size_t)snprintf(dir->path, sizeof dir->path, "%s/" PREFIX "XXXXXX",
+                       base) >= sizeof dir->path)
+    return -ENAMETOOLONG;
+  if (mkdtemp(dir->path) == NULL)
+    return -errno;
+  dir->lock_fd = lock_folder(AT_FDCWD, dir->path, LOCK_EX);
+  if (dir->lock_fd < 0) {
+    int rc = dir->lock_fd;
+    rmdir(dir->path);
+    return rc;
+  }
+  return 0;
+}
+
+int gr_workdir_write(const gr_workdir_t *dir, const char *name,
+                     const char *data, size_t len) {
+  char path[4200];
+  int fd, rc = 0;
+
+  snprintf(path, sizeof path, "%s/%s", dir->path, name);
+  fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return -errno;
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      rc = -errno;
+      break;
+    }
+    data += n;
+    len -= (size_t)n;
+  }
+  if (close(fd) != 0 && rc == 0)
+    rc = -errno;
+  return rc;
+}
+
+static int remove_at(int parent, const char *name);
+
+/* Empties the open directory fd (consumed). */
+static int remove_children(int fd) {
+  DIR *dir;
+  struct dirent *entry;
+  int rc = 0;
+
+  /* A stage may have made a folder read-only; as its owner we may undo
+   * that, and must, to delete what is inside. */
+  fchmod(fd, 0700);
+  dir = fdopendir(fd);
+  if (dir == NULL) {
+    rc = -errno;
+    close(fd);
+    return rc;
+  }
+  while ((entry = readdir(dir)) != NULL) {
+    int r;
+    if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
+      continue;
+    r = remove_at(dirfd(dir), entry->d_name);
+    if (r != 0 && rc == 0)
+      rc = r;
+  }
+  closedir(dir);
+  return rc;
+}
+
+static int remove_at(int parent, const char *name) {
+  int fd, rc;
+
+  if (unlinkat(parent, name, 0) == 0)
+    return 0;
+  if (errno != EISDIR && errno != EPERM)
+    return -errno;
+  /* O_NOFOLLOW: a symlink is unlinked above, never entered. */
+  fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  rc = remove_children(fd);
+  if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && rc == 0)
+    rc = -errno;
+  return rc;
+}
+
+int gr_workdir_remove(gr_workdir_t *dir) {
+  int rc = remove_at(AT_FDCWD, dir->path);
+
+  if (dir->lock_fd >= 0)
+    close(dir->lock_fd);
+  dir->lock_fd = -1;
+  return rc;
+}
+
+static int is_old_orphan(int base_fd, const char *name) {
+  struct stat st;
+  int fd;
+
+  if (strncmp(name, PREFIX, strlen(PREFIX)) != 0 ||
+      fstatat(base_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !S_ISDIR(st.st_mode) || time(NULL) - st.st_mtime < SWEEP_MIN_AGE_S)
+    return 0;
+  fd = lock_folder(base_fd, name, LOCK_EX | LOCK_NB);
+  if (fd < 0)
+    return 0; /* held: a live grader's job */
+  close(fd);
+  return 1;
+}
+
+int gr_workdir_sweep(const char *base) {
+  DIR *dir = opendir(base);
+  struct dirent *entry;
+  int removed = 0;
+
+  if (dir == NULL)
+    return 0;
+  while ((entry = readdir(dir)) != NULL)
+    if (is_old_orphan(dirfd(dir), entry->d_name) &&
+        remove_at(dirfd(dir), entry->d_name) == 0)
+      removed++;
+  closedir(dir);
+  return removed;
+}

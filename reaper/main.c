@@ -1,0 +1,149 @@
+/* broadway-reaper - declares dead the graders that stopped heartbeating and
+ * puts their jobs back in the queue (common/reap.h does the work).
+ *
+ *   broadway-reaper [-c CONFIG] [--once]          one pass (the default)
+ *   broadway-reaper [-c CONFIG] --loop SECONDS    a pass every SECONDS
+ *
+ * Production, from cron, once a minute:
+ *
+ *   * * * * * /opt/broadway/bin/broadway-reaper -c /etc/broadway.conf --once
+ *
+ * Why cron and --once there: nothing has to stay up for the reaper to keep
+ * working (a crashed or OOM-killed loop would silently stop re-queueing),
+ * each pass opens a fresh database connection, and a failed pass is a
+ * non-zero exit cron reports.  Any number of reapers may run at once, so an
+ * overlapping cron pass is harmless.  A minute is the finest cron can do: a
+ * dead grader's jobs then wait at most 2 heartbeat intervals plus a minute.
+ * When that is too slow (short heartbeats, as in `make run` and the tests),
+ * run `--loop N` with N at most half the heartbeat: a grader that stopped
+ * is then noticed within 3 intervals.  scripts/broadway-run does that. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "reap.h"
+
+#define DEFAULT_CONFIG "broadway.conf"
+
+typedef struct args {
+  const char *config; /* NULL: no file */
+  int loop_seconds;   /* 0: one pass */
+} args_t;
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: broadway-reaper [-c CONFIG] [--once | --loop SECONDS]\n");
+}
+
+/* Returns 0, 1 for "exit 0 (help)", -1 for a usage error. */
+static int parse_args(int argc, char **argv, args_t *args) {
+  memset(args, 0, sizeof *args);
+  if (access(DEFAULT_CONFIG, F_OK) == 0)
+    args->config = DEFAULT_CONFIG;
+  for (int i = 1; i < argc; i++) {
+    char *end;
+    if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+      args->config = argv[++i];
+    } else if (strcmp(argv[i], "--once") == 0) {
+      args->loop_seconds = 0;
+    } else if (strcmp(argv[i], "--loop") == 0 && i + 1 < argc) {
+      long n = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || n < 1 || n > 86400) {
+        fprintf(stderr, "broadway-reaper: --loop wants 1..86400 seconds\n");
+        return -1;
+      }
+      args->loop_seconds = (int)n;
+    } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      usage(stdout);
+      return 1;
+    } else {
+      usage(stderr);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* One pass; logs what it did when it did anything. */
+static int reap_pass(bw_db_t *db, const bw_config_t *cfg) {
+  bw_reap_stats_t stats = {0, 0, 0, 0};
+  bw_error_t error = {.code = 0, .message = ""};
+  int rc = bw_reap_once(db, cfg, &stats, &error);
+
+  if (rc < 0) {
+    bw_log_error("pass failed: %s", error.message);
+    return rc;
+  }
+  /* Dead graders stay dead (and counted) pass after pass: worth a line only
+   * when this pass did something about them. */
+  if (stats.requeued || stats.failed || stats.repaired)
+    bw_log_info("dead graders %d, jobs re-queued %d, failed %d, repaired %d",
+                stats.dead_workers, stats.requeued, stats.failed,
+                stats.repaired);
+  return 0;
+}
+
+/* Signals are taken synchronously (blocked, then sigtimedwait), so a stop
+ * never interrupts a pass half-way: it ends the sleep between passes. */
+static void block_stop_signals(sigset_t *set) {
+  static const int stops[] = {SIGTERM, SIGINT, SIGHUP};
+
+  sigemptyset(set);
+  for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
+    signal(stops[i], SIG_DFL); /* bash starts background jobs ignoring INT */
+    sigaddset(set, stops[i]);
+  }
+  sigprocmask(SIG_BLOCK, set, NULL);
+}
+
+static void reap_loop(bw_db_t *db, const bw_config_t *cfg, int seconds) {
+  struct timespec interval = {.tv_sec = seconds, .tv_nsec = 0};
+  sigset_t stops;
+
+  block_stop_signals(&stops);
+  bw_log_info("reaping every %d s", seconds);
+  for (;;) {
+    int sig;
+    reap_pass(db, cfg); /* a failed pass is retried on the next tick */
+    sig = sigtimedwait(&stops, NULL, &interval);
+    if (sig > 0) {
+      bw_log_info("%s: stopping", strsignal(sig));
+      return;
+    }
+  }
+}
+
+int main(int argc, char **argv) {
+  static bw_config_t cfg;
+  bw_error_t error = {.code = 0, .message = ""};
+  bw_db_t *db = NULL;
+  args_t args;
+  int rc;
+
+  bw_log_init("reaper");
+  rc = parse_args(argc, argv, &args);
+  if (rc != 0)
+    return rc > 0 ? 0 : 2;
+  if (bw_config_load(&cfg, args.config, &error) < 0) {
+    bw_log_error("config: %s", error.message);
+    return 1;
+  }
+  if (bw_db_open(&db, &cfg, &error) < 0) {
+    bw_log_error("database: %s", error.message);
+    return 1;
+  }
+  rc = 0;
+  if (args.loop_seconds > 0)
+    reap_loop(db, &cfg, args.loop_seconds);
+  else
+    rc = reap_pass(db, &cfg) < 0 ? 1 : 0;
+  bw_db_close(db);
+  mongoc_cleanup();
+  return rc;
+}

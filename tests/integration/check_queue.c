@@ -1,0 +1,276 @@
+/* check_queue.c - the exactly-once machinery of common/ hammered from many
+ * processes at once, straight through libmongoc against the stack's real
+ * FerretDB (no HTTP: this isolates the database layer, which is where
+ * FerretDB's unlocked findAndModify could hand a job out twice). */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "db.h"
+#include "itest.h"
+#include "job.h"
+#include "queue.h"
+#include "reap.h"
+#include "run.h"
+#include "worker.h"
+
+#define PROCS 8
+
+static bw_config_t test_config(void) {
+  bw_config_t cfg;
+  bw_config_init(&cfg);
+  bson_strncpy(cfg.mongo_uri, bw_test_stack_mongo_uri(bw_itest_stack()),
+               sizeof cfg.mongo_uri);
+  bson_strncpy(cfg.db_name, bw_test_stack_db_name(bw_itest_stack()),
+               sizeof cfg.db_name);
+  return cfg;
+}
+
+static bw_db_t *test_db(const bw_config_t *cfg) {
+  bw_db_t *db = NULL;
+  bw_error_t error;
+  ck_assert_int_eq(bw_db_open(&db, cfg, &error), 0);
+  return db;
+}
+
+static json_object *test_run_config(int students, bool post) {
+  json_object *config = json_object_new_object(), *list = json_object_new_array();
+  for (int i = 0; i < students; i++) {
+    json_object *s = json_object_new_object();
+    char netid[32];
+    snprintf(netid, sizeof netid, "student%d", i);
+    json_object_object_add(s, "NETID", json_object_new_string(netid));
+    json_object_array_add(list, s);
+  }
+  json_object_object_add(config, "students", list);
+  json_object_object_add(
+      config, "student_pipeline",
+      json_tokener_parse("[{\"image\":\"grader\",\"env\":{\"N\":\"$NETID\"}}]"));
+  if (post)
+    json_object_object_add(config, "post_processing_pipeline",
+                           json_tokener_parse("[{\"image\":\"post\"}]"));
+  return config;
+}
+
+static void test_create_started_run(bw_db_t *db, const bw_config_t *cfg,
+                                    int students, bool post, char run_id[25]) {
+  json_object *config = test_run_config(students, post);
+  bw_error_t error;
+  ck_assert_int_eq(bw_run_create(db, cfg, config, run_id, &error), 0);
+  ck_assert_int_eq(bw_run_start(db, cfg, run_id, &error), 0);
+  json_object_put(config);
+}
+
+/* A child: registers, then takes jobs and reports success until the queue
+ * has been empty for a while.  Writes each job id it got, one per line. */
+static void drain_child(const bw_config_t *cfg, int out_fd) {
+  bw_db_t *db = test_db(cfg);
+  bw_error_t error;
+  char worker[25];
+  int empty = 0;
+  json_object *ok = json_tokener_parse("{\"success\":true,\"info\":[]}");
+
+  if (bw_worker_register(db, "drain", worker, &error) < 0)
+    _exit(2);
+  while (empty < 40) {
+    json_object *job = NULL;
+    int rc = bw_queue_poll(db, cfg, worker, &job, &error);
+    if (rc == BW_EEMPTY) {
+      empty++;
+      usleep(20000);
+      continue;
+    }
+    if (rc < 0)
+      _exit(3);
+    empty = 0;
+    const char *id = json_object_get_string(json_object_object_get(job, "job_id"));
+    char line[32];
+    int n = snprintf(line, sizeof line, "%s\n", id);
+    if (write(out_fd, line, (size_t)n) != n)
+      _exit(4);
+    if (bw_job_report(db, cfg, id, worker, ok, &error) < 0)
+      _exit(5);
+    json_object_put(job);
+  }
+  json_object_put(ok);
+  bw_db_close(db);
+  _exit(0);
+}
+
+static int count_lines_unique(FILE *f, int *dups) {
+  char line[64], **seen = NULL;
+  int n = 0;
+  *dups = 0;
+  while (fgets(line, sizeof line, f)) {
+    for (int i = 0; i < n; i++)
+      if (strcmp(seen[i], line) == 0)
+        (*dups)++;
+    seen = realloc(seen, sizeof *seen * (size_t)(n + 1));
+    seen[n++] = strdup(line);
+  }
+  for (int i = 0; i < n; i++)
+    free(seen[i]);
+  free(seen);
+  return n;
+}
+
+static void wait_children(pid_t *pids, int n) {
+  for (int i = 0; i < n; i++) {
+    int status;
+    ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "child %d exited with status %d", i, status);
+  }
+}
+
+START_TEST(drain_from_many_processes_hands_each_job_out_once) {
+  bw_config_t cfg = test_config();
+  bw_db_t *db = test_db(&cfg);
+  char run_id[25];
+  pid_t pids[PROCS];
+  FILE *log = tmpfile();
+  json_object *status = NULL;
+  bw_error_t error;
+  int dups;
+
+  test_create_started_run(db, &cfg, 500, true, run_id);
+  for (int i = 0; i < PROCS; i++) {
+    pids[i] = fork();
+    if (pids[i] == 0)
+      drain_child(&cfg, fileno(log));
+  }
+  wait_children(pids, PROCS);
+  rewind(log);
+  ck_assert_int_eq(count_lines_unique(log, &dups), 501); /* 500 + post */
+  ck_assert_int_eq(dups, 0);
+  ck_assert_int_eq(bw_run_status(db, &cfg, run_id, &status, &error), 0);
+  ck_assert_str_eq(json_object_get_string(json_object_object_get(status, "state")),
+                   "succeeded");
+  json_object *counts = json_object_object_get(status, "counts");
+  ck_assert_int_eq(json_object_get_int(json_object_object_get(counts, "succeeded")),
+                   501);
+  json_object_put(status);
+  fclose(log);
+  bw_db_close(db);
+}
+END_TEST
+
+START_TEST(concurrent_starts_start_a_run_once) {
+  bw_config_t cfg = test_config();
+  bw_db_t *db = test_db(&cfg);
+  json_object *config = test_run_config(20, false);
+  char run_id[25];
+  pid_t pids[PROCS];
+  int ok = 0;
+  bw_error_t error;
+
+  ck_assert_int_eq(bw_run_create(db, &cfg, config, run_id, &error), 0);
+  for (int i = 0; i < PROCS; i++) {
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      bw_db_t *mine = test_db(&cfg);
+      int rc = bw_run_start(mine, &cfg, run_id, &error);
+      _exit(rc == 0 ? 0 : rc == BW_EINVAL ? 1 : 2);
+    }
+  }
+  for (int i = 0; i < PROCS; i++) {
+    int status;
+    waitpid(pids[i], &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) <= 1);
+    ok += WEXITSTATUS(status) == 0;
+  }
+  ck_assert_int_eq(ok, 1);
+  ck_assert_int_eq(bw_test_db_count(bw_itest_stack(), "queue"), 20);
+  json_object_put(config);
+  bw_db_close(db);
+}
+END_TEST
+
+/* A worker takes one job and "dies": its heartbeat is pushed into the past. */
+static void test_kill_worker(bw_db_t *db, const char *worker) {
+  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
+  bson_oid_t oid;
+  bw_db_oid_parse(worker, &oid);
+  BSON_APPEND_OID(&filter, "_id", &oid);
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+  BSON_APPEND_DATE_TIME(&set, "last_heartbeat", bw_db_now_ms() - 3600 * 1000);
+  bson_append_document_end(&update, &set);
+  ck_assert(mongoc_collection_update_one(bw_db_coll(db, BW_COLL_WORKERS),
+                                         &filter, &update, NULL, NULL, NULL));
+  bson_destroy(&filter);
+  bson_destroy(&update);
+}
+
+START_TEST(reapers_and_a_late_result_race_and_one_wins) {
+  bw_config_t cfg = test_config();
+  bw_db_t *db = test_db(&cfg);
+  char run_id[25], worker[25], job_id[64];
+  json_object *job = NULL;
+  pid_t pids[PROCS];
+  bw_error_t error;
+  int results = 0, requeues = 0;
+
+  test_create_started_run(db, &cfg, 1, false, run_id);
+  ck_assert_int_eq(bw_worker_register(db, "doomed", worker, &error), 0);
+  ck_assert_int_eq(bw_queue_poll(db, &cfg, worker, &job, &error), 0);
+  bson_strncpy(job_id, json_object_get_string(json_object_object_get(job, "job_id")),
+               sizeof job_id);
+  json_object_put(job);
+  test_kill_worker(db, worker);
+
+  /* Half the children reap, half send the dead worker's late result. */
+  for (int i = 0; i < PROCS; i++) {
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      bw_db_t *mine = test_db(&cfg);
+      if (i % 2 == 0) {
+        bw_reap_stats_t stats;
+        if (bw_reap_once(mine, &cfg, &stats, &error) < 0)
+          _exit(9);
+        _exit(stats.requeued > 0 ? 10 : 0);
+      }
+      json_object *ok = json_tokener_parse("{\"success\":true,\"info\":[]}");
+      int rc = bw_job_report(mine, &cfg, job_id, worker, ok, &error);
+      _exit(rc == 0 ? 20 : rc == BW_ECONFLICT ? 0 : 29);
+    }
+  }
+  for (int i = 0; i < PROCS; i++) {
+    int status;
+    waitpid(pids[i], &status, 0);
+    ck_assert(WIFEXITED(status));
+    ck_assert_msg(WEXITSTATUS(status) % 10 == 0, "child %d: %d", i,
+                  WEXITSTATUS(status));
+    requeues += WEXITSTATUS(status) == 10;
+    results += WEXITSTATUS(status) == 20;
+  }
+  /* The result counts once (all four reports are the same worker's, so a
+   * resend after the winning one is a 200 too) or the re-queue once. */
+  ck_assert_msg((results >= 1 && requeues == 0) || (results == 0 && requeues == 1),
+                "results %d requeues %d", results, requeues);
+  ck_assert_int_eq(bw_test_db_count(bw_itest_stack(), "outcomes"), 1);
+  ck_assert_int_eq(bw_test_db_count(bw_itest_stack(), "queue"), requeues);
+  bw_db_close(db);
+}
+END_TEST
+
+static Suite *queue_suite(void) {
+  Suite *s = suite_create("queue");
+  TCase *tc = tcase_create("exactly-once");
+  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
+  tcase_set_timeout(tc, 240);
+  tcase_add_test(tc, drain_from_many_processes_hands_each_job_out_once);
+  tcase_add_test(tc, concurrent_starts_start_a_run_once);
+  tcase_add_test(tc, reapers_and_a_late_result_race_and_one_wins);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  bw_test_stack_opts_t opts = {.label = "queue"};
+  return bw_itest_main(queue_suite(), &opts);
+}

@@ -1,0 +1,820 @@
+/* fault.c - see fault.h. */
+#include "fault.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <mongoc/mongoc.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PORT_FIRST 25000
+#define PORT_LAST 25999
+#define READY_MARK "broadway: ready on "
+#define READY_TIMEOUT_S 60
+#define TERM_GRACE_S 10
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+  }
+}
+
+/* Reads a whole (small or /proc) file; caller frees.  *len gets its size. */
+static char *read_all(const char *path, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return NULL;
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap + 1);
+  ssize_t got;
+  while (buf && (got = read(fd, buf + n, cap - n)) > 0) {
+    n += (size_t)got;
+    if (n == cap) {
+      char *bigger = realloc(buf, cap * 2 + 1);
+      if (!bigger) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = bigger;
+      cap *= 2;
+    }
+  }
+  close(fd);
+  if (buf) {
+    buf[n] = '\0';
+    if (len)
+      *len = n;
+  }
+  return buf;
+}
+
+/* true when the NUL-separated list buf[0..len) has an entry equal to s. */
+static bool nul_list_has(const char *buf, size_t len, const char *s) {
+  size_t slen = strlen(s);
+  for (size_t i = 0; i < len;) {
+    size_t n = strnlen(buf + i, len - i);
+    if (n == slen && memcmp(buf + i, s, slen) == 0)
+      return true;
+    i += n + 1;
+  }
+  return false;
+}
+
+typedef struct proc_stat {
+  char comm[32];
+  char state;
+  pid_t ppid;
+  pid_t pgrp;
+} proc_stat_t;
+
+static bool read_proc_stat(pid_t pid, proc_stat_t *st) {
+  char path[64], *buf;
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  if (!(buf = read_all(path, NULL)))
+    return false;
+  char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
+  bool ok = false;
+  if (open_paren && close_paren && close_paren > open_paren) {
+    size_t n = (size_t)(close_paren - open_paren - 1);
+    if (n >= sizeof st->comm)
+      n = sizeof st->comm - 1;
+    memcpy(st->comm, open_paren + 1, n);
+    st->comm[n] = '\0';
+    int ppid, pgrp;
+    ok = sscanf(close_paren + 1, " %c %d %d", &st->state, &ppid, &pgrp) == 3;
+    st->ppid = ppid;
+    st->pgrp = pgrp;
+  }
+  free(buf);
+  return ok && st->state != 'Z' && st->state != 'X';
+}
+
+/* Calls fn(pid, stat, ctx) for every live process; stops when fn returns
+ * true. */
+static void each_process(bool (*fn)(pid_t, const proc_stat_t *, void *),
+                         void *ctx) {
+  DIR *proc = opendir("/proc");
+  struct dirent *e;
+  if (!proc)
+    return;
+  while ((e = readdir(proc))) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9')
+      continue;
+    pid_t pid = (pid_t)atoi(e->d_name);
+    proc_stat_t st;
+    if (read_proc_stat(pid, &st) && fn(pid, &st, ctx))
+      break;
+  }
+  closedir(proc);
+}
+
+typedef struct pid_list {
+  pid_t pgid;
+  pid_t ppid; /* 0: any */
+  const char *comm;
+  const char *data_dir;
+  pid_t *pids;
+  int max;
+  int n;
+} pid_list_t;
+
+static void pid_list_add(pid_list_t *l, pid_t pid) {
+  if (l->n < l->max)
+    l->pids[l->n] = pid;
+  l->n++;
+}
+
+/* ---- processes ---------------------------------------------------------- */
+
+static bool environ_has_data_dir(pid_t pid, const char *data_dir) {
+  char path[64], entry[PATH_MAX + 32];
+  size_t len;
+  snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+  snprintf(entry, sizeof entry, "BROADWAY_DATA=%s", data_dir);
+  char *env = read_all(path, &len);
+  bool found = env && nul_list_has(env, len, entry);
+  free(env);
+  return found;
+}
+
+static bool find_leader(pid_t pid, const proc_stat_t *st, void *ctx) {
+  pid_list_t *l = ctx;
+  if (st->pgrp != pid || !environ_has_data_dir(pid, l->data_dir))
+    return false;
+  pid_list_add(l, pid);
+  return true;
+}
+
+pid_t bw_fault_stack_pgid(const char *data_dir) {
+  pid_t pid = -1;
+  pid_list_t l = {.data_dir = data_dir, .pids = &pid, .max = 1};
+  each_process(find_leader, &l);
+  return l.n > 0 ? pid : -1;
+}
+
+static bool match_group_comm(pid_t pid, const proc_stat_t *st, void *ctx) {
+  pid_list_t *l = ctx;
+  if (st->pgrp == l->pgid && (!l->comm || strcmp(st->comm, l->comm) == 0) &&
+      (l->ppid == 0 || st->ppid == l->ppid))
+    pid_list_add(l, pid);
+  return false;
+}
+
+int bw_fault_group_find(pid_t pgid, const char *comm, pid_t *pids, int max) {
+  pid_list_t l = {.pgid = pgid, .comm = comm, .pids = pids, .max = max};
+  each_process(match_group_comm, &l);
+  return l.n;
+}
+
+pid_t bw_fault_fcgi_parent(pid_t pgid) {
+  pid_t pids[64];
+  int n = bw_fault_group_find(pgid, "broadway-fcgi", pids, 64);
+  for (int i = 0; i < n && i < 64; i++) {
+    proc_stat_t st, parent;
+    if (!read_proc_stat(pids[i], &st))
+      continue;
+    if (!read_proc_stat(st.ppid, &parent) ||
+        strcmp(parent.comm, "broadway-fcgi") != 0)
+      return pids[i];
+  }
+  return -1;
+}
+
+int bw_fault_fcgi_workers(pid_t pgid, pid_t *pids, int max) {
+  pid_t parent = bw_fault_fcgi_parent(pgid);
+  if (parent < 0)
+    return 0;
+  pid_list_t l = {.pgid = pgid,
+                  .ppid = parent,
+                  .comm = "broadway-fcgi",
+                  .pids = pids,
+                  .max = max};
+  each_process(match_group_comm, &l);
+  return l.n;
+}
+
+bool bw_fault_group_alive(pid_t pgid) {
+  pid_t pid;
+  return pgid > 0 && bw_fault_group_find(pgid, NULL, &pid, 1) > 0;
+}
+
+static bool match_data_dir(pid_t pid, const proc_stat_t *st, void *ctx) {
+  pid_list_t *l = ctx;
+  char path[64];
+  size_t len;
+  (void)st;
+  if (pid == getpid())
+    return false;
+  snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+  char *cmd = read_all(path, &len);
+  bool found = false;
+  if (cmd) {
+    for (size_t i = 0; i < len; i++)
+      if (cmd[i] == '\0')
+        cmd[i] = ' ';
+    found = strstr(cmd, l->data_dir) != NULL;
+    free(cmd);
+  }
+  if (found || environ_has_data_dir(pid, l->data_dir))
+    pid_list_add(l, pid);
+  return false;
+}
+
+int bw_fault_data_dir_users(const char *data_dir, pid_t *pids, int max) {
+  pid_list_t l = {.data_dir = data_dir, .pids = pids, .max = max};
+  each_process(match_data_dir, &l);
+  return l.n;
+}
+
+static bool wait_group_gone(pid_t pgid, double seconds) {
+  double deadline = now_s() + seconds;
+  for (;;) {
+    while (waitpid(-pgid, NULL, WNOHANG) > 0) {
+    }
+    if (!bw_fault_group_alive(pgid))
+      return true;
+    if (now_s() >= deadline)
+      return false;
+    sleep_ms(50);
+  }
+}
+
+/* ---- finding things ----------------------------------------------------- */
+
+const char *bw_fault_bin_dir(void) {
+  const char *bin = getenv("BROADWAY_BIN");
+  return bin && *bin ? bin : "bin";
+}
+
+static bool find_script_above(const char *start, char out[PATH_MAX]) {
+  char dir[PATH_MAX];
+  if (!start || !realpath(start, dir))
+    return false;
+  for (;;) {
+    snprintf(out, PATH_MAX, "%.*s/scripts/broadway-run", PATH_MAX - 30, dir);
+    if (access(out, X_OK) == 0)
+      return true;
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+      return false;
+    *slash = '\0';
+  }
+}
+
+static bool find_run_script(char out[PATH_MAX]) {
+  const char *explicit_path = getenv("BROADWAY_RUN");
+  if (explicit_path && *explicit_path) {
+    snprintf(out, PATH_MAX, "%s", explicit_path);
+    return access(out, X_OK) == 0;
+  }
+  return find_script_above(getenv("BROADWAY_BIN"), out) ||
+         find_script_above(".", out);
+}
+
+static void random_hex(char *out, size_t digits) {
+  unsigned char buf[32] = {0};
+  size_t n = (digits + 1) / 2;
+  if (n > sizeof buf)
+    n = sizeof buf;
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (!f || fread(buf, 1, n, f) != n) {
+    srand((unsigned)(time(NULL) ^ getpid()));
+    for (size_t i = 0; i < n; i++)
+      buf[i] = (unsigned char)rand();
+  }
+  if (f)
+    fclose(f);
+  for (size_t i = 0; i < digits && i / 2 < n; i++)
+    out[i] = "0123456789abcdef"[(buf[i / 2] >> ((i % 2) ? 0 : 4)) & 0xf];
+  out[digits] = '\0';
+}
+
+/* A port of our range nothing listens on (or lingers on) right now. */
+static int pick_free_port(void) {
+  int span = PORT_LAST - PORT_FIRST + 1;
+  int offset = (int)(((unsigned)getpid() * 7919u + (unsigned)time(NULL)) %
+                     (unsigned)span);
+  for (int i = 0; i < span; i++) {
+    int port = PORT_FIRST + (offset + i) % span;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+      return -1;
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+    close(fd);
+    if (ok)
+      return port;
+  }
+  return -1;
+}
+
+static void percent_encode(const char *in, char *out, size_t cap) {
+  size_t o = 0;
+  for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < cap;
+       p++) {
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+        (*p >= '0' && *p <= '9') || strchr("-._~", *p))
+      out[o++] = (char)*p;
+    else
+      o += (size_t)snprintf(out + o, cap - o, "%%%02X", *p);
+  }
+  out[o] = '\0';
+}
+
+static void socket_uri(const char *sock, char *out, size_t cap) {
+  char encoded[PATH_MAX * 3];
+  percent_encode(sock, encoded, sizeof encoded);
+  snprintf(out, cap, "mongodb://%s/?serverSelectionTimeoutMS=10000", encoded);
+}
+
+void bw_fault_ferretdb_uri_of(const char *data_dir, char *out, size_t cap) {
+  char sock[PATH_MAX + 32];
+  snprintf(sock, sizeof sock, "%s/run/ferretdb.sock", data_dir);
+  socket_uri(sock, out, cap);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag,
+                        struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  remove(path);
+  return 0;
+}
+
+static void remove_tree(const char *dir) {
+  nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* In a child: stdin from /dev/null, stdout+stderr appended to log_path. */
+static void redirect_output(const char *log_path) {
+  int null = open("/dev/null", O_RDONLY);
+  int log = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600)
+                     : open("/dev/null", O_WRONLY);
+  if (null < 0 || log < 0)
+    _exit(126);
+  dup2(null, STDIN_FILENO);
+  dup2(log, STDOUT_FILENO);
+  dup2(log, STDERR_FILENO);
+  for (int fd = 3; fd < 1024; fd++)
+    close(fd);
+}
+
+int bw_fault_run(char *const argv[], char *const env[], const char *log_path) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    redirect_output(log_path);
+    for (size_t i = 0; env && env[i]; i++)
+      putenv(env[i]);
+    signal(SIGPIPE, SIG_DFL);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR)
+      return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* ---- a stack that can be killed as a whole ------------------------------ */
+
+struct bw_fault_stack {
+  pid_t pgid;
+  int port;
+  int heartbeat;
+  int workers;
+  int starts;
+  bool has_config;
+  char data_dir[PATH_MAX];
+  char log_path[PATH_MAX + 32];
+  char config_path[PATH_MAX + 32];
+  char url[256];
+  char token[65];
+  char mongo_uri[PATH_MAX];
+};
+
+static void set_env_int(const char *name, int value) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%d", value);
+  setenv(name, buf, 1);
+}
+
+static void exec_script(const bw_fault_stack_t *s, const char *script) {
+  setpgid(0, 0);
+  redirect_output(s->log_path);
+  setenv("BROADWAY_DATA", s->data_dir, 1);
+  set_env_int("BROADWAY_PORT", s->port);
+  setenv("BROADWAY_HOST", "127.0.0.1", 1);
+  setenv("BROADWAY_TOKEN", s->token, 1);
+  if (s->heartbeat > 0)
+    set_env_int("BROADWAY_HEARTBEAT", s->heartbeat);
+  if (s->workers > 0)
+    set_env_int("BROADWAY_WORKERS", s->workers);
+  if (s->has_config)
+    setenv("BROADWAY_CONFIG", s->config_path, 1);
+  else
+    unsetenv("BROADWAY_CONFIG");
+  if (s->mongo_uri[0])
+    setenv("BROADWAY_MONGO_URI", s->mongo_uri, 1);
+  else
+    unsetenv("BROADWAY_MONGO_URI");
+  signal(SIGPIPE, SIG_DFL);
+  execl(script, script, (char *)NULL);
+  fprintf(stderr, "fault: cannot run %s: %s\n", script, strerror(errno));
+  _exit(127);
+}
+
+static bool log_has_ready_line(const bw_fault_stack_t *s) {
+  char *log = read_all(s->log_path, NULL);
+  bool ready = log && strstr(log, READY_MARK) != NULL;
+  free(log);
+  return ready;
+}
+
+void bw_fault_stack_print_log(const bw_fault_stack_t *s) {
+  if (!s)
+    return;
+  char *log = read_all(s->log_path, NULL);
+  fprintf(stderr, "---- %s ----\n%s\n---- end of log ----\n", s->log_path,
+          log ? log : "(no log)");
+  free(log);
+}
+
+/* One start of the run script, logging to a new file per start so that the
+ * ready line of an earlier start does not count. */
+static int launch(bw_fault_stack_t *s) {
+  char script[PATH_MAX];
+  if (!find_run_script(script)) {
+    fprintf(stderr, "fault: scripts/broadway-run not found\n");
+    return -1;
+  }
+  s->starts++;
+  snprintf(s->log_path, sizeof s->log_path, "%s/stack-%d.log", s->data_dir,
+           s->starts);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0)
+    exec_script(s, script);
+  setpgid(pid, pid);
+  s->pgid = pid;
+  double deadline = now_s() + READY_TIMEOUT_S;
+  while (now_s() < deadline) {
+    if (log_has_ready_line(s))
+      return 0;
+    if (waitpid(pid, NULL, WNOHANG) == pid) {
+      fprintf(stderr, "fault: broadway-run exited before it was ready\n");
+      bw_fault_stack_print_log(s);
+      return -1;
+    }
+    sleep_ms(100);
+  }
+  fprintf(stderr, "fault: no ready line after %d s\n", READY_TIMEOUT_S);
+  bw_fault_stack_print_log(s);
+  return -1;
+}
+
+static int write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (!f)
+    return -1;
+  int rc = fputs(text, f) < 0 ? -1 : 0;
+  return fclose(f) == 0 ? rc : -1;
+}
+
+bw_fault_stack_t *bw_fault_stack_start(const bw_fault_stack_opts_t *opts) {
+  bw_fault_stack_t *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->heartbeat = opts->heartbeat;
+  s->workers = opts->workers;
+  snprintf(s->data_dir, sizeof s->data_dir, "/tmp/fault-%s-XXXXXX",
+           opts->label ? opts->label : "stack");
+  s->port = pick_free_port();
+  if (!mkdtemp(s->data_dir) || s->port < 0) {
+    fprintf(stderr, "fault: no data dir or no free port\n");
+    free(s);
+    return NULL;
+  }
+  snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", s->port);
+  random_hex(s->token, 32);
+  if (opts->mongo_uri)
+    snprintf(s->mongo_uri, sizeof s->mongo_uri, "%s", opts->mongo_uri);
+  if (opts->config_text) {
+    s->has_config = true;
+    snprintf(s->config_path, sizeof s->config_path, "%s/test.conf",
+             s->data_dir);
+    if (write_file(s->config_path, opts->config_text) != 0) {
+      free(s);
+      return NULL;
+    }
+  }
+  if (launch(s) != 0) {
+    bw_fault_stack_stop(s, true);
+    return NULL;
+  }
+  return s;
+}
+
+int bw_fault_stack_restart(bw_fault_stack_t *s) {
+  return launch(s);
+}
+
+/* The group of the stack right now: a restart in another (forked) process
+ * made a new one, so it is looked up rather than remembered. */
+static pid_t current_pgid(const bw_fault_stack_t *s) {
+  pid_t pgid = bw_fault_stack_pgid(s->data_dir);
+  return pgid > 0 ? pgid : s->pgid;
+}
+
+int bw_fault_stack_kill9(bw_fault_stack_t *s) {
+  pid_t pgid = current_pgid(s);
+  kill(-pgid, SIGKILL);
+  return wait_group_gone(pgid, 10) ? 0 : -1;
+}
+
+static void kill_data_dir_users(const bw_fault_stack_t *s) {
+  pid_t pids[64];
+  int n = bw_fault_data_dir_users(s->data_dir, pids, 64);
+  for (int i = 0; i < n && i < 64; i++) {
+    fprintf(stderr, "fault: process %d outlived its stack\n", (int)pids[i]);
+    kill(pids[i], SIGKILL);
+  }
+}
+
+void bw_fault_stack_stop(bw_fault_stack_t *s, bool keep_data) {
+  if (!s)
+    return;
+  pid_t pgid = current_pgid(s);
+  if (pgid > 0 && bw_fault_group_alive(pgid)) {
+    kill(-pgid, SIGTERM);
+    if (!wait_group_gone(pgid, TERM_GRACE_S)) {
+      kill(-pgid, SIGKILL);
+      wait_group_gone(pgid, 5);
+    }
+  }
+  kill_data_dir_users(s);
+  if (keep_data)
+    fprintf(stderr, "fault: kept the stack's data dir: %s\n", s->data_dir);
+  else
+    remove_tree(s->data_dir);
+  free(s);
+}
+
+const char *bw_fault_stack_url(const bw_fault_stack_t *s) {
+  return s->url;
+}
+
+const char *bw_fault_stack_token(const bw_fault_stack_t *s) {
+  return s->token;
+}
+
+const char *bw_fault_stack_data_dir(const bw_fault_stack_t *s) {
+  return s->data_dir;
+}
+
+pid_t bw_fault_stack_pgid_of(const bw_fault_stack_t *s) {
+  return current_pgid(s);
+}
+
+/* ---- a FerretDB of the test's own --------------------------------------- */
+
+struct bw_fault_ferretdb {
+  char dir[PATH_MAX];
+  char sock[PATH_MAX + 32];
+  char pid_path[PATH_MAX + 32];
+  char uri[PATH_MAX * 3 + 64];
+};
+
+static pid_t ferretdb_pid(const bw_fault_ferretdb_t *f) {
+  char *text = read_all(f->pid_path, NULL);
+  pid_t pid = text ? (pid_t)atoi(text) : -1;
+  free(text);
+  return pid > 0 ? pid : -1;
+}
+
+static bool pid_alive(pid_t pid) {
+  proc_stat_t st;
+  while (waitpid(pid, NULL, WNOHANG) > 0) {
+  }
+  return read_proc_stat(pid, &st);
+}
+
+/* Where the run script finds it: $BROADWAY_BIN/ferretdb, else the repo's
+ * bin/ (a SAN build's bin dir has no FerretDB). */
+static void ferretdb_exe(char exe[PATH_MAX]) {
+  char script[PATH_MAX];
+  snprintf(exe, PATH_MAX, "%.*s/ferretdb", PATH_MAX - 16, bw_fault_bin_dir());
+  if (access(exe, X_OK) == 0 || !find_run_script(script))
+    return;
+  char *tail = strstr(script, "/scripts/broadway-run");
+  if (tail) {
+    strcpy(tail, "/bin/ferretdb");
+    snprintf(exe, PATH_MAX, "%s", script);
+  }
+}
+
+static int ferretdb_launch(bw_fault_ferretdb_t *f) {
+  char exe[PATH_MAX], sqlite[PATH_MAX + 32], listen[PATH_MAX * 2],
+      state[PATH_MAX + 32], log_path[PATH_MAX + 32];
+  ferretdb_exe(exe);
+  snprintf(sqlite, sizeof sqlite, "--sqlite-url=file:%s/db/", f->dir);
+  snprintf(listen, sizeof listen, "--listen-unix=%s", f->sock);
+  snprintf(state, sizeof state, "--state-dir=%s/state", f->dir);
+  snprintf(log_path, sizeof log_path, "%s/ferretdb.log", f->dir);
+  unlink(f->sock); /* stale after a kill -9 */
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    setpgid(0, 0);
+    redirect_output(log_path);
+    execl(exe, exe, "--handler=sqlite", sqlite, "--telemetry=disable",
+          "--listen-addr=", listen, "--debug-addr=-", state,
+          "--log-level=error", (char *)NULL);
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  char text[32];
+  snprintf(text, sizeof text, "%d\n", (int)pid);
+  if (write_file(f->pid_path, text) != 0)
+    return -1;
+  struct stat st;
+  for (int i = 0; i < 300; i++) {
+    if (stat(f->sock, &st) == 0 && S_ISSOCK(st.st_mode))
+      return 0;
+    if (!pid_alive(pid))
+      break;
+    sleep_ms(100);
+  }
+  fprintf(stderr, "fault: FerretDB did not come up on %s\n", f->sock);
+  return -1;
+}
+
+bw_fault_ferretdb_t *bw_fault_ferretdb_start(void) {
+  bw_fault_ferretdb_t *f = calloc(1, sizeof *f);
+  if (!f)
+    return NULL;
+  snprintf(f->dir, sizeof f->dir, "/tmp/fault-fdb-XXXXXX");
+  if (!mkdtemp(f->dir)) {
+    free(f);
+    return NULL;
+  }
+  char sub[PATH_MAX + 16];
+  snprintf(sub, sizeof sub, "%s/db", f->dir);
+  mkdir(sub, 0700);
+  snprintf(sub, sizeof sub, "%s/state", f->dir);
+  mkdir(sub, 0700);
+  snprintf(f->sock, sizeof f->sock, "%s/ferretdb.sock", f->dir);
+  snprintf(f->pid_path, sizeof f->pid_path, "%s/ferretdb.pid", f->dir);
+  socket_uri(f->sock, f->uri, sizeof f->uri);
+  if (ferretdb_launch(f) != 0) {
+    bw_fault_ferretdb_stop(f);
+    return NULL;
+  }
+  return f;
+}
+
+void bw_fault_ferretdb_kill9(bw_fault_ferretdb_t *f) {
+  pid_t pid = ferretdb_pid(f);
+  if (pid < 0)
+    return;
+  kill(pid, SIGKILL);
+  for (int i = 0; i < 100 && pid_alive(pid); i++)
+    sleep_ms(50);
+}
+
+int bw_fault_ferretdb_restart(bw_fault_ferretdb_t *f) {
+  return ferretdb_launch(f);
+}
+
+void bw_fault_ferretdb_stop(bw_fault_ferretdb_t *f) {
+  if (!f)
+    return;
+  bw_fault_ferretdb_kill9(f);
+  remove_tree(f->dir);
+  free(f);
+}
+
+const char *bw_fault_ferretdb_uri(const bw_fault_ferretdb_t *f) {
+  return f->uri;
+}
+
+/* ---- HTTP and database odds and ends ------------------------------------ */
+
+typedef struct header_want {
+  const char *name;
+  char *out;
+  size_t cap;
+} header_want_t;
+
+static size_t collect_header(char *line, size_t size, size_t n, void *user) {
+  header_want_t *w = user;
+  size_t len = size * n, name_len = strlen(w->name);
+  if (len > name_len && strncasecmp(line, w->name, name_len) == 0 &&
+      line[name_len] == ':') {
+    const char *v = line + name_len + 1;
+    size_t vlen = len - name_len - 1;
+    while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+      v++;
+      vlen--;
+    }
+    while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'))
+      vlen--;
+    snprintf(w->out, w->cap, "%.*s", (int)vlen, v);
+  }
+  return len;
+}
+
+static size_t discard_body(char *ptr, size_t size, size_t n, void *user) {
+  (void)ptr;
+  (void)user;
+  return size * n;
+}
+
+long bw_fault_http_header(const char *url, const char *authorization,
+                          const char *name, char *out, size_t cap) {
+  header_want_t want = {name, out, cap};
+  long status = 0;
+  struct curl_slist *headers = NULL;
+  out[0] = '\0';
+  CURL *curl = curl_easy_init();
+  if (!curl)
+    return 0;
+  if (authorization) {
+    char line[512];
+    snprintf(line, sizeof line, "Authorization: %s", authorization);
+    headers = curl_slist_append(headers, line);
+  }
+  curl_easy_setopt(curl, CURLOPT_URL, url);
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_header);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &want);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+  if (curl_easy_perform(curl) == CURLE_OK)
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  return status;
+}
+
+long long bw_fault_db_count(const char *mongo_uri, const char *db_name,
+                            const char *coll_name) {
+  mongoc_init();
+  bson_error_t err;
+  mongoc_uri_t *uri = mongoc_uri_new_with_error(mongo_uri, &err);
+  if (!uri) {
+    fprintf(stderr, "fault: bad mongo uri %s: %s\n", mongo_uri, err.message);
+    return -1;
+  }
+  mongoc_client_t *client = mongoc_client_new_from_uri(uri);
+  mongoc_uri_destroy(uri);
+  if (!client)
+    return -1;
+  mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+  mongoc_collection_t *coll =
+      mongoc_client_get_collection(client, db_name, coll_name);
+  bson_t empty = BSON_INITIALIZER;
+  int64_t n =
+      mongoc_collection_count_documents(coll, &empty, NULL, NULL, NULL, &err);
+  if (n < 0)
+    fprintf(stderr, "fault: counting %s: %s\n", coll_name, err.message);
+  bson_destroy(&empty);
+  mongoc_collection_destroy(coll);
+  mongoc_client_destroy(client);
+  return (long long)n;
+}

@@ -1,0 +1,101 @@
+/* itest.c - see itest.h. */
+#include "itest.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static bw_test_stack_t *main_stack;
+static bw_test_stack_t *current_stack;
+static bool pushed_stack_failed;
+
+double bw_itest_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void bw_itest_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+  }
+}
+
+/* Ctrl-C or a kill of the test binary must not leave a stack running. */
+static void stop_stacks_and_die(int sig) {
+  signal(sig, SIG_DFL);
+  bw_test_stack_stop_all();
+  raise(sig);
+}
+
+static void at_exit_stop_stacks(void) {
+  bw_test_stack_stop_all();
+}
+
+int bw_itest_main(Suite *suite, const bw_test_stack_opts_t *opts) {
+  bw_test_http_global_init();
+  atexit(at_exit_stop_stacks);
+  signal(SIGINT, stop_stacks_and_die);
+  signal(SIGTERM, stop_stacks_and_die);
+  signal(SIGHUP, stop_stacks_and_die);
+  signal(SIGPIPE, SIG_IGN);
+
+  main_stack = bw_test_stack_start(opts);
+  if (!main_stack) {
+    fprintf(stderr, "itest: the stack did not start; no test ran\n");
+    return EXIT_FAILURE;
+  }
+  current_stack = main_stack;
+  SRunner *runner = srunner_create(suite);
+  srunner_run_all(runner, CK_ENV);
+  int failed = srunner_ntests_failed(runner);
+  srunner_free(runner);
+  bw_test_stack_stop(main_stack, failed > 0);
+  main_stack = current_stack = NULL;
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+bw_test_stack_t *bw_itest_stack(void) {
+  return current_stack;
+}
+
+void bw_itest_push_stack(const bw_test_stack_opts_t *opts) {
+  current_stack = bw_test_stack_start(opts);
+  pushed_stack_failed = current_stack == NULL;
+}
+
+void bw_itest_pop_stack(void) {
+  if (current_stack && current_stack != main_stack)
+    bw_test_stack_stop(current_stack, false);
+  current_stack = main_stack;
+  pushed_stack_failed = false;
+}
+
+void bw_itest_client(bw_test_client_t *c) {
+  ck_assert_msg(current_stack != NULL, "no stack");
+  bw_test_client_init(c, bw_test_stack_url(current_stack),
+                      bw_test_stack_token(current_stack));
+}
+
+void bw_itest_reset_db(void) {
+  ck_assert_msg(!pushed_stack_failed && current_stack != NULL,
+                "the stack of this test case did not start");
+  ck_assert_msg(bw_test_db_reset(current_stack) == 0,
+                "could not empty the database at %s",
+                bw_test_stack_mongo_uri(current_stack));
+}
+
+long bw_itest_poll_until_job(const bw_test_client_t *c, double seconds,
+                             bw_test_http_resp_t *resp, char job_id[25]) {
+  double deadline = bw_itest_now() + seconds;
+  for (;;) {
+    long status = bw_test_http_poll(c, resp, job_id);
+    if (status != 498 || bw_itest_now() >= deadline)
+      return status;
+    bw_test_http_resp_cleanup(resp);
+    bw_itest_sleep_ms(100);
+  }
+}
