@@ -96,6 +96,7 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 
 # --- bench ---
 # The benchmark (issue 5, docs/BENCHMARKS.md): bench/run-bench starts the
@@ -163,7 +164,58 @@ fuzz: $(FUZZ_BIN)
 	@mkdir -p tests/fuzz/out/corpus
 	@$(FUZZ_BIN) tests/fuzz/corpus/* >build/fuzz/regressions.log 2>&1 || \
 	  { cat build/fuzz/regressions.log; exit 1; }
-	@echo "fuzz: $$(ls tests/fuzz/corpus | wc -l) corpus files pass"
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 \
+	@echo "fuzz: $$(ls tests/fuzz/corpus | wc -l) corpus files pass;" \
+	  "fuzzing $(FUZZ_SECONDS) s (log: build/fuzz/fuzz.log)"
+	@$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 \
 	  -rss_limit_mb=2048 -dict=tests/fuzz/fuzz_body.dict -print_final_stats=1 \
-	  -artifact_prefix=tests/fuzz/out/ tests/fuzz/out/corpus tests/fuzz/corpus
+	  -artifact_prefix=tests/fuzz/out/ tests/fuzz/out/corpus tests/fuzz/corpus \
+	  >build/fuzz/fuzz.log 2>&1 || \
+	  { tail -n 60 build/fuzz/fuzz.log; echo "fuzz: the input is in" \
+	    "tests/fuzz/out/; once fixed, add it to tests/fuzz/corpus/"; exit 1; }
+	@grep -E '^Done ' build/fuzz/fuzz.log | sed 's/^/fuzz: /'
+
+# --- test-san ---
+# Unit and integration tests with ASan + UBSan in every program (build/san).
+# Sanitizer reports of the service's own processes (FastCGI workers, the
+# reaper) go to build/san/reports/ instead of their logs, which the tests
+# delete: any report there fails the target, even when no test noticed.
+SAN_REPORTS := $(CURDIR)/build/san/reports
+.PHONY: test-san
+test-san: deps
+	@rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
+	@$(MAKE) --no-print-directory SAN=1 all
+	@$(MAKE) --no-print-directory SAN=1 $(UNIT_SRC:tests/unit/%.c=build/san/tests/%) \
+	  $(INTEG_SRC:tests/integration/%.c=build/san/tests/%)
+	@ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_REPORTS)/asan \
+	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SAN_REPORTS)/ubsan \
+	  BROADWAY_BIN=$(CURDIR)/build/san/bin scripts/run-tests \
+	  $(UNIT_SRC:tests/unit/%.c=build/san/tests/%) \
+	  $(INTEG_SRC:tests/integration/%.c=build/san/tests/%)
+	@if ls $(SAN_REPORTS) | grep -q .; then \
+	  echo "test-san: sanitizer reports in $(SAN_REPORTS):"; \
+	  head -n 40 $(SAN_REPORTS)/*; exit 1; \
+	else echo "test-san: no sanitizer report"; fi
+
+# --- valgrind ---
+# The FastCGI pool under valgrind (BROADWAY_FCGI_WRAPPER) through the API
+# and bad-input suites; every process's log (parent and each worker) must
+# show no error and no definite or indirect leak.
+VALGRIND_DIR  := $(CURDIR)/build/valgrind
+VALGRIND_RUN  := valgrind --leak-check=full --show-leak-kinds=definite,indirect \
+                 --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
+                 --num-callers=30 --log-file=$(VALGRIND_DIR)/fcgi.%p.log
+VALGRIND_TESTS ?= check_api check_badinput
+.PHONY: valgrind
+valgrind: all $(VALGRIND_TESTS:%=$(BUILD)/tests/%)
+	@rm -rf $(VALGRIND_DIR) && mkdir -p $(VALGRIND_DIR)
+	@BROADWAY_FCGI_WRAPPER="$(VALGRIND_RUN)" CK_TIMEOUT_MULTIPLIER=10 \
+	  BROADWAY_BIN=$(CURDIR)/$(BIN) scripts/run-tests \
+	  $(VALGRIND_TESTS:%=$(BUILD)/tests/%)
+	@logs=$$(ls $(VALGRIND_DIR)/fcgi.*.log 2>/dev/null | wc -l); \
+	bad=$$(grep -L 'ERROR SUMMARY: 0 errors' $(VALGRIND_DIR)/fcgi.*.log); \
+	leaks=$$(grep -lE '(definitely|indirectly) lost: [1-9]' $(VALGRIND_DIR)/fcgi.*.log); \
+	if [ "$$logs" -eq 0 ] || [ -n "$$bad$$leaks" ]; then \
+	  echo "valgrind: $$logs logs; errors or leaks in: $$bad $$leaks"; \
+	  for f in $$bad $$leaks; do echo "== $$f"; tail -n 60 $$f; done; exit 1; \
+	fi; \
+	echo "valgrind: $$logs FastCGI processes, no error, no leak"

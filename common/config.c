@@ -25,6 +25,8 @@ void bw_config_init(bw_config_t *cfg) {
   cfg->default_timeout = 30;
   cfg->max_timeout = 86400;
   cfg->db_timeout_ms = 5000;
+  cfg->queue_partitions = 16;
+  cfg->forget_workers = 86400;
 
   cfg->max_body = (size_t)64 << 20;
   cfg->max_students = 100000;
@@ -78,6 +80,8 @@ static const option_t options[] = {
     INT_OPT(default_timeout, 1, INT_MAX),
     INT_OPT(max_timeout, 1, INT_MAX),
     INT_OPT(db_timeout_ms, 1, INT_MAX),
+    INT_OPT(queue_partitions, 1, 256),
+    INT_OPT(forget_workers, 60, INT_MAX),
     SIZE_OPT(max_body, 1),
     INT_OPT(max_students, 1, INT_MAX),
     INT_OPT(max_stages, 1, INT_MAX),
@@ -103,7 +107,8 @@ static bool parse_integer(const char *value, long long min, long long max,
                           long long *out) {
   char *end;
   long long n;
-  if (value[0] == '\0' || value[0] == '+' || value[0] == ' ')
+  /* strtoll would also take leading blanks and '+': not in a config. */
+  if (!(value[0] == '-' || (value[0] >= '0' && value[0] <= '9')))
     return false;
   errno = 0;
   n = strtoll(value, &end, 10);

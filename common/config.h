@@ -20,8 +20,7 @@ typedef struct bw_config {
   char listen_host[64];        /* BROADWAY_HOST, 127.0.0.1 */
   char data_dir[BW_PATH_MAX];  /* BROADWAY_DATA, "var" */
   char token[256];             /* BROADWAY_TOKEN, else <data_dir>/token */
-  char mongo_uri[BW_PATH_MAX]; /* BROADWAY_MONGO_URI, else the embedded FerretDB
-                                */
+  char mongo_uri[BW_PATH_MAX]; /* BROADWAY_MONGO_URI, else embedded FerretDB */
   char db_name[64];            /* BROADWAY_DB, "broadway" */
   char socket_path[BW_PATH_MAX]; /* FastCGI socket, <data_dir>/run/fcgi.sock */
   int workers;                   /* BROADWAY_WORKERS, 4 FastCGI processes */
@@ -31,9 +30,11 @@ typedef struct bw_config {
   int queue_empty_code; /* 498 */
   int max_attempts;     /* 3 hand-outs of a job before it fails */
   int claim_grace; /* 60 s: a claim with no hand-out after this is re-queued */
-  int default_timeout; /* 30 s stage timeout when a stage gives none */
-  int max_timeout;     /* 86400 s: the largest stage timeout accepted */
-  int db_timeout_ms;   /* 5000: no database call blocks a request longer */
+  int default_timeout;  /* 30 s stage timeout when a stage gives none */
+  int max_timeout;      /* 86400 s: the largest stage timeout accepted */
+  int db_timeout_ms;    /* 5000: no database call blocks a request longer */
+  int queue_partitions; /* 16 queue collections: see queue.h for why */
+  int forget_workers;   /* 86400 s: the reaper deletes graders silent longer */
 
   /* limits on what clients send */
   size_t max_body;       /* 64 MiB: larger bodies get 413 (nginx and us) */

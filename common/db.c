@@ -12,12 +12,18 @@ struct bw_db {
   mongoc_client_t *client;
   mongoc_database_t *database;
   mongoc_collection_t *colls[BW_COLL_COUNT];
+  mongoc_collection_t **queue;
+  int partitions;
 };
 
 static const char *coll_names[BW_COLL_COUNT] = {
-    "runs",   "rosters",  "jobs",  "queue",
-    "claims", "outcomes", "marks", "workers", "results",
+    "runs",    "rosters", "jobs",  "claims",   "active",
+    "outcomes", "results", "marks", "counters", "workers",
 };
+
+static void db_queue_name(int partition, char out[32]) {
+  snprintf(out, 32, "queue_%02d", partition);
+}
 
 const char *bw_db_coll_name(bw_coll_t which) {
   return coll_names[which];
@@ -54,6 +60,17 @@ static mongoc_uri_t *db_uri_new(const bw_config_t *cfg, bw_error_t *error) {
   return uri;
 }
 
+/* The driver's own messages go through our log.  It warns on every client
+ * destroy that FerretDB has no endSessions command: true, and harmless. */
+static void db_log_handler(mongoc_log_level_t level, const char *domain,
+                           const char *message, void *data) {
+  (void)data;
+  if (level > MONGOC_LOG_LEVEL_WARNING || strstr(message, "endSessions"))
+    return;
+  bw_log(level == MONGOC_LOG_LEVEL_WARNING ? BW_LOG_WARN : BW_LOG_ERROR,
+         "mongoc %s: %s", domain, message);
+}
+
 int bw_db_open(bw_db_t **out, const bw_config_t *cfg, bw_error_t *error) {
   bson_error_t driver;
   mongoc_uri_t *uri;
@@ -61,6 +78,7 @@ int bw_db_open(bw_db_t **out, const bw_config_t *cfg, bw_error_t *error) {
 
   *out = NULL;
   mongoc_init();
+  mongoc_log_set_handler(db_log_handler, NULL);
   uri = db_uri_new(cfg, error);
   if (uri == NULL)
     return BW_EINVAL;
@@ -76,6 +94,13 @@ int bw_db_open(bw_db_t **out, const bw_config_t *cfg, bw_error_t *error) {
   db->database = mongoc_client_get_database(db->client, cfg->db_name);
   for (int i = 0; i < BW_COLL_COUNT; i++)
     db->colls[i] = mongoc_database_get_collection(db->database, coll_names[i]);
+  db->partitions = cfg->queue_partitions > 0 ? cfg->queue_partitions : 1;
+  db->queue = bson_malloc0(sizeof *db->queue * (size_t)db->partitions);
+  for (int i = 0; i < db->partitions; i++) {
+    char name[32];
+    db_queue_name(i, name);
+    db->queue[i] = mongoc_database_get_collection(db->database, name);
+  }
   *out = db;
   return 0;
 }
@@ -85,6 +110,9 @@ void bw_db_close(bw_db_t *db) {
     return;
   for (int i = 0; i < BW_COLL_COUNT; i++)
     mongoc_collection_destroy(db->colls[i]);
+  for (int i = 0; i < db->partitions; i++)
+    mongoc_collection_destroy(db->queue[i]);
+  bson_free(db->queue);
   mongoc_database_destroy(db->database);
   mongoc_client_destroy(db->client);
   bson_free(db);
@@ -92,6 +120,15 @@ void bw_db_close(bw_db_t *db) {
 
 mongoc_collection_t *bw_db_coll(bw_db_t *db, bw_coll_t which) {
   return db->colls[which];
+}
+
+mongoc_collection_t *bw_db_queue(bw_db_t *db, int partition) {
+  int k = partition % db->partitions;
+  return db->queue[k < 0 ? k + db->partitions : k];
+}
+
+int bw_db_queue_partitions(const bw_db_t *db) {
+  return db->partitions;
 }
 
 mongoc_database_t *bw_db_database(bw_db_t *db) {
@@ -223,25 +260,36 @@ static int db_create_index(bw_db_t *db, const char *coll, json_object *spec,
   return rc;
 }
 
-int bw_db_apply_schema(bw_db_t *db, const char *schema_dir, bw_error_t *error) {
-  for (int i = 0; i < BW_COLL_COUNT; i++) {
-    char path[BW_PATH_MAX];
-    json_object *schema, *indexes;
-    int rc;
+static int db_apply_file(bw_db_t *db, const char *path, const char *coll,
+                         bw_error_t *error) {
+  json_object *schema = json_object_from_file(path), *indexes;
+  int rc;
 
+  if (schema == NULL)
+    return bw_error_set(error, BW_EINVAL, "schema: cannot read %s", path);
+  rc = db_create_collection(db, coll, error);
+  if (rc == 0 && json_object_object_get_ex(schema, "indexes", &indexes) &&
+      json_object_is_type(indexes, json_type_array))
+    for (size_t j = 0; rc == 0 && j < json_object_array_length(indexes); j++)
+      rc = db_create_index(db, coll, json_object_array_get_idx(indexes, j), j,
+                           error);
+  json_object_put(schema);
+  return rc;
+}
+
+int bw_db_apply_schema(bw_db_t *db, const char *schema_dir, bw_error_t *error) {
+  char path[BW_PATH_MAX];
+  int rc = 0;
+
+  for (int i = 0; rc == 0 && i < BW_COLL_COUNT; i++) {
     snprintf(path, sizeof path, "%s/%s.json", schema_dir, coll_names[i]);
-    schema = json_object_from_file(path);
-    if (schema == NULL)
-      return bw_error_set(error, BW_EINVAL, "schema: cannot read %s", path);
-    rc = db_create_collection(db, coll_names[i], error);
-    if (rc == 0 && json_object_object_get_ex(schema, "indexes", &indexes) &&
-        json_object_is_type(indexes, json_type_array))
-      for (size_t j = 0; rc == 0 && j < json_object_array_length(indexes); j++)
-        rc = db_create_index(db, coll_names[i],
-                             json_object_array_get_idx(indexes, j), j, error);
-    json_object_put(schema);
-    if (rc < 0)
-      return rc;
+    rc = db_apply_file(db, path, coll_names[i], error);
   }
-  return 0;
+  snprintf(path, sizeof path, "%s/queue.json", schema_dir);
+  for (int i = 0; rc == 0 && i < db->partitions; i++) {
+    char name[32];
+    db_queue_name(i, name);
+    rc = db_apply_file(db, path, name, error);
+  }
+  return rc;
 }

@@ -23,16 +23,24 @@
 #include "config.h"
 #include "error.h"
 
+/* On FerretDB v1.24 (SQLite) a lookup by key, even by _id, scans every row
+ * of its collection in SQLite (its _id index is on a different expression
+ * than its queries use), while an insert and a read of the first N rows of
+ * a collection (empty filter + limit) cost the same at any size.  So the
+ * collections a poll or a result touches by key are kept small (active,
+ * counters, workers, runs, one queue partition); the large ones (jobs,
+ * claims, outcomes, marks, results) are only inserted into on those paths. */
 typedef enum bw_coll {
   BW_COLL_RUNS,     /* one per grading run: config (pipelines once), state */
   BW_COLL_ROSTERS,  /* one per run: the students array, for pre/post jobs */
-  BW_COLL_JOBS,     /* one per job: run, type, student env, state, result */
-  BW_COLL_QUEUE,    /* one per waiting hand-out: _id "<job>:<attempt>" */
+  BW_COLL_JOBS,     /* one per job, written once at creation */
   BW_COLL_CLAIMS,   /* one per hand-out ever made: _id "<job>:<attempt>" */
+  BW_COLL_ACTIVE,   /* one per hand-out being graded now: _id as claims */
   BW_COLL_OUTCOMES, /* one per ended attempt: _id "<job>:<attempt>" */
+  BW_COLL_RESULTS,  /* one per finished job: what its grader sent */
   BW_COLL_MARKS,    /* run-level once-only decisions and finish tickets */
+  BW_COLL_COUNTERS, /* one per run: where its next finish ticket likely is */
   BW_COLL_WORKERS,  /* one per registered grader, with its last heartbeat */
-  BW_COLL_RESULTS,  /* one per finished job: what its grader sent (info, logs) */
   BW_COLL_COUNT
 } bw_coll_t;
 
@@ -45,6 +53,11 @@ int bw_db_open(bw_db_t **out, const bw_config_t *cfg, bw_error_t *error);
 void bw_db_close(bw_db_t *db);
 
 mongoc_collection_t *bw_db_coll(bw_db_t *db, bw_coll_t which);
+
+/* The queue is cfg->queue_partitions collections "queue_00", "queue_01", ...
+ * (see queue.h).  partition is taken modulo their number. */
+mongoc_collection_t *bw_db_queue(bw_db_t *db, int partition);
+int bw_db_queue_partitions(const bw_db_t *db);
 mongoc_database_t *bw_db_database(bw_db_t *db);
 const char *bw_db_coll_name(bw_coll_t which);
 
@@ -65,8 +78,9 @@ int bw_db_insert_once(bw_db_t *db, bw_coll_t which, const bson_t *doc,
 int bw_db_find_one(bw_db_t *db, bw_coll_t which, const bson_t *filter,
                    const bson_t *opts, bson_t *out, bw_error_t *error);
 
-/* Applies every sql-free-schema/<collection>.json in schema_dir: creates the
- * collection and its indexes when missing.  Idempotent.  Returns 0 or
+/* Applies every sql-free-schema/<collection>.json in schema_dir (queue.json
+ * to every queue partition): creates the collection and its indexes when
+ * missing.  Idempotent.  Returns 0 or
  * BW_EDB / BW_EINVAL (bad schema file). */
 int bw_db_apply_schema(bw_db_t *db, const char *schema_dir, bw_error_t *error);
 

@@ -1,8 +1,12 @@
-/* job.h - one grading job: read it, and accept a grader's result for it.
+/* job.h - one grading job: read it, accept a grader's result for it, or end
+ * an attempt its grader will never report.
  *
- * The result rules (PROTOCOL.md): the job must be held by the calling worker
- * (else 409); the same worker re-sending the result it already sent gets 200
- * and nothing changes; an unknown job is 404.  Acceptance is decided by a
+ * A job's document in `jobs` is written once, at run creation.  Its state is
+ * where its hand-outs are: waiting in a queue partition, being graded
+ * (`active`), or ended (`outcomes`, and `results` once final).  The result
+ * rules (PROTOCOL.md): the job must be held by the calling worker (else
+ * 409); the same worker re-sending the result it already sent gets 200 and
+ * nothing changes; an unknown job is 404.  Acceptance is decided by a
  * once-only insert of the attempt's outcome, so a result racing the reaper
  * (or a second copy of itself) is accepted at most once. */
 #ifndef BW_JOB_H
@@ -13,9 +17,10 @@
 #include "config.h"
 #include "db.h"
 #include "error.h"
+#include "queue.h"
 
-/* Client view of a job.  Returns 0 and *out (new reference), BW_ENOTFOUND
- * or BW_EDB.  job_id must already be 24 hex digits. */
+/* Client view of a job.  Returns 0 and *out (new reference), BW_EINVAL for
+ * a malformed id, BW_ENOTFOUND or BW_EDB. */
 int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
                json_object **out, bw_error_t *error);
 
@@ -25,15 +30,15 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
                   const char *worker_id, json_object *result,
                   bw_error_t *error);
 
-/* Ends attempt `attempt` of a job whose holder will never report it (its
- * grader stopped heartbeating, or the hand-out never reached the grader): puts
- * the job back in the queue as attempt+1, or fails it with `reason` once
- * cfg->max_attempts hand-outs are used up (then *failed is true and the run
- * moves on).  Decided by the attempt's once-only outcome insert, so a late
- * result and any number of reapers race safely.  Returns 0 when this call
- * ended the attempt, BW_EDUP when it had already ended, or BW_EDB. */
-int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg,
-                   const bson_oid_t *job_id, int attempt, const char *reason,
-                   bool *failed, bw_error_t *error);
+/* Ends hand-out `h` (its grader stopped heartbeating, or the hand-out never
+ * reached the grader): queues the job again as attempt h->attempt+1 (with
+ * `student`, its env, which may be NULL for pre/post jobs), or fails it with
+ * `reason` once cfg->max_attempts hand-outs are used up (then *failed is
+ * true and the run moves on).  Decided by the attempt's once-only outcome
+ * insert.  Returns 0 when this call ended the attempt, BW_EDUP when it had
+ * already ended, or BW_EDB. */
+int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
+                   const bson_t *student, const char *reason, bool *failed,
+                   bw_error_t *error);
 
 #endif

@@ -3,20 +3,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <unistd.h>
 
 #include "env.h"
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "run.h"
 
-/* How many waiting entries one poll looks at.  Pollers pick a random one of
- * these, so G graders polling at once mostly try different entries. */
+/* How many waiting entries one poll looks at in a partition.  Pollers pick
+ * a random one of these, so graders polling at once mostly try different
+ * entries. */
 #define QUEUE_PAGE 16
-/* Pages a poll tries before answering "empty" while every entry it saw was
- * being taken by someone else. */
-#define QUEUE_ROUNDS 4
 
 void bw_queue_entry_id(const bson_oid_t *job_id, int attempt, char out[48]) {
   char hex[25];
@@ -24,55 +22,149 @@ void bw_queue_entry_id(const bson_oid_t *job_id, int attempt, char out[48]) {
   snprintf(out, 48, "%s:%d", hex, attempt);
 }
 
-int bw_queue_push(bw_db_t *db, const bson_oid_t *job_ids, size_t n,
-                  int attempt, bw_error_t *error) {
-  mongoc_bulk_operation_t *bulk;
-  bson_t opts = BSON_INITIALIZER, reply;
-  bson_error_t driver;
-  int64_t now = bw_db_now_ms();
+void bw_handout_append(bson_t *doc, const bw_handout_t *h,
+                       const bson_t *student) {
+  BSON_APPEND_OID(doc, "job_id", &h->job_id);
+  BSON_APPEND_OID(doc, "run_id", &h->run_id);
+  BSON_APPEND_UTF8(doc, "type", h->type);
+  BSON_APPEND_INT32(doc, "attempt", h->attempt);
+  if (strcmp(h->type, "student") == 0)
+    BSON_APPEND_INT32(doc, "student_count", h->student_count);
+  if (student != NULL)
+    BSON_APPEND_DOCUMENT(doc, "student", student);
+}
+
+bool bw_handout_from_bson(const bson_t *doc, bw_handout_t *h, bson_t *student) {
+  bson_iter_t it;
+
+  memset(h, 0, sizeof *h);
+  if (student != NULL)
+    bson_init(student);
+  if (!bson_iter_init_find(&it, doc, "job_id") || !BSON_ITER_HOLDS_OID(&it))
+    return false;
+  bson_oid_copy(bson_iter_oid(&it), &h->job_id);
+  if (!bson_iter_init_find(&it, doc, "run_id") || !BSON_ITER_HOLDS_OID(&it))
+    return false;
+  bson_oid_copy(bson_iter_oid(&it), &h->run_id);
+  if (!bson_iter_init_find(&it, doc, "type") || !BSON_ITER_HOLDS_UTF8(&it))
+    return false;
+  bson_strncpy(h->type, bson_iter_utf8(&it, NULL), sizeof h->type);
+  h->attempt = bson_iter_init_find(&it, doc, "attempt")
+                   ? (int)bson_iter_as_int64(&it)
+                   : 1;
+  if (bson_iter_init_find(&it, doc, "student_count"))
+    h->student_count = (int)bson_iter_as_int64(&it);
+  if (student != NULL && bson_iter_init_find(&it, doc, "student") &&
+      BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    const uint8_t *data;
+    uint32_t len;
+    bson_iter_document(&it, &len, &data);
+    bson_init_static(student, data, len);
+  }
+  return true;
+}
+
+/* A job always lands in the same partition, so its entries for successive
+ * attempts are found in one place. */
+static int queue_partition_of(const bson_oid_t *job_id) {
+  uint32_t h = 2166136261u;
+  for (int i = 0; i < 12; i++)
+    h = (h ^ job_id->bytes[i]) * 16777619u;
+  return (int)(h & 0x7fffffff);
+}
+
+struct bw_queue_batch {
+  bw_db_t *db;
+  int partitions;
+  mongoc_bulk_operation_t **bulks; /* one per partition, made on first use */
+};
+
+bw_queue_batch_t *bw_queue_batch_alloc(bw_db_t *db) {
+  bw_queue_batch_t *batch = bson_malloc0(sizeof *batch);
+  batch->db = db;
+  batch->partitions = bw_db_queue_partitions(db);
+  batch->bulks = bson_malloc0(sizeof *batch->bulks * (size_t)batch->partitions);
+  return batch;
+}
+
+void bw_queue_batch_free(bw_queue_batch_t *batch) {
+  if (batch == NULL)
+    return;
+  for (int i = 0; i < batch->partitions; i++)
+    if (batch->bulks[i] != NULL)
+      mongoc_bulk_operation_destroy(batch->bulks[i]);
+  bson_free(batch->bulks);
+  bson_free(batch);
+}
+
+void bw_queue_batch_add(bw_queue_batch_t *batch, const bw_handout_t *h,
+                        const bson_t *student) {
+  int p = queue_partition_of(&h->job_id) % batch->partitions;
+  bson_t doc = BSON_INITIALIZER;
+  char id[48];
+
+  if (batch->bulks[p] == NULL) {
+    bson_t opts = BSON_INITIALIZER;
+    /* Unordered: an entry that already exists must not stop the others. */
+    BSON_APPEND_BOOL(&opts, "ordered", false);
+    batch->bulks[p] = mongoc_collection_create_bulk_operation_with_opts(
+        bw_db_queue(batch->db, p), &opts);
+    bson_destroy(&opts);
+  }
+  bw_queue_entry_id(&h->job_id, h->attempt, id);
+  BSON_APPEND_UTF8(&doc, "_id", id);
+  bw_handout_append(&doc, h, student);
+  BSON_APPEND_DATE_TIME(&doc, "queued_at", bw_db_now_ms());
+  mongoc_bulk_operation_insert(batch->bulks[p], &doc);
+  bson_destroy(&doc);
+}
+
+int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error) {
   int rc = 0;
 
-  if (n == 0)
-    return 0;
-  /* Unordered: an entry that already exists (a repeated push after a crash)
-   * must not stop the others. */
-  BSON_APPEND_BOOL(&opts, "ordered", false);
-  bulk = mongoc_collection_create_bulk_operation_with_opts(
-      bw_db_coll(db, BW_COLL_QUEUE), &opts);
-  for (size_t i = 0; i < n; i++) {
-    char id[48];
-    bson_t doc = BSON_INITIALIZER;
-    bw_queue_entry_id(&job_ids[i], attempt, id);
-    BSON_APPEND_UTF8(&doc, "_id", id);
-    BSON_APPEND_OID(&doc, "job_id", &job_ids[i]);
-    BSON_APPEND_INT32(&doc, "attempt", attempt);
-    BSON_APPEND_DATE_TIME(&doc, "queued_at", now);
-    mongoc_bulk_operation_insert(bulk, &doc);
-    bson_destroy(&doc);
-  }
-  if (!mongoc_bulk_operation_execute(bulk, &reply, &driver)) {
-    bson_iter_t it;
+  for (int i = 0; rc == 0 && i < batch->partitions; i++) {
+    bson_t reply;
+    bson_error_t driver;
+    if (batch->bulks[i] == NULL)
+      continue;
     /* Only duplicate keys are fine; any other write error is a failure. */
-    rc = bw_db_error(&driver, error);
-    if (rc == BW_EDUP && bson_iter_init_find(&it, &reply, "nInserted"))
-      rc = 0;
+    if (!mongoc_bulk_operation_execute(batch->bulks[i], &reply, &driver)) {
+      rc = bw_db_error(&driver, error);
+      if (rc == BW_EDUP)
+        rc = 0;
+    }
+    bson_destroy(&reply);
   }
-  bson_destroy(&reply);
-  mongoc_bulk_operation_destroy(bulk);
-  bson_destroy(&opts);
   return rc;
 }
 
-typedef struct queue_entry {
-  char id[48];
-  bson_oid_t job_id;
-  int attempt;
-} queue_entry_t;
+int bw_queue_push(bw_db_t *db, const bw_handout_t *h, const bson_t *student,
+                  bw_error_t *error) {
+  bw_queue_batch_t *batch = bw_queue_batch_alloc(db);
+  int rc;
+  bw_queue_batch_add(batch, h, student);
+  rc = bw_queue_batch_push(batch, error);
+  bw_queue_batch_free(batch);
+  return rc;
+}
 
-/* Reads up to QUEUE_PAGE waiting entries.  The filter is empty on purpose:
- * FerretDB pushes a LIMIT down to SQLite only then, so this costs the same
- * with 10 or 10,000 jobs waiting. */
-static int queue_read_page(bw_db_t *db, queue_entry_t *page, int *n,
+/* ---- poll ------------------------------------------------------------ */
+
+typedef struct queue_page {
+  bson_t docs[QUEUE_PAGE];
+  int n;
+} queue_page_t;
+
+static void queue_page_cleanup(queue_page_t *page) {
+  for (int i = 0; i < page->n; i++)
+    bson_destroy(&page->docs[i]);
+  page->n = 0;
+}
+
+/* Reads up to QUEUE_PAGE entries of one partition.  The filter is empty on
+ * purpose: FerretDB pushes a LIMIT down to SQLite only then, so this costs
+ * the same with 10 or 10,000 jobs waiting. */
+static int queue_read_page(bw_db_t *db, int partition, queue_page_t *page,
                            bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
   const bson_t *doc;
@@ -80,24 +172,12 @@ static int queue_read_page(bw_db_t *db, queue_entry_t *page, int *n,
   mongoc_cursor_t *cursor;
   int rc = 0;
 
-  *n = 0;
+  page->n = 0;
   BSON_APPEND_INT64(&opts, "limit", QUEUE_PAGE);
-  cursor = mongoc_collection_find_with_opts(bw_db_coll(db, BW_COLL_QUEUE),
+  cursor = mongoc_collection_find_with_opts(bw_db_queue(db, partition),
                                             &filter, &opts, NULL);
-  while (*n < QUEUE_PAGE && mongoc_cursor_next(cursor, &doc)) {
-    bson_iter_t it;
-    queue_entry_t *e = &page[*n];
-    if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&it))
-      continue;
-    bson_strncpy(e->id, bson_iter_utf8(&it, NULL), sizeof e->id);
-    if (!bson_iter_init_find(&it, doc, "job_id") || !BSON_ITER_HOLDS_OID(&it))
-      continue;
-    bson_oid_copy(bson_iter_oid(&it), &e->job_id);
-    e->attempt = bson_iter_init_find(&it, doc, "attempt")
-                     ? (int)bson_iter_as_int64(&it)
-                     : 1;
-    (*n)++;
-  }
+  while (page->n < QUEUE_PAGE && mongoc_cursor_next(cursor, &doc))
+    bson_copy_to(doc, &page->docs[page->n++]);
   if (mongoc_cursor_error(cursor, &driver))
     rc = bw_db_error(&driver, error);
   mongoc_cursor_destroy(cursor);
@@ -106,33 +186,33 @@ static int queue_read_page(bw_db_t *db, queue_entry_t *page, int *n,
   return rc;
 }
 
-static void queue_delete_entry(bw_db_t *db, const char *id) {
+static void queue_drop_entry(bw_db_t *db, const char *id,
+                             const bw_handout_t *h) {
   bson_t filter = BSON_INITIALIZER;
   bson_error_t driver;
   BSON_APPEND_UTF8(&filter, "_id", id);
-  /* Best effort: a leftover entry whose claim exists is skipped by pollers
-   * and removed by the next one that sees it. */
-  if (!mongoc_collection_delete_one(bw_db_coll(db, BW_COLL_QUEUE), &filter,
-                                    NULL, NULL, &driver))
-    bw_log_warn("queue: could not delete entry %s: %s", id, driver.message);
+  /* Best effort: a leftover entry whose claim exists is dropped by the next
+   * poller that tries it. */
+  if (!mongoc_collection_delete_one(
+          bw_db_queue(db, queue_partition_of(&h->job_id)), &filter, NULL, NULL,
+          &driver))
+    bw_log_warn("queue: could not drop entry %s: %s", id, driver.message);
   bson_destroy(&filter);
 }
 
 /* The once-only decision: this insert succeeds for exactly one poller. */
-static int queue_claim(bw_db_t *db, const queue_entry_t *e,
-                       const char *worker_id, bw_error_t *error) {
+static int queue_claim(bw_db_t *db, const char *id, const bw_handout_t *h,
+                       const bson_oid_t *worker, bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER;
-  bson_oid_t op, worker;
+  bson_oid_t op;
   char ophex[25];
   int rc;
 
   bson_oid_init(&op, NULL);
   bson_oid_to_string(&op, ophex);
-  bw_db_oid_parse(worker_id, &worker);
-  BSON_APPEND_UTF8(&doc, "_id", e->id);
-  BSON_APPEND_OID(&doc, "job_id", &e->job_id);
-  BSON_APPEND_INT32(&doc, "attempt", e->attempt);
-  BSON_APPEND_OID(&doc, "worker_id", &worker);
+  BSON_APPEND_UTF8(&doc, "_id", id);
+  bw_handout_append(&doc, h, NULL);
+  BSON_APPEND_OID(&doc, "worker_id", worker);
   BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
   BSON_APPEND_UTF8(&doc, "op", ophex);
   rc = bw_db_insert_once(db, BW_COLL_CLAIMS, &doc, error);
@@ -140,126 +220,97 @@ static int queue_claim(bw_db_t *db, const queue_entry_t *e,
   return rc;
 }
 
-/* Records the hand-out on the job.  findAndModify is safe here even on
- * FerretDB: the claim already made us the only writer of this attempt.  The
- * filter is the _id alone, the only filter FerretDB passes down to SQLite.
- * No state condition is needed: an entry exists only for an attempt that was
- * never claimed, and a final job never gets a new attempt pushed (claims are
- * inserted before entries are deleted, so repair always sees one of them).
- * Returns 0 and the updated job, BW_ENOTFOUND when the job is gone, or
- * BW_EDB. */
-static int queue_mark_running(bw_db_t *db, const queue_entry_t *e,
-                              const char *worker_id, bson_t *job,
-                              bw_error_t *error) {
-  bson_t query = BSON_INITIALIZER, update = BSON_INITIALIZER, set, reply;
-  bson_oid_t worker;
+/* The dequeue proper.  findAndModify(remove) is safe here even on FerretDB,
+ * where it is not atomic: the claim already made us the entry's only
+ * remover.  Returns 0 (also when someone dropped it first) or BW_EDB. */
+static int queue_dequeue(bw_db_t *db, const char *id, const bw_handout_t *h,
+                         bw_error_t *error) {
+  bson_t query = BSON_INITIALIZER, reply;
   bson_error_t driver;
-  bson_iter_t it;
-  mongoc_find_and_modify_opts_t *opts;
-  int rc;
+  mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
+  int rc = 0;
 
-  bson_init(job);
-  BSON_APPEND_OID(&query, "_id", &e->job_id);
-  bw_db_oid_parse(worker_id, &worker);
-  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-  BSON_APPEND_UTF8(&set, "state", "running");
-  BSON_APPEND_OID(&set, "worker_id", &worker);
-  BSON_APPEND_INT32(&set, "attempts", e->attempt);
-  BSON_APPEND_DATE_TIME(&set, "started_at", bw_db_now_ms());
-  bson_append_document_end(&update, &set);
-  opts = mongoc_find_and_modify_opts_new();
-  mongoc_find_and_modify_opts_set_update(opts, &update);
-  mongoc_find_and_modify_opts_set_flags(opts,
-                                        MONGOC_FIND_AND_MODIFY_RETURN_NEW);
-  rc = BW_ENOTFOUND;
+  BSON_APPEND_UTF8(&query, "_id", id);
+  mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_REMOVE);
   if (!mongoc_collection_find_and_modify_with_opts(
-          bw_db_coll(db, BW_COLL_JOBS), &query, opts, &reply, &driver)) {
+          bw_db_queue(db, queue_partition_of(&h->job_id)), &query, opts,
+          &reply, &driver))
     rc = bw_db_error(&driver, error);
-  } else if (bson_iter_init_find(&it, &reply, "value") &&
-             BSON_ITER_HOLDS_DOCUMENT(&it)) {
-    const uint8_t *data;
-    uint32_t len;
-    bson_t found;
-    bson_iter_document(&it, &len, &data);
-    if (bson_init_static(&found, data, len)) {
-      bson_destroy(job);
-      bson_copy_to(&found, job);
-      rc = 0;
-    }
-  }
   bson_destroy(&reply);
   mongoc_find_and_modify_opts_destroy(opts);
   bson_destroy(&query);
-  bson_destroy(&update);
   return rc;
+}
+
+/* Records the hand-out as being graded by `worker`: what results and the
+ * reaper look up. */
+static int queue_record_active(bw_db_t *db, const char *id,
+                               const bw_handout_t *h, const bson_t *student,
+                               const bson_oid_t *worker, bw_error_t *error) {
+  bson_t doc = BSON_INITIALIZER;
+  int rc;
+
+  BSON_APPEND_UTF8(&doc, "_id", id);
+  bw_handout_append(&doc, h, student);
+  BSON_APPEND_OID(&doc, "worker_id", worker);
+  BSON_APPEND_DATE_TIME(&doc, "started_at", bw_db_now_ms());
+  rc = bw_db_insert_once(db, BW_COLL_ACTIVE, &doc, error);
+  bson_destroy(&doc);
+  return rc == BW_EDUP ? 0 : rc;
 }
 
 /* Builds the grader's view of a job: its stages with env resolved, and the
  * roster for pre/post jobs. */
-static int queue_job_payload(bw_db_t *db, const bson_t *job, json_object **out,
-                             bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, run, roster;
-  bson_iter_t it;
-  const bson_oid_t *run_oid;
+static int queue_payload(bw_db_t *db, const bw_handout_t *h,
+                         const bson_t *student_bson, json_object **out,
+                         bw_error_t *error) {
+  const char *pipeline = strcmp(h->type, "pre") == 0
+                             ? "pre_processing_pipeline"
+                         : strcmp(h->type, "post") == 0
+                             ? "post_processing_pipeline"
+                             : "student_pipeline";
+  json_object *config = NULL, *stages, *global = NULL, *student = NULL,
+              *list, *payload;
   char run_id[25], job_id[25];
-  const char *type = "student", *pipeline;
-  json_object *jrun = NULL, *config, *stages, *global = NULL, *student = NULL,
-              *result = NULL, *payload;
   int rc;
 
-  if (!bson_iter_init_find(&it, job, "run_id") || !BSON_ITER_HOLDS_OID(&it))
-    return bw_error_set(error, BW_EINTERNAL, "job without run_id");
-  run_oid = bson_iter_oid(&it);
-  bson_oid_to_string(run_oid, run_id);
-  bson_iter_init_find(&it, job, "_id");
-  bson_oid_to_string(bson_iter_oid(&it), job_id);
-  if (bson_iter_init_find(&it, job, "type") && BSON_ITER_HOLDS_UTF8(&it))
-    type = bson_iter_utf8(&it, NULL);
-  pipeline = strcmp(type, "pre") == 0    ? "pre_processing_pipeline"
-             : strcmp(type, "post") == 0 ? "post_processing_pipeline"
-                                         : "student_pipeline";
-
-  BSON_APPEND_OID(&filter, "_id", run_oid);
-  rc = bw_db_find_one(db, BW_COLL_RUNS, &filter, NULL, &run, error);
-  if (rc == 0) {
-    jrun = bw_json_from_bson(&run);
-    if (!json_object_object_get_ex(jrun, "config", &config) ||
-        !json_object_object_get_ex(config, pipeline, &stages))
-      rc = bw_error_set(error, BW_EINTERNAL, "run %s has no %s", run_id,
+  bson_oid_to_string(&h->run_id, run_id);
+  bson_oid_to_string(&h->job_id, job_id);
+  rc = bw_run_config(db, &h->run_id, &config, error);
+  if (rc < 0)
+    return rc;
+  if (!json_object_object_get_ex(config, pipeline, &stages)) {
+    json_object_put(config);
+    return bw_error_set(error, BW_EINTERNAL, "run %s has no %s", run_id,
                         pipeline);
-    json_object_object_get_ex(config, "env", &global);
   }
-  bson_destroy(&run);
-  if (rc == 0 && bson_iter_init_find(&it, job, "student"))
-    student = bw_json_from_bson_iter(&it);
+  json_object_object_get_ex(config, "env", &global);
+  if (student_bson != NULL && !bson_empty(student_bson))
+    student = bw_json_from_bson(student_bson);
 
-  if (rc == 0) {
-    size_t n = json_object_array_length(stages);
-    result = json_object_new_array_ext((int)n);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-      json_object *stage = json_object_array_get_idx(stages, i), *copy = NULL,
-                  *stage_env = NULL, *list = NULL;
-      json_object_deep_copy(stage, &copy, NULL);
-      json_object_object_get_ex(stage, "env", &stage_env);
-      rc = bw_env_resolve(global, student, stage_env, run_id, job_id, &list,
-                          error);
-      if (rc == 0)
-        json_object_object_add(copy, "env", list);
-      json_object_array_add(result, copy);
-    }
+  list = json_object_new_array();
+  for (size_t i = 0; rc == 0 && i < json_object_array_length(stages); i++) {
+    json_object *stage = json_object_array_get_idx(stages, i), *copy = NULL,
+                *stage_env = NULL, *env = NULL;
+    json_object_deep_copy(stage, &copy, NULL);
+    json_object_object_get_ex(stage, "env", &stage_env);
+    rc = bw_env_resolve(global, student, stage_env, run_id, job_id, &env,
+                        error);
+    if (rc == 0)
+      json_object_object_add(copy, "env", env);
+    json_object_array_add(list, copy);
   }
   payload = json_object_new_object();
   json_object_object_add(payload, "job_id", json_object_new_string(job_id));
-  json_object_object_add(payload, "stages", result);
-  if (rc == 0 && strcmp(type, "student") != 0) {
-    rc = bw_db_find_one(db, BW_COLL_ROSTERS, &filter, NULL, &roster, error);
-    if (rc == 0 && bson_iter_init_find(&it, &roster, "students"))
-      json_object_object_add(payload, "students", bw_json_from_bson_iter(&it));
-    bson_destroy(&roster);
+  json_object_object_add(payload, "stages", list);
+  if (rc == 0 && strcmp(h->type, "student") != 0) {
+    json_object *roster = NULL;
+    rc = bw_run_roster(db, &h->run_id, &roster, error);
+    if (rc == 0)
+      json_object_object_add(payload, "students", roster);
   }
   json_object_put(student);
-  json_object_put(jrun);
-  bson_destroy(&filter);
+  json_object_put(config);
   if (rc < 0) {
     json_object_put(payload);
     return rc;
@@ -268,24 +319,54 @@ static int queue_job_payload(bw_db_t *db, const bson_t *job, json_object **out,
   return 0;
 }
 
-/* Tries to take one entry.  Returns 0 (won and recorded), 1 (someone else
- * has it: try another), or a negative error. */
-static int queue_take(bw_db_t *db, const queue_entry_t *e,
-                      const char *worker_id, bson_t *job, bw_error_t *error) {
-  int rc = queue_claim(db, e, worker_id, error);
+/* The hand-out was claimed but could not be recorded or sent: give the
+ * attempt back rather than leave it with a grader that never received it. */
+static void queue_give_back(bw_db_t *db, const bw_config_t *cfg,
+                            const bw_handout_t *h, const bson_t *student) {
+  bool failed;
+  bw_error_t error;
+  char hex[25];
+  if (bw_job_abandon(db, cfg, h, student, "its hand-out could not be sent",
+                     &failed, &error) < 0) {
+    bson_oid_to_string(&h->job_id, hex);
+    bw_log_error("queue: job %s: could not give back: %s", hex,
+                 error.message);
+  }
+}
+
+/* Tries to take one entry.  Returns 0 (won: *out is the payload), 1
+ * (someone else has it), or a negative error. */
+static int queue_take(bw_db_t *db, const bw_config_t *cfg, const bson_t *entry,
+                      const bson_oid_t *worker, json_object **out,
+                      bw_error_t *error) {
+  bw_handout_t h;
+  bson_t student;
+  bson_iter_t it;
+  char id[48];
+  int rc;
+
+  if (!bson_iter_init_find(&it, entry, "_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
+      !bw_handout_from_bson(entry, &h, &student))
+    return 1;
+  bson_strncpy(id, bson_iter_utf8(&it, NULL), sizeof id);
+  rc = queue_claim(db, id, &h, worker, error);
   if (rc == BW_EDUP) {
     /* The claim is permanent, so this entry can never be handed out again:
      * drop it so it stops costing other pollers a round trip. */
-    queue_delete_entry(db, e->id);
+    queue_drop_entry(db, id, &h);
     return 1;
   }
   if (rc < 0)
     return rc;
-  rc = queue_mark_running(db, e, worker_id, job, error);
-  queue_delete_entry(db, e->id);
-  if (rc == BW_ENOTFOUND) {
-    bson_destroy(job);
-    return 1;
+  rc = queue_dequeue(db, id, &h, error);
+  if (rc == 0)
+    rc = queue_record_active(db, id, &h, &student, worker, error);
+  if (rc == 0)
+    rc = queue_payload(db, &h, &student, out, error);
+  if (rc < 0) {
+    bw_log_error("queue: %s claimed but not handed out: %s", id,
+                 error ? error->message : "");
+    queue_give_back(db, cfg, &h, &student);
   }
   return rc;
 }
@@ -301,47 +382,58 @@ static int queue_random(void) {
   return rand();
 }
 
-/* The job was recorded as handed out but its payload could not be built:
- * give the attempt back rather than leave it held by a grader that never
- * received it. */
-static void queue_give_back(bw_db_t *db, const bw_config_t *cfg,
-                            const queue_entry_t *e) {
-  bool failed;
-  bw_error_t error;
-  if (bw_job_abandon(db, cfg, &e->job_id, e->attempt,
-                     "its hand-out could not be sent", &failed, &error) < 0)
-    bw_log_error("queue: %s: could not give back: %s", e->id, error.message);
-}
-
 int bw_queue_poll(bw_db_t *db, const bw_config_t *cfg, const char *worker_id,
                   json_object **out, bw_error_t *error) {
-  queue_entry_t page[QUEUE_PAGE];
+  int partitions = bw_db_queue_partitions(db), first = queue_random();
+  bson_oid_t worker;
+  queue_page_t page;
 
   *out = NULL;
-  for (int round = 0; round < QUEUE_ROUNDS; round++) {
-    int n, rc = queue_read_page(db, page, &n, error);
-    if (rc < 0)
-      return rc;
-    if (n == 0)
-      break;
-    int start = queue_random() % n;
-    for (int i = 0; i < n; i++) {
-      bson_t job;
-      const queue_entry_t *e = &page[(start + i) % n];
-      rc = queue_take(db, e, worker_id, &job, error);
-      if (rc == 1)
-        continue;
-      if (rc < 0)
-        return rc;
-      rc = queue_job_payload(db, &job, out, error);
-      bson_destroy(&job);
-      if (rc < 0) {
-        bw_log_error("queue: job %s handed out but unreadable: %s", e->id,
-                     error ? error->message : "");
-        queue_give_back(db, cfg, e);
-      }
+  if (!bw_db_oid_parse(worker_id, &worker))
+    return bw_error_set(error, BW_EINVAL, "worker_id: expected 24 hex digits");
+  for (int p = 0; p < partitions; p++) {
+    int rc = queue_read_page(db, first + p, &page, error), start;
+    if (rc < 0) {
+      queue_page_cleanup(&page);
       return rc;
     }
+    start = page.n ? queue_random() % page.n : 0;
+    for (int i = 0; i < page.n; i++) {
+      rc = queue_take(db, cfg, &page.docs[(start + i) % page.n], &worker, out,
+                      error);
+      if (rc != 1) {
+        queue_page_cleanup(&page);
+        return rc;
+      }
+    }
+    queue_page_cleanup(&page);
   }
   return bw_error_set(error, BW_EEMPTY, "queue is empty");
+}
+
+int bw_queue_find_active(bw_db_t *db, const bson_oid_t *job_id, bson_t *out,
+                         bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  int rc;
+  /* Not by _id: the attempt is not known here.  `active` is small. */
+  BSON_APPEND_OID(&filter, "job_id", job_id);
+  rc = bw_db_find_one(db, BW_COLL_ACTIVE, &filter, NULL, out, error);
+  bson_destroy(&filter);
+  return rc;
+}
+
+int bw_queue_end_active(bw_db_t *db, const bson_oid_t *job_id, int attempt,
+                        bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  bson_error_t driver;
+  char id[48];
+  int rc = 0;
+
+  bw_queue_entry_id(job_id, attempt, id);
+  BSON_APPEND_UTF8(&filter, "_id", id);
+  if (!mongoc_collection_delete_one(bw_db_coll(db, BW_COLL_ACTIVE), &filter,
+                                    NULL, NULL, &driver))
+    rc = bw_db_error(&driver, error);
+  bson_destroy(&filter);
+  return rc;
 }

@@ -1,13 +1,25 @@
-/* queue.h - the job queue: put a job's next attempt in it, hand one out.
+/* queue.h - the job queue: put hand-outs in it, take one out.
  *
- * The queue collection holds only waiting hand-outs, _id "<job>:<attempt>".
- * A poll reads the first few entries with an empty filter and a limit (on
- * FerretDB that is the one query besides _id lookups that does not scan the
- * whole collection), then claims one by inserting claims/_id "<job>:<attempt>":
- * the insert that succeeds owns the hand-out, so no job goes to two graders.
- * Only then does findAndModify mark the job running, and the entry is
- * deleted.  A poller that dies between claim and hand-out leaves a claim with
- * no running job: the reaper re-queues it after cfg->claim_grace. */
+ * A hand-out is one attempt at one job.  While it waits it is an entry in
+ * one of the queue partitions (queue_00 .. queue_NN, chosen by job id), _id
+ * "<job>:<attempt>", carrying everything a grader needs but the run's
+ * pipelines (job, run, type, attempt, the student's env), so handing it out
+ * never reads the large jobs collection.
+ *
+ * A poll reads the first few entries of a partition with an empty filter
+ * and a limit (on FerretDB the one read whose cost does not grow with the
+ * collection), then claims one by inserting claims/_id "<job>:<attempt>":
+ * the insert that succeeds owns the hand-out, so no job goes to two graders
+ * even where findAndModify is not atomic.  The winner then dequeues the
+ * entry with findAndModify(remove) and records the hand-out in `active`
+ * (small: one document per job being graded now).  The entry's removal is a
+ * key lookup, which FerretDB answers by scanning the partition: that is why
+ * there are partitions.  A poller that dies between claim and record leaves
+ * a claim with no active record: the reaper re-queues it after
+ * cfg->claim_grace seconds.
+ *
+ * Ownership: batches are bw_queue_batch_alloc()ed and _free()d by the
+ * caller; *out objects are new json-c references. */
 #ifndef BW_QUEUE_H
 #define BW_QUEUE_H
 
@@ -17,11 +29,43 @@
 #include "db.h"
 #include "error.h"
 
-/* Queues attempt `attempt` (1-based) of each job in job_ids (ObjectIds),
- * in one bulk insert.  Entries that already exist are fine (idempotent).
- * Returns 0 or BW_EDB. */
-int bw_queue_push(bw_db_t *db, const bson_oid_t *job_ids, size_t n,
-                  int attempt, bw_error_t *error);
+/* What identifies a hand-out; stored in queue entries and active records. */
+typedef struct bw_handout {
+  bson_oid_t job_id;
+  bson_oid_t run_id;
+  char type[8];      /* "pre", "student" or "post" */
+  int attempt;       /* 1-based */
+  int student_count; /* the run's, for student jobs (finish tickets) */
+} bw_handout_t;
+
+/* The _id of a queue entry, claim, active record or outcome:
+ * "<24 hex>:<attempt>". */
+void bw_queue_entry_id(const bson_oid_t *job_id, int attempt, char out[48]);
+
+/* Reads a hand-out back from an entry or active document; false when the
+ * document is not one.  `student`, when not NULL, is set to a view of the
+ * student's env inside `doc` (valid while doc is), or left empty. */
+bool bw_handout_from_bson(const bson_t *doc, bw_handout_t *h, bson_t *student);
+
+/* Appends a hand-out's fields (not its _id) to doc; student may be NULL. */
+void bw_handout_append(bson_t *doc, const bw_handout_t *h,
+                       const bson_t *student);
+
+/* Queuing many hand-outs at once: one unordered bulk insert per partition.
+ * An entry that already exists is fine (a repeated push after a crash), and
+ * so is one whose claim exists (pollers drop it): pushing is idempotent. */
+typedef struct bw_queue_batch bw_queue_batch_t;
+bw_queue_batch_t *bw_queue_batch_alloc(bw_db_t *db);
+void bw_queue_batch_add(bw_queue_batch_t *batch, const bw_handout_t *h,
+                        const bson_t *student);
+/* Returns 0 or BW_EDB.  The batch may be freed afterwards, not reused. */
+int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error);
+void bw_queue_batch_free(bw_queue_batch_t *batch);
+
+/* One hand-out, no student env (pre/post jobs, and re-queues that carry the
+ * env along). */
+int bw_queue_push(bw_db_t *db, const bw_handout_t *h, const bson_t *student,
+                  bw_error_t *error);
 
 /* Hands one waiting job to worker_id.  On success *out is
  * {"job_id":..., "stages":[...], "students":[...] (pre/post only)}.
@@ -29,7 +73,13 @@ int bw_queue_push(bw_db_t *db, const bson_oid_t *job_ids, size_t n,
 int bw_queue_poll(bw_db_t *db, const bw_config_t *cfg, const char *worker_id,
                   json_object **out, bw_error_t *error);
 
-/* The _id of a queue / claims / outcomes entry: "<24 hex>:<attempt>". */
-void bw_queue_entry_id(const bson_oid_t *job_id, int attempt, char out[48]);
+/* The active record of the job's current hand-out, if any: returns 0 and
+ * *out (caller bson_destroy()s), BW_ENOTFOUND, or BW_EDB. */
+int bw_queue_find_active(bw_db_t *db, const bson_oid_t *job_id, bson_t *out,
+                         bw_error_t *error);
+
+/* Deletes the active record "<job>:<attempt>" (the attempt ended). */
+int bw_queue_end_active(bw_db_t *db, const bson_oid_t *job_id, int attempt,
+                        bw_error_t *error);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "queue.h"
 #include "run.h"
 
 /* Collects the ids of graders past their heartbeat deadline. */
@@ -43,22 +44,26 @@ static int reap_dead_workers(bw_db_t *db, int64_t cutoff, bson_t *ids,
 }
 
 static void reap_abandon(bw_db_t *db, const bw_config_t *cfg,
-                         const bson_oid_t *job, int attempt,
+                         const bw_handout_t *h, const bson_t *student,
                          const char *reason, bw_reap_stats_t *stats) {
   bw_error_t error;
   bool failed;
   char hex[25];
-  int rc = bw_job_abandon(db, cfg, job, attempt, reason, &failed, &error);
+  int rc = bw_job_abandon(db, cfg, h, student, reason, &failed, &error);
 
-  bson_oid_to_string(job, hex);
+  bson_oid_to_string(&h->job_id, hex);
   if (rc == 0 && failed) {
     stats->failed++;
     bw_log_info("reaper: job %s failed: %s", hex, reason);
   } else if (rc == 0) {
     stats->requeued++;
-    bw_log_info("reaper: job %s attempt %d re-queued: %s", hex, attempt,
+    bw_log_info("reaper: job %s attempt %d re-queued: %s", hex, h->attempt,
                 reason);
-  } else if (rc != BW_EDUP) {
+  } else if (rc == BW_EDUP) {
+    /* The attempt already ended (its result won, or an earlier pass died
+     * half-way): its active record, if any, is stale. */
+    bw_queue_end_active(db, &h->job_id, h->attempt, NULL);
+  } else {
     bw_log_warn("reaper: job %s: %s", hex, error.message);
   }
 }
@@ -78,26 +83,23 @@ int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
     return rc;
   }
   stats->dead_workers += n;
-  BSON_APPEND_UTF8(&filter, "state", "running");
   BSON_APPEND_DOCUMENT_BEGIN(&filter, "worker_id", &in);
   BSON_APPEND_ARRAY(&in, "$in", &dead);
   bson_append_document_end(&filter, &in);
-  cursor = mongoc_collection_find_with_opts(bw_db_coll(db, BW_COLL_JOBS),
+  /* `active` is small: one record per job being graded. */
+  cursor = mongoc_collection_find_with_opts(bw_db_coll(db, BW_COLL_ACTIVE),
                                             &filter, NULL, NULL);
   while (mongoc_cursor_next(cursor, &doc)) {
+    bw_handout_t h;
+    bson_t student;
     bson_iter_t it;
-    bson_oid_t job;
     char worker[25] = "?", reason[128];
-    int attempt = 1;
-    if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+    if (!bw_handout_from_bson(doc, &h, &student))
       continue;
-    bson_oid_copy(bson_iter_oid(&it), &job);
-    if (bson_iter_init_find(&it, doc, "attempts"))
-      attempt = (int)bson_iter_as_int64(&it);
     if (bson_iter_init_find(&it, doc, "worker_id") && BSON_ITER_HOLDS_OID(&it))
       bson_oid_to_string(bson_iter_oid(&it), worker);
     snprintf(reason, sizeof reason, "grader %s stopped heartbeating", worker);
-    reap_abandon(db, cfg, &job, attempt, reason, stats);
+    reap_abandon(db, cfg, &h, &student, reason, stats);
   }
   if (mongoc_cursor_error(cursor, &driver))
     rc = bw_db_error(&driver, error);
@@ -107,64 +109,66 @@ int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
   return rc;
 }
 
-/* A claim whose job never recorded it: the poller died between the claim
- * and findAndModify, so no grader has the job. */
+static bool reap_exists(bw_db_t *db, bw_coll_t which, const char *id) {
+  bson_t filter = BSON_INITIALIZER, found;
+  int rc;
+  BSON_APPEND_UTF8(&filter, "_id", id);
+  rc = bw_db_find_one(db, which, &filter, NULL, &found, NULL);
+  bson_destroy(&found);
+  bson_destroy(&filter);
+  /* On a database error, say "exists": the reaper must never double-queue. */
+  return rc != BW_ENOTFOUND;
+}
+
+/* A claim with neither an active record nor an outcome: the poller died
+ * between claiming and recording, so no grader has the job. */
 static void reap_check_claim(bw_db_t *db, const bw_config_t *cfg,
                              const bson_t *claim, bw_reap_stats_t *stats) {
-  bson_t filter = BSON_INITIALIZER, job, mark = BSON_INITIALIZER, set;
+  bson_t filter = BSON_INITIALIZER, job, env = BSON_INITIALIZER;
   bson_iter_t it;
-  bson_oid_t job_id;
-  int attempt = 1, recorded = 0;
-  const char *state = "";
+  bw_handout_t h;
+  const char *id;
 
-  if (!bson_iter_init_find(&it, claim, "job_id") || !BSON_ITER_HOLDS_OID(&it))
+  if (!bson_iter_init_find(&it, claim, "_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
+      !bw_handout_from_bson(claim, &h, NULL))
     return;
-  bson_oid_copy(bson_iter_oid(&it), &job_id);
-  if (bson_iter_init_find(&it, claim, "attempt"))
-    attempt = (int)bson_iter_as_int64(&it);
-  BSON_APPEND_OID(&filter, "_id", &job_id);
-  if (bw_db_find_one(db, BW_COLL_JOBS, &filter, NULL, &job, NULL) == 0) {
-    if (bson_iter_init_find(&it, &job, "attempts"))
-      recorded = (int)bson_iter_as_int64(&it);
-    if (bson_iter_init_find(&it, &job, "state") && BSON_ITER_HOLDS_UTF8(&it))
-      state = bson_iter_utf8(&it, NULL);
-    if (recorded < attempt && strcmp(state, "succeeded") != 0 &&
-        strcmp(state, "failed") != 0) {
-      stats->repaired++;
-      reap_abandon(db, cfg, &job_id, attempt,
-                   "its hand-out never reached a grader", stats);
-    }
+  id = bson_iter_utf8(&it, NULL);
+  if (reap_exists(db, BW_COLL_ACTIVE, id) ||
+      reap_exists(db, BW_COLL_OUTCOMES, id))
+    return;
+  /* Claims do not carry the student's env; the job document does. */
+  BSON_APPEND_OID(&filter, "_id", &h.job_id);
+  if (bw_db_find_one(db, BW_COLL_JOBS, &filter, NULL, &job, NULL) == 0 &&
+      bson_iter_init_find(&it, &job, "student") &&
+      BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    const uint8_t *data;
+    uint32_t len;
+    bson_iter_document(&it, &len, &data);
+    bson_init_static(&env, data, len);
   }
+  stats->repaired++;
+  reap_abandon(db, cfg, &h, bson_empty(&env) ? NULL : &env,
+               "its hand-out never reached a grader", stats);
   bson_destroy(&job);
-  bson_destroy(&filter);
-  /* Checked claims are not looked at again. */
-  BSON_APPEND_DOCUMENT_BEGIN(&mark, "$set", &set);
-  BSON_APPEND_BOOL(&set, "checked", true);
-  bson_append_document_end(&mark, &set);
-  bson_reinit(&filter);
-  if (bson_iter_init_find(&it, claim, "_id"))
-    bson_append_iter(&filter, "_id", 3, &it);
-  mongoc_collection_update_one(bw_db_coll(db, BW_COLL_CLAIMS), &filter, &mark,
-                               NULL, NULL, NULL);
-  bson_destroy(&mark);
   bson_destroy(&filter);
 }
 
+/* Only claims between 1 and 3 grace periods old are looked at: each is
+ * checked a few times, and the scan returns few documents however many
+ * claims there are.  Older misses are caught by run repair. */
 static int reap_claims(bw_db_t *db, const bw_config_t *cfg,
                        bw_reap_stats_t *stats, bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, sub;
+  int64_t now = bw_db_now_ms(), grace = cfg->claim_grace * 1000LL;
+  bson_t filter = BSON_INITIALIZER, range;
   const bson_t *doc;
   bson_error_t driver;
   mongoc_cursor_t *cursor;
   int rc = 0;
 
-  BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &sub);
-  BSON_APPEND_DATE_TIME(&sub, "$lt",
-                        bw_db_now_ms() - cfg->claim_grace * 1000LL);
-  bson_append_document_end(&filter, &sub);
-  BSON_APPEND_DOCUMENT_BEGIN(&filter, "checked", &sub);
-  BSON_APPEND_BOOL(&sub, "$ne", true);
-  bson_append_document_end(&filter, &sub);
+  BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &range);
+  BSON_APPEND_DATE_TIME(&range, "$gte", now - 3 * grace);
+  BSON_APPEND_DATE_TIME(&range, "$lt", now - grace);
+  bson_append_document_end(&filter, &range);
   cursor = mongoc_collection_find_with_opts(bw_db_coll(db, BW_COLL_CLAIMS),
                                             &filter, NULL, NULL);
   while (mongoc_cursor_next(cursor, &doc))
@@ -221,10 +225,33 @@ static int reap_runs(bw_db_t *db, const bw_config_t *cfg,
   return rc;
 }
 
+/* Graders silent for cfg->forget_workers seconds are deleted, so the
+ * workers collection (looked up on every grader call) stays small. */
+static int reap_forget_workers(bw_db_t *db, const bw_config_t *cfg,
+                               bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, lt;
+  bson_error_t driver;
+  int rc = 0;
+
+  BSON_APPEND_DOCUMENT_BEGIN(&filter, "last_heartbeat", &lt);
+  BSON_APPEND_DATE_TIME(&lt, "$lt",
+                        bw_db_now_ms() - cfg->forget_workers * 1000LL);
+  bson_append_document_end(&filter, &lt);
+  if (!mongoc_collection_delete_many(bw_db_coll(db, BW_COLL_WORKERS), &filter,
+                                     NULL, NULL, &driver))
+    rc = bw_db_error(&driver, error);
+  bson_destroy(&filter);
+  return rc;
+}
+
 int bw_reap_repair(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
                    bw_error_t *error) {
   int rc = reap_claims(db, cfg, stats, error);
-  return rc < 0 ? rc : reap_runs(db, cfg, stats, error);
+  if (rc == 0)
+    rc = reap_runs(db, cfg, stats, error);
+  if (rc == 0)
+    rc = reap_forget_workers(db, cfg, error);
+  return rc;
 }
 
 int bw_reap_once(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,

@@ -6,10 +6,11 @@
 
 #include "json.h"
 #include "log.h"
-#include "queue.h"
 
 /* BSON documents over this are refused by MongoDB; say so before trying. */
 #define RUN_MAX_DOC (16 * 1024 * 1024 - 64 * 1024)
+/* Run configs one process keeps (see bw_run_config). */
+#define RUN_CACHE 8
 
 static const char *bson_get_utf8(const bson_t *doc, const char *key,
                                  const char *fallback) {
@@ -27,31 +28,35 @@ static bool bson_get_oid(const bson_t *doc, const char *key, bson_oid_t *out) {
   return true;
 }
 
-const char *bw_run_job_state(const char *stored, const char *type,
-                             const char *run_state) {
-  if (strcmp(stored, "created") == 0 && strcmp(type, "student") == 0 &&
-      (strcmp(run_state, "students") == 0 ||
+static int64_t bson_get_int(const bson_t *doc, const char *key) {
+  bson_iter_t it;
+  return bson_iter_init_find(&it, doc, key) ? bson_iter_as_int64(&it) : 0;
+}
+
+const char *bw_run_job_state(const char *type, const char *run_state) {
+  const char *queued_in = strcmp(type, "pre") == 0    ? "pre_processing"
+                          : strcmp(type, "post") == 0 ? "post_processing"
+                                                      : "students";
+  if (strcmp(run_state, queued_in) == 0 ||
+      (strcmp(type, "student") == 0 &&
        strcmp(run_state, "post_processing") == 0))
     return "queued";
-  return stored;
+  return "created";
 }
 
 /* ---- create ---------------------------------------------------------- */
 
 static void run_job_doc(bson_t *doc, const bson_oid_t *id,
                         const bson_oid_t *run, const char *type, int index,
-                        json_object *student, int student_count, int64_t now) {
+                        json_object *student, int64_t now) {
   bson_init(doc);
   BSON_APPEND_OID(doc, "_id", id);
   BSON_APPEND_OID(doc, "run_id", run);
   BSON_APPEND_UTF8(doc, "type", type);
   if (student != NULL) {
     BSON_APPEND_INT32(doc, "index", index);
-    BSON_APPEND_INT32(doc, "student_count", student_count);
     bw_json_append_bson(doc, "student", student);
   }
-  BSON_APPEND_UTF8(doc, "state", "created");
-  BSON_APPEND_INT32(doc, "attempts", 0);
   BSON_APPEND_DATE_TIME(doc, "created_at", now);
 }
 
@@ -69,18 +74,18 @@ static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
   bulk = mongoc_collection_create_bulk_operation_with_opts(
       bw_db_coll(db, BW_COLL_JOBS), NULL);
   if (pre != NULL) {
-    run_job_doc(&doc, pre, run, "pre", 0, NULL, 0, now);
+    run_job_doc(&doc, pre, run, "pre", 0, NULL, now);
     mongoc_bulk_operation_insert(bulk, &doc);
     bson_destroy(&doc);
   }
   for (size_t i = 0; i < n; i++) {
     run_job_doc(&doc, &ids[i], run, "student", (int)i,
-                json_object_array_get_idx(students, i), (int)n, now);
+                json_object_array_get_idx(students, i), now);
     mongoc_bulk_operation_insert(bulk, &doc);
     bson_destroy(&doc);
   }
   if (post != NULL) {
-    run_job_doc(&doc, post, run, "post", 0, NULL, 0, now);
+    run_job_doc(&doc, post, run, "post", 0, NULL, now);
     mongoc_bulk_operation_insert(bulk, &doc);
     bson_destroy(&doc);
   }
@@ -91,9 +96,14 @@ static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
   return rc;
 }
 
-static int run_insert_doc(bw_db_t *db, bw_coll_t which, const bson_t *doc,
-                          bw_error_t *error) {
+static int run_insert(bw_db_t *db, bw_coll_t which, const bson_t *doc,
+                      const char *field, bw_error_t *error) {
   bson_error_t driver;
+  if (doc->len > RUN_MAX_DOC)
+    return bw_error_set(error, BW_ETOOBIG,
+                        "%s: %u bytes stored, over the 16 MB a document may "
+                        "hold",
+                        field, doc->len);
   if (!mongoc_collection_insert_one(bw_db_coll(db, which), doc, NULL, NULL,
                                     &driver))
     return bw_db_error(&driver, error);
@@ -117,13 +127,7 @@ static int run_insert_roster(bw_db_t *db, const bson_oid_t *run,
     BSON_APPEND_OID(&list, key, &ids[i]);
   }
   bson_append_array_end(&doc, &list);
-  if (doc.len > RUN_MAX_DOC)
-    rc = bw_error_set(error, BW_ETOOBIG,
-                      "students: the roster is %u bytes, over the 16 MB a "
-                      "document may hold",
-                      doc.len);
-  else
-    rc = run_insert_doc(db, BW_COLL_ROSTERS, &doc, error);
+  rc = run_insert(db, BW_COLL_ROSTERS, &doc, "students", error);
   bson_destroy(&doc);
   return rc;
 }
@@ -150,12 +154,7 @@ static int run_insert_run(bw_db_t *db, const bson_oid_t *run,
       bw_json_append_bson(&sub, key, value);
   }
   bson_append_document_end(&doc, &sub);
-  if (doc.len > RUN_MAX_DOC)
-    rc = bw_error_set(error, BW_ETOOBIG,
-                      "body: the pipelines are over the 16 MB a document may "
-                      "hold");
-  else
-    rc = run_insert_doc(db, BW_COLL_RUNS, &doc, error);
+  rc = run_insert(db, BW_COLL_RUNS, &doc, "body", error);
   bson_destroy(&doc);
   return rc;
 }
@@ -191,7 +190,7 @@ int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
   return rc;
 }
 
-/* ---- phases ---------------------------------------------------------- */
+/* ---- reads ----------------------------------------------------------- */
 
 static int run_find(bw_db_t *db, const bson_oid_t *run, bool with_config,
                     bson_t *out, bw_error_t *error) {
@@ -215,26 +214,78 @@ static int run_find(bw_db_t *db, const bson_oid_t *run, bool with_config,
   return rc;
 }
 
-static int run_update(bw_db_t *db, bw_coll_t which, const bson_oid_t *id,
-                      const bson_t *update, bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER;
-  bson_error_t driver;
-  int rc = 0;
+void bw_run_state(bw_db_t *db, const bson_oid_t *run, char *buf, size_t len) {
+  bson_t doc;
+  bson_strncpy(buf, "created", len);
+  if (run_find(db, run, false, &doc, NULL) == 0)
+    bson_strncpy(buf, bson_get_utf8(&doc, "state", "created"), len);
+  bson_destroy(&doc);
+}
 
-  BSON_APPEND_OID(&filter, "_id", id);
-  if (!mongoc_collection_update_one(bw_db_coll(db, which), &filter, update,
-                                    NULL, NULL, &driver))
-    rc = bw_db_error(&driver, error);
+static struct {
+  bson_oid_t run;
+  json_object *config;
+} run_cache[RUN_CACHE];
+static int run_cache_next;
+
+int bw_run_config(bw_db_t *db, const bson_oid_t *run, json_object **out,
+                  bw_error_t *error) {
+  bson_t doc;
+  bson_iter_t it;
+  int rc;
+
+  for (int i = 0; i < RUN_CACHE; i++)
+    if (run_cache[i].config != NULL && bson_oid_equal(&run_cache[i].run, run)) {
+      *out = json_object_get(run_cache[i].config);
+      return 0;
+    }
+  rc = run_find(db, run, true, &doc, error);
+  if (rc == 0 && !bson_iter_init_find(&it, &doc, "config"))
+    rc = bw_error_set(error, BW_EINTERNAL, "run without config");
+  if (rc == 0) {
+    int slot = run_cache_next++ % RUN_CACHE;
+    json_object_put(run_cache[slot].config);
+    bson_oid_copy(run, &run_cache[slot].run);
+    run_cache[slot].config = bw_json_from_bson_iter(&it);
+    *out = json_object_get(run_cache[slot].config);
+  }
+  bson_destroy(&doc);
+  return rc;
+}
+
+static int run_find_roster(bw_db_t *db, const bson_oid_t *run, bson_t *out,
+                           bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  int rc;
+  BSON_APPEND_OID(&filter, "_id", run);
+  rc = bw_db_find_one(db, BW_COLL_ROSTERS, &filter, NULL, out, error);
   bson_destroy(&filter);
   return rc;
 }
 
-/* Sets the run's state (and a timestamp field, or NULL). */
-static int run_set_state(bw_db_t *db, const bson_oid_t *run, const char *state,
-                         const char *stamp, int success, bw_error_t *error) {
-  bson_t update = BSON_INITIALIZER, set;
-  int rc;
+int bw_run_roster(bw_db_t *db, const bson_oid_t *run, json_object **out,
+                  bw_error_t *error) {
+  bson_t doc;
+  bson_iter_t it;
+  int rc = run_find_roster(db, run, &doc, error);
+  if (rc == 0 && bson_iter_init_find(&it, &doc, "students"))
+    *out = bw_json_from_bson_iter(&it);
+  else if (rc == 0)
+    rc = bw_error_set(error, BW_EINTERNAL, "roster without students");
+  bson_destroy(&doc);
+  return rc;
+}
 
+/* ---- phases ---------------------------------------------------------- */
+
+static int run_update_state(bw_db_t *db, const bson_oid_t *run,
+                            const char *state, const char *stamp, int success,
+                            bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
+  bson_error_t driver;
+  int rc = 0;
+
+  BSON_APPEND_OID(&filter, "_id", run);
   BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
   BSON_APPEND_UTF8(&set, "state", state);
   if (stamp != NULL)
@@ -242,7 +293,12 @@ static int run_set_state(bw_db_t *db, const bson_oid_t *run, const char *state,
   if (success >= 0)
     BSON_APPEND_BOOL(&set, "success", success != 0);
   bson_append_document_end(&update, &set);
-  rc = run_update(db, BW_COLL_RUNS, run, &update, error);
+  /* Each phase change has exactly one writer (a mark decided it), so
+   * FerretDB's read-then-write cannot lose one. */
+  if (!mongoc_collection_update_one(bw_db_coll(db, BW_COLL_RUNS), &filter,
+                                    &update, NULL, NULL, &driver))
+    rc = bw_db_error(&driver, error);
+  bson_destroy(&filter);
   bson_destroy(&update);
   return rc;
 }
@@ -294,59 +350,72 @@ static int run_mark_once_or_stale(bw_db_t *db, const bw_config_t *cfg,
   return rc;
 }
 
-/* Queues one job of the run (pre or post) and shows it as queued. */
-static int run_queue_single(bw_db_t *db, const bson_oid_t *job,
+/* Queues the run's pre or post job. */
+static int run_queue_single(bw_db_t *db, const bson_oid_t *run,
+                            const bson_oid_t *job, const char *type,
                             bw_error_t *error) {
-  bson_t update = BSON_INITIALIZER, set;
-  int rc;
-
-  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-  BSON_APPEND_UTF8(&set, "state", "queued");
-  bson_append_document_end(&update, &set);
-  rc = run_update(db, BW_COLL_JOBS, job, &update, error);
-  bson_destroy(&update);
-  return rc < 0 ? rc : bw_queue_push(db, job, 1, 1, error);
+  bw_handout_t h = {.attempt = 1};
+  bson_oid_copy(job, &h.job_id);
+  bson_oid_copy(run, &h.run_id);
+  bson_strncpy(h.type, type, sizeof h.type);
+  return bw_queue_push(db, &h, NULL, error);
 }
 
+/* Queues attempt 1 of every student job, from the roster.  Repeating it is
+ * harmless: entries already there are kept, claimed ones get dropped. */
 static int run_queue_students(bw_db_t *db, const bson_oid_t *run,
                               bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj, roster;
-  bson_iter_t it, item;
-  bson_oid_t *ids = NULL;
-  size_t n = 0, cap = 0;
-  int rc;
+  bson_t roster;
+  bson_iter_t ids, students, id, student;
+  bw_queue_batch_t *batch;
+  bw_handout_t h = {.attempt = 1, .type = "student"};
+  int rc = run_find_roster(db, run, &roster, error), n = 0;
 
-  BSON_APPEND_OID(&filter, "_id", run);
-  BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
-  BSON_APPEND_INT32(&proj, "student_job_ids", 1);
-  bson_append_document_end(&opts, &proj);
-  rc = bw_db_find_one(db, BW_COLL_ROSTERS, &filter, &opts, &roster, error);
-  if (rc == 0 && bson_iter_init_find(&it, &roster, "student_job_ids") &&
-      bson_iter_recurse(&it, &item)) {
-    while (bson_iter_next(&item)) {
-      if (!BSON_ITER_HOLDS_OID(&item))
-        continue;
-      if (n == cap) {
-        cap = cap ? cap * 2 : 256;
-        ids = bson_realloc(ids, cap * sizeof *ids);
-      }
-      bson_oid_copy(bson_iter_oid(&item), &ids[n++]);
-    }
-    rc = bw_queue_push(db, ids, n, 1, error);
+  if (rc < 0) {
+    bson_destroy(&roster);
+    return rc;
   }
-  bson_free(ids);
+  bson_oid_copy(run, &h.run_id);
+  if (bson_iter_init_find(&ids, &roster, "student_job_ids") &&
+      bson_iter_recurse(&ids, &id))
+    while (bson_iter_next(&id))
+      n++;
+  h.student_count = n;
+  batch = bw_queue_batch_alloc(db);
+  if (bson_iter_init_find(&ids, &roster, "student_job_ids") &&
+      bson_iter_recurse(&ids, &id) &&
+      bson_iter_init_find(&students, &roster, "students") &&
+      bson_iter_recurse(&students, &student)) {
+    while (bson_iter_next(&id) && bson_iter_next(&student)) {
+      const uint8_t *data;
+      uint32_t len;
+      bson_t env;
+      if (!BSON_ITER_HOLDS_OID(&id) || !BSON_ITER_HOLDS_DOCUMENT(&student))
+        continue;
+      bson_oid_copy(bson_iter_oid(&id), &h.job_id);
+      bson_iter_document(&student, &len, &data);
+      bson_init_static(&env, data, len);
+      bw_queue_batch_add(batch, &h, &env);
+    }
+  }
+  rc = bw_queue_batch_push(batch, error);
+  bw_queue_batch_free(batch);
   bson_destroy(&roster);
-  bson_destroy(&filter);
-  bson_destroy(&opts);
   return rc;
 }
 
 /* The state is written before the jobs are queued: a job finishing at once
  * must never see its run's state overwritten by an older step. */
 static int run_enter_students(bw_db_t *db, const bson_oid_t *run,
-                              bw_error_t *error) {
-  int rc = run_set_state(db, run, "students", NULL, -1, error);
+                              const char *stamp, bw_error_t *error) {
+  int rc = run_update_state(db, run, "students", stamp, -1, error);
   return rc < 0 ? rc : run_queue_students(db, run, error);
+}
+
+static int run_enter_post(bw_db_t *db, const bson_oid_t *run,
+                          const bson_oid_t *post, bw_error_t *error) {
+  int rc = run_update_state(db, run, "post_processing", NULL, -1, error);
+  return rc < 0 ? rc : run_queue_single(db, run, post, "post", error);
 }
 
 static int run_finish(bw_db_t *db, const bw_config_t *cfg,
@@ -356,8 +425,8 @@ static int run_finish(bw_db_t *db, const bw_config_t *cfg,
     return 0;
   if (rc < 0)
     return rc;
-  return run_set_state(db, run, success ? "succeeded" : "failed",
-                       "finished_at", success, error);
+  return run_update_state(db, run, success ? "succeeded" : "failed",
+                          "finished_at", success, error);
 }
 
 int bw_run_start(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
@@ -378,13 +447,11 @@ int bw_run_start(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
                         run_id);
   }
   if (rc == 0 && bson_get_oid(&doc, "pre_job_id", &pre)) {
-    rc = run_set_state(db, &run, "pre_processing", "started_at", -1, error);
+    rc = run_update_state(db, &run, "pre_processing", "started_at", -1, error);
     if (rc == 0)
-      rc = run_queue_single(db, &pre, error);
+      rc = run_queue_single(db, &run, &pre, "pre", error);
   } else if (rc == 0) {
-    rc = run_set_state(db, &run, "students", "started_at", -1, error);
-    if (rc == 0)
-      rc = run_queue_students(db, &run, error);
+    rc = run_enter_students(db, &run, "started_at", error);
   }
   bson_destroy(&doc);
   return rc;
@@ -393,25 +460,22 @@ int bw_run_start(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
 /* Finish tickets: the k-th student job to finish inserts marks
  * "<run>:fin:<k>".  Tickets are dense (each taker starts at or below the
  * first free one and moves up on a duplicate), so whoever takes ticket S-1
- * is the last, however many results arrive at once.  "<run>:fin" holds a
- * hint of where to start; it may lag, never lead. */
+ * is the last, however many results arrive at once.  counters/"<run>" holds
+ * a hint of where to start; it may lag, never lead. */
 static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
                            const bson_oid_t *job, int64_t *ticket,
                            bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, hint, update = BSON_INITIALIZER, set,
          opts = BSON_INITIALIZER;
-  bson_iter_t it;
   bson_error_t driver;
-  char hex[25], id[64];
+  char hex[25];
   int64_t n = 0;
   int rc;
 
   bson_oid_to_string(run, hex);
-  snprintf(id, sizeof id, "%s:fin", hex);
-  BSON_APPEND_UTF8(&filter, "_id", id);
-  if (bw_db_find_one(db, BW_COLL_MARKS, &filter, NULL, &hint, NULL) == 0 &&
-      bson_iter_init_find(&it, &hint, "n"))
-    n = bson_iter_as_int64(&it);
+  BSON_APPEND_OID(&filter, "_id", run);
+  if (bw_db_find_one(db, BW_COLL_COUNTERS, &filter, NULL, &hint, NULL) == 0)
+    n = bson_get_int(&hint, "finished");
   bson_destroy(&hint);
 
   for (;; n++) {
@@ -422,6 +486,7 @@ static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
     bson_oid_init(&op, NULL);
     bson_oid_to_string(&op, ophex);
     BSON_APPEND_UTF8(&doc, "_id", tid);
+    BSON_APPEND_OID(&doc, "run_id", run);
     BSON_APPEND_OID(&doc, "job_id", job);
     BSON_APPEND_UTF8(&doc, "op", ophex);
     rc = bw_db_insert_once(db, BW_COLL_MARKS, &doc, error);
@@ -432,11 +497,11 @@ static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
   if (rc == 0) {
     *ticket = n;
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-    BSON_APPEND_INT64(&set, "n", n + 1);
+    BSON_APPEND_INT64(&set, "finished", n + 1);
     bson_append_document_end(&update, &set);
     BSON_APPEND_BOOL(&opts, "upsert", true);
     /* A lost or duplicate hint write only costs a later taker a retry. */
-    mongoc_collection_update_one(bw_db_coll(db, BW_COLL_MARKS), &filter,
+    mongoc_collection_update_one(bw_db_coll(db, BW_COLL_COUNTERS), &filter,
                                  &update, &opts, NULL, &driver);
   }
   bson_destroy(&filter);
@@ -445,40 +510,19 @@ static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
   return rc;
 }
 
-static int run_student_finished(bw_db_t *db, const bw_config_t *cfg,
-                                const bson_oid_t *run, const bson_t *job,
-                                bw_error_t *error) {
-  bson_oid_t job_oid, post;
-  bson_iter_t it;
+/* After the last student job: the post job, or the end of the run. */
+static int run_after_students(bw_db_t *db, const bw_config_t *cfg,
+                              const bson_oid_t *run, bool stale_ok,
+                              bw_error_t *error) {
+  bson_oid_t post;
   bson_t doc;
-  char done[64], hex[25];
-  int64_t ticket = -1, count = 0;
-  int rc;
+  int rc = run_find(db, run, false, &doc, error);
 
-  bson_get_oid(job, "_id", &job_oid);
-  bson_oid_to_string(&job_oid, hex);
-  snprintf(done, sizeof done, "done:%s", hex);
-  /* Count each job once, even if its result is applied twice. */
-  rc = run_mark_once(db, run, done, error);
-  if (rc == BW_EDUP)
-    return 0;
-  if (rc == 0)
-    rc = run_take_ticket(db, run, &job_oid, &ticket, error);
-  if (rc < 0)
-    return rc;
-  if (bson_iter_init_find(&it, job, "student_count"))
-    count = bson_iter_as_int64(&it);
-  if (ticket != count - 1)
-    return 0;
-
-  /* The last student job: exactly one caller gets here. */
-  rc = run_find(db, run, false, &doc, error);
   if (rc == 0 && bson_get_oid(&doc, "post_job_id", &post)) {
-    rc = run_mark_once(db, run, "post", error);
+    rc = stale_ok ? run_mark_once_or_stale(db, cfg, run, "post", error)
+                  : run_mark_once(db, run, "post", error);
     if (rc == 0)
-      rc = run_set_state(db, run, "post_processing", NULL, -1, error);
-    if (rc == 0)
-      rc = run_queue_single(db, &post, error);
+      rc = run_enter_post(db, run, &post, error);
     if (rc == BW_EDUP)
       rc = 0;
   } else if (rc == 0) {
@@ -488,115 +532,282 @@ static int run_student_finished(bw_db_t *db, const bw_config_t *cfg,
   return rc;
 }
 
-int bw_run_job_finished(bw_db_t *db, const bw_config_t *cfg, const bson_t *job,
-                        bool success, bw_error_t *error) {
-  const char *type = bson_get_utf8(job, "type", "student");
-  bson_oid_t run;
+static int run_student_finished(bw_db_t *db, const bw_config_t *cfg,
+                                const bw_handout_t *h, bw_error_t *error) {
+  char done[64], hex[25];
+  int64_t ticket = -1;
+  int rc;
 
-  if (!bson_get_oid(job, "run_id", &run))
-    return bw_error_set(error, BW_EINTERNAL, "job without run_id");
-  if (strcmp(type, "pre") == 0) {
+  bson_oid_to_string(&h->job_id, hex);
+  snprintf(done, sizeof done, "done:%s", hex);
+  /* Count each job once, even if its end is applied twice. */
+  rc = run_mark_once(db, &h->run_id, done, error);
+  if (rc == BW_EDUP)
+    return 0;
+  if (rc == 0)
+    rc = run_take_ticket(db, &h->run_id, &h->job_id, &ticket, error);
+  if (rc < 0 || ticket != h->student_count - 1)
+    return rc;
+  /* The last student job: exactly one caller gets here. */
+  return run_after_students(db, cfg, &h->run_id, false, error);
+}
+
+int bw_run_job_finished(bw_db_t *db, const bw_config_t *cfg,
+                        const bw_handout_t *h, bool success,
+                        bw_error_t *error) {
+  if (strcmp(h->type, "pre") == 0) {
+    int rc;
     if (!success)
-      return run_finish(db, cfg, &run, false, error);
-    int rc = run_mark_once_or_stale(db, cfg, &run, "students", error);
+      return run_finish(db, cfg, &h->run_id, false, error);
+    rc = run_mark_once_or_stale(db, cfg, &h->run_id, "students", error);
     if (rc == BW_EDUP)
       return 0;
-    return rc < 0 ? rc : run_enter_students(db, &run, error);
+    return rc < 0 ? rc : run_enter_students(db, &h->run_id, NULL, error);
   }
-  if (strcmp(type, "post") == 0)
-    return run_finish(db, cfg, &run, success, error);
-  return run_student_finished(db, cfg, &run, job, error);
+  if (strcmp(h->type, "post") == 0)
+    return run_finish(db, cfg, &h->run_id, success, error);
+  return run_student_finished(db, cfg, h, error);
 }
 
-/* ---- status ---------------------------------------------------------- */
+/* ---- the jobs of a run, as status and repair see them ------------------ */
 
-static int job_order(const void *a, const void *b) {
-  json_object *ja = *(json_object *const *)a, *jb = *(json_object *const *)b;
-  static const char *types[] = {"pre", "student", "post"};
-  int ta = 0, tb = 0;
-  for (int i = 0; i < 3; i++) {
-    if (strcmp(json_object_get_string(json_object_object_get(ja, "type")),
-               types[i]) == 0)
-      ta = i;
-    if (strcmp(json_object_get_string(json_object_object_get(jb, "type")),
-               types[i]) == 0)
-      tb = i;
-  }
-  if (ta != tb)
-    return ta - tb;
-  return json_object_get_int(json_object_object_get(ja, "index")) -
-         json_object_get_int(json_object_object_get(jb, "index"));
+typedef struct run_job {
+  bson_oid_t id;
+  char type[8];
+  int index;
+  int attempts;  /* the highest attempt seen: hand-outs so far */
+  int final;     /* 0: not final, 1: succeeded, 2: failed */
+  bool active;   /* being graded now */
+  bool waiting;  /* an entry is in the queue (repair only looks) */
+  char worker[25];
+  char reason[256];
+  int64_t started_at, finished_at;
+  json_object *student;
+} run_job_t;
+
+typedef struct run_jobs {
+  run_job_t *jobs;
+  size_t n;
+} run_jobs_t;
+
+static int run_job_cmp(const void *a, const void *b) {
+  return bson_oid_compare(&((const run_job_t *)a)->id,
+                          &((const run_job_t *)b)->id);
 }
 
-/* One job as the run status lists it. */
-static json_object *run_status_job(const bson_t *doc, const char *run_state) {
-  json_object *job = json_object_new_object(), *v;
-  json_object *all = bw_json_from_bson(doc);
-  const char *state = bw_run_job_state(bson_get_utf8(doc, "state", "created"),
-                                       bson_get_utf8(doc, "type", "student"),
-                                       run_state);
-  static const char *copied[] = {"type",       "index",       "attempts",
-                                 "worker_id",  "success",     "reason",
-                                 "started_at", "finished_at", "student"};
-
-  json_object_object_add(job, "job_id",
-                         json_object_get(json_object_object_get(all, "_id")));
-  json_object_object_add(job, "state", json_object_new_string(state));
-  for (size_t i = 0; i < sizeof copied / sizeof *copied; i++)
-    if (json_object_object_get_ex(all, copied[i], &v))
-      json_object_object_add(job, copied[i], json_object_get(v));
-  json_object_put(all);
-  return job;
+static run_job_t *run_jobs_find(run_jobs_t *t, const bson_oid_t *id) {
+  run_job_t key;
+  bson_oid_copy(id, &key.id);
+  return bsearch(&key, t->jobs, t->n, sizeof key, run_job_cmp);
 }
 
-static int run_status_jobs(bw_db_t *db, const bson_oid_t *run,
-                           const char *run_state, json_object *status,
-                           bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
+static void run_jobs_cleanup(run_jobs_t *t) {
+  for (size_t i = 0; i < t->n; i++)
+    json_object_put(t->jobs[i].student);
+  bson_free(t->jobs);
+  t->jobs = NULL;
+  t->n = 0;
+}
+
+/* Runs `visit` on every document of `coll` whose run_id is `run`. */
+static int run_each(mongoc_collection_t *coll, const bson_oid_t *run,
+                    void (*visit)(run_jobs_t *, const bson_t *),
+                    run_jobs_t *t, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
   const bson_t *doc;
   bson_error_t driver;
   mongoc_cursor_t *cursor;
-  json_object *jobs = json_object_new_array(), *counts = json_object_new_object();
-  static const char *states[] = {"created", "queued", "running", "succeeded",
-                                 "failed"};
-  int n[5] = {0}, rc = 0;
+  int rc = 0;
 
   BSON_APPEND_OID(&filter, "run_id", run);
-  BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
-  BSON_APPEND_INT32(&proj, "info", 0);
-  BSON_APPEND_INT32(&proj, "logs", 0);
-  bson_append_document_end(&opts, &proj);
-  cursor = mongoc_collection_find_with_opts(bw_db_coll(db, BW_COLL_JOBS),
-                                            &filter, &opts, NULL);
-  while (mongoc_cursor_next(cursor, &doc)) {
-    json_object *job = run_status_job(doc, run_state);
-    const char *state = json_object_get_string(json_object_object_get(job, "state"));
-    for (int i = 0; i < 5; i++)
-      if (strcmp(state, states[i]) == 0)
-        n[i]++;
-    json_object_array_add(jobs, job);
-  }
+  cursor = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+  while (mongoc_cursor_next(cursor, &doc))
+    visit(t, doc);
   if (mongoc_cursor_error(cursor, &driver))
     rc = bw_db_error(&driver, error);
   mongoc_cursor_destroy(cursor);
   bson_destroy(&filter);
-  bson_destroy(&opts);
-  json_object_array_sort(jobs, job_order);
-  for (int i = 0; i < 5; i++)
-    json_object_object_add(counts, states[i], json_object_new_int(n[i]));
+  return rc;
+}
+
+static void run_visit_job(run_jobs_t *t, const bson_t *doc) {
+  run_job_t *j;
+  bson_iter_t it;
+
+  t->jobs = bson_realloc(t->jobs, (t->n + 1) * sizeof *t->jobs);
+  j = memset(&t->jobs[t->n], 0, sizeof *j);
+  if (!bson_get_oid(doc, "_id", &j->id))
+    return;
+  bson_strncpy(j->type, bson_get_utf8(doc, "type", "student"), sizeof j->type);
+  j->index = (int)bson_get_int(doc, "index");
+  if (bson_iter_init_find(&it, doc, "student"))
+    j->student = bw_json_from_bson_iter(&it);
+  t->n++;
+}
+
+static void run_visit_outcome(run_jobs_t *t, const bson_t *doc) {
+  bson_oid_t id;
+  bson_iter_t it;
+  run_job_t *j;
+  const char *kind = bson_get_utf8(doc, "kind", "");
+
+  if (!bson_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)))
+    return;
+  if (bson_get_int(doc, "attempt") > j->attempts)
+    j->attempts = (int)bson_get_int(doc, "attempt");
+  bson_strncpy(j->reason, bson_get_utf8(doc, "reason", j->reason),
+               sizeof j->reason);
+  if (strcmp(kind, "result") == 0) {
+    j->final = bson_iter_init_find(&it, doc, "success") &&
+                       bson_iter_as_bool(&it)
+                   ? 1
+                   : 2;
+    if (bson_iter_init_find(&it, doc, "worker_id") && BSON_ITER_HOLDS_OID(&it))
+      bson_oid_to_string(bson_iter_oid(&it), j->worker);
+  } else if (strcmp(kind, "failed") == 0) {
+    j->final = 2;
+  }
+  if (j->final && bson_iter_init_find(&it, doc, "at"))
+    j->finished_at = bson_iter_date_time(&it);
+}
+
+static void run_visit_active(run_jobs_t *t, const bson_t *doc) {
+  bson_oid_t id;
+  bson_iter_t it;
+  run_job_t *j;
+
+  if (!bson_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)) ||
+      j->final)
+    return;
+  j->active = true;
+  if (bson_get_int(doc, "attempt") > j->attempts)
+    j->attempts = (int)bson_get_int(doc, "attempt");
+  if (bson_iter_init_find(&it, doc, "worker_id") && BSON_ITER_HOLDS_OID(&it))
+    bson_oid_to_string(bson_iter_oid(&it), j->worker);
+  if (bson_iter_init_find(&it, doc, "started_at"))
+    j->started_at = bson_iter_date_time(&it);
+}
+
+static void run_visit_waiting(run_jobs_t *t, const bson_t *doc) {
+  bson_oid_t id;
+  run_job_t *j;
+  if (bson_get_oid(doc, "job_id", &id) && (j = run_jobs_find(t, &id)))
+    j->waiting = true;
+}
+
+/* Reads every job of the run with where its hand-outs are.  With `queue`
+ * it also scans the queue partitions (repair needs it, status does not). */
+static int run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
+                         run_jobs_t *t, bw_error_t *error) {
+  int rc;
+
+  t->jobs = NULL;
+  t->n = 0;
+  rc = run_each(bw_db_coll(db, BW_COLL_JOBS), run, run_visit_job, t, error);
+  if (rc == 0)
+    qsort(t->jobs, t->n, sizeof *t->jobs, run_job_cmp);
+  if (rc == 0)
+    rc = run_each(bw_db_coll(db, BW_COLL_OUTCOMES), run, run_visit_outcome, t,
+                  error);
+  if (rc == 0)
+    rc = run_each(bw_db_coll(db, BW_COLL_ACTIVE), run, run_visit_active, t,
+                  error);
+  for (int p = 0; queue && rc == 0 && p < bw_db_queue_partitions(db); p++)
+    rc = run_each(bw_db_queue(db, p), run, run_visit_waiting, t, error);
+  return rc;
+}
+
+/* ---- status ---------------------------------------------------------- */
+
+static int run_status_order(const void *a, const void *b) {
+  const run_job_t *x = *(run_job_t *const *)a, *y = *(run_job_t *const *)b;
+  int tx = strcmp(x->type, "pre") == 0 ? 0 : strcmp(x->type, "post") == 0 ? 2 : 1;
+  int ty = strcmp(y->type, "pre") == 0 ? 0 : strcmp(y->type, "post") == 0 ? 2 : 1;
+  return tx != ty ? tx - ty : x->index - y->index;
+}
+
+static json_object *run_date(int64_t ms) {
+  bson_t doc = BSON_INITIALIZER;
+  bson_iter_t it;
+  json_object *out;
+  BSON_APPEND_DATE_TIME(&doc, "d", ms);
+  bson_iter_init_find(&it, &doc, "d");
+  out = bw_json_from_bson_iter(&it);
+  bson_destroy(&doc);
+  return out;
+}
+
+static const char *run_job_shown_state(const run_job_t *j,
+                                       const char *run_state) {
+  if (j->final)
+    return j->final == 1 ? "succeeded" : "failed";
+  if (j->active)
+    return "running";
+  return bw_run_job_state(j->type, run_state);
+}
+
+static json_object *run_status_job(const run_job_t *j, const char *run_state) {
+  json_object *job = json_object_new_object();
+  char hex[25];
+
+  bson_oid_to_string(&j->id, hex);
+  json_object_object_add(job, "job_id", json_object_new_string(hex));
+  json_object_object_add(job, "type", json_object_new_string(j->type));
+  json_object_object_add(
+      job, "state", json_object_new_string(run_job_shown_state(j, run_state)));
+  json_object_object_add(job, "attempts", json_object_new_int(j->attempts));
+  if (strcmp(j->type, "student") == 0) {
+    json_object_object_add(job, "index", json_object_new_int(j->index));
+    json_object_object_add(job, "student", json_object_get(j->student));
+  }
+  if (j->worker[0] != '\0')
+    json_object_object_add(job, "worker_id", json_object_new_string(j->worker));
+  if (j->final)
+    json_object_object_add(job, "success",
+                           json_object_new_boolean(j->final == 1));
+  if (j->reason[0] != '\0')
+    json_object_object_add(job, "reason", json_object_new_string(j->reason));
+  if (j->started_at)
+    json_object_object_add(job, "started_at", run_date(j->started_at));
+  if (j->finished_at)
+    json_object_object_add(job, "finished_at", run_date(j->finished_at));
+  return job;
+}
+
+static void run_status_jobs(run_jobs_t *t, const char *run_state,
+                            json_object *status) {
+  static const char *states[] = {"created", "queued", "running", "succeeded",
+                                 "failed"};
+  json_object *jobs = json_object_new_array_ext((int)t->n),
+              *counts = json_object_new_object();
+  run_job_t **order = bson_malloc(sizeof *order * (t->n ? t->n : 1));
+  int n[5] = {0};
+
+  for (size_t i = 0; i < t->n; i++)
+    order[i] = &t->jobs[i];
+  qsort(order, t->n, sizeof *order, run_status_order);
+  for (size_t i = 0; i < t->n; i++) {
+    const char *state = run_job_shown_state(order[i], run_state);
+    for (int k = 0; k < 5; k++)
+      n[k] += strcmp(state, states[k]) == 0;
+    json_object_array_add(jobs, run_status_job(order[i], run_state));
+  }
+  for (int k = 0; k < 5; k++)
+    json_object_object_add(counts, states[k], json_object_new_int(n[k]));
   json_object_object_add(status, "counts", counts);
   json_object_object_add(status, "jobs", jobs);
-  return rc;
+  bson_free(order);
 }
 
 int bw_run_status(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
                   json_object **out, bw_error_t *error) {
-  bson_oid_t run;
-  bson_t doc;
-  json_object *status, *all, *v;
   static const char *copied[] = {"state",      "success",     "created_at",
                                  "started_at", "finished_at", "student_count",
                                  "pre_job_id", "post_job_id"};
+  bson_oid_t run;
+  bson_t doc;
+  run_jobs_t t;
+  json_object *status, *all, *v;
   int rc;
   (void)cfg;
 
@@ -605,6 +816,8 @@ int bw_run_status(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
     return bw_error_set(error, BW_EINVAL,
                         "grading_run_id: expected 24 hex digits");
   rc = run_find(db, &run, false, &doc, error);
+  if (rc == 0)
+    rc = run_jobs_load(db, &run, false, &t, error);
   if (rc < 0) {
     bson_destroy(&doc);
     return rc;
@@ -616,123 +829,83 @@ int bw_run_status(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
   for (size_t i = 0; i < sizeof copied / sizeof *copied; i++)
     if (json_object_object_get_ex(all, copied[i], &v))
       json_object_object_add(status, copied[i], json_object_get(v));
-  rc = run_status_jobs(db, &run, bson_get_utf8(&doc, "state", "created"),
-                       status, error);
+  run_status_jobs(&t, bson_get_utf8(&doc, "state", "created"), status);
+  run_jobs_cleanup(&t);
   json_object_put(all);
   bson_destroy(&doc);
-  if (rc < 0) {
-    json_object_put(status);
-    return rc;
-  }
   *out = status;
   return 0;
 }
 
 /* ---- repair ---------------------------------------------------------- */
 
-static bool run_entry_exists(bw_db_t *db, bw_coll_t which,
-                             const bson_oid_t *job, int attempt) {
+static bool run_claimed(bw_db_t *db, const bson_oid_t *job, int attempt) {
   bson_t filter = BSON_INITIALIZER, found;
   char id[48];
   int rc;
 
   bw_queue_entry_id(job, attempt, id);
   BSON_APPEND_UTF8(&filter, "_id", id);
-  rc = bw_db_find_one(db, which, &filter, NULL, &found, NULL);
+  rc = bw_db_find_one(db, BW_COLL_CLAIMS, &filter, NULL, &found, NULL);
   bson_destroy(&found);
   bson_destroy(&filter);
-  /* On a database error, say "exists": repair must never double-queue. */
+  /* On a database error, say "claimed": repair must never double-queue. */
   return rc != BW_ENOTFOUND;
 }
 
-/* Scans the jobs of one type of a run: re-queues waiting ones that nothing
- * will hand out, and counts the final ones. */
-static int run_repair_jobs(bw_db_t *db, const bson_oid_t *run,
-                           const char *type, int *final, int *repaired,
-                           bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
-  const bson_t *doc;
-  bson_error_t driver;
-  mongoc_cursor_t *cursor;
-  int rc = 0;
+/* Re-queues one job that nothing will hand out: not final, not being
+ * graded, no entry waiting, and its next attempt never claimed (a claimed
+ * one that was never recorded is the reaper's orphan-claim check). */
+static int run_repair_job(bw_db_t *db, const bson_oid_t *run, run_job_t *j,
+                          int student_count, int *repaired,
+                          bw_error_t *error) {
+  bw_handout_t h = {.attempt = j->attempts + 1};
+  bson_t student = BSON_INITIALIZER;
+  int rc;
 
-  *final = 0;
-  BSON_APPEND_OID(&filter, "run_id", run);
-  BSON_APPEND_UTF8(&filter, "type", type);
-  BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
-  BSON_APPEND_INT32(&proj, "state", 1);
-  BSON_APPEND_INT32(&proj, "attempts", 1);
-  bson_append_document_end(&opts, &proj);
-  cursor = mongoc_collection_find_with_opts(bw_db_coll(db, BW_COLL_JOBS),
-                                            &filter, &opts, NULL);
-  while (rc == 0 && mongoc_cursor_next(cursor, &doc)) {
-    const char *state = bson_get_utf8(doc, "state", "created");
+  if (j->final || j->active || j->waiting || run_claimed(db, &j->id, h.attempt))
+    return 0;
+  bson_oid_copy(&j->id, &h.job_id);
+  bson_oid_copy(run, &h.run_id);
+  bson_strncpy(h.type, j->type, sizeof h.type);
+  h.student_count = student_count;
+  if (j->student != NULL)
+    bw_json_append_bson(&student, "s", j->student);
+  {
     bson_iter_t it;
-    bson_oid_t job;
-    int next = 1;
-    if (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0) {
-      (*final)++;
-      continue;
+    bson_t env = BSON_INITIALIZER;
+    if (j->student != NULL && bson_iter_init_find(&it, &student, "s") &&
+        BSON_ITER_HOLDS_DOCUMENT(&it)) {
+      const uint8_t *data;
+      uint32_t len;
+      bson_iter_document(&it, &len, &data);
+      bson_init_static(&env, data, len);
     }
-    if (strcmp(state, "running") == 0 || !bson_get_oid(doc, "_id", &job))
-      continue;
-    if (bson_iter_init_find(&it, doc, "attempts"))
-      next = (int)bson_iter_as_int64(&it) + 1;
-    if (run_entry_exists(db, BW_COLL_QUEUE, &job, next) ||
-        run_entry_exists(db, BW_COLL_CLAIMS, &job, next))
-      continue;
-    rc = bw_queue_push(db, &job, 1, next, error);
-    if (rc == 0)
-      (*repaired)++;
+    rc = bw_queue_push(db, &h, j->student ? &env : NULL, error);
   }
-  if (rc == 0 && mongoc_cursor_error(cursor, &driver))
-    rc = bw_db_error(&driver, error);
-  mongoc_cursor_destroy(cursor);
-  bson_destroy(&filter);
-  bson_destroy(&opts);
+  bson_destroy(&student);
+  if (rc == 0)
+    (*repaired)++;
   return rc;
 }
 
-static int run_repair_single(bw_db_t *db, const bw_config_t *cfg,
-                             const bson_oid_t *job, int *repaired,
-                             bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, doc;
-  const char *state;
-  int rc;
-
-  BSON_APPEND_OID(&filter, "_id", job);
-  rc = bw_db_find_one(db, BW_COLL_JOBS, &filter, NULL, &doc, error);
-  if (rc == 0) {
-    state = bson_get_utf8(&doc, "state", "created");
-    if (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0) {
-      rc = bw_run_job_finished(db, cfg, &doc, strcmp(state, "succeeded") == 0,
-                               error);
-    } else {
-      bson_iter_t it;
-      int next = 1;
-      if (bson_iter_init_find(&it, &doc, "attempts"))
-        next = (int)bson_iter_as_int64(&it) + 1;
-      if (strcmp(state, "running") != 0 &&
-          !run_entry_exists(db, BW_COLL_QUEUE, job, next) &&
-          !run_entry_exists(db, BW_COLL_CLAIMS, job, next)) {
-        rc = bw_queue_push(db, job, 1, next, error);
-        (*repaired)++;
-      }
-    }
-  }
-  bson_destroy(&doc);
-  bson_destroy(&filter);
-  return rc == BW_ENOTFOUND ? 0 : rc;
+/* The job of `type` (pre or post) final: re-apply its end to the run. */
+static int run_repair_phase_end(bw_db_t *db, const bw_config_t *cfg,
+                                const bson_oid_t *run, const run_job_t *j) {
+  bw_handout_t h = {.attempt = j->attempts};
+  bson_oid_copy(&j->id, &h.job_id);
+  bson_oid_copy(run, &h.run_id);
+  bson_strncpy(h.type, j->type, sizeof h.type);
+  return bw_run_job_finished(db, cfg, &h, j->final == 1, NULL);
 }
 
 int bw_run_repair(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
                   int *repaired, bw_error_t *error) {
   bson_t doc;
-  bson_oid_t job;
+  run_jobs_t t;
+  char phase_type[8];
   const char *state;
-  int rc, final = 0;
-  int64_t count = 0;
-  bson_iter_t it;
+  int rc, student_count, final = 0, phase_jobs = 0;
 
   rc = run_find(db, run, false, &doc, error);
   if (rc < 0) {
@@ -740,38 +913,33 @@ int bw_run_repair(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
     return rc == BW_ENOTFOUND ? 0 : rc;
   }
   state = bson_get_utf8(&doc, "state", "created");
-  if (bson_iter_init_find(&it, &doc, "student_count"))
-    count = bson_iter_as_int64(&it);
-  if (strcmp(state, "pre_processing") == 0 &&
-      bson_get_oid(&doc, "pre_job_id", &job)) {
-    rc = run_repair_single(db, cfg, &job, repaired, error);
-  } else if (strcmp(state, "post_processing") == 0 &&
-             bson_get_oid(&doc, "post_job_id", &job)) {
-    rc = run_repair_single(db, cfg, &job, repaired, error);
-  } else if (strcmp(state, "students") == 0) {
-    rc = run_repair_jobs(db, run, "student", &final, repaired, error);
-    if (rc == 0 && final == count) {
-      /* Every student job is final but the run did not move on: its last
-       * finisher died between its steps.  The marks keep this once-only. */
-      if (bson_get_oid(&doc, "post_job_id", &job)) {
-        rc = run_mark_once_or_stale(db, cfg, run, "post", error);
-        if (rc == 0) {
-          rc = run_set_state(db, run, "post_processing", NULL, -1, error);
-          if (rc == 0)
-            rc = run_queue_single(db, &job, error);
-          (*repaired)++;
-        }
-      } else {
-        rc = run_mark_once_or_stale(db, cfg, run, "end", error);
-        if (rc == 0) {
-          rc = run_set_state(db, run, "succeeded", "finished_at", 1, error);
-          (*repaired)++;
-        }
-      }
-      if (rc == BW_EDUP)
-        rc = 0;
-    }
-  }
+  student_count = (int)bson_get_int(&doc, "student_count");
+  bson_strncpy(phase_type,
+               strcmp(state, "pre_processing") == 0    ? "pre"
+               : strcmp(state, "post_processing") == 0 ? "post"
+               : strcmp(state, "students") == 0       ? "student"
+                                                      : "",
+               sizeof phase_type);
   bson_destroy(&doc);
+  if (phase_type[0] == '\0')
+    return 0;
+
+  rc = run_jobs_load(db, run, true, &t, error);
+  for (size_t i = 0; rc == 0 && i < t.n; i++) {
+    run_job_t *j = &t.jobs[i];
+    if (strcmp(j->type, phase_type) != 0)
+      continue;
+    phase_jobs++;
+    final += j->final != 0;
+    rc = run_repair_job(db, run, j, student_count, repaired, error);
+    if (rc == 0 && j->final && strcmp(phase_type, "student") != 0)
+      rc = run_repair_phase_end(db, cfg, run, j);
+  }
+  /* Every student job is final but the run did not move on: the last
+   * finisher died between its steps.  The marks keep this once-only. */
+  if (rc == 0 && strcmp(phase_type, "student") == 0 && phase_jobs > 0 &&
+      final == phase_jobs)
+    rc = run_after_students(db, cfg, run, true, error);
+  run_jobs_cleanup(&t);
   return rc;
 }

@@ -290,8 +290,10 @@ void bw_request_reply_error(bw_request_t *req, const bw_error_t *error,
 
   if (message[0] == '\0')
     message = status >= 500 ? "internal error" : "bad request";
-  if (status >= 500 && error->code != BW_EEMPTY)
+  if (status >= 500 && error->code != BW_EEMPTY) {
+    bw_log_warn("%d %s: %s", status, bw_error_name(error->code), message);
     bw_request_reply(req, status, bw_jsend_error(message, status));
-  else
+  } else {
     bw_request_reply(req, status, bw_jsend_fail(message));
+  }
 }

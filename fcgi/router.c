@@ -49,10 +49,11 @@ static const route_t routes[] = {
  * one), else NULL. */
 static const char *route_match(const route_t *route, const char *path) {
   size_t n = strlen(route->path);
-  const char *rest = path + n;
+  const char *rest;
 
   if (strncmp(path, route->path, n) != 0)
     return NULL;
+  rest = path + n;
   if (route->id_field == NULL)
     return *rest == '\0' ? rest : NULL;
   if (rest[0] != '/' || rest[1] == '\0' || strchr(rest + 1, '/') != NULL)

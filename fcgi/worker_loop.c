@@ -69,6 +69,7 @@ static void worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
   bw_request_init(&req, fcgx);
   bw_router_dispatch(cfg, db, &req);
   bw_request_cleanup(&req, cfg->max_body);
+  FCGX_Finish_r(fcgx); /* the reply goes out now, before we log */
   log_safe(method, sizeof method, req.method);
   log_safe(path, sizeof path, req.path_too_long ? "(too long)" : req.path);
   bw_log_info("%s %s %d %ldms", method, path, req.status, elapsed_ms(&start));
@@ -146,7 +147,6 @@ int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent) {
     if (got == 0)
       continue;
     worker_serve(&fcgx, cfg, db);
-    FCGX_Finish_r(&fcgx);
   }
   FCGX_Free(&fcgx, 1);
   bw_db_close(db);

@@ -82,6 +82,7 @@ static int run(const gr_options_t *opt) {
   sigemptyset(&waiter.set);
   sigaddset(&waiter.set, SIGTERM);
   sigaddset(&waiter.set, SIGINT);
+  sigaddset(&waiter.set, SIGHUP); /* the terminal went away: same as TERM */
   pthread_sigmask(SIG_BLOCK, &waiter.set, NULL); /* inherited by threads */
   if (pthread_create(&signals, NULL, signal_main, &waiter) != 0 ||
       gr_http_init(&http, opt->api, opt->token) != 0) {

@@ -32,8 +32,9 @@ static const char usage_text[] =
     "  --work-dir DIR      BROADWAY_WORK_DIR  where job folders are made\n"
     "                                       ($TMPDIR or /tmp)\n"
     "  --help\n"
-    "SIGTERM or SIGINT: stop polling, abandon running jobs (the API's reaper\n"
-    "re-queues them), exit 0.  BROADWAY_LOG=debug|info|warn|error.\n";
+    "SIGTERM, SIGINT or SIGHUP: stop polling, abandon running jobs (the\n"
+    "API's reaper re-queues them), exit 0.  "
+    "BROADWAY_LOG=debug|info|warn|error.\n";
 
 enum {
   OPT_API = 1,

@@ -184,7 +184,7 @@ static int bwrap_env(const gr_stage_t *stage, gr_argv_t *argv) {
   if (!env_has(stage, "PATH=")) {
     rc |= gr_argv_push(argv, "--setenv");
     rc |= gr_argv_push(argv, "PATH");
-    rc |= gr_argv_push(argv, DEFAULT_PATH + 5);
+    rc |= gr_argv_push(argv, DEFAULT_PATH);
   }
   return rc;
 }

@@ -679,6 +679,10 @@ START_TEST(test_dead_grader_job_goes_to_a_live_grader) {
   ck_assert_msg(took >= 0, "B got no job within %.0f s", REQUEUE_LIMIT_S + 4);
   ck_assert_msg(took <= REQUEUE_LIMIT_S, "B got the job only after %.1f s",
                 took);
+  ck_assert_msg(took >= 2 * DEAD_HEARTBEAT - 0.5,
+                "A was declared dead after %.1f s, before 2 heartbeat "
+                "intervals without a heartbeat",
+                took);
   ck_assert_str_eq(again, job);
   assert_job(&b, job, "attempts", "2");
   assert_job(&b, job, "state", "running");

@@ -350,72 +350,28 @@ static void host_interfaces(char *out, size_t cap) {
 
 /* Each stage's output is what the test asserts; `carol` sleeps past the
  * stage timeout, in a child and a grandchild, which must all be killed. */
-static const char
-    full_run
-        [] =
-            "{\"students\": " ROSTER ","
-            " \"env\": {\"ASSIGNMENT\": \"mp1\"},"
-            " \"pre_processing_pipeline\": ["
-            "  {\"image\": \"bbox:1\", \"host_name\": \"pre-host\","
-            "   " SH(
-                "echo pre-ok > /job/pre.txt; cp /job/roster.json "
-                "/job/seen.json;"
-                " hostname") "},"
-                             "  {\"image\": \"bbox:1\", " SH(
-                                 "cat /job/pre.txt /job/seen.json") "}],"
-                                                                    " \"student"
-                                                                    "_pipeline"
-                                                                    "\": ["
-                                                                    "  "
-                                                                    "{\"image\""
-                                                                    ": "
-                                                                    "\"bbox:"
-                                                                    "1\", "
-                                                                    "\"host_"
-                                                                    "name\": "
-                                                                    "\"grader-"
-                                                                    "box\","
-                                                                    "   "
-                                                                    "\"env\": "
-                                                                    "{\"WHO\": "
-                                                                    "\"$"
-                                                                    "NETID\"},"
-                                                                    "   " SH(
-                                                                        "hostna"
-                                                                        "me; "
-                                                                        "tail "
-                                                                        "-n +3 "
-                                                                        "/proc/"
-                                                                        "net/"
-                                                                        "dev | "
-                                                                        "cut "
-                                                                        "-d: "
-                                                                        "-f1 | "
-                                                                        "tr -d "
-                                                                        "' ';"
-                                                                        " echo "
-                                                                        "$WHO:$"
-                                                                        "ASSIGN"
-                                                                        "MENT "
-                                                                        "> "
-                                                                        "/job/"
-                                                                        "answe"
-                                                                        "r") "}"
-                                                                             ","
-                                                                             " "
-                                                                             " "
-                                                                             "{"
-                                                                             "\"image\": \"bbox:1\", \"timeout\": " TEXT(
-                                                                                 STUDENT_TIMEOUT_S) ","
-                                                                                                    "   " SH(
-                                                                                                        "cat /job/answer; [ $NETID != carol ] ||"
-                                                                                                        " { (sleep 120 &); sleep 120; }") "},"
-                                                                                                                                          "  {\"image\": \"bbox:1\", " SH(
-                                                                                                                                              "echo third") "}],"
-                                                                                                                                                            " \"post_processing_pipeline\": ["
-                                                                                                                                                            "  {\"image\": \"bbox:1\", \"host_name\": \"post-host\","
-                                                                                                                                                            "   " SH(
-                                                                                                                                                                "hostname; cat /job/roster.json") "}]}";
+// clang-format off
+static const char full_run[] =
+    "{\"students\": " ROSTER ","
+    " \"env\": {\"ASSIGNMENT\": \"mp1\"},"
+    " \"pre_processing_pipeline\": ["
+    "  {\"image\": \"bbox:1\", \"host_name\": \"pre-host\", "
+    SH("echo pre-ok > /job/pre.txt; cp /job/roster.json /job/seen.json;"
+       " hostname") "},"
+    "  {\"image\": \"bbox:1\", " SH("cat /job/pre.txt /job/seen.json") "}],"
+    " \"student_pipeline\": ["
+    "  {\"image\": \"bbox:1\", \"host_name\": \"grader-box\","
+    "   \"env\": {\"WHO\": \"$NETID\"}, "
+    SH("hostname; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ';"
+       " echo $WHO:$ASSIGNMENT > /job/answer") "},"
+    "  {\"image\": \"bbox:1\", \"timeout\": " TEXT(STUDENT_TIMEOUT_S) ", "
+    SH("cat /job/answer; [ $NETID != carol ] ||"
+       " { (sleep 120 &); sleep 120; }") "},"
+    "  {\"image\": \"bbox:1\", " SH("echo third") "}],"
+    " \"post_processing_pipeline\": ["
+    "  {\"image\": \"bbox:1\", \"host_name\": \"post-host\", "
+    SH("hostname; cat /job/roster.json") "}]}";
+// clang-format on
 
 static void assert_student(const bw_test_client_t *c, bw_test_http_resp_t *run,
                            const char *netid) {
@@ -682,7 +638,7 @@ static int run_command(char *const argv[]) {
   int status;
 
   if (pid == 0) {
-    execv(argv[0], argv);
+    execvp(argv[0], argv);
     _exit(127);
   }
   if (pid < 0 || waitpid(pid, &status, 0) != pid)
@@ -693,7 +649,7 @@ static int run_command(char *const argv[]) {
 /* The grader binary, the image, and proof that bwrap works here. */
 static bool prepare(void) {
   const char *bin = getenv("BROADWAY_BIN");
-  char script[PATH_MAX], image[PATH_MAX + 32], bwrap[] = "/usr/bin/bwrap";
+  char script[PATH_MAX], image[PATH_MAX + 32], bwrap[] = "bwrap";
 
   if (!find_above(bin, "broadway-grader", grader_bin) &&
       !find_above(".", "bin/broadway-grader", grader_bin)) {

@@ -12,7 +12,7 @@
 
 #include "config.h"
 #include "db.h"
-#include "itest.h"
+#include "../lib/itest.h"
 #include "job.h"
 #include "queue.h"
 #include "reap.h"

@@ -818,3 +818,90 @@ long long bw_fault_db_count(const char *mongo_uri, const char *db_name,
   mongoc_client_destroy(client);
   return (long long)n;
 }
+
+static mongoc_client_t *connect_db(const char *mongo_uri) {
+  mongoc_init();
+  bson_error_t err;
+  mongoc_uri_t *uri = mongoc_uri_new_with_error(mongo_uri, &err);
+  if (!uri) {
+    fprintf(stderr, "fault: bad mongo uri %s: %s\n", mongo_uri, err.message);
+    return NULL;
+  }
+  mongoc_client_t *client = mongoc_client_new_from_uri(uri);
+  mongoc_uri_destroy(uri);
+  if (client)
+    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+  return client;
+}
+
+/* FNV-1a of one document's bytes. */
+static uint64_t doc_hash(const bson_t *doc) {
+  const uint8_t *p = bson_get_data(doc);
+  uint64_t h = 1469598103934665603ULL;
+  for (uint32_t i = 0; i < doc->len; i++) {
+    h ^= p[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+static int compare_strings(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Appends "name:count:hash;" for one collection. */
+static int fingerprint_collection(mongoc_database_t *db, const char *name,
+                                  char *out, size_t cap, size_t *len) {
+  mongoc_collection_t *coll = mongoc_database_get_collection(db, name);
+  bson_t empty = BSON_INITIALIZER;
+  mongoc_cursor_t *cursor =
+      mongoc_collection_find_with_opts(coll, &empty, NULL, NULL);
+  const bson_t *doc;
+  uint64_t sum = 0, count = 0;
+  bson_error_t err;
+  int rc = 0;
+  while (mongoc_cursor_next(cursor, &doc)) {
+    sum += doc_hash(doc);
+    count++;
+  }
+  if (mongoc_cursor_error(cursor, &err)) {
+    fprintf(stderr, "fault: reading %s: %s\n", name, err.message);
+    rc = -1;
+  }
+  mongoc_cursor_destroy(cursor);
+  bson_destroy(&empty);
+  mongoc_collection_destroy(coll);
+  if (*len < cap)
+    *len +=
+        (size_t)snprintf(out + *len, cap - *len, "%s:%llu:%016llx;", name,
+                         (unsigned long long)count, (unsigned long long)sum);
+  return rc;
+}
+
+int bw_fault_db_fingerprint(const char *mongo_uri, const char *db_name,
+                            char *out, size_t cap) {
+  mongoc_client_t *client = connect_db(mongo_uri);
+  bson_error_t err;
+  size_t len = 0;
+  int rc = 0;
+  out[0] = '\0';
+  if (!client)
+    return -1;
+  mongoc_database_t *db = mongoc_client_get_database(client, db_name);
+  char **names = mongoc_database_get_collection_names_with_opts(db, NULL, &err);
+  if (!names) {
+    fprintf(stderr, "fault: listing collections: %s\n", err.message);
+    rc = -1;
+  }
+  size_t n = 0;
+  while (names && names[n])
+    n++;
+  if (n > 0)
+    qsort(names, n, sizeof *names, compare_strings);
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    rc = fingerprint_collection(db, names[i], out, cap, &len);
+  bson_strfreev(names);
+  mongoc_database_destroy(db);
+  mongoc_client_destroy(client);
+  return rc;
+}

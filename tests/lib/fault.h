@@ -111,6 +111,14 @@ long bw_fault_http_header(const char *url, const char *authorization,
 long long bw_fault_db_count(const char *mongo_uri, const char *db_name,
                             const char *coll);
 
+/* A text that changes when any document of any collection of `db_name`
+ * is inserted, deleted or changed: per collection (sorted by name) its
+ * count and an order-independent hash of its documents' bytes.  For
+ * asserting that a rejected request changed nothing at all.  Returns 0, or
+ * -1 after printing the driver error. */
+int bw_fault_db_fingerprint(const char *mongo_uri, const char *db_name,
+                            char *out, size_t cap);
+
 /* The mongodb:// URI of the embedded FerretDB of the stack at `data_dir`. */
 void bw_fault_ferretdb_uri_of(const char *data_dir, char *out, size_t cap);
 

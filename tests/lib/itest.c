@@ -43,13 +43,14 @@ int bw_itest_main(Suite *suite, const bw_test_stack_opts_t *opts) {
   signal(SIGHUP, stop_stacks_and_die);
   signal(SIGPIPE, SIG_IGN);
 
+  SRunner *runner = srunner_create(suite); /* owns the suite from here */
   main_stack = bw_test_stack_start(opts);
   if (!main_stack) {
     fprintf(stderr, "itest: the stack did not start; no test ran\n");
+    srunner_free(runner);
     return EXIT_FAILURE;
   }
   current_stack = main_stack;
-  SRunner *runner = srunner_create(suite);
   srunner_run_all(runner, CK_ENV);
   int failed = srunner_ntests_failed(runner);
   srunner_free(runner);

@@ -44,10 +44,6 @@ struct bw_test_stack {
 
 static bw_test_stack_t *live_stacks[MAX_STACKS];
 
-static const char *const service_collections[] = {"runs",  "rosters",  "jobs",
-                                                  "queue", "outcomes", "claims",
-                                                  "marks", "workers"};
-
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -634,35 +630,40 @@ static mongoc_client_t *connect_db(const bw_test_stack_t *s) {
   return client;
 }
 
+/* Every collection of the database, whatever the schema has grown to
+ * (the queue alone is queue_00, queue_01, ...). */
 int bw_test_db_reset(const bw_test_stack_t *s) {
   mongoc_client_t *client = connect_db(s);
   if (!client)
     return -1;
   int rc = 0;
   bson_t empty = BSON_INITIALIZER;
-  size_t n = sizeof service_collections / sizeof service_collections[0];
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    mongoc_collection_t *coll = mongoc_client_get_collection(
-        client, s->db_name, service_collections[i]);
-    bson_error_t err;
+  bson_error_t err;
+  mongoc_database_t *db = mongoc_client_get_database(client, s->db_name);
+  char **names = mongoc_database_get_collection_names_with_opts(db, NULL, &err);
+  if (!names) {
+    fprintf(stderr, "itest: listing collections: %s\n", err.message);
+    rc = -1;
+  }
+  for (size_t i = 0; names && names[i] && rc == 0; i++) {
+    mongoc_collection_t *coll = mongoc_database_get_collection(db, names[i]);
     if (!mongoc_collection_delete_many(coll, &empty, NULL, NULL, &err)) {
-      fprintf(stderr, "itest: emptying %s: %s\n", service_collections[i],
-              err.message);
+      fprintf(stderr, "itest: emptying %s: %s\n", names[i], err.message);
       rc = -1;
     }
     mongoc_collection_destroy(coll);
   }
+  bson_strfreev(names);
+  mongoc_database_destroy(db);
   bson_destroy(&empty);
   mongoc_client_destroy(client);
   return rc;
 }
 
-long long bw_test_db_count(const bw_test_stack_t *s, const char *name) {
-  mongoc_client_t *client = connect_db(s);
-  if (!client)
-    return -1;
+static int64_t count_one(mongoc_client_t *client, const char *db_name,
+                         const char *name) {
   mongoc_collection_t *coll =
-      mongoc_client_get_collection(client, s->db_name, name);
+      mongoc_client_get_collection(client, db_name, name);
   bson_t empty = BSON_INITIALIZER;
   bson_error_t err;
   int64_t n =
@@ -671,6 +672,30 @@ long long bw_test_db_count(const bw_test_stack_t *s, const char *name) {
     fprintf(stderr, "itest: counting %s: %s\n", name, err.message);
   bson_destroy(&empty);
   mongoc_collection_destroy(coll);
+  return n;
+}
+
+/* "queue" counts every queue partition (queue_00, queue_01, ...). */
+long long bw_test_db_count(const bw_test_stack_t *s, const char *name) {
+  mongoc_client_t *client = connect_db(s);
+  int64_t n = 0;
+  if (!client)
+    return -1;
+  if (strcmp(name, "queue") != 0) {
+    n = count_one(client, s->db_name, name);
+  } else {
+    bson_error_t err;
+    mongoc_database_t *db = mongoc_client_get_database(client, s->db_name);
+    char **names =
+        mongoc_database_get_collection_names_with_opts(db, NULL, &err);
+    for (size_t i = 0; names && names[i] && n >= 0; i++)
+      if (strncmp(names[i], "queue_", 6) == 0) {
+        int64_t k = count_one(client, s->db_name, names[i]);
+        n = k < 0 ? k : n + k;
+      }
+    bson_strfreev(names);
+    mongoc_database_destroy(db);
+  }
   mongoc_client_destroy(client);
   return (long long)n;
 }

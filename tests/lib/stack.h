@@ -53,14 +53,16 @@ const char *bw_test_stack_db_name(const bw_test_stack_t *stack);
 int bw_test_stack_port(const bw_test_stack_t *stack);
 int bw_test_stack_heartbeat(const bw_test_stack_t *stack); /* as configured */
 
-/* Deletes every document of every collection of the service (runs, rosters,
- * jobs, queue, claims, outcomes, marks, workers) through libmongoc, so a test
+/* Deletes every document of every collection of the service's database
+ * (runs, rosters, jobs, the queue, claims, outcomes, marks, workers, ...)
+ * through libmongoc, keeping the collections and their indexes, so a test
  * starts from an empty database.  Call it in the forked test (a checked
  * fixture): it makes its own client.  Returns 0, or -1 after printing the
  * driver error. */
 int bw_test_db_reset(const bw_test_stack_t *stack);
 
-/* Number of documents in one collection (by name, e.g. "runs"), or -1 after
+/* Number of documents in one collection (by name, e.g. "runs"; "queue" sums
+ * the queue partitions queue_00, queue_01, ...), or -1 after
  * printing the driver error.  For asserting that a rejected request changed
  * nothing. */
 long long bw_test_db_count(const bw_test_stack_t *stack, const char *coll);

@@ -45,7 +45,9 @@ static const char *const all_keys[] = {"port",
                                        "max_string",
                                        "max_info_bytes",
                                        "max_logs_bytes",
-                                       "max_depth"};
+                                       "max_depth",
+                                       "queue_partitions",
+                                       "forget_workers"};
 
 static char repo_conf[PATH_MAX]; /* <repo>/broadway.conf, found in main() */
 static char old_cwd[PATH_MAX];
@@ -155,6 +157,8 @@ START_TEST(test_init_defaults) {
   ck_assert_uint_eq(cfg.max_info_bytes, 4u << 20);
   ck_assert_uint_eq(cfg.max_logs_bytes, 4u << 20);
   ck_assert_int_eq(cfg.max_depth, 32);
+  ck_assert_int_eq(cfg.queue_partitions, 16);
+  ck_assert_int_eq(cfg.forget_workers, 86400);
 }
 END_TEST
 
@@ -445,6 +449,8 @@ START_TEST(test_set_errors) {
                    "workers: expected an integer in 1..1024, got \"0\"");
   expect_set_error("workers", "+4",
                    "workers: expected an integer in 1..1024, got \"+4\"");
+  expect_set_error("workers", "\t4",
+                   "workers: expected an integer in 1..1024, got \"\t4\"");
   expect_set_error("port", "99999999999999999999",
                    "port: expected an integer in 1..65535, got "
                    "\"99999999999999999999\"");

@@ -1,0 +1,1067 @@
+/* check_faults.c - faults injected for real into a running stack, while
+ * graders (forked processes speaking HTTP through nginx) poll and report:
+ *
+ *   - kill -9 of FastCGI workers in the middle of requests;
+ *   - kill -9 of a grader holding jobs;
+ *   - the database stopped (SIGSTOP) under load, then continued; and an
+ *     external FerretDB killed -9 under load, then started again;
+ *   - kill -9 of the whole stack (its process group), then broadway-run
+ *     again on the same data dir;
+ *   - several broadway-reaper --once at once, racing a dead grader's late
+ *     results.
+ *
+ * After each, the run must complete with every job's result accepted
+ * exactly once, no job handed to more graders than it had attempts, and
+ * nothing left in the queue.
+ *
+ * Graders log what happened to them, one line per event, to a shared file
+ * opened O_APPEND (lines are written whole):
+ *   W <worker>        registered
+ *   G <job>           received the job from a poll
+ *   A <job>           its result was accepted (200)
+ *   C <job>           its result was refused with 409
+ *   X <job> <status>  its result got another final status
+ *   P <status> <ms> <jsend status> <path>   a probe request (DB tests) */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../lib/fault.h"
+#include "../lib/http.h"
+#include "../lib/itest.h"
+#include "../lib/stack.h"
+
+#define HEARTBEAT 1        /* s: the main stack's heartbeat interval */
+#define CLAIM_GRACE 3      /* s: orphan claims are re-queued after this */
+#define DB_TIMEOUT_MS 1000 /* the main stack's db_timeout_ms */
+#define FAULT_CONFIG                                                           \
+  "claim_grace = 3\n"                                                          \
+  "db_timeout_ms = 1000\n"
+#define MAX_GRADERS 8
+#define MAX_JOBS 512
+#define RUN_LIMIT_S 90 /* a faulted run must finish within this */
+
+/* A request during a database outage must be answered within this: one
+ * database call times out after db_timeout_ms; a request makes at most one
+ * more (server selection after the failure) before it gives up. */
+#define OUTAGE_REPLY_LIMIT_S (3.0 * DB_TIMEOUT_MS / 1000.0 + 1.0)
+
+/* ---- the event log ------------------------------------------------------ */
+
+typedef struct event_log {
+  char path[64];
+} event_log_t;
+
+static void event_log_init(event_log_t *log) {
+  snprintf(log->path, sizeof log->path, "/tmp/fault-events-XXXXXX");
+  int fd = mkstemp(log->path);
+  ck_assert_msg(fd >= 0, "mkstemp: %s", strerror(errno));
+  close(fd);
+}
+
+static void event(int fd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void event(int fd, const char *fmt, ...) {
+  char line[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  if ((size_t)n > sizeof line - 2)
+    n = (int)sizeof line - 2;
+  line[n++] = '\n';
+  if (write(fd, line, (size_t)n) != n)
+    _exit(90);
+}
+
+typedef struct tally {
+  char job[25];
+  int got, accepted, conflicts, other;
+} tally_t;
+
+typedef struct tallies {
+  tally_t jobs[MAX_JOBS];
+  int n;
+  int workers;
+} tallies_t;
+
+static tally_t *tally_of(tallies_t *t, const char *job) {
+  for (int i = 0; i < t->n; i++)
+    if (strcmp(t->jobs[i].job, job) == 0)
+      return &t->jobs[i];
+  ck_assert_int_lt(t->n, MAX_JOBS);
+  tally_t *x = &t->jobs[t->n++];
+  memset(x, 0, sizeof *x);
+  snprintf(x->job, sizeof x->job, "%s", job);
+  return x;
+}
+
+static void tallies_read(const event_log_t *log, tallies_t *t) {
+  FILE *f = fopen(log->path, "r");
+  char line[256], kind, id[64];
+  memset(t, 0, sizeof *t);
+  ck_assert_ptr_nonnull(f);
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "%c %63s", &kind, id) != 2)
+      continue;
+    if (kind == 'W')
+      t->workers++;
+    else if (kind == 'G')
+      tally_of(t, id)->got++;
+    else if (kind == 'A')
+      tally_of(t, id)->accepted++;
+    else if (kind == 'C')
+      tally_of(t, id)->conflicts++;
+    else if (kind == 'X')
+      tally_of(t, id)->other++;
+  }
+  fclose(f);
+}
+
+/* ---- graders ------------------------------------------------------------ */
+
+typedef struct grader_opts {
+  int hold_ms;     /* time "grading" each job */
+  double limit_s;  /* the grader exits after this long in any case */
+  int stop_after;  /* >0: stop polling after this many jobs and only
+                      heartbeat (a grader that holds its jobs) */
+  bool no_reports; /* with stop_after: never report */
+  bool heartbeats; /* heartbeat every 200 ms */
+} grader_opts_t;
+
+static bool transient(long status) {
+  return status == 0 || status == 502 || status == 503 || status == 504;
+}
+
+/* Reports `job` until a final answer; logs it. */
+static void grader_report(const bw_test_client_t *c, int fd, const char *job,
+                          double deadline) {
+  for (;;) {
+    long status = bw_test_http_report(c, job, true, NULL);
+    if (status == 200) {
+      event(fd, "A %s", job);
+      return;
+    }
+    if (status == 409) {
+      event(fd, "C %s", job);
+      return;
+    }
+    if (!transient(status) || bw_itest_now() > deadline) {
+      event(fd, "X %s %ld", job, status);
+      return;
+    }
+    bw_test_http_heartbeat(c);
+    bw_itest_sleep_ms(50);
+  }
+}
+
+/* A forked grader: never returns.  No ck_assert here: it is not the test. */
+static void grader_main(const char *url, const char *token,
+                        const event_log_t *log, const grader_opts_t *o) {
+  bw_test_client_t c;
+  double deadline = bw_itest_now() + o->limit_s, last_beat = 0;
+  int fd = open(log->path, O_WRONLY | O_APPEND), taken = 0;
+  if (fd < 0)
+    _exit(91);
+  bw_test_client_init(&c, url, token);
+  while (bw_test_http_register(&c, "fault", NULL) != 200) {
+    if (bw_itest_now() > deadline)
+      _exit(92);
+    bw_itest_sleep_ms(100);
+  }
+  event(fd, "W %s", c.worker_id);
+  while (bw_itest_now() < deadline) {
+    if (o->heartbeats && bw_itest_now() - last_beat > 0.2) {
+      bw_test_http_heartbeat(&c);
+      last_beat = bw_itest_now();
+    }
+    if (o->stop_after > 0 && taken >= o->stop_after) {
+      bw_itest_sleep_ms(100);
+      continue;
+    }
+    char job[25];
+    long status = bw_test_http_poll(&c, NULL, job);
+    if (status != 200) {
+      bw_itest_sleep_ms(status == 498 ? 50 : 20);
+      continue;
+    }
+    taken++;
+    event(fd, "G %s", job);
+    if (o->no_reports)
+      continue;
+    if (o->hold_ms > 0)
+      bw_itest_sleep_ms(o->hold_ms);
+    grader_report(&c, fd, job, deadline);
+  }
+  _exit(0);
+}
+
+static pid_t grader_spawn(const char *url, const char *token,
+                          const event_log_t *log, const grader_opts_t *o) {
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0)
+    grader_main(url, token, log, o);
+  return pid;
+}
+
+static void graders_stop(pid_t *pids, int n) {
+  for (int i = 0; i < n; i++)
+    if (pids[i] > 0)
+      kill(pids[i], SIGKILL);
+  for (int i = 0; i < n; i++)
+    if (pids[i] > 0)
+      waitpid(pids[i], NULL, 0);
+}
+
+/* ---- runs --------------------------------------------------------------- */
+
+static char *run_config(int students, bool post) {
+  size_t cap = 256 + (size_t)students * 32, len = 0;
+  char *config = malloc(cap);
+  ck_assert_ptr_nonnull(config);
+  len += (size_t)snprintf(config + len, cap - len, "{\"students\": [");
+  for (int i = 0; i < students; i++)
+    len += (size_t)snprintf(config + len, cap - len, "%s{\"NETID\": \"s%d\"}",
+                            i ? "," : "", i);
+  len += (size_t)snprintf(config + len, cap - len,
+                          "], \"student_pipeline\": [{\"image\": \"g\", "
+                          "\"env\": {\"WHO\": \"$NETID\"}}]");
+  if (post)
+    len += (size_t)snprintf(config + len, cap - len,
+                            ", \"post_processing_pipeline\": "
+                            "[{\"image\": \"post\"}]");
+  snprintf(config + len, cap - len, "}");
+  return config;
+}
+
+static void started_run(const bw_test_client_t *c, int students, bool post,
+                        char run_id[25]) {
+  char *config = run_config(students, post);
+  ck_assert_int_eq(bw_test_http_create_and_start(c, config, run_id), 200);
+  free(config);
+}
+
+/* The run's status; NULL (and resp cleaned) when it could not be read. */
+static json_object *run_status(const bw_test_client_t *c, const char *run_id,
+                               bw_test_http_resp_t *resp) {
+  if (bw_test_http_run_status(c, run_id, resp) != 200) {
+    bw_test_http_resp_cleanup(resp);
+    return NULL;
+  }
+  return bw_test_http_data(resp);
+}
+
+/* Waits until the run is finished; its final state, or "" on timeout. */
+static const char *wait_run_end(const bw_test_client_t *c, const char *run_id,
+                                double seconds) {
+  static char state[32];
+  double deadline = bw_itest_now() + seconds;
+  state[0] = '\0';
+  while (bw_itest_now() < deadline) {
+    bw_test_http_resp_t r;
+    json_object *run = run_status(c, run_id, &r);
+    const char *s = run ? bw_test_json_str(run, "state") : NULL;
+    if (s && (strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0)) {
+      snprintf(state, sizeof state, "%s", s);
+      bw_test_http_resp_cleanup(&r);
+      return state;
+    }
+    bw_test_http_resp_cleanup(&r);
+    bw_itest_sleep_ms(250);
+  }
+  return state;
+}
+
+/* Lists the jobs of a run that did not succeed, for a failure message. */
+static void describe_unfinished(const bw_test_client_t *c, const char *run_id,
+                                char *out, size_t cap) {
+  bw_test_http_resp_t r;
+  size_t len = 0;
+  out[0] = '\0';
+  json_object *run = run_status(c, run_id, &r);
+  json_object *jobs = bw_test_json_get(run, "jobs");
+  for (size_t i = 0; jobs && i < json_object_array_length(jobs); i++) {
+    json_object *j = json_object_array_get_idx(jobs, i);
+    const char *state = bw_test_json_str(j, "state");
+    if (state && strcmp(state, "succeeded") == 0)
+      continue;
+    const char *worker = bw_test_json_str(j, "worker_id");
+    len += (size_t)snprintf(
+        out + len, len < cap ? cap - len : 0,
+        " [job %s %s attempts %lld worker %s]", bw_test_json_str(j, "job_id"),
+        state, bw_test_json_int(j, "attempts"), worker ? worker : "-");
+    if (len >= cap)
+      break;
+  }
+  bw_test_http_resp_cleanup(&r);
+}
+
+static void assert_run_succeeded(const bw_test_client_t *c, const char *run_id,
+                                 double seconds) {
+  const char *state = wait_run_end(c, run_id, seconds);
+  if (strcmp(state, "succeeded") != 0) {
+    char jobs[4096];
+    describe_unfinished(c, run_id, jobs, sizeof jobs);
+    ck_abort_msg("run %s is \"%s\" after %.0f s; unfinished:%s", run_id, state,
+                 seconds, jobs);
+  }
+}
+
+/* Exactly-once, checked against the run's final status: every job
+ * succeeded, its result was accepted exactly once, and no job went to more
+ * graders than it had attempts. */
+static void assert_each_job_done_once(const bw_test_client_t *c,
+                                      const char *run_id, tallies_t *t,
+                                      int expected_jobs) {
+  bw_test_http_resp_t r;
+  json_object *run = run_status(c, run_id, &r);
+  ck_assert_msg(run != NULL, "no run status");
+  json_object *jobs = bw_test_json_get(run, "jobs");
+  ck_assert_int_eq((int)json_object_array_length(jobs), expected_jobs);
+  ck_assert_int_eq(
+      bw_test_json_int(bw_test_json_get(run, "counts"), "succeeded"),
+      expected_jobs);
+  for (size_t i = 0; i < json_object_array_length(jobs); i++) {
+    json_object *j = json_object_array_get_idx(jobs, i);
+    const char *id = bw_test_json_str(j, "job_id");
+    long long attempts = bw_test_json_int(j, "attempts");
+    tally_t *x = tally_of(t, id);
+    ck_assert_msg(strcmp(bw_test_json_str(j, "state"), "succeeded") == 0,
+                  "job %s is %s", id, bw_test_json_str(j, "state"));
+    ck_assert_msg(x->accepted == 1,
+                  "job %s: %d results accepted (received %d times, %lld "
+                  "attempts)",
+                  id, x->accepted, x->got, attempts);
+    ck_assert_msg(x->got <= attempts,
+                  "job %s handed to graders %d times in %lld attempts", id,
+                  x->got, attempts);
+    ck_assert_msg(x->other == 0, "job %s: %d reports got neither 200 nor 409",
+                  id, x->other);
+  }
+  bw_test_http_resp_cleanup(&r);
+}
+
+/* Nothing waits in the queue: a fresh grader finds it empty.  (Through the
+ * API: the collections behind the queue are the server's business.) */
+static void assert_queue_empty(const char *base, const char *tok) {
+  bw_test_client_t c;
+  bw_test_client_init(&c, base, tok);
+  ck_assert_int_eq(bw_test_http_register(&c, "check", NULL), 200);
+  bw_test_http_resp_t r;
+  bw_test_http_poll(&c, &r, NULL);
+  ck_assert_msg(r.status == 498, "the queue is not empty: %ld %s", r.status,
+                BW_BODY(&r));
+  bw_test_http_resp_cleanup(&r);
+}
+
+static pid_t stack_pgid(void) {
+  pid_t pgid = bw_fault_stack_pgid(bw_test_stack_data_dir(bw_itest_stack()));
+  ck_assert_msg(pgid > 0, "the stack's process group is not found");
+  return pgid;
+}
+
+static const char *url(void) {
+  return bw_test_stack_url(bw_itest_stack());
+}
+
+static const char *token(void) {
+  return bw_test_stack_token(bw_itest_stack());
+}
+
+/* ---- kill -9 of FastCGI workers ----------------------------------------- */
+
+#define WORKER_KILLS 8
+
+static bool pid_in(pid_t pid, const pid_t *pids, int n) {
+  for (int i = 0; i < n; i++)
+    if (pids[i] == pid)
+      return true;
+  return false;
+}
+
+/* Waits until the pool is back to `size` workers, `killed` not among them;
+ * returns the seconds it took, or -1. */
+static double wait_respawn(pid_t pgid, pid_t killed, int size) {
+  double t0 = bw_itest_now();
+  while (bw_itest_now() - t0 < 10) {
+    pid_t now[32];
+    int n = bw_fault_fcgi_workers(pgid, now, 32);
+    if (n == size && !pid_in(killed, now, n < 32 ? n : 32))
+      return bw_itest_now() - t0;
+    bw_itest_sleep_ms(20);
+  }
+  return -1;
+}
+
+START_TEST(test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost) {
+  const int students = 80, graders = 4;
+  bw_test_client_t c;
+  event_log_t log;
+  pid_t pids[MAX_GRADERS], workers[32];
+  char run_id[25];
+  grader_opts_t o = {.hold_ms = 60, .limit_s = 120, .heartbeats = true};
+
+  bw_itest_client(&c);
+  event_log_init(&log);
+  pid_t pgid = stack_pgid(), parent = bw_fault_fcgi_parent(pgid);
+  int size = bw_fault_fcgi_workers(pgid, workers, 32);
+  ck_assert_int_ge(size, 2);
+  started_run(&c, students, true, run_id);
+  for (int i = 0; i < graders; i++)
+    pids[i] = grader_spawn(url(), token(), &log, &o);
+
+  double slowest = 0;
+  for (int k = 0; k < WORKER_KILLS; k++) {
+    bw_itest_sleep_ms(150 + 40 * (k % 4));
+    int n = bw_fault_fcgi_workers(pgid, workers, 32);
+    ck_assert_int_gt(n, 0);
+    pid_t victim = workers[(k * 7) % (n < 32 ? n : 32)];
+    ck_assert_int_eq(kill(victim, SIGKILL), 0);
+    double took = wait_respawn(pgid, victim, size);
+    ck_assert_msg(took >= 0, "worker %d was not replaced within 10 s",
+                  (int)victim);
+    slowest = took > slowest ? took : slowest;
+  }
+  fprintf(stderr, "faults: %d workers killed, slowest respawn %.2f s\n",
+          WORKER_KILLS, slowest);
+  ck_assert_int_eq(bw_fault_fcgi_parent(pgid), parent);
+
+  assert_run_succeeded(&c, run_id, RUN_LIMIT_S);
+  graders_stop(pids, graders);
+  tallies_t *t = calloc(1, sizeof *t);
+  tallies_read(&log, t);
+  assert_each_job_done_once(&c, run_id, t, students + 1);
+  assert_queue_empty(url(), token());
+  free(t);
+  unlink(log.path);
+}
+END_TEST
+
+/* ---- kill -9 of a grader holding jobs ----------------------------------- */
+
+/* Waits until the log shows `n` G lines; copies the job ids and the
+ * worker. */
+static void wait_held_jobs(const event_log_t *log, int n, char jobs[][25],
+                           char worker[25]) {
+  double deadline = bw_itest_now() + 20;
+  for (;;) {
+    FILE *f = fopen(log->path, "r");
+    char line[256], kind, id[64];
+    int got = 0;
+    worker[0] = '\0';
+    while (f && fgets(line, sizeof line, f))
+      if (sscanf(line, "%c %63s", &kind, id) == 2) {
+        if (kind == 'W')
+          snprintf(worker, 25, "%.24s", id);
+        else if (kind == 'G' && got < n)
+          snprintf(jobs[got++], 25, "%.24s", id);
+      }
+    if (f)
+      fclose(f);
+    if (got == n && worker[0])
+      return;
+    ck_assert_msg(bw_itest_now() < deadline, "the grader took %d of %d jobs",
+                  got, n);
+    bw_itest_sleep_ms(50);
+  }
+}
+
+static int index_of(char jobs[][25], int n, const char *job) {
+  for (int i = 0; i < n; i++)
+    if (strcmp(jobs[i], job) == 0)
+      return i;
+  return -1;
+}
+
+START_TEST(test_grader_kill9_its_jobs_go_to_another_within_3_heartbeats) {
+  const int students = 6, held = 2;
+  bw_test_client_t b, a;
+  event_log_t log;
+  char run_id[25], jobs[2][25], worker_a[25];
+  double got_at[2] = {-1, -1};
+  grader_opts_t o = {.limit_s = 60,
+                     .stop_after = held,
+                     .no_reports = true,
+                     .heartbeats = true};
+
+  bw_itest_client(&b);
+  ck_assert_int_eq(bw_test_http_register(&b, "b", NULL), 200);
+  event_log_init(&log);
+  started_run(&b, students, false, run_id);
+  pid_t pid = grader_spawn(url(), token(), &log, &o);
+  wait_held_jobs(&log, held, jobs, worker_a);
+  bw_itest_sleep_ms(300); /* A heartbeats while it holds them */
+  ck_assert_int_eq(kill(pid, SIGKILL), 0);
+  double t0 = bw_itest_now();
+  waitpid(pid, NULL, 0);
+
+  /* B heartbeats, drains and keeps A's jobs aside until both came. */
+  int others = 0;
+  while ((got_at[0] < 0 || got_at[1] < 0) && bw_itest_now() - t0 < 15) {
+    char job[25];
+    ck_assert_int_eq(bw_test_http_heartbeat(&b), 200);
+    long status = bw_test_http_poll(&b, NULL, job);
+    if (status == 200 && index_of(jobs, held, job) >= 0) {
+      got_at[index_of(jobs, held, job)] = bw_itest_now() - t0;
+    } else if (status == 200) {
+      ck_assert_int_eq(bw_test_http_report(&b, job, true, NULL), 200);
+      others++;
+    } else {
+      ck_assert_int_eq(status, 498);
+      bw_itest_sleep_ms(50);
+    }
+  }
+  fprintf(stderr,
+          "faults: grader killed; its jobs handed to another after %.2f s "
+          "and %.2f s (limit %d s)\n",
+          got_at[0], got_at[1], 3 * HEARTBEAT);
+  for (int i = 0; i < held; i++) {
+    ck_assert_msg(got_at[i] >= 0, "job %s never came back", jobs[i]);
+    ck_assert_msg(got_at[i] <= 3.0 * HEARTBEAT + 0.5,
+                  "job %s came back after %.2f s, over 3 heartbeats", jobs[i],
+                  got_at[i]);
+  }
+
+  /* A's late results: 409, and nothing changes. */
+  bw_test_client_init(&a, url(), token());
+  snprintf(a.worker_id, sizeof a.worker_id, "%s", worker_a);
+  for (int i = 0; i < held; i++) {
+    bw_test_http_resp_t r;
+    bw_test_http_report(&a, jobs[i], true, &r);
+    BW_ASSERT_FAIL(&r, 409, "");
+    bw_test_http_resp_cleanup(&r);
+  }
+  for (int i = 0; i < held; i++)
+    ck_assert_int_eq(bw_test_http_report(&b, jobs[i], true, NULL), 200);
+  while (others < students - held) {
+    char job[25];
+    ck_assert_int_eq(bw_itest_poll_until_job(&b, 10, NULL, job), 200);
+    ck_assert_int_lt(index_of(jobs, held, job), 0);
+    ck_assert_int_eq(bw_test_http_report(&b, job, true, NULL), 200);
+    others++;
+  }
+  ck_assert_int_eq(bw_test_http_poll(&b, NULL, NULL), 498);
+  assert_run_succeeded(&b, run_id, 10);
+
+  bw_test_http_resp_t r;
+  json_object *run = run_status(&b, run_id, &r);
+  json_object *list = bw_test_json_get(run, "jobs");
+  for (size_t i = 0; i < json_object_array_length(list); i++) {
+    json_object *j = json_object_array_get_idx(list, i);
+    bool was_held = index_of(jobs, held, bw_test_json_str(j, "job_id")) >= 0;
+    ck_assert_int_eq(bw_test_json_int(j, "attempts"), was_held ? 2 : 1);
+    ck_assert_str_eq(bw_test_json_str(j, "worker_id"), b.worker_id);
+  }
+  bw_test_http_resp_cleanup(&r);
+  assert_queue_empty(url(), token());
+  unlink(log.path);
+}
+END_TEST
+
+/* ---- the database stops under load -------------------------------------- */
+
+/* A forked client that keeps calling endpoints that need the database and
+ * logs each answer with its latency. */
+static void prober_main(const char *base, const char *tok,
+                        const event_log_t *log, const char *run_id,
+                        double seconds) {
+  bw_test_client_t c;
+  int fd = open(log->path, O_WRONLY | O_APPEND);
+  if (fd < 0)
+    _exit(91);
+  bw_test_client_init(&c, base, tok);
+  char run_path[64], *config = NULL;
+  snprintf(run_path, sizeof run_path, "/api/v1/grading_run/%s", run_id);
+  const char *small_run = "{\"students\":[{\"A\":\"1\"}],"
+                          "\"student_pipeline\":[{\"image\":\"g\"}]}";
+  struct {
+    const char *method, *path, *body;
+  } calls[] = {{"GET", "/api/v1/worker_register", NULL},
+               {"GET", run_path, NULL},
+               {"POST", "/api/v1/grading_run", small_run},
+               {"GET", "/api/v1/grading_job/0123456789abcdef01234567", NULL}};
+  (void)config;
+  double deadline = bw_itest_now() + seconds;
+  for (int i = 0; bw_itest_now() < deadline; i++) {
+    bw_test_http_resp_t r;
+    int k = i % 4;
+    double t0 = bw_itest_now();
+    bw_test_http_call(&c, calls[k].method, calls[k].path, calls[k].body, &r);
+    int ms = (int)((bw_itest_now() - t0) * 1000);
+    const char *js = bw_test_http_jsend_status(&r);
+    long long code = bw_test_json_int(r.json, "code");
+    event(fd, "P %ld %d %s %lld %s", r.status, ms, js[0] ? js : "-", code,
+          calls[k].path);
+    bw_test_http_resp_cleanup(&r);
+    bw_itest_sleep_ms(30);
+  }
+  _exit(0);
+}
+
+typedef struct probe_stats {
+  int total, ok, unavailable, bad_envelope, unexpected;
+  int max_ms;
+  char first_bad[256];
+} probe_stats_t;
+
+/* Reads the P lines: every answer must be a success, a 404 for the unknown
+ * job, or a 503 JSend error with code 503, within OUTAGE_REPLY_LIMIT_S. */
+static void probe_stats_read(const event_log_t *log, probe_stats_t *s) {
+  FILE *f = fopen(log->path, "r");
+  char line[256], js[32], path[128];
+  long status;
+  int ms;
+  long long code;
+  memset(s, 0, sizeof *s);
+  ck_assert_ptr_nonnull(f);
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "P %ld %d %31s %lld %127s", &status, &ms, js, &code,
+               path) != 5)
+      continue;
+    s->total++;
+    s->max_ms = ms > s->max_ms ? ms : s->max_ms;
+    bool fine = false;
+    if (status == 200 || status == 404) {
+      s->ok++;
+      fine = true;
+    } else if (status == 503) {
+      s->unavailable++;
+      fine = strcmp(js, "error") == 0 && code == 503;
+      if (!fine)
+        s->bad_envelope++;
+    } else {
+      s->unexpected++;
+    }
+    if (!fine && !s->first_bad[0])
+      snprintf(s->first_bad, sizeof s->first_bad, "%s", line);
+  }
+  fclose(f);
+}
+
+/* Answers in time, as a JSend 503 or success, never anything else. */
+static void assert_outage_answers(const event_log_t *log) {
+  probe_stats_t s;
+  probe_stats_read(log, &s);
+  fprintf(stderr,
+          "faults: database outage: %d probes, %d answered, %d x 503, slowest "
+          "%d ms (limit %.0f ms)\n",
+          s.total, s.ok, s.unavailable, s.max_ms, OUTAGE_REPLY_LIMIT_S * 1000);
+  ck_assert_msg(s.unavailable > 0, "no 503 while the database was down");
+  ck_assert_msg(s.unexpected == 0 && s.bad_envelope == 0,
+                "%d unexpected statuses, %d 503s without a JSend error; "
+                "first: %s",
+                s.unexpected, s.bad_envelope, s.first_bad);
+  ck_assert_msg(s.max_ms <= OUTAGE_REPLY_LIMIT_S * 1000,
+                "a request took %d ms during the outage", s.max_ms);
+}
+
+/* While the database is down: malformed ids and worker ids are refused
+ * with 400 at once, which shows they are checked before any query. */
+static void assert_ids_checked_without_db(void) {
+  bw_test_client_t c;
+  bw_test_http_resp_t r;
+  bw_test_client_init(&c, url(), token());
+  double t0 = bw_itest_now();
+  bw_test_http_call(&c, "GET", "/api/v1/grading_run/nothex", NULL, &r);
+  BW_ASSERT_FAIL(&r, 400, "grading_run_id");
+  bw_test_http_resp_cleanup(&r);
+  snprintf(c.worker_id, sizeof c.worker_id, "not-a-worker");
+  bw_test_http_call(&c, "GET", "/api/v1/grading_job", NULL, &r);
+  BW_ASSERT_FAIL(&r, 400, "worker_id");
+  bw_test_http_resp_cleanup(&r);
+  ck_assert_msg(bw_itest_now() - t0 < 0.5,
+                "malformed ids took %.2f s with the database down",
+                bw_itest_now() - t0);
+}
+
+/* Polls register until it answers 200 again; returns the seconds. */
+static double wait_recovered(double limit) {
+  bw_test_client_t c;
+  bw_test_client_init(&c, url(), token());
+  double t0 = bw_itest_now();
+  while (bw_itest_now() - t0 < limit) {
+    if (bw_test_http_register(&c, NULL, NULL) == 200)
+      return bw_itest_now() - t0;
+    bw_itest_sleep_ms(100);
+  }
+  return -1;
+}
+
+typedef void (*outage_fn)(void *ctx, bool down);
+
+/* A run drained by graders while probers call the API; `outage` takes the
+ * database down after 1 s and brings it back after 4 s. */
+static void run_through_outage(outage_fn outage, void *ctx) {
+  const int students = 30, graders = 3, probers = 2;
+  bw_test_client_t c;
+  event_log_t log;
+  pid_t pids[MAX_GRADERS];
+  char run_id[25];
+  grader_opts_t o = {.hold_ms = 100, .limit_s = 120, .heartbeats = true};
+
+  bw_itest_client(&c);
+  event_log_init(&log);
+  started_run(&c, students, true, run_id);
+  pid_t pgid = stack_pgid(), before[32], after[32];
+  int n_before = bw_fault_fcgi_workers(pgid, before, 32);
+
+  for (int i = 0; i < graders; i++)
+    pids[i] = grader_spawn(url(), token(), &log, &o);
+  for (int i = 0; i < probers; i++) {
+    fflush(NULL);
+    pids[graders + i] = fork();
+    if (pids[graders + i] == 0)
+      prober_main(url(), token(), &log, run_id, 7);
+  }
+  bw_itest_sleep_ms(1000);
+  outage(ctx, true);
+  bw_itest_sleep_ms(500);
+  assert_ids_checked_without_db();
+  bw_itest_sleep_ms(3500);
+  outage(ctx, false);
+  for (int i = graders; i < graders + probers; i++)
+    waitpid(pids[i], NULL, 0);
+  double recovered = wait_recovered(30);
+  fprintf(stderr, "faults: API answered 200 again %.2f s after the database\n",
+          recovered);
+  ck_assert_msg(recovered >= 0, "the API did not recover within 30 s");
+  assert_outage_answers(&log);
+
+  /* never crashed: the same FastCGI workers serve before and after */
+  int n_after = bw_fault_fcgi_workers(pgid, after, 32);
+  ck_assert_int_eq(n_after, n_before);
+  for (int i = 0; i < n_before && i < 32; i++)
+    ck_assert_msg(pid_in(before[i], after, n_after),
+                  "FastCGI worker %d died during the outage", (int)before[i]);
+
+  assert_run_succeeded(&c, run_id, RUN_LIMIT_S);
+  graders_stop(pids, graders);
+  tallies_t *t = calloc(1, sizeof *t);
+  tallies_read(&log, t);
+  assert_each_job_done_once(&c, run_id, t, students + 1);
+  free(t);
+  unlink(log.path);
+}
+
+static void sigstop_ferretdb(void *ctx, bool down) {
+  pid_t *ferretdb = ctx;
+  ck_assert_int_eq(kill(*ferretdb, down ? SIGSTOP : SIGCONT), 0);
+}
+
+START_TEST(test_db_stopped_under_load_503_then_recovers) {
+  pid_t ferretdb;
+  ck_assert_int_eq(bw_fault_group_find(stack_pgid(), "ferretdb", &ferretdb, 1),
+                   1);
+  run_through_outage(sigstop_ferretdb, &ferretdb);
+}
+END_TEST
+
+/* The same with a FerretDB killed -9 and started again on the same socket
+ * and data (an external one: the run script stops the stack when its own
+ * FerretDB dies). */
+static bw_fault_ferretdb_t *external_db;
+
+static void external_db_stack_start(void) {
+  external_db = bw_fault_ferretdb_start();
+  if (external_db)
+    setenv("BROADWAY_MONGO_URI", bw_fault_ferretdb_uri(external_db), 1);
+  bw_test_stack_opts_t opts = {.label = "faults-extdb",
+                               .heartbeat = HEARTBEAT,
+                               .workers = 4,
+                               .config_text = FAULT_CONFIG};
+  bw_itest_push_stack(&opts);
+  unsetenv("BROADWAY_MONGO_URI");
+}
+
+static void external_db_stack_stop(void) {
+  bw_itest_pop_stack();
+  bw_fault_ferretdb_stop(external_db);
+  external_db = NULL;
+}
+
+static void kill9_ferretdb(void *ctx, bool down) {
+  bw_fault_ferretdb_t *f = ctx;
+  if (down)
+    bw_fault_ferretdb_kill9(f);
+  else
+    ck_assert_int_eq(bw_fault_ferretdb_restart(f), 0);
+}
+
+START_TEST(test_db_killed_under_load_503_then_recovers) {
+  ck_assert_msg(external_db != NULL, "the external FerretDB did not start");
+  run_through_outage(kill9_ferretdb, external_db);
+}
+END_TEST
+
+/* ---- kill -9 of the whole stack ----------------------------------------- */
+
+static bw_fault_stack_t *killable;
+
+static void killable_stack_start(void) {
+  bw_fault_stack_opts_t opts = {
+      .label = "kill9", .workers = 4, .config_text = "claim_grace = 3\n"};
+  killable = bw_fault_stack_start(&opts);
+}
+
+static void killable_stack_stop(void) {
+  bw_fault_stack_stop(killable, false);
+  killable = NULL;
+}
+
+static void assert_finished_job(const bw_test_client_t *c, const char *job) {
+  bw_test_http_resp_t r;
+  bw_test_http_get_job(c, job, &r);
+  BW_ASSERT_SUCCESS(&r, 200);
+  json_object *data = bw_test_http_data(&r);
+  ck_assert_str_eq(bw_test_json_str(data, "state"), "succeeded");
+  json_object *info = bw_test_json_get(data, "info");
+  ck_assert_msg(info && json_object_array_length(info) == 1,
+                "job %s lost its result: %s", job, BW_BODY(&r));
+  bw_test_http_resp_cleanup(&r);
+}
+
+START_TEST(test_whole_stack_kill9_then_restart_loses_nothing) {
+  const int students = 40, finished = 10, held = 3, graders = 2;
+  ck_assert_msg(killable != NULL, "the killable stack did not start");
+  const char *base = bw_fault_stack_url(killable);
+  const char *tok = bw_fault_stack_token(killable);
+  const char *data = bw_fault_stack_data_dir(killable);
+  bw_test_client_t g;
+  event_log_t log;
+  char run_id[25], done[10][25], kept[3][25];
+  pid_t pids[MAX_GRADERS];
+  grader_opts_t o = {.hold_ms = 30, .limit_s = 150, .heartbeats = true};
+
+  event_log_init(&log);
+  int fd = open(log.path, O_WRONLY | O_APPEND);
+  bw_test_client_init(&g, base, tok);
+  ck_assert_int_eq(bw_test_http_register(&g, "g", NULL), 200);
+  event(fd, "W %s", g.worker_id);
+  started_run(&g, students, true, run_id);
+  for (int i = 0; i < finished + held; i++) {
+    char *job = i < finished ? done[i] : kept[i - finished];
+    ck_assert_int_eq(bw_test_http_poll(&g, NULL, job), 200);
+    event(fd, "G %s", job);
+    if (i < finished) {
+      ck_assert_int_eq(bw_test_http_report(&g, job, true, NULL), 200);
+      event(fd, "A %s", job);
+    }
+  }
+  for (int i = 0; i < graders; i++)
+    pids[i] = grader_spawn(base, tok, &log, &o);
+  bw_itest_sleep_ms(700); /* they are mid-request when it dies */
+
+  pid_t pgid = bw_fault_stack_pgid_of(killable);
+  ck_assert_int_eq(bw_fault_stack_kill9(killable), 0);
+  pid_t left[16];
+  int n_left = bw_fault_data_dir_users(data, left, 16);
+  ck_assert_msg(n_left == 0,
+                "%d processes of the stack outlived the kill of group %d "
+                "(first: %d)",
+                n_left, (int)pgid, n_left ? (int)left[0] : 0);
+  double t0 = bw_itest_now();
+  ck_assert_msg(bw_fault_stack_restart(killable) == 0,
+                "broadway-run did not come up again on %s", data);
+  fprintf(stderr, "faults: stack restarted on the same data in %.1f s\n",
+          bw_itest_now() - t0);
+
+  for (int i = 0; i < finished; i++)
+    assert_finished_job(&g, done[i]);
+  ck_assert_int_eq(bw_test_http_heartbeat(&g), 200);
+  for (int i = 0; i < held; i++) {
+    ck_assert_int_eq(bw_test_http_report(&g, kept[i], true, NULL), 200);
+    event(fd, "A %s", kept[i]);
+  }
+  close(fd);
+
+  assert_run_succeeded(&g, run_id, RUN_LIMIT_S);
+  graders_stop(pids, graders);
+  tallies_t *t = calloc(1, sizeof *t);
+  tallies_read(&log, t);
+  assert_each_job_done_once(&g, run_id, t, students + 1);
+  assert_queue_empty(base, tok);
+  free(t);
+  unlink(log.path);
+}
+END_TEST
+
+/* ---- reapers racing each other and a late result ------------------------ */
+
+#define RACING_REAPERS 4
+
+/* Children that wait on `gate` (a pipe) and then all go at once. */
+static pid_t spawn_gated(const int gate[2], void (*fn)(void *), void *arg) {
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    char byte;
+    close(gate[1]); /* or the gate never opens: EOF needs every writer gone */
+    while (read(gate[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    fn(arg);
+    _exit(0);
+  }
+  return pid;
+}
+
+static void run_reaper(void *arg) {
+  (void)arg;
+  char exe[1024], conf[1024], mongo[8192], db[128], data[1100];
+  snprintf(exe, sizeof exe, "%s/broadway-reaper", bw_fault_bin_dir());
+  snprintf(conf, sizeof conf, "%s/test.conf",
+           bw_test_stack_data_dir(bw_itest_stack()));
+  snprintf(mongo, sizeof mongo, "BROADWAY_MONGO_URI=%s",
+           bw_test_stack_mongo_uri(bw_itest_stack()));
+  snprintf(db, sizeof db, "BROADWAY_DB=%s",
+           bw_test_stack_db_name(bw_itest_stack()));
+  snprintf(data, sizeof data, "BROADWAY_DATA=%s",
+           bw_test_stack_data_dir(bw_itest_stack()));
+  char *argv[] = {exe, "-c", conf, "--once", NULL};
+  char *env[] = {mongo, db, data, "BROADWAY_HEARTBEAT=1", NULL};
+  _exit(bw_fault_run(argv, env, NULL) == 0 ? 0 : 1);
+}
+
+typedef struct late_report {
+  const bw_test_client_t *dead;
+  const char *job;
+} late_report_t;
+
+static void send_late_report(void *arg) {
+  late_report_t *l = arg;
+  long status = bw_test_http_report(l->dead, l->job, true, NULL);
+  _exit(status == 200 ? 20 : status == 409 ? 29 : 1);
+}
+
+START_TEST(test_reapers_race_each_other_and_late_results) {
+  const int students = 8, held = 4;
+  bw_test_client_t a, b;
+  char run_id[25], jobs[4][25];
+  pid_t pids[RACING_REAPERS + 4];
+  late_report_t late[4];
+  int gate[2];
+
+  bw_itest_client(&a);
+  bw_itest_client(&b);
+  ck_assert_int_eq(bw_test_http_register(&a, "a", NULL), 200);
+  ck_assert_int_eq(bw_test_http_register(&b, "b", NULL), 200);
+  started_run(&a, students, false, run_id);
+  for (int i = 0; i < held; i++)
+    ck_assert_int_eq(bw_test_http_poll(&a, NULL, jobs[i]), 200);
+  ck_assert_int_eq(bw_test_http_heartbeat(&a), 200);
+  double last_beat = bw_itest_now();
+
+  /* A falls silent; just as it passes 2 intervals, everyone goes. */
+  ck_assert_int_eq(pipe(gate), 0);
+  for (int i = 0; i < RACING_REAPERS; i++)
+    pids[i] = spawn_gated(gate, run_reaper, NULL);
+  for (int i = 0; i < held; i++) {
+    late[i] = (late_report_t){&a, jobs[i]};
+    pids[RACING_REAPERS + i] = spawn_gated(gate, send_late_report, &late[i]);
+  }
+  close(gate[0]);
+  while (bw_itest_now() - last_beat < 2.0 * HEARTBEAT + 0.05) {
+    bw_test_http_heartbeat(&b);
+    bw_itest_sleep_ms(10);
+  }
+  close(gate[1]);
+
+  int accepted = 0, refused = 0;
+  bool was_accepted[4];
+  for (int i = 0; i < RACING_REAPERS + held; i++) {
+    int status;
+    ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+    ck_assert(WIFEXITED(status));
+    int rc = WEXITSTATUS(status);
+    if (i < RACING_REAPERS) {
+      ck_assert_msg(rc == 0, "broadway-reaper --once failed");
+      continue;
+    }
+    ck_assert_msg(rc == 20 || rc == 29, "a late result got neither 200 nor "
+                                        "409");
+    was_accepted[i - RACING_REAPERS] = rc == 20;
+    accepted += rc == 20;
+    refused += rc == 29;
+  }
+  fprintf(stderr, "faults: reaper race: %d late results accepted, %d refused\n",
+          accepted, refused);
+  bw_itest_sleep_ms(1500); /* the stack's own reaper has had its turn too */
+
+  /* B gets exactly the refused ones again, once each, and the rest. */
+  int drained = 0;
+  char job[25];
+  while (bw_test_http_heartbeat(&b) == 200 &&
+         bw_test_http_poll(&b, NULL, job) == 200) {
+    int k = index_of(jobs, held, job);
+    ck_assert_msg(k < 0 || !was_accepted[k],
+                  "job %s was handed out again after its result was accepted",
+                  job);
+    ck_assert_int_eq(bw_test_http_report(&b, job, true, NULL), 200);
+    drained++;
+  }
+  ck_assert_int_eq(drained, students - held + refused);
+  assert_run_succeeded(&b, run_id, 10);
+  bw_test_http_resp_t r;
+  json_object *run = run_status(&b, run_id, &r);
+  json_object *list = bw_test_json_get(run, "jobs");
+  for (size_t i = 0; i < json_object_array_length(list); i++) {
+    json_object *j = json_object_array_get_idx(list, i);
+    int k = index_of(jobs, held, bw_test_json_str(j, "job_id"));
+    long long expected = k >= 0 && !was_accepted[k] ? 2 : 1;
+    ck_assert_int_eq(bw_test_json_int(j, "attempts"), expected);
+  }
+  bw_test_http_resp_cleanup(&r);
+  assert_queue_empty(url(), token());
+}
+END_TEST
+
+/* ---- suite -------------------------------------------------------------- */
+
+static TCase *tcase(Suite *s, const char *name) {
+  TCase *tc = tcase_create(name);
+  tcase_set_timeout(tc, 300);
+  suite_add_tcase(s, tc);
+  return tc;
+}
+
+static Suite *faults_suite(void) {
+  Suite *s = suite_create("faults");
+  TCase *tc = tcase(s, "main-stack");
+  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
+  tcase_add_test(tc, test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost);
+  tcase_add_test(tc,
+                 test_grader_kill9_its_jobs_go_to_another_within_3_heartbeats);
+  tcase_add_test(tc, test_reapers_race_each_other_and_late_results);
+  tcase_add_test(tc, test_db_stopped_under_load_503_then_recovers);
+
+  tc = tcase(s, "external-db");
+  tcase_add_unchecked_fixture(tc, external_db_stack_start,
+                              external_db_stack_stop);
+  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
+  tcase_add_test(tc, test_db_killed_under_load_503_then_recovers);
+
+  tc = tcase(s, "whole-stack");
+  tcase_add_unchecked_fixture(tc, killable_stack_start, killable_stack_stop);
+  tcase_add_test(tc, test_whole_stack_kill9_then_restart_loses_nothing);
+  return s;
+}
+
+int main(void) {
+  bw_test_stack_opts_t opts = {.label = "faults",
+                               .heartbeat = HEARTBEAT,
+                               .workers = 4,
+                               .config_text = FAULT_CONFIG};
+  return bw_itest_main(faults_suite(), &opts);
+}
