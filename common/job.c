@@ -94,8 +94,10 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
   json_object_object_add(view, "job_id", json_object_new_string(job_id));
   if (bson_get_oid_hex(&job, "run_id", hex))
     json_object_object_add(view, "grading_run_id", json_object_new_string(hex));
-  job_copy_fields(view, &job, (const char *const[]){"type", "index", "student"},
-                  3);
+  job_copy_fields(view, &job,
+                  (const char *const[]){"type", "index", "student",
+                                        "created_at"},
+                  4);
   bson_iter_init_find(&it, &job, "run_id");
   bson_oid_copy(bson_iter_oid(&it), &run);
   bw_run_state(db, &run, run_state, sizeof run_state);

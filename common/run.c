@@ -110,15 +110,24 @@ static int run_insert(bw_db_t *db, bw_coll_t which, const bson_t *doc,
   return 0;
 }
 
+/* The roster as posted goes to pre/post jobs; the student jobs' envs (values
+ * as text) are stored beside it only when they differ from it. */
 static int run_insert_roster(bw_db_t *db, const bson_oid_t *run,
-                             json_object *students, const bson_oid_t *ids,
+                             json_object *config, const bson_oid_t *ids,
                              bw_error_t *error) {
+  json_object *students = json_object_object_get(config, "students"),
+              *roster = json_object_object_get(config, "roster");
   bson_t doc = BSON_INITIALIZER, list;
   size_t n = json_object_array_length(students);
   int rc;
 
   BSON_APPEND_OID(&doc, "_id", run);
-  bw_json_append_bson(&doc, "students", students);
+  if (roster != NULL && !json_object_equal(roster, students)) {
+    bw_json_append_bson(&doc, "students", roster);
+    bw_json_append_bson(&doc, "envs", students);
+  } else {
+    bw_json_append_bson(&doc, "students", students);
+  }
   BSON_APPEND_ARRAY_BEGIN(&doc, "student_job_ids", &list);
   for (size_t i = 0; i < n; i++) {
     const char *key;
@@ -150,7 +159,7 @@ static int run_insert_run(bw_db_t *db, const bson_oid_t *run,
   /* The pipelines and global env, once; the roster lives in rosters. */
   BSON_APPEND_DOCUMENT_BEGIN(&doc, "config", &sub);
   json_object_object_foreach(config, key, value) {
-    if (strcmp(key, "students") != 0)
+    if (strcmp(key, "students") != 0 && strcmp(key, "roster") != 0)
       bw_json_append_bson(&sub, key, value);
   }
   bson_append_document_end(&doc, &sub);
@@ -177,7 +186,7 @@ int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
   bson_oid_init(&post, NULL);
 
   /* The run document goes in last: a run is visible only once complete. */
-  rc = run_insert_roster(db, &run, students, ids, error);
+  rc = run_insert_roster(db, &run, config, ids, error);
   if (rc == 0)
     rc = run_insert_jobs(db, &run, students, ids, has_pre ? &pre : NULL,
                          has_post ? &post : NULL, error);
@@ -361,7 +370,7 @@ static int run_queue_single(bw_db_t *db, const bson_oid_t *run,
   return bw_queue_push(db, &h, NULL, error);
 }
 
-/* Queues attempt 1 of every student job, from the roster.  Repeating it is
+/* Queues attempt 1 of every student job, from the roster (its envs).  Repeating it is
  * harmless: entries already there are kept, claimed ones get dropped. */
 static int run_queue_students(bw_db_t *db, const bson_oid_t *run,
                               bw_error_t *error) {
@@ -384,7 +393,8 @@ static int run_queue_students(bw_db_t *db, const bson_oid_t *run,
   batch = bw_queue_batch_alloc(db);
   if (bson_iter_init_find(&ids, &roster, "student_job_ids") &&
       bson_iter_recurse(&ids, &id) &&
-      bson_iter_init_find(&students, &roster, "students") &&
+      (bson_iter_init_find(&students, &roster, "envs") ||
+       bson_iter_init_find(&students, &roster, "students")) &&
       bson_iter_recurse(&students, &student)) {
     while (bson_iter_next(&id) && bson_iter_next(&student)) {
       const uint8_t *data;
@@ -655,8 +665,8 @@ static void run_visit_outcome(run_jobs_t *t, const bson_t *doc) {
     return;
   if (bson_get_int(doc, "attempt") > j->attempts)
     j->attempts = (int)bson_get_int(doc, "attempt");
-  bson_strncpy(j->reason, bson_get_utf8(doc, "reason", j->reason),
-               sizeof j->reason);
+  if (bson_iter_init_find(&it, doc, "reason") && BSON_ITER_HOLDS_UTF8(&it))
+    bson_strncpy(j->reason, bson_iter_utf8(&it, NULL), sizeof j->reason);
   if (strcmp(kind, "result") == 0) {
     j->final = bson_iter_init_find(&it, doc, "success") &&
                        bson_iter_as_bool(&it)

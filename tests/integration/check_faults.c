@@ -165,6 +165,16 @@ static void grader_report(const bw_test_client_t *c, int fd, const char *job,
   }
 }
 
+/* Failed connections are expected while the stack is down: the http
+ * helpers would print each one. */
+static void quiet_stderr(void) {
+  int null = open("/dev/null", O_WRONLY);
+  if (null >= 0) {
+    dup2(null, STDERR_FILENO);
+    close(null);
+  }
+}
+
 /* A forked grader: never returns.  No ck_assert here: it is not the test. */
 static void grader_main(const char *url, const char *token,
                         const event_log_t *log, const grader_opts_t *o) {
@@ -173,6 +183,7 @@ static void grader_main(const char *url, const char *token,
   int fd = open(log->path, O_WRONLY | O_APPEND), taken = 0;
   if (fd < 0)
     _exit(91);
+  quiet_stderr();
   bw_test_client_init(&c, url, token);
   while (bw_test_http_register(&c, "fault", NULL) != 200) {
     if (bw_itest_now() > deadline)
@@ -581,6 +592,7 @@ static void prober_main(const char *base, const char *tok,
   int fd = open(log->path, O_WRONLY | O_APPEND);
   if (fd < 0)
     _exit(91);
+  quiet_stderr();
   bw_test_client_init(&c, base, tok);
   char run_path[64], *config = NULL;
   snprintf(run_path, sizeof run_path, "/api/v1/grading_run/%s", run_id);
@@ -668,22 +680,34 @@ static void assert_outage_answers(const event_log_t *log) {
 }
 
 /* While the database is down: malformed ids and worker ids are refused
- * with 400 at once, which shows they are checked before any query. */
-static void assert_ids_checked_without_db(void) {
+ * with 400, not 503, which shows they are checked before any query.  No
+ * ck_assert here (the database must come back whatever happens): returns
+ * "" or what went wrong. */
+static const char *ids_checked_without_db(void) {
+  static char problem[512];
   bw_test_client_t c;
   bw_test_http_resp_t r;
+  problem[0] = '\0';
   bw_test_client_init(&c, url(), token());
   double t0 = bw_itest_now();
   bw_test_http_call(&c, "GET", "/api/v1/grading_run/nothex", NULL, &r);
-  BW_ASSERT_FAIL(&r, 400, "grading_run_id");
+  if (r.status != 400 || !strstr(bw_test_http_message(&r), "grading_run_id"))
+    snprintf(problem, sizeof problem, "malformed run id: %ld %s", r.status,
+             BW_BODY(&r));
   bw_test_http_resp_cleanup(&r);
   snprintf(c.worker_id, sizeof c.worker_id, "not-a-worker");
   bw_test_http_call(&c, "GET", "/api/v1/grading_job", NULL, &r);
-  BW_ASSERT_FAIL(&r, 400, "worker_id");
+  if (!problem[0] &&
+      (r.status != 400 || !strstr(bw_test_http_message(&r), "worker_id")))
+    snprintf(problem, sizeof problem, "malformed worker id: %ld %s", r.status,
+             BW_BODY(&r));
   bw_test_http_resp_cleanup(&r);
-  ck_assert_msg(bw_itest_now() - t0 < 0.5,
-                "malformed ids took %.2f s with the database down",
-                bw_itest_now() - t0);
+  /* they may wait for a worker that is itself waiting on the database */
+  if (!problem[0] && bw_itest_now() - t0 > 2 * OUTAGE_REPLY_LIMIT_S)
+    snprintf(problem, sizeof problem,
+             "malformed ids took %.2f s with the database down",
+             bw_itest_now() - t0);
+  return problem;
 }
 
 /* Polls register until it answers 200 again; returns the seconds. */
@@ -728,9 +752,10 @@ static void run_through_outage(outage_fn outage, void *ctx) {
   bw_itest_sleep_ms(1000);
   outage(ctx, true);
   bw_itest_sleep_ms(500);
-  assert_ids_checked_without_db();
+  const char *ids_problem = ids_checked_without_db();
   bw_itest_sleep_ms(3500);
   outage(ctx, false);
+  ck_assert_msg(ids_problem[0] == '\0', "%s", ids_problem);
   for (int i = graders; i < graders + probers; i++)
     waitpid(pids[i], NULL, 0);
   double recovered = wait_recovered(30);
@@ -755,8 +780,23 @@ static void run_through_outage(outage_fn outage, void *ctx) {
   unlink(log.path);
 }
 
+/* A stopped FerretDB would outlive a failed test and hang the stack's
+ * shutdown: a watchdog process continues it after 20 s in any case. */
 static void sigstop_ferretdb(void *ctx, bool down) {
+  static pid_t watchdog;
   pid_t *ferretdb = ctx;
+  if (down) {
+    fflush(NULL);
+    watchdog = fork();
+    if (watchdog == 0) {
+      sleep(20);
+      kill(*ferretdb, SIGCONT);
+      _exit(0);
+    }
+  } else if (watchdog > 0) {
+    kill(watchdog, SIGKILL);
+    waitpid(watchdog, NULL, 0);
+  }
   ck_assert_int_eq(kill(*ferretdb, down ? SIGSTOP : SIGCONT), 0);
 }
 

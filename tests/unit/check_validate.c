@@ -41,6 +41,8 @@ static void expect_run_error(const char *body, const char *message) {
 }
 
 /* Validates and returns the normalised copy as compact JSON (static). */
+/* The normalised config, without "roster": that must be the students
+ * exactly as posted, which is checked here for every accepted body. */
 static const char *run_ok(const char *body) {
   static char text[4096];
   json_object *in = parse(body), *out = NULL;
@@ -48,6 +50,9 @@ static const char *run_ok(const char *body) {
   int rc = bw_validate_run_config(in, &cfg, &out, &error);
   ck_assert_msg(rc == 0, "%s -> %s", body, error.message);
   ck_assert_ptr_ne(in, out);
+  ck_assert(json_object_equal(json_object_object_get(out, "roster"),
+                              json_object_object_get(in, "students")));
+  json_object_object_del(out, "roster");
   snprintf(text, sizeof text, "%s",
            json_object_to_json_string_ext(
                out, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
