@@ -69,9 +69,11 @@ static void worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
   bw_request_init(&req, fcgx);
   bw_router_dispatch(cfg, db, &req);
   bw_request_cleanup(&req, cfg->max_body);
-  FCGX_Finish_r(fcgx); /* the reply goes out now, before we log */
+  /* Copied out first: req.method lives in libfcgi's params, which
+   * FCGX_Finish_r frees.  The reply goes out before we spend time logging. */
   log_safe(method, sizeof method, req.method);
   log_safe(path, sizeof path, req.path_too_long ? "(too long)" : req.path);
+  FCGX_Finish_r(fcgx);
   bw_log_info("%s %s %d %ldms", method, path, req.status, elapsed_ms(&start));
 }
 

@@ -393,7 +393,12 @@ static const char *token(void) {
 
 /* ---- kill -9 of FastCGI workers ----------------------------------------- */
 
+#ifndef WORKER_KILLS
 #define WORKER_KILLS 8
+#endif
+#ifndef KILL_PAUSE_MS
+#define KILL_PAUSE_MS 150
+#endif
 
 static bool pid_in(pid_t pid, const pid_t *pids, int n) {
   for (int i = 0; i < n; i++)
@@ -435,7 +440,7 @@ START_TEST(test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost) {
 
   double slowest = 0;
   for (int k = 0; k < WORKER_KILLS; k++) {
-    bw_itest_sleep_ms(150 + 40 * (k % 4));
+    bw_itest_sleep_ms(KILL_PAUSE_MS + 40 * (k % 4));
     int n = bw_fault_fcgi_workers(pgid, workers, 32);
     ck_assert_int_gt(n, 0);
     pid_t victim = workers[(k * 7) % (n < 32 ? n : 32)];
