@@ -11,8 +11,6 @@
  *   bw-dblimit run --procs G --jobs N [--waiting W]
  *                                         drain N jobs of a run of N + W
  *                                         students (W stay queued)
- *   bw-dblimit reset                      drop every collection, re-apply
- *                                         the schema (BENCH_SCHEMA dir)
  *
  * The database is found as the service finds it: bw_config_load() with the
  * stack's BROADWAY_DATA (or BROADWAY_MONGO_URI / BROADWAY_DB).
@@ -45,30 +43,73 @@
 
 /* ---- counting the driver calls --------------------------------------- */
 
-enum {
-  OP_INSERT,      /* mongoc_collection_insert_one */
-  OP_FIND,        /* mongoc_collection_find_with_opts (+ its cursor_next) */
-  OP_CURSOR_FREE, /* mongoc_cursor_destroy: a round trip if left open */
-  OP_UPDATE,      /* mongoc_collection_update_one */
-  OP_DELETE,      /* mongoc_collection_delete_one */
-  OP_FAM,         /* mongoc_collection_find_and_modify_with_opts */
-  OP_BULK,        /* mongoc_bulk_operation_execute */
-  OP_COUNT
-};
+/* One kind of call on one collection ("find jobs", "insert claims"); the
+ * queue partitions count as one collection, "queue". */
+typedef struct op_stat {
+  char name[48];
+  long calls;
+  double seconds;
+} op_stat_t;
 
-static const char *op_names[OP_COUNT] = {
-    "insert", "find", "cursor_destroy", "update", "delete", "findAndModify",
-    "bulk"};
+#define MAX_STATS 48
+#define MAX_CURSORS 16
 
-/* Per process; summed into shared memory when a child ends. */
-static long op_calls[OP_COUNT];
-static double op_seconds[OP_COUNT];
+/* Per process; copied to shared memory when a child ends. */
+static op_stat_t op_stats[MAX_STATS];
+static int op_count;
+/* Open cursors, so the round trips of cursor_next / cursor_destroy are
+ * charged to the find that opened them. */
+static struct {
+  const mongoc_cursor_t *cursor;
+  op_stat_t *stat;
+} open_cursors[MAX_CURSORS];
 
-#define TIMED(kind, call)                                                      \
+static op_stat_t *op_stat(const char *op, const mongoc_collection_t *coll) {
+  static op_stat_t overflow = {"other", 0, 0};
+  char name[48], cname[32];
+  const char *n = coll ? mongoc_collection_get_name(
+                             (mongoc_collection_t *)(uintptr_t)coll)
+                       : "?";
+  snprintf(cname, sizeof cname, "%s", n);
+  if (strncmp(cname, "queue_", 6) == 0)
+    cname[5] = '\0';
+  snprintf(name, sizeof name, "%s %s", op, cname);
+  for (int i = 0; i < op_count; i++)
+    if (strcmp(op_stats[i].name, name) == 0)
+      return &op_stats[i];
+  if (op_count == MAX_STATS)
+    return &overflow;
+  snprintf(op_stats[op_count].name, sizeof op_stats[op_count].name, "%s",
+           name);
+  return &op_stats[op_count++];
+}
+
+static op_stat_t *cursor_stat(const mongoc_cursor_t *cursor, bool forget) {
+  for (int i = 0; i < MAX_CURSORS; i++)
+    if (open_cursors[i].cursor == cursor) {
+      op_stat_t *s = open_cursors[i].stat;
+      if (forget)
+        open_cursors[i].cursor = NULL;
+      return s;
+    }
+  return op_stat("cursor", NULL);
+}
+
+static void cursor_remember(const mongoc_cursor_t *cursor, op_stat_t *s) {
+  for (int i = 0; i < MAX_CURSORS; i++)
+    if (open_cursors[i].cursor == NULL) {
+      open_cursors[i].cursor = cursor;
+      open_cursors[i].stat = s;
+      return;
+    }
+}
+
+#define TIMED(stat, call)                                                      \
   do {                                                                         \
+    op_stat_t *s_ = (stat);                                                    \
     double t_ = bench_now();                                                   \
     call;                                                                      \
-    op_seconds[kind] += bench_now() - t_;                                      \
+    s_->seconds += bench_now() - t_;                                           \
   } while (0)
 
 bool __real_mongoc_collection_insert_one(mongoc_collection_t *,
@@ -120,32 +161,35 @@ uint32_t __wrap_mongoc_bulk_operation_execute(mongoc_bulk_operation_t *bulk,
 bool __wrap_mongoc_collection_insert_one(mongoc_collection_t *c,
                                          const bson_t *doc, const bson_t *opts,
                                          bson_t *reply, bson_error_t *error) {
+  op_stat_t *s = op_stat("insert", c);
   bool ok;
-  op_calls[OP_INSERT]++;
-  TIMED(OP_INSERT, ok = __real_mongoc_collection_insert_one(c, doc, opts,
-                                                            reply, error));
+  s->calls++;
+  TIMED(s, ok = __real_mongoc_collection_insert_one(c, doc, opts, reply,
+                                                    error));
   return ok;
 }
 
 mongoc_cursor_t *__wrap_mongoc_collection_find_with_opts(
     mongoc_collection_t *c, const bson_t *filter, const bson_t *opts,
     const mongoc_read_prefs_t *prefs) {
+  op_stat_t *s = op_stat("find", c);
   mongoc_cursor_t *cursor;
-  op_calls[OP_FIND]++;
-  TIMED(OP_FIND, cursor = __real_mongoc_collection_find_with_opts(
-                     c, filter, opts, prefs));
+  s->calls++;
+  TIMED(s, cursor = __real_mongoc_collection_find_with_opts(c, filter, opts,
+                                                            prefs));
+  cursor_remember(cursor, s);
   return cursor;
 }
 
 bool __wrap_mongoc_cursor_next(mongoc_cursor_t *cursor, const bson_t **doc) {
   bool ok;
-  TIMED(OP_FIND, ok = __real_mongoc_cursor_next(cursor, doc));
+  TIMED(cursor_stat(cursor, false),
+        ok = __real_mongoc_cursor_next(cursor, doc));
   return ok;
 }
 
 void __wrap_mongoc_cursor_destroy(mongoc_cursor_t *cursor) {
-  op_calls[OP_CURSOR_FREE]++;
-  TIMED(OP_CURSOR_FREE, __real_mongoc_cursor_destroy(cursor));
+  TIMED(cursor_stat(cursor, true), __real_mongoc_cursor_destroy(cursor));
 }
 
 bool __wrap_mongoc_collection_update_one(mongoc_collection_t *c,
@@ -153,10 +197,11 @@ bool __wrap_mongoc_collection_update_one(mongoc_collection_t *c,
                                          const bson_t *update,
                                          const bson_t *opts, bson_t *reply,
                                          bson_error_t *error) {
+  op_stat_t *s = op_stat("update", c);
   bool ok;
-  op_calls[OP_UPDATE]++;
-  TIMED(OP_UPDATE, ok = __real_mongoc_collection_update_one(
-                       c, filter, update, opts, reply, error));
+  s->calls++;
+  TIMED(s, ok = __real_mongoc_collection_update_one(c, filter, update, opts,
+                                                    reply, error));
   return ok;
 }
 
@@ -164,10 +209,11 @@ bool __wrap_mongoc_collection_delete_one(mongoc_collection_t *c,
                                          const bson_t *filter,
                                          const bson_t *opts, bson_t *reply,
                                          bson_error_t *error) {
+  op_stat_t *s = op_stat("delete", c);
   bool ok;
-  op_calls[OP_DELETE]++;
-  TIMED(OP_DELETE, ok = __real_mongoc_collection_delete_one(c, filter, opts,
-                                                            reply, error));
+  s->calls++;
+  TIMED(s, ok = __real_mongoc_collection_delete_one(c, filter, opts, reply,
+                                                    error));
   return ok;
 }
 
@@ -175,19 +221,22 @@ bool __wrap_mongoc_collection_find_and_modify_with_opts(
     mongoc_collection_t *c, const bson_t *query,
     const mongoc_find_and_modify_opts_t *opts, bson_t *reply,
     bson_error_t *error) {
+  op_stat_t *s = op_stat("findAndModify", c);
   bool ok;
-  op_calls[OP_FAM]++;
-  TIMED(OP_FAM, ok = __real_mongoc_collection_find_and_modify_with_opts(
-                    c, query, opts, reply, error));
+  s->calls++;
+  TIMED(s, ok = __real_mongoc_collection_find_and_modify_with_opts(
+               c, query, opts, reply, error));
   return ok;
 }
 
+/* The bulk's collection is not reachable through the public API. */
 uint32_t __wrap_mongoc_bulk_operation_execute(mongoc_bulk_operation_t *bulk,
                                               bson_t *reply,
                                               bson_error_t *error) {
+  op_stat_t *s = op_stat("bulk", NULL);
   uint32_t rc;
-  op_calls[OP_BULK]++;
-  TIMED(OP_BULK, rc = __real_mongoc_bulk_operation_execute(bulk, reply, error));
+  s->calls++;
+  TIMED(s, rc = __real_mongoc_bulk_operation_execute(bulk, reply, error));
   return rc;
 }
 
@@ -198,8 +247,7 @@ typedef struct shared {
   atomic_int errors;   /* calls that failed unexpectedly */
   atomic_long empties; /* polls that found nothing (held by others) */
   _Atomic double t_end;
-  atomic_long calls[OP_COUNT];
-  _Atomic double seconds[OP_COUNT];
+  op_stat_t stats[MAX_PROCS][MAX_STATS]; /* each child's, at its end */
   atomic_long n_poll, n_report;
   double lat[]; /* poll latencies, then report latencies: 2 * cap */
 } shared_t;
@@ -211,12 +259,6 @@ typedef struct dbjob {
   size_t cap; /* latency slots of each kind */
   shared_t *sh;
 } dbjob_t;
-
-static void add_double(_Atomic double *to, double v) {
-  double old = atomic_load(to);
-  while (!atomic_compare_exchange_weak(to, &old, old + v)) {
-  }
-}
 
 static void record(dbjob_t *d, bool poll, double seconds) {
   atomic_long *n = poll ? &d->sh->n_poll : &d->sh->n_report;
@@ -272,7 +314,7 @@ static json_object *dbjob_result(const bw_config_t *cfg) {
   return result;
 }
 
-static int child_run(dbjob_t *d, int ready_fd, int go_fd) {
+static int child_run(dbjob_t *d, int index, int ready_fd, int go_fd) {
   bw_db_t *db;
   bw_error_t error;
   char wid[25], byte = 0;
@@ -287,8 +329,7 @@ static int child_run(dbjob_t *d, int ready_fd, int go_fd) {
     (void)!write(ready_fd, &byte, 1);
     return 1;
   }
-  memset(op_calls, 0, sizeof op_calls);
-  memset(op_seconds, 0, sizeof op_seconds);
+  op_count = 0; /* count the measured loop only */
   (void)!write(ready_fd, &byte, 1);
   (void)!read(go_fd, &byte, 1); /* EOF when the parent says go */
   while (atomic_load(&d->sh->done) < d->jobs) {
@@ -302,10 +343,7 @@ static int child_run(dbjob_t *d, int ready_fd, int go_fd) {
       bench_sleep_ms(1);
     }
   }
-  for (int i = 0; i < OP_COUNT; i++) {
-    atomic_fetch_add(&d->sh->calls[i], op_calls[i]);
-    add_double(&d->sh->seconds[i], op_seconds[i]);
-  }
+  memcpy(d->sh->stats[index], op_stats, (size_t)op_count * sizeof *op_stats);
   json_object_put(result);
   bw_db_close(db);
   return rc < 0 ? 1 : 0;
@@ -356,13 +394,30 @@ static void report(dbjob_t *d, double seconds) {
   bench_result("db_empty_polls", "%ld", atomic_load(&sh->empties));
   bench_result("db_errors", "%d", atomic_load(&sh->errors));
   /* Round trips and database time per job, by kind of call. */
-  for (int i = 0; i < OP_COUNT && done > 0; i++) {
-    long calls = atomic_load(&sh->calls[i]);
-    double secs = atomic_load(&sh->seconds[i]);
-    snprintf(key, sizeof key, "db_op_%s_per_job", op_names[i]);
-    bench_result(key, "%.2f", (double)calls / done);
-    snprintf(key, sizeof key, "db_op_%s_ms_per_call", op_names[i]);
-    bench_result(key, "%.3f", calls ? secs / (double)calls * 1e3 : 0);
+  op_stat_t all[MAX_STATS];
+  int n = 0;
+  for (int p = 0; p < d->procs; p++)
+    for (int i = 0; i < MAX_STATS && sh->stats[p][i].name[0]; i++) {
+      int j = 0;
+      while (j < n && strcmp(all[j].name, sh->stats[p][i].name) != 0)
+        j++;
+      if (j == n && n == MAX_STATS)
+        continue;
+      if (j == n)
+        all[n++] = (op_stat_t){.calls = 0};
+      snprintf(all[j].name, sizeof all[j].name, "%s", sh->stats[p][i].name);
+      all[j].calls += sh->stats[p][i].calls;
+      all[j].seconds += sh->stats[p][i].seconds;
+    }
+  for (int i = 0; i < n && done > 0; i++) {
+    char *space = strchr(all[i].name, ' ');
+    if (space)
+      *space = '_';
+    snprintf(key, sizeof key, "dbop_%.47s", all[i].name);
+    /* calls per job, ms per call, ms per job */
+    bench_result(key, "%.2f %.3f %.3f", (double)all[i].calls / done,
+                 all[i].calls ? all[i].seconds / (double)all[i].calls * 1e3 : 0,
+                 all[i].seconds / done * 1e3);
   }
   bench_samples_cleanup(&poll);
   bench_samples_cleanup(&rep);
@@ -389,7 +444,7 @@ static int cmd_run(dbjob_t *d) {
     if (pids[i] == 0) {
       close(ready[0]);
       close(go[1]);
-      _exit(child_run(d, ready[1], go[0]));
+      _exit(child_run(d, i, ready[1], go[0]));
     }
   }
   close(ready[1]);
@@ -410,32 +465,6 @@ static int cmd_run(dbjob_t *d) {
   failed |= atomic_load(&d->sh->done) < d->jobs;
   munmap(d->sh, size);
   return failed;
-}
-
-/* Drops every collection of the service and re-creates them with their
- * indexes: a clean database between measurements, much faster on FerretDB
- * than deleting documents. */
-static int cmd_reset(const bw_config_t *cfg) {
-  const char *schema = getenv("BENCH_SCHEMA");
-  bw_error_t error = {0};
-  bson_error_t driver;
-  bw_db_t *db;
-  int rc;
-
-  if (bw_db_open(&db, cfg, &error) < 0) {
-    fprintf(stderr, "bw-dblimit: %s\n", error.message);
-    return 1;
-  }
-  for (int i = 0; i < BW_COLL_COUNT; i++)
-    if (!mongoc_collection_drop(bw_db_coll(db, (bw_coll_t)i), &driver) &&
-        driver.code != 26) /* NamespaceNotFound */
-      fprintf(stderr, "bw-dblimit: drop %s: %s\n",
-              bw_db_coll_name((bw_coll_t)i), driver.message);
-  rc = bw_db_apply_schema(db, schema ? schema : "sql-free-schema", &error);
-  if (rc < 0)
-    fprintf(stderr, "bw-dblimit: schema: %s\n", error.message);
-  bw_db_close(db);
-  return rc < 0;
 }
 
 int main(int argc, char **argv) {
@@ -469,10 +498,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "run") == 0)
     rc = cmd_run(&d);
-  else if (strcmp(cmd, "reset") == 0)
-    rc = cmd_reset(&d.cfg);
   else {
-    fprintf(stderr, "usage: bw-dblimit run --procs G --jobs N | reset\n");
+    fprintf(stderr, "usage: bw-dblimit run --procs G --jobs N [--waiting W]\n");
     rc = 2;
   }
   mongoc_cleanup();

@@ -135,9 +135,18 @@ mongoc_database_t *bw_db_database(bw_db_t *db) {
   return db->database;
 }
 
+static int64_t db_unreachable_until;
+
+bool bw_db_reachable(void) {
+  return bw_db_now_ms() >= db_unreachable_until;
+}
+
 int bw_db_error(const bson_error_t *driver, bw_error_t *error) {
   if (driver->code == 11000 || driver->code == 11001)
     return bw_error_set(error, BW_EDUP, "database: duplicate key");
+  if (driver->domain == MONGOC_ERROR_STREAM ||
+      driver->domain == MONGOC_ERROR_SERVER_SELECTION)
+    db_unreachable_until = bw_db_now_ms() + BW_DB_HOLDOFF_MS;
   return bw_error_set(error, BW_EDB, "database: %s", driver->message);
 }
 

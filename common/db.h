@@ -63,8 +63,17 @@ const char *bw_db_coll_name(bw_coll_t which);
 
 /* Maps a driver error to ours: duplicate key -> BW_EDUP, server selection /
  * socket failures -> BW_EDB (503), anything else BW_EDB too; the message is
- * "database: <driver text>".  Returns the code. */
+ * "database: <driver text>".  Returns the code.  A failure to reach the
+ * database also makes bw_db_reachable() false for a second. */
 int bw_db_error(const bson_error_t *driver, bw_error_t *error);
+
+/* false for BW_DB_HOLDOFF_MS after this process failed to reach the
+ * database: callers answer 503 at once rather than each waiting out a
+ * timeout (a frozen database would otherwise hold every FastCGI worker for
+ * db_timeout_ms per request, and queue requests that need no database
+ * behind them).  Process-wide, like the client. */
+#define BW_DB_HOLDOFF_MS 1000
+bool bw_db_reachable(void);
 
 /* Inserts `doc` (which must carry its _id).  Returns 0 when this call
  * inserted it, BW_EDUP when a document with that _id already exists (someone

@@ -98,15 +98,17 @@ static void copy_lower(char out[25], const char *hex) {
   out[24] = '\0';
 }
 
-static int router_check_caller(bw_call_t *call, enum route_caller caller,
-                               bw_error_t *error) {
-  int rc;
-
+static int router_check_worker_id(bw_call_t *call, enum route_caller caller,
+                                  bw_error_t *error) {
   if (caller == CALLER_ANY)
     return 0;
-  rc = bw_auth_worker_id(call->req->worker_id, call->worker_id, error);
-  if (rc < 0 || caller == CALLER_WORKER_ID)
-    return rc;
+  return bw_auth_worker_id(call->req->worker_id, call->worker_id, error);
+}
+
+static int router_check_registered(bw_call_t *call, enum route_caller caller,
+                                   bw_error_t *error) {
+  if (caller != CALLER_WORKER)
+    return 0;
   return bw_worker_check(call->db, call->worker_id, error);
 }
 
@@ -131,7 +133,15 @@ static int router_serve(bw_call_t *call, bw_error_t *error) {
                           route->id_field);
     copy_lower(call->path_id, id);
   }
-  rc = router_check_caller(call, route->caller, error);
+  rc = router_check_worker_id(call, route->caller, error);
+  if (rc < 0)
+    return rc;
+  /* Everything from here needs the database.  While it is known to be
+   * down, answer at once instead of tying this worker up in a timeout. */
+  if (!bw_db_reachable())
+    return bw_error_set(error, BW_EDB,
+                        "database: unreachable, retry in a moment");
+  rc = router_check_registered(call, route->caller, error);
   if (rc < 0)
     return rc;
   return route->handler(call, error);
