@@ -33,7 +33,7 @@ static const char result_body[] =
     "\"logs\":{\"stdout\":\"ok\\n\",\"stderr\":\"\"}}";
 
 typedef struct options {
-  const char *url, *token, *path;
+  const char *url, *token, *path, *label;
   int graders, jobs, students, reps, waiting, polls;
   double seconds;
 } options_t;
@@ -383,6 +383,26 @@ static void *pair_main(void *arg) {
   return NULL;
 }
 
+static void pairs_report(const char *label, int clients, double seconds,
+                         long done, long errors, bench_samples_t *get,
+                         bench_samples_t *post) {
+  char key[96];
+  snprintf(key, sizeof key, "%s_clients", label);
+  bench_result(key, "%d", clients);
+  snprintf(key, sizeof key, "%s_seconds", label);
+  bench_result(key, "%.3f", seconds);
+  snprintf(key, sizeof key, "%s_per_s", label);
+  bench_result(key, "%.1f", done / seconds);
+  snprintf(key, sizeof key, "%s_requests_per_s", label);
+  bench_result(key, "%.1f", 2 * done / seconds);
+  snprintf(key, sizeof key, "%s_get", label);
+  bench_result_latency(key, get);
+  snprintf(key, sizeof key, "%s_post", label);
+  bench_result_latency(key, post);
+  snprintf(key, sizeof key, "%s_errors", label);
+  bench_result(key, "%ld", errors);
+}
+
 static int cmd_pairs(const options_t *opt) {
   pairs_t pairs = {.opt = opt};
   pair_client_t *p = calloc((size_t)opt->graders, sizeof *p);
@@ -416,13 +436,7 @@ static int cmd_pairs(const options_t *opt) {
   }
   double seconds = bench_now() - t0;
   pthread_barrier_destroy(&pairs.go);
-  bench_result("pairs_clients", "%d", opt->graders);
-  bench_result("pairs_seconds", "%.3f", seconds);
-  bench_result("pairs_per_s", "%.1f", done / seconds);
-  bench_result("pairs_requests_per_s", "%.1f", 2 * done / seconds);
-  bench_result_latency("pairs_get", &get);
-  bench_result_latency("pairs_post", &post);
-  bench_result("pairs_errors", "%ld", errors);
+  pairs_report(opt->label, opt->graders, seconds, done, errors, &get, &post);
   bench_samples_cleanup(&get);
   bench_samples_cleanup(&post);
   free(p);
@@ -437,7 +451,7 @@ static void usage(void) {
           "  e2e      --graders G --jobs N\n"
           "  create   --students S [--reps R]\n"
           "  pollwait --waiting W [--polls K]\n"
-          "  pairs    --graders G --seconds D [--path P]\n");
+          "  pairs    --graders G --seconds D [--path P] [--label L]\n");
 }
 
 static int parse_options(int argc, char **argv, options_t *opt) {
@@ -450,6 +464,7 @@ static int parse_options(int argc, char **argv, options_t *opt) {
       {"polls", required_argument, NULL, 'k'},
       {"seconds", required_argument, NULL, 'd'},
       {"path", required_argument, NULL, 'p'},
+      {"label", required_argument, NULL, 'l'},
       {NULL, 0, NULL, 0}};
   int ch;
 
@@ -460,7 +475,8 @@ static int parse_options(int argc, char **argv, options_t *opt) {
                      .waiting = 100,
                      .polls = 50,
                      .seconds = 5,
-                     .path = "/api/v1/grading_job"};
+                     .path = "/api/v1/grading_job",
+                     .label = "pairs"};
   opt->url = getenv("BENCH_URL");
   opt->token = getenv("BENCH_TOKEN");
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -488,6 +504,9 @@ static int parse_options(int argc, char **argv, options_t *opt) {
       break;
     case 'p':
       opt->path = optarg;
+      break;
+    case 'l':
+      opt->label = optarg;
       break;
     default:
       return -1;

@@ -17,7 +17,7 @@ struct bw_db {
 };
 
 static const char *coll_names[BW_COLL_COUNT] = {
-    "runs",    "rosters", "jobs",  "claims",   "active",
+    "runs",     "rosters", "jobs",  "claims",   "active",
     "outcomes", "results", "marks", "counters", "workers",
 };
 
@@ -164,23 +164,45 @@ static bool db_dup_is_ours(bw_db_t *db, bw_coll_t which, const bson_t *doc) {
   if (bw_db_find_one(db, which, &filter, NULL, &found, NULL) == 0 &&
       bson_iter_init_find(&theirs, &found, "op") &&
       BSON_ITER_HOLDS_UTF8(&theirs))
-    ours = strcmp(bson_iter_utf8(&op, NULL), bson_iter_utf8(&theirs, NULL)) ==
-           0;
+    ours =
+        strcmp(bson_iter_utf8(&op, NULL), bson_iter_utf8(&theirs, NULL)) == 0;
   bson_destroy(&found);
   bson_destroy(&filter);
   return ours;
 }
 
-int bw_db_insert_once(bw_db_t *db, bw_coll_t which, const bson_t *doc,
+int bw_db_insert_once(bw_db_t *db, bw_coll_t which, bson_t *doc,
                       bw_error_t *error) {
   bson_error_t driver;
+  bson_oid_t op;
+  char ophex[25];
   int rc;
 
+  bson_oid_init(&op, NULL);
+  bson_oid_to_string(&op, ophex);
+  BSON_APPEND_UTF8(doc, "op", ophex);
   if (mongoc_collection_insert_one(db->colls[which], doc, NULL, NULL, &driver))
     return 0;
   rc = bw_db_error(&driver, error);
   if (rc == BW_EDUP && db_dup_is_ours(db, which, doc))
     return 0;
+  return rc;
+}
+
+int bw_db_each(mongoc_collection_t *coll, const bson_t *filter,
+               const bson_t *opts, bw_db_visit_fn visit, void *ctx,
+               bw_error_t *error) {
+  const bson_t *doc;
+  bson_error_t driver;
+  mongoc_cursor_t *cursor =
+      mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+  int rc = 0;
+
+  while (mongoc_cursor_next(cursor, &doc))
+    visit(doc, ctx);
+  if (mongoc_cursor_error(cursor, &driver))
+    rc = bw_db_error(&driver, error);
+  mongoc_cursor_destroy(cursor);
   return rc;
 }
 
@@ -196,8 +218,8 @@ int bw_db_find_one(bw_db_t *db, bw_coll_t which, const bson_t *filter,
   if (opts != NULL)
     bson_copy_to_excluding_noinit(opts, &limited, "limit", NULL);
   BSON_APPEND_INT64(&limited, "limit", 1);
-  cursor = mongoc_collection_find_with_opts(db->colls[which], filter,
-                                            &limited, NULL);
+  cursor = mongoc_collection_find_with_opts(db->colls[which], filter, &limited,
+                                            NULL);
   if (mongoc_cursor_next(cursor, &doc)) {
     bson_copy_to(doc, out);
     rc = 0;
@@ -261,8 +283,8 @@ static int db_create_index(bw_db_t *db, const char *coll, json_object *spec,
     BSON_APPEND_BOOL(&index, "unique", true);
   bson_append_document_end(&list, &index);
   bson_append_array_end(&cmd, &list);
-  if (!mongoc_database_write_command_with_opts(db->database, &cmd, NULL,
-                                               &reply, &driver))
+  if (!mongoc_database_write_command_with_opts(db->database, &cmd, NULL, &reply,
+                                               &driver))
     rc = bw_db_error(&driver, error);
   bson_destroy(&reply);
   bson_destroy(&cmd);

@@ -33,7 +33,8 @@ typedef struct bw_error {
 } bw_error_t;
 
 /* Fills `error` (if not NULL) and returns `code`, so a failure is one line:
- *   return bw_error_set(error, BW_EINVAL, "students[%d]: expected an object", i); */
+ *   return bw_error_set(error, BW_EINVAL, "students[%d]: expected an object",
+ * i); */
 int bw_error_set(bw_error_t *error, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -15,8 +15,7 @@ static const char *bson_get_utf8(const bson_t *doc, const char *key,
   return fallback;
 }
 
-static bool bson_get_oid_hex(const bson_t *doc, const char *key,
-                             char out[25]) {
+static bool bson_get_oid_hex(const bson_t *doc, const char *key, char out[25]) {
   bson_iter_t it;
   out[0] = '\0';
   if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_OID(&it))
@@ -46,24 +45,26 @@ static void job_copy_fields(json_object *view, const bson_t *doc,
       json_object_object_add(view, fields[i], bw_json_from_bson_iter(&it));
 }
 
-/* The attempts that ended without a result (re-queues), newest last. */
-static int job_count_outcomes(bw_db_t *db, const bson_oid_t *job, char *reason,
-                              size_t len) {
-  bson_t filter = BSON_INITIALIZER;
-  const bson_t *doc;
-  mongoc_cursor_t *cursor;
-  int n = 0;
+typedef struct job_history {
+  int attempts;
+  char reason[256];
+} job_history_t;
 
+static void job_visit_outcome(const bson_t *doc, void *ctx) {
+  job_history_t *h = ctx;
+  h->attempts++;
+  bson_strncpy(h->reason, bson_get_utf8(doc, "reason", ""), sizeof h->reason);
+}
+
+/* How many attempts ended, and the reason given for the last one. */
+static void job_read_history(bw_db_t *db, const bson_oid_t *job,
+                             job_history_t *h) {
+  bson_t filter = BSON_INITIALIZER;
+  memset(h, 0, sizeof *h);
   BSON_APPEND_OID(&filter, "job_id", job);
-  cursor = mongoc_collection_find_with_opts(bw_db_coll(db, BW_COLL_OUTCOMES),
-                                            &filter, NULL, NULL);
-  while (mongoc_cursor_next(cursor, &doc)) {
-    n++;
-    bson_strncpy(reason, bson_get_utf8(doc, "reason", ""), len);
-  }
-  mongoc_cursor_destroy(cursor);
+  bw_db_each(bw_db_coll(db, BW_COLL_OUTCOMES), &filter, NULL, job_visit_outcome,
+             h, NULL);
   bson_destroy(&filter);
-  return n;
 }
 
 int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
@@ -74,7 +75,8 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
   bson_oid_t oid, run;
   bson_t job, found;
   bson_iter_t it;
-  char hex[25], run_state[32], reason[256] = "";
+  char hex[25], run_state[32];
+  job_history_t history;
   const char *state;
   json_object *view;
   int rc, attempts;
@@ -94,20 +96,20 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
   json_object_object_add(view, "job_id", json_object_new_string(job_id));
   if (bson_get_oid_hex(&job, "run_id", hex))
     json_object_object_add(view, "grading_run_id", json_object_new_string(hex));
-  job_copy_fields(view, &job,
-                  (const char *const[]){"type", "index", "student",
-                                        "created_at"},
-                  4);
+  job_copy_fields(
+      view, &job,
+      (const char *const[]){"type", "index", "student", "created_at"}, 4);
   bson_iter_init_find(&it, &job, "run_id");
   bson_oid_copy(bson_iter_oid(&it), &run);
   bw_run_state(db, &run, run_state, sizeof run_state);
 
-  attempts = job_count_outcomes(db, &oid, reason, sizeof reason);
+  job_read_history(db, &oid, &history);
+  attempts = history.attempts;
   if (job_find_by(db, BW_COLL_RESULTS, "_id", &oid, &found, NULL) == 0) {
-    state = bson_iter_init_find(&it, &found, "success") &&
-                    bson_iter_as_bool(&it)
-                ? "succeeded"
-                : "failed";
+    state =
+        bson_iter_init_find(&it, &found, "success") && bson_iter_as_bool(&it)
+            ? "succeeded"
+            : "failed";
     job_copy_fields(view, &found, result_fields, 5);
     if (bson_get_oid_hex(&found, "worker_id", hex))
       json_object_object_add(view, "worker_id", json_object_new_string(hex));
@@ -119,10 +121,10 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
     if (bson_get_oid_hex(&found, "worker_id", hex))
       json_object_object_add(view, "worker_id", json_object_new_string(hex));
   } else {
-    state = bw_run_job_state(bson_get_utf8(&job, "type", "student"),
-                             run_state);
-    if (reason[0] != '\0')
-      json_object_object_add(view, "reason", json_object_new_string(reason));
+    state = bw_run_job_state(bson_get_utf8(&job, "type", "student"), run_state);
+    if (history.reason[0] != '\0')
+      json_object_object_add(view, "reason",
+                             json_object_new_string(history.reason));
   }
   bson_destroy(&found);
   bson_destroy(&job);
@@ -141,13 +143,10 @@ static int job_insert_outcome(bw_db_t *db, const bw_handout_t *h,
                               int success, const char *reason,
                               bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER;
-  bson_oid_t op;
-  char id[48], ophex[25];
+  char id[48];
   int rc;
 
   bw_queue_entry_id(&h->job_id, h->attempt, id);
-  bson_oid_init(&op, NULL);
-  bson_oid_to_string(&op, ophex);
   BSON_APPEND_UTF8(&doc, "_id", id);
   BSON_APPEND_OID(&doc, "job_id", &h->job_id);
   BSON_APPEND_OID(&doc, "run_id", &h->run_id);
@@ -160,7 +159,6 @@ static int job_insert_outcome(bw_db_t *db, const bw_handout_t *h,
   if (reason != NULL)
     BSON_APPEND_UTF8(&doc, "reason", reason);
   BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
-  BSON_APPEND_UTF8(&doc, "op", ophex);
   rc = bw_db_insert_once(db, BW_COLL_OUTCOMES, &doc, error);
   bson_destroy(&doc);
   return rc;
@@ -228,8 +226,8 @@ static int job_not_held(bw_db_t *db, const bson_oid_t *oid, const char *job_id,
     bson_destroy(&doc);
     rc = job_find_by(db, BW_COLL_JOBS, "_id", oid, &doc, error);
     if (rc == BW_ENOTFOUND)
-      rc = bw_error_set(error, BW_ENOTFOUND, "grading job %s not found",
-                        job_id);
+      rc =
+          bw_error_set(error, BW_ENOTFOUND, "grading job %s not found", job_id);
     else if (rc == 0)
       rc = bw_error_set(error, BW_ECONFLICT,
                         "grading job %s is not held by this worker (it was "
@@ -285,9 +283,9 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
         strcmp(by, worker_id) == 0)
       rc = job_finish(db, cfg, &h, &worker, success, result, NULL, error);
     else
-      rc = bw_error_set(error, BW_ECONFLICT,
-                        "grading job %s attempt %d already ended: %s", job_id,
-                        h.attempt, bson_get_utf8(&existing, "reason", "re-queued"));
+      rc = bw_error_set(
+          error, BW_ECONFLICT, "grading job %s attempt %d already ended: %s",
+          job_id, h.attempt, bson_get_utf8(&existing, "reason", "re-queued"));
   }
   bson_destroy(&existing);
   return rc;

@@ -8,9 +8,11 @@
 enum { BW_LOG_DEBUG, BW_LOG_INFO, BW_LOG_WARN, BW_LOG_ERROR };
 
 /* Program name shown in every line ("fcgi", "reaper", ...); the string must
- * outlive all logging (a literal). BROADWAY_LOG=debug|info|warn|error filters. */
+ * outlive all logging (a literal). BROADWAY_LOG=debug|info|warn|error filters.
+ */
 void bw_log_init(const char *program);
-void bw_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void bw_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #define bw_log_debug(...) bw_log(BW_LOG_DEBUG, __VA_ARGS__)
 #define bw_log_info(...) bw_log(BW_LOG_INFO, __VA_ARGS__)

@@ -161,26 +161,24 @@ static void queue_page_cleanup(queue_page_t *page) {
   page->n = 0;
 }
 
+static void queue_visit_entry(const bson_t *doc, void *ctx) {
+  queue_page_t *page = ctx;
+  if (page->n < QUEUE_PAGE)
+    bson_copy_to(doc, &page->docs[page->n++]);
+}
+
 /* Reads up to QUEUE_PAGE entries of one partition.  The filter is empty on
  * purpose: FerretDB pushes a LIMIT down to SQLite only then, so this costs
  * the same with 10 or 10,000 jobs waiting. */
 static int queue_read_page(bw_db_t *db, int partition, queue_page_t *page,
                            bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
-  const bson_t *doc;
-  bson_error_t driver;
-  mongoc_cursor_t *cursor;
-  int rc = 0;
+  int rc;
 
   page->n = 0;
   BSON_APPEND_INT64(&opts, "limit", QUEUE_PAGE);
-  cursor = mongoc_collection_find_with_opts(bw_db_queue(db, partition),
-                                            &filter, &opts, NULL);
-  while (page->n < QUEUE_PAGE && mongoc_cursor_next(cursor, &doc))
-    bson_copy_to(doc, &page->docs[page->n++]);
-  if (mongoc_cursor_error(cursor, &driver))
-    rc = bw_db_error(&driver, error);
-  mongoc_cursor_destroy(cursor);
+  rc = bw_db_each(bw_db_queue(db, partition), &filter, &opts, queue_visit_entry,
+                  page, error);
   bson_destroy(&filter);
   bson_destroy(&opts);
   return rc;
@@ -204,17 +202,12 @@ static void queue_drop_entry(bw_db_t *db, const char *id,
 static int queue_claim(bw_db_t *db, const char *id, const bw_handout_t *h,
                        const bson_oid_t *worker, bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER;
-  bson_oid_t op;
-  char ophex[25];
   int rc;
 
-  bson_oid_init(&op, NULL);
-  bson_oid_to_string(&op, ophex);
   BSON_APPEND_UTF8(&doc, "_id", id);
   bw_handout_append(&doc, h, NULL);
   BSON_APPEND_OID(&doc, "worker_id", worker);
   BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
-  BSON_APPEND_UTF8(&doc, "op", ophex);
   rc = bw_db_insert_once(db, BW_COLL_CLAIMS, &doc, error);
   bson_destroy(&doc);
   return rc;
@@ -233,8 +226,8 @@ static int queue_dequeue(bw_db_t *db, const char *id, const bw_handout_t *h,
   BSON_APPEND_UTF8(&query, "_id", id);
   mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_REMOVE);
   if (!mongoc_collection_find_and_modify_with_opts(
-          bw_db_queue(db, queue_partition_of(&h->job_id)), &query, opts,
-          &reply, &driver))
+          bw_db_queue(db, queue_partition_of(&h->job_id)), &query, opts, &reply,
+          &driver))
     rc = bw_db_error(&driver, error);
   bson_destroy(&reply);
   mongoc_find_and_modify_opts_destroy(opts);
@@ -264,13 +257,12 @@ static int queue_record_active(bw_db_t *db, const char *id,
 static int queue_payload(bw_db_t *db, const bw_handout_t *h,
                          const bson_t *student_bson, json_object **out,
                          bw_error_t *error) {
-  const char *pipeline = strcmp(h->type, "pre") == 0
-                             ? "pre_processing_pipeline"
+  const char *pipeline = strcmp(h->type, "pre") == 0 ? "pre_processing_pipeline"
                          : strcmp(h->type, "post") == 0
                              ? "post_processing_pipeline"
                              : "student_pipeline";
-  json_object *config = NULL, *stages, *global = NULL, *student = NULL,
-              *list, *payload;
+  json_object *config = NULL, *stages, *global = NULL, *student = NULL, *list,
+              *payload;
   char run_id[25], job_id[25];
   int rc;
 
@@ -294,8 +286,8 @@ static int queue_payload(bw_db_t *db, const bw_handout_t *h,
                 *stage_env = NULL, *env = NULL;
     json_object_deep_copy(stage, &copy, NULL);
     json_object_object_get_ex(stage, "env", &stage_env);
-    rc = bw_env_resolve(global, student, stage_env, run_id, job_id, &env,
-                        error);
+    rc =
+        bw_env_resolve(global, student, stage_env, run_id, job_id, &env, error);
     if (rc == 0)
       json_object_object_add(copy, "env", env);
     json_object_array_add(list, copy);
@@ -329,8 +321,7 @@ static void queue_give_back(bw_db_t *db, const bw_config_t *cfg,
   if (bw_job_abandon(db, cfg, h, student, "its hand-out could not be sent",
                      &failed, &error) < 0) {
     bson_oid_to_string(&h->job_id, hex);
-    bw_log_error("queue: job %s: could not give back: %s", hex,
-                 error.message);
+    bw_log_error("queue: job %s: could not give back: %s", hex, error.message);
   }
 }
 

@@ -8,36 +8,39 @@
 #include "queue.h"
 #include "run.h"
 
+typedef struct reap_ids {
+  bson_t *array; /* a BSON array being appended to */
+  int count;
+} reap_ids_t;
+
+static void reap_visit_worker(const bson_t *doc, void *ctx) {
+  reap_ids_t *ids = ctx;
+  bson_iter_t it;
+  const char *key;
+  char buf[16];
+
+  if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+    return;
+  bson_uint32_to_string((uint32_t)ids->count++, &key, buf, sizeof buf);
+  BSON_APPEND_OID(ids->array, key, bson_iter_oid(&it));
+}
+
 /* Collects the ids of graders past their heartbeat deadline. */
 static int reap_dead_workers(bw_db_t *db, int64_t cutoff, bson_t *ids,
                              int *count, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, lt, opts = BSON_INITIALIZER, proj;
-  const bson_t *doc;
-  bson_error_t driver;
-  bson_iter_t it;
-  mongoc_cursor_t *cursor;
-  int rc = 0;
+  reap_ids_t found = {ids, 0};
+  int rc;
 
-  *count = 0;
   BSON_APPEND_DOCUMENT_BEGIN(&filter, "last_heartbeat", &lt);
   BSON_APPEND_DATE_TIME(&lt, "$lt", cutoff);
   bson_append_document_end(&filter, &lt);
   BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
   BSON_APPEND_INT32(&proj, "_id", 1);
   bson_append_document_end(&opts, &proj);
-  cursor = mongoc_collection_find_with_opts(bw_db_coll(db, BW_COLL_WORKERS),
-                                            &filter, &opts, NULL);
-  while (mongoc_cursor_next(cursor, &doc)) {
-    const char *key;
-    char buf[16];
-    if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
-      continue;
-    bson_uint32_to_string((uint32_t)(*count)++, &key, buf, sizeof buf);
-    BSON_APPEND_OID(ids, key, bson_iter_oid(&it));
-  }
-  if (mongoc_cursor_error(cursor, &driver))
-    rc = bw_db_error(&driver, error);
-  mongoc_cursor_destroy(cursor);
+  rc = bw_db_each(bw_db_coll(db, BW_COLL_WORKERS), &filter, &opts,
+                  reap_visit_worker, &found, error);
+  *count = found.count;
   bson_destroy(&filter);
   bson_destroy(&opts);
   return rc;
@@ -68,42 +71,44 @@ static void reap_abandon(bw_db_t *db, const bw_config_t *cfg,
   }
 }
 
+typedef struct reap_pass {
+  bw_db_t *db;
+  const bw_config_t *cfg;
+  bw_reap_stats_t *stats;
+} reap_pass_t;
+
+static void reap_visit_dead_handout(const bson_t *doc, void *ctx) {
+  reap_pass_t *pass = ctx;
+  bw_handout_t h;
+  bson_t student;
+  bson_iter_t it;
+  char worker[25] = "?", reason[128];
+
+  if (!bw_handout_from_bson(doc, &h, &student))
+    return;
+  if (bson_iter_init_find(&it, doc, "worker_id") && BSON_ITER_HOLDS_OID(&it))
+    bson_oid_to_string(bson_iter_oid(&it), worker);
+  snprintf(reason, sizeof reason, "grader %s stopped heartbeating", worker);
+  reap_abandon(pass->db, pass->cfg, &h, &student, reason, pass->stats);
+}
+
 int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
                  bw_error_t *error) {
   int64_t cutoff = bw_db_now_ms() - 2000LL * cfg->heartbeat;
   bson_t dead = BSON_INITIALIZER, filter = BSON_INITIALIZER, in;
-  const bson_t *doc;
-  bson_error_t driver;
-  mongoc_cursor_t *cursor;
+  reap_pass_t pass = {db, cfg, stats};
   int n, rc;
 
   rc = reap_dead_workers(db, cutoff, &dead, &n, error);
-  if (rc < 0 || n == 0) {
-    bson_destroy(&dead);
-    return rc;
+  if (rc == 0 && n > 0) {
+    stats->dead_workers += n;
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "worker_id", &in);
+    BSON_APPEND_ARRAY(&in, "$in", &dead);
+    bson_append_document_end(&filter, &in);
+    /* `active` is small: one record per job being graded. */
+    rc = bw_db_each(bw_db_coll(db, BW_COLL_ACTIVE), &filter, NULL,
+                    reap_visit_dead_handout, &pass, error);
   }
-  stats->dead_workers += n;
-  BSON_APPEND_DOCUMENT_BEGIN(&filter, "worker_id", &in);
-  BSON_APPEND_ARRAY(&in, "$in", &dead);
-  bson_append_document_end(&filter, &in);
-  /* `active` is small: one record per job being graded. */
-  cursor = mongoc_collection_find_with_opts(bw_db_coll(db, BW_COLL_ACTIVE),
-                                            &filter, NULL, NULL);
-  while (mongoc_cursor_next(cursor, &doc)) {
-    bw_handout_t h;
-    bson_t student;
-    bson_iter_t it;
-    char worker[25] = "?", reason[128];
-    if (!bw_handout_from_bson(doc, &h, &student))
-      continue;
-    if (bson_iter_init_find(&it, doc, "worker_id") && BSON_ITER_HOLDS_OID(&it))
-      bson_oid_to_string(bson_iter_oid(&it), worker);
-    snprintf(reason, sizeof reason, "grader %s stopped heartbeating", worker);
-    reap_abandon(db, cfg, &h, &student, reason, stats);
-  }
-  if (mongoc_cursor_error(cursor, &driver))
-    rc = bw_db_error(&driver, error);
-  mongoc_cursor_destroy(cursor);
   bson_destroy(&filter);
   bson_destroy(&dead);
   return rc;
@@ -122,8 +127,9 @@ static bool reap_exists(bw_db_t *db, bw_coll_t which, const char *id) {
 
 /* A claim with neither an active record nor an outcome: the poller died
  * between claiming and recording, so no grader has the job. */
-static void reap_check_claim(bw_db_t *db, const bw_config_t *cfg,
-                             const bson_t *claim, bw_reap_stats_t *stats) {
+static void reap_visit_claim(const bson_t *claim, void *ctx) {
+  reap_pass_t *pass = ctx;
+  bw_db_t *db = pass->db;
   bson_t filter = BSON_INITIALIZER, job, env = BSON_INITIALIZER;
   bson_iter_t it;
   bw_handout_t h;
@@ -146,9 +152,9 @@ static void reap_check_claim(bw_db_t *db, const bw_config_t *cfg,
     bson_iter_document(&it, &len, &data);
     bson_init_static(&env, data, len);
   }
-  stats->repaired++;
-  reap_abandon(db, cfg, &h, bson_empty(&env) ? NULL : &env,
-               "its hand-out never reached a grader", stats);
+  pass->stats->repaired++;
+  reap_abandon(db, pass->cfg, &h, bson_empty(&env) ? NULL : &env,
+               "its hand-out never reached a grader", pass->stats);
   bson_destroy(&job);
   bson_destroy(&filter);
 }
@@ -160,35 +166,42 @@ static int reap_claims(bw_db_t *db, const bw_config_t *cfg,
                        bw_reap_stats_t *stats, bw_error_t *error) {
   int64_t now = bw_db_now_ms(), grace = cfg->claim_grace * 1000LL;
   bson_t filter = BSON_INITIALIZER, range;
-  const bson_t *doc;
-  bson_error_t driver;
-  mongoc_cursor_t *cursor;
-  int rc = 0;
+  reap_pass_t pass = {db, cfg, stats};
+  int rc;
 
   BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &range);
   BSON_APPEND_DATE_TIME(&range, "$gte", now - 3 * grace);
   BSON_APPEND_DATE_TIME(&range, "$lt", now - grace);
   bson_append_document_end(&filter, &range);
-  cursor = mongoc_collection_find_with_opts(bw_db_coll(db, BW_COLL_CLAIMS),
-                                            &filter, NULL, NULL);
-  while (mongoc_cursor_next(cursor, &doc))
-    reap_check_claim(db, cfg, doc, stats);
-  if (mongoc_cursor_error(cursor, &driver))
-    rc = bw_db_error(&driver, error);
-  mongoc_cursor_destroy(cursor);
+  rc = bw_db_each(bw_db_coll(db, BW_COLL_CLAIMS), &filter, NULL,
+                  reap_visit_claim, &pass, error);
   bson_destroy(&filter);
   return rc;
+}
+
+typedef struct reap_runs {
+  bson_oid_t *ids;
+  size_t n, cap;
+} reap_runs_t;
+
+static void reap_visit_run(const bson_t *doc, void *ctx) {
+  reap_runs_t *runs = ctx;
+  bson_iter_t it;
+
+  if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+    return;
+  if (runs->n == runs->cap) {
+    runs->cap = runs->cap ? runs->cap * 2 : 16;
+    runs->ids = bson_realloc(runs->ids, runs->cap * sizeof *runs->ids);
+  }
+  bson_oid_copy(bson_iter_oid(&it), &runs->ids[runs->n++]);
 }
 
 static int reap_runs(bw_db_t *db, const bw_config_t *cfg,
                      bw_reap_stats_t *stats, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, in, list, opts = BSON_INITIALIZER, proj;
-  const bson_t *doc;
-  bson_error_t driver;
-  mongoc_cursor_t *cursor;
-  bson_oid_t *runs = NULL;
-  size_t n = 0, cap = 0;
-  int rc = 0;
+  reap_runs_t runs = {NULL, 0, 0};
+  int rc;
 
   BSON_APPEND_DOCUMENT_BEGIN(&filter, "state", &in);
   BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
@@ -200,26 +213,13 @@ static int reap_runs(bw_db_t *db, const bw_config_t *cfg,
   BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
   BSON_APPEND_INT32(&proj, "_id", 1);
   bson_append_document_end(&opts, &proj);
-  cursor = mongoc_collection_find_with_opts(bw_db_coll(db, BW_COLL_RUNS),
-                                            &filter, &opts, NULL);
   /* Collect first: repairing while the cursor is open would hold it across
    * many other queries. */
-  while (mongoc_cursor_next(cursor, &doc)) {
-    bson_iter_t it;
-    if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
-      continue;
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      runs = bson_realloc(runs, cap * sizeof *runs);
-    }
-    bson_oid_copy(bson_iter_oid(&it), &runs[n++]);
-  }
-  if (mongoc_cursor_error(cursor, &driver))
-    rc = bw_db_error(&driver, error);
-  mongoc_cursor_destroy(cursor);
-  for (size_t i = 0; rc == 0 && i < n; i++)
-    rc = bw_run_repair(db, cfg, &runs[i], &stats->repaired, error);
-  bson_free(runs);
+  rc = bw_db_each(bw_db_coll(db, BW_COLL_RUNS), &filter, &opts, reap_visit_run,
+                  &runs, error);
+  for (size_t i = 0; rc == 0 && i < runs.n; i++)
+    rc = bw_run_repair(db, cfg, &runs.ids[i], &stats->repaired, error);
+  bson_free(runs.ids);
   bson_destroy(&filter);
   bson_destroy(&opts);
   return rc;

@@ -317,18 +317,14 @@ static int run_update_state(bw_db_t *db, const bson_oid_t *run,
 static int run_mark_once(bw_db_t *db, const bson_oid_t *run, const char *what,
                          bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER;
-  bson_oid_t op;
-  char hex[25], id[128], ophex[25];
+  char hex[25], id[128];
   int rc;
 
   bson_oid_to_string(run, hex);
   snprintf(id, sizeof id, "%s:%s", hex, what);
-  bson_oid_init(&op, NULL);
-  bson_oid_to_string(&op, ophex);
   BSON_APPEND_UTF8(&doc, "_id", id);
   BSON_APPEND_OID(&doc, "run_id", run);
   BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
-  BSON_APPEND_UTF8(&doc, "op", ophex);
   rc = bw_db_insert_once(db, BW_COLL_MARKS, &doc, error);
   bson_destroy(&doc);
   return rc;
@@ -370,8 +366,8 @@ static int run_queue_single(bw_db_t *db, const bson_oid_t *run,
   return bw_queue_push(db, &h, NULL, error);
 }
 
-/* Queues attempt 1 of every student job, from the roster (its envs).  Repeating it is
- * harmless: entries already there are kept, claimed ones get dropped. */
+/* Queues attempt 1 of every student job, from the roster (its envs).  Repeating
+ * it is harmless: entries already there are kept, claimed ones get dropped. */
 static int run_queue_students(bw_db_t *db, const bson_oid_t *run,
                               bw_error_t *error) {
   bson_t roster;
@@ -490,15 +486,11 @@ static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
 
   for (;; n++) {
     bson_t doc = BSON_INITIALIZER;
-    bson_oid_t op;
-    char tid[64], ophex[25];
+    char tid[64];
     snprintf(tid, sizeof tid, "%s:fin:%lld", hex, (long long)n);
-    bson_oid_init(&op, NULL);
-    bson_oid_to_string(&op, ophex);
     BSON_APPEND_UTF8(&doc, "_id", tid);
     BSON_APPEND_OID(&doc, "run_id", run);
     BSON_APPEND_OID(&doc, "job_id", job);
-    BSON_APPEND_UTF8(&doc, "op", ophex);
     rc = bw_db_insert_once(db, BW_COLL_MARKS, &doc, error);
     bson_destroy(&doc);
     if (rc != BW_EDUP)
@@ -585,10 +577,10 @@ typedef struct run_job {
   bson_oid_t id;
   char type[8];
   int index;
-  int attempts;  /* the highest attempt seen: hand-outs so far */
-  int final;     /* 0: not final, 1: succeeded, 2: failed */
-  bool active;   /* being graded now */
-  bool waiting;  /* an entry is in the queue (repair only looks) */
+  int attempts; /* the highest attempt seen: hand-outs so far */
+  int final;    /* 0: not final, 1: succeeded, 2: failed */
+  bool active;  /* being graded now */
+  bool waiting; /* an entry is in the queue (repair only looks) */
   char worker[25];
   char reason[256];
   int64_t started_at, finished_at;
@@ -621,26 +613,17 @@ static void run_jobs_cleanup(run_jobs_t *t) {
 
 /* Runs `visit` on every document of `coll` whose run_id is `run`. */
 static int run_each(mongoc_collection_t *coll, const bson_oid_t *run,
-                    void (*visit)(run_jobs_t *, const bson_t *),
-                    run_jobs_t *t, bw_error_t *error) {
+                    bw_db_visit_fn visit, run_jobs_t *t, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER;
-  const bson_t *doc;
-  bson_error_t driver;
-  mongoc_cursor_t *cursor;
-  int rc = 0;
-
+  int rc;
   BSON_APPEND_OID(&filter, "run_id", run);
-  cursor = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
-  while (mongoc_cursor_next(cursor, &doc))
-    visit(t, doc);
-  if (mongoc_cursor_error(cursor, &driver))
-    rc = bw_db_error(&driver, error);
-  mongoc_cursor_destroy(cursor);
+  rc = bw_db_each(coll, &filter, NULL, visit, t, error);
   bson_destroy(&filter);
   return rc;
 }
 
-static void run_visit_job(run_jobs_t *t, const bson_t *doc) {
+static void run_visit_job(const bson_t *doc, void *ctx) {
+  run_jobs_t *t = ctx;
   run_job_t *j;
   bson_iter_t it;
 
@@ -655,7 +638,8 @@ static void run_visit_job(run_jobs_t *t, const bson_t *doc) {
   t->n++;
 }
 
-static void run_visit_outcome(run_jobs_t *t, const bson_t *doc) {
+static void run_visit_outcome(const bson_t *doc, void *ctx) {
+  run_jobs_t *t = ctx;
   bson_oid_t id;
   bson_iter_t it;
   run_job_t *j;
@@ -668,10 +652,9 @@ static void run_visit_outcome(run_jobs_t *t, const bson_t *doc) {
   if (bson_iter_init_find(&it, doc, "reason") && BSON_ITER_HOLDS_UTF8(&it))
     bson_strncpy(j->reason, bson_iter_utf8(&it, NULL), sizeof j->reason);
   if (strcmp(kind, "result") == 0) {
-    j->final = bson_iter_init_find(&it, doc, "success") &&
-                       bson_iter_as_bool(&it)
-                   ? 1
-                   : 2;
+    j->final =
+        bson_iter_init_find(&it, doc, "success") && bson_iter_as_bool(&it) ? 1
+                                                                           : 2;
     if (bson_iter_init_find(&it, doc, "worker_id") && BSON_ITER_HOLDS_OID(&it))
       bson_oid_to_string(bson_iter_oid(&it), j->worker);
   } else if (strcmp(kind, "failed") == 0) {
@@ -681,7 +664,8 @@ static void run_visit_outcome(run_jobs_t *t, const bson_t *doc) {
     j->finished_at = bson_iter_date_time(&it);
 }
 
-static void run_visit_active(run_jobs_t *t, const bson_t *doc) {
+static void run_visit_active(const bson_t *doc, void *ctx) {
+  run_jobs_t *t = ctx;
   bson_oid_t id;
   bson_iter_t it;
   run_job_t *j;
@@ -698,7 +682,8 @@ static void run_visit_active(run_jobs_t *t, const bson_t *doc) {
     j->started_at = bson_iter_date_time(&it);
 }
 
-static void run_visit_waiting(run_jobs_t *t, const bson_t *doc) {
+static void run_visit_waiting(const bson_t *doc, void *ctx) {
+  run_jobs_t *t = ctx;
   bson_oid_t id;
   run_job_t *j;
   if (bson_get_oid(doc, "job_id", &id) && (j = run_jobs_find(t, &id)))
@@ -731,8 +716,12 @@ static int run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
 
 static int run_status_order(const void *a, const void *b) {
   const run_job_t *x = *(run_job_t *const *)a, *y = *(run_job_t *const *)b;
-  int tx = strcmp(x->type, "pre") == 0 ? 0 : strcmp(x->type, "post") == 0 ? 2 : 1;
-  int ty = strcmp(y->type, "pre") == 0 ? 0 : strcmp(y->type, "post") == 0 ? 2 : 1;
+  int tx = strcmp(x->type, "pre") == 0    ? 0
+           : strcmp(x->type, "post") == 0 ? 2
+                                          : 1;
+  int ty = strcmp(y->type, "pre") == 0    ? 0
+           : strcmp(y->type, "post") == 0 ? 2
+                                          : 1;
   return tx != ty ? tx - ty : x->index - y->index;
 }
 
@@ -867,8 +856,7 @@ static bool run_claimed(bw_db_t *db, const bson_oid_t *job, int attempt) {
  * graded, no entry waiting, and its next attempt never claimed (a claimed
  * one that was never recorded is the reaper's orphan-claim check). */
 static int run_repair_job(bw_db_t *db, const bson_oid_t *run, run_job_t *j,
-                          int student_count, int *repaired,
-                          bw_error_t *error) {
+                          int student_count, int *repaired, bw_error_t *error) {
   bw_handout_t h = {.attempt = j->attempts + 1};
   bson_t student = BSON_INITIALIZER;
   int rc;
@@ -927,8 +915,8 @@ int bw_run_repair(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
   bson_strncpy(phase_type,
                strcmp(state, "pre_processing") == 0    ? "pre"
                : strcmp(state, "post_processing") == 0 ? "post"
-               : strcmp(state, "students") == 0       ? "student"
-                                                      : "",
+               : strcmp(state, "students") == 0        ? "student"
+                                                       : "",
                sizeof phase_type);
   bson_destroy(&doc);
   if (phase_type[0] == '\0')

@@ -614,8 +614,9 @@ int bw_validate_run_config(json_object *body, const bw_config_t *cfg,
     return rc;
   }
   /* Pre/post jobs get the roster exactly as given, numbers and all. */
-  json_object_object_add(copy, "roster",
-                         json_object_get(json_object_object_get(body, "students")));
+  json_object_object_add(
+      copy, "roster",
+      json_object_get(json_object_object_get(body, "students")));
   *out = copy;
   return 0;
 }

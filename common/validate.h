@@ -21,8 +21,9 @@
  * *out is a normalised copy: student and global env values that were numbers
  * or booleans are now their JSON text as strings; stages are copied as given
  * (no defaults filled in); and "roster" is the students array exactly as
- * posted (what pre/post jobs are handed).  Checks every key, type and limit in the config,
- * ENV names, timeouts (> 0, <= max_timeout), and that every $NAME / ${NAME} /
+ * posted (what pre/post jobs are handed).  Checks every key, type and limit in
+ * the config, ENV names, timeouts (> 0, <= max_timeout), and that every $NAME /
+ * ${NAME} /
  * "" reference in every stage env resolves for every student (bw_env_check).
  * Returns 0, BW_EINVAL, or BW_ETOOBIG for a count over a configured limit
  * (still a 400 to the client: the handler maps it).

@@ -16,8 +16,8 @@ int bw_worker_register(bw_db_t *db, const char *hostname, char worker_id[25],
     BSON_APPEND_UTF8(&doc, "hostname", hostname);
   BSON_APPEND_DATE_TIME(&doc, "registered_at", now);
   BSON_APPEND_DATE_TIME(&doc, "last_heartbeat", now);
-  if (!mongoc_collection_insert_one(bw_db_coll(db, BW_COLL_WORKERS), &doc,
-                                    NULL, NULL, &driver))
+  if (!mongoc_collection_insert_one(bw_db_coll(db, BW_COLL_WORKERS), &doc, NULL,
+                                    NULL, &driver))
     rc = bw_db_error(&driver, error);
   bson_destroy(&doc);
   if (rc == 0)

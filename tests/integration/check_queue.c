@@ -39,7 +39,8 @@ static bw_db_t *test_db(const bw_config_t *cfg) {
 }
 
 static json_object *test_run_config(int students, bool post) {
-  json_object *config = json_object_new_object(), *list = json_object_new_array();
+  json_object *config = json_object_new_object(),
+              *list = json_object_new_array();
   for (int i = 0; i < students; i++) {
     json_object *s = json_object_new_object();
     char netid[32];
@@ -50,7 +51,8 @@ static json_object *test_run_config(int students, bool post) {
   json_object_object_add(config, "students", list);
   json_object_object_add(
       config, "student_pipeline",
-      json_tokener_parse("[{\"image\":\"grader\",\"env\":{\"N\":\"$NETID\"}}]"));
+      json_tokener_parse(
+          "[{\"image\":\"grader\",\"env\":{\"N\":\"$NETID\"}}]"));
   if (post)
     json_object_object_add(config, "post_processing_pipeline",
                            json_tokener_parse("[{\"image\":\"post\"}]"));
@@ -88,7 +90,8 @@ static void drain_child(const bw_config_t *cfg, int out_fd) {
     if (rc < 0)
       _exit(3);
     empty = 0;
-    const char *id = json_object_get_string(json_object_object_get(job, "job_id"));
+    const char *id =
+        json_object_get_string(json_object_object_get(job, "job_id"));
     char line[32];
     int n = snprintf(line, sizeof line, "%s\n", id);
     if (write(out_fd, line, (size_t)n) != n)
@@ -149,11 +152,12 @@ START_TEST(drain_from_many_processes_hands_each_job_out_once) {
   ck_assert_int_eq(count_lines_unique(log, &dups), 501); /* 500 + post */
   ck_assert_int_eq(dups, 0);
   ck_assert_int_eq(bw_run_status(db, &cfg, run_id, &status, &error), 0);
-  ck_assert_str_eq(json_object_get_string(json_object_object_get(status, "state")),
-                   "succeeded");
+  ck_assert_str_eq(
+      json_object_get_string(json_object_object_get(status, "state")),
+      "succeeded");
   json_object *counts = json_object_object_get(status, "counts");
-  ck_assert_int_eq(json_object_get_int(json_object_object_get(counts, "succeeded")),
-                   501);
+  ck_assert_int_eq(
+      json_object_get_int(json_object_object_get(counts, "succeeded")), 501);
   json_object_put(status);
   fclose(log);
   bw_db_close(db);
@@ -218,7 +222,8 @@ START_TEST(reapers_and_a_late_result_race_and_one_wins) {
   test_create_started_run(db, &cfg, 1, false, run_id);
   ck_assert_int_eq(bw_worker_register(db, "doomed", worker, &error), 0);
   ck_assert_int_eq(bw_queue_poll(db, &cfg, worker, &job, &error), 0);
-  bson_strncpy(job_id, json_object_get_string(json_object_object_get(job, "job_id")),
+  bson_strncpy(job_id,
+               json_object_get_string(json_object_object_get(job, "job_id")),
                sizeof job_id);
   json_object_put(job);
   test_kill_worker(db, worker);
@@ -250,7 +255,8 @@ START_TEST(reapers_and_a_late_result_race_and_one_wins) {
   }
   /* The result counts once (all four reports are the same worker's, so a
    * resend after the winning one is a 200 too) or the re-queue once. */
-  ck_assert_msg((results >= 1 && requeues == 0) || (results == 0 && requeues == 1),
+  ck_assert_msg((results >= 1 && requeues == 0) ||
+                    (results == 0 && requeues == 1),
                 "results %d requeues %d", results, requeues);
   ck_assert_int_eq(bw_test_db_count(bw_itest_stack(), "outcomes"), 1);
   ck_assert_int_eq(bw_test_db_count(bw_itest_stack(), "queue"), requeues);
