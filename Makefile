@@ -186,15 +186,15 @@ test-san: deps
 	@$(MAKE) --no-print-directory SAN=1 all
 	@$(MAKE) --no-print-directory SAN=1 $(UNIT_SRC:tests/unit/%.c=build/san/tests/%) \
 	  $(INTEG_SRC:tests/integration/%.c=build/san/tests/%)
-	@ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_REPORTS)/asan \
+	@rc=0; ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_REPORTS)/asan \
 	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SAN_REPORTS)/ubsan \
 	  BROADWAY_BIN=$(CURDIR)/build/san/bin scripts/run-tests \
 	  $(UNIT_SRC:tests/unit/%.c=build/san/tests/%) \
-	  $(INTEG_SRC:tests/integration/%.c=build/san/tests/%)
-	@if ls $(SAN_REPORTS) | grep -q .; then \
+	  $(INTEG_SRC:tests/integration/%.c=build/san/tests/%) || rc=1; \
+	if ls $(SAN_REPORTS) | grep -q .; then \
 	  echo "test-san: sanitizer reports in $(SAN_REPORTS):"; \
-	  head -n 40 $(SAN_REPORTS)/*; exit 1; \
-	else echo "test-san: no sanitizer report"; fi
+	  head -n 40 $(SAN_REPORTS)/*; rc=1; \
+	else echo "test-san: no sanitizer report"; fi; exit $$rc
 
 # --- valgrind ---
 # The FastCGI pool under valgrind (BROADWAY_FCGI_WRAPPER) through the API

@@ -75,9 +75,15 @@ double bench_samples_mean(const bench_samples_t *s) {
   return s->n ? sum / (double)s->n : 0;
 }
 
+static char result_prefix[64];
+
+void bench_result_prefix(const char *prefix) {
+  snprintf(result_prefix, sizeof result_prefix, "%s", prefix ? prefix : "");
+}
+
 void bench_result(const char *key, const char *fmt, ...) {
   va_list ap;
-  printf("RESULT %s ", key);
+  printf("RESULT %s%s ", result_prefix, key);
   va_start(ap, fmt);
   vprintf(fmt, ap);
   va_end(ap);

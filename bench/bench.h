@@ -37,7 +37,9 @@ int bench_samples_merge(bench_samples_t *to, const bench_samples_t *from);
 double bench_samples_pct(bench_samples_t *s, double p);
 double bench_samples_mean(const bench_samples_t *s);
 
-/* Prints "RESULT <key> <value>" on stdout and flushes. */
+/* Prints "RESULT <prefix><key> <value>" on stdout and flushes; the prefix
+ * is "" until bench_result_prefix() sets one. */
+void bench_result_prefix(const char *prefix);
 void bench_result(const char *key, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* The four usual lines for a latency: <key>_p50_ms, _p99_ms, _mean_ms, _n. */

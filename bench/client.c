@@ -71,8 +71,7 @@ void bench_client_cleanup(bench_client_t *c) {
 }
 
 long bench_client_request(bench_client_t *c, const char *method,
-                          const char *path, const char *body,
-                          size_t body_len) {
+                          const char *path, const char *body, size_t body_len) {
   char url[1024];
   long status = 0;
 
@@ -101,8 +100,7 @@ long bench_client_register(bench_client_t *c, const char *hostname,
   json_object *root, *data, *v;
   long status;
 
-  snprintf(path, sizeof path, "/api/v1/worker_register?hostname=%s",
-           hostname);
+  snprintf(path, sizeof path, "/api/v1/worker_register?hostname=%s", hostname);
   status = bench_client_request(c, "GET", path, NULL, 0);
   if (status != 200)
     return status;

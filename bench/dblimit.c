@@ -6,11 +6,18 @@
  *   bw_worker_check + bw_job_report          (POST /api/v1/grading_job/{id})
  *
  * with G processes in parallel (one database client each, as each FastCGI
- * worker has one) against the same embedded FerretDB as the stack.
+ * worker has one) against the same embedded FerretDB as the stack, each
+ * heartbeating at the configured interval like a grader.
  *
- *   bw-dblimit run --procs G --jobs N [--waiting W]
+ *   bw-dblimit run --procs G --jobs N [--waiting W] [--max-seconds T]
  *                                         drain N jobs of a run of N + W
- *                                         students (W stay queued)
+ *                                         students (W stay queued), or
+ *                                         stop after T seconds
+ *   bw-dblimit create --students S        time and peak memory of each
+ *                                         step of creating and starting a
+ *                                         run, as the handlers do it
+ *
+ * Results are prefixed "db_" (--label L: "L_").
  *
  * The database is found as the service finds it: bw_config_load() with the
  * stack's BROADWAY_DATA (or BROADWAY_MONGO_URI / BROADWAY_DB).
@@ -27,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +44,7 @@
 #include "job.h"
 #include "queue.h"
 #include "run.h"
+#include "json.h"
 #include "validate.h"
 #include "worker.h"
 
@@ -67,9 +76,9 @@ static struct {
 static op_stat_t *op_stat(const char *op, const mongoc_collection_t *coll) {
   static op_stat_t overflow = {"other", 0, 0};
   char name[48], cname[32];
-  const char *n = coll ? mongoc_collection_get_name(
-                             (mongoc_collection_t *)(uintptr_t)coll)
-                       : "?";
+  const char *n =
+      coll ? mongoc_collection_get_name((mongoc_collection_t *)(uintptr_t)coll)
+           : "?";
   snprintf(cname, sizeof cname, "%s", n);
   if (strncmp(cname, "queue_", 6) == 0)
     cname[5] = '\0';
@@ -79,8 +88,7 @@ static op_stat_t *op_stat(const char *op, const mongoc_collection_t *coll) {
       return &op_stats[i];
   if (op_count == MAX_STATS)
     return &overflow;
-  snprintf(op_stats[op_count].name, sizeof op_stats[op_count].name, "%s",
-           name);
+  snprintf(op_stats[op_count].name, sizeof op_stats[op_count].name, "%s", name);
   return &op_stats[op_count++];
 }
 
@@ -112,21 +120,21 @@ static void cursor_remember(const mongoc_cursor_t *cursor, op_stat_t *s) {
     s_->seconds += bench_now() - t_;                                           \
   } while (0)
 
-bool __real_mongoc_collection_insert_one(mongoc_collection_t *,
-                                         const bson_t *, const bson_t *,
-                                         bson_t *, bson_error_t *);
-mongoc_cursor_t *__real_mongoc_collection_find_with_opts(
-    mongoc_collection_t *, const bson_t *, const bson_t *,
-    const mongoc_read_prefs_t *);
-bool __real_mongoc_cursor_next(mongoc_cursor_t *, const bson_t **);
-void __real_mongoc_cursor_destroy(mongoc_cursor_t *);
-bool __real_mongoc_collection_update_one(mongoc_collection_t *,
-                                         const bson_t *, const bson_t *,
+bool __real_mongoc_collection_insert_one(mongoc_collection_t *, const bson_t *,
                                          const bson_t *, bson_t *,
                                          bson_error_t *);
-bool __real_mongoc_collection_delete_one(mongoc_collection_t *,
+mongoc_cursor_t *
+__real_mongoc_collection_find_with_opts(mongoc_collection_t *, const bson_t *,
+                                        const bson_t *,
+                                        const mongoc_read_prefs_t *);
+bool __real_mongoc_cursor_next(mongoc_cursor_t *, const bson_t **);
+void __real_mongoc_cursor_destroy(mongoc_cursor_t *);
+bool __real_mongoc_collection_update_one(mongoc_collection_t *, const bson_t *,
                                          const bson_t *, const bson_t *,
                                          bson_t *, bson_error_t *);
+bool __real_mongoc_collection_delete_one(mongoc_collection_t *, const bson_t *,
+                                         const bson_t *, bson_t *,
+                                         bson_error_t *);
 bool __real_mongoc_collection_find_and_modify_with_opts(
     mongoc_collection_t *, const bson_t *,
     const mongoc_find_and_modify_opts_t *, bson_t *, bson_error_t *);
@@ -164,8 +172,8 @@ bool __wrap_mongoc_collection_insert_one(mongoc_collection_t *c,
   op_stat_t *s = op_stat("insert", c);
   bool ok;
   s->calls++;
-  TIMED(s, ok = __real_mongoc_collection_insert_one(c, doc, opts, reply,
-                                                    error));
+  TIMED(s,
+        ok = __real_mongoc_collection_insert_one(c, doc, opts, reply, error));
   return ok;
 }
 
@@ -175,8 +183,8 @@ mongoc_cursor_t *__wrap_mongoc_collection_find_with_opts(
   op_stat_t *s = op_stat("find", c);
   mongoc_cursor_t *cursor;
   s->calls++;
-  TIMED(s, cursor = __real_mongoc_collection_find_with_opts(c, filter, opts,
-                                                            prefs));
+  TIMED(s, cursor =
+               __real_mongoc_collection_find_with_opts(c, filter, opts, prefs));
   cursor_remember(cursor, s);
   return cursor;
 }
@@ -247,6 +255,7 @@ typedef struct shared {
   atomic_int errors;   /* calls that failed unexpectedly */
   atomic_long empties; /* polls that found nothing (held by others) */
   _Atomic double t_end;
+  _Atomic double deadline; /* stop here even if jobs remain (--max-seconds) */
   op_stat_t stats[MAX_PROCS][MAX_STATS]; /* each child's, at its end */
   atomic_long n_poll, n_report;
   double lat[]; /* poll latencies, then report latencies: 2 * cap */
@@ -256,6 +265,7 @@ typedef struct dbjob {
   bw_config_t cfg;
   int procs, jobs;
   int waiting; /* extra students left in the queue while measuring */
+  double max_seconds;
   size_t cap; /* latency slots of each kind */
   shared_t *sh;
 } dbjob_t;
@@ -332,7 +342,15 @@ static int child_run(dbjob_t *d, int index, int ready_fd, int go_fd) {
   op_count = 0; /* count the measured loop only */
   (void)!write(ready_fd, &byte, 1);
   (void)!read(go_fd, &byte, 1); /* EOF when the parent says go */
-  while (atomic_load(&d->sh->done) < d->jobs) {
+  /* Heartbeats at the configured interval, as the e2e graders send them
+   * (else the reaper re-queues our jobs after 2 intervals). */
+  double next_beat = bench_now() + d->cfg.heartbeat;
+  while (atomic_load(&d->sh->done) < d->jobs &&
+         bench_now() < atomic_load(&d->sh->deadline)) {
+    if (bench_now() >= next_beat) {
+      bw_worker_heartbeat(db, wid, NULL);
+      next_beat += d->cfg.heartbeat;
+    }
     rc = dbjob_step(d, db, wid, result);
     if (rc < 0) {
       atomic_fetch_add(&d->sh->errors, 1);
@@ -384,15 +402,15 @@ static void report(dbjob_t *d, double seconds) {
     bench_samples_add(&poll, sh->lat[i]);
   for (size_t i = 0; i < nr && i < d->cap; i++)
     bench_samples_add(&rep, sh->lat[d->cap + i]);
-  bench_result("db_procs", "%d", d->procs);
-  bench_result("db_waiting", "%d", d->waiting);
-  bench_result("db_jobs", "%d", done);
-  bench_result("db_seconds", "%.3f", seconds);
-  bench_result("db_jobs_per_s", "%.1f", seconds > 0 ? done / seconds : 0);
-  bench_result_latency("db_poll", &poll);
-  bench_result_latency("db_report", &rep);
-  bench_result("db_empty_polls", "%ld", atomic_load(&sh->empties));
-  bench_result("db_errors", "%d", atomic_load(&sh->errors));
+  bench_result("procs", "%d", d->procs);
+  bench_result("waiting", "%d", d->waiting);
+  bench_result("jobs", "%d", done);
+  bench_result("seconds", "%.3f", seconds);
+  bench_result("jobs_per_s", "%.1f", seconds > 0 ? done / seconds : 0);
+  bench_result_latency("poll", &poll);
+  bench_result_latency("report", &rep);
+  bench_result("empty_polls", "%ld", atomic_load(&sh->empties));
+  bench_result("errors", "%d", atomic_load(&sh->errors));
   /* Round trips and database time per job, by kind of call. */
   op_stat_t all[MAX_STATS];
   int n = 0;
@@ -413,7 +431,7 @@ static void report(dbjob_t *d, double seconds) {
     char *space = strchr(all[i].name, ' ');
     if (space)
       *space = '_';
-    snprintf(key, sizeof key, "dbop_%.47s", all[i].name);
+    snprintf(key, sizeof key, "op_%.47s", all[i].name);
     /* calls per job, ms per call, ms per job */
     bench_result(key, "%.2f %.3f %.3f", (double)all[i].calls / done,
                  all[i].calls ? all[i].seconds / (double)all[i].calls * 1e3 : 0,
@@ -453,6 +471,7 @@ static int cmd_run(dbjob_t *d) {
     if (read(ready[0], &byte, 1) != 1 || byte != 0)
       failed = 1;
   double t0 = bench_now();
+  atomic_store(&d->sh->deadline, t0 + d->max_seconds);
   close(go[1]); /* every child's read returns: go */
   for (int i = 0; i < d->procs; i++) {
     int status;
@@ -462,9 +481,82 @@ static int cmd_run(dbjob_t *d) {
   }
   double t_end = atomic_load(&d->sh->t_end);
   report(d, (t_end > 0 ? t_end : bench_now()) - t0);
-  failed |= atomic_load(&d->sh->done) < d->jobs;
+  /* Stopped by --max-seconds: the rate stands, the run is unfinished. */
+  bench_result("capped", "%d", atomic_load(&d->sh->done) < d->jobs);
+  struct rusage ru; /* the children's CPU: the client side of the database */
+  getrusage(RUSAGE_CHILDREN, &ru);
+  bench_result("client_cpu_s", "%.3f",
+               (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                   (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+  failed |= atomic_load(&d->sh->errors) > 0;
   munmap(d->sh, size);
   return failed;
+}
+
+/* Peak resident memory of this process so far, kB. */
+static long vm_hwm_kb(void) {
+  char line[256];
+  long kb = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %ld", &kb) == 1)
+      break;
+  if (f)
+    fclose(f);
+  return kb;
+}
+
+/* What POST grading_run + POST grading_run/{id} cost without HTTP, step by
+ * step as the handlers take them, with the peak memory after each step:
+ * where the time and the memory of a large run go. */
+static int cmd_create(dbjob_t *d, int students) {
+  static const char *steps[] = {"body", "parse", "validate", "create", "start"};
+  double t[5];
+  long hwm[5];
+  char *text, run_id[25], key[64];
+  json_object *body = NULL, *config = NULL;
+  bw_error_t error = {0};
+  bw_db_t *db = NULL;
+  int rc = -1;
+
+  hwm[0] = vm_hwm_kb();
+  t[0] = bench_now();
+  text = bench_config_alloc(students);
+  if (text && bw_db_open(&db, &d->cfg, &error) == 0) {
+    bench_result("hwm_before_kb", "%ld", vm_hwm_kb());
+    t[0] = bench_now();
+    if (bw_json_parse_body(text, strlen(text), d->cfg.max_depth, &body,
+                           &error) == 0) {
+      t[1] = bench_now(), hwm[1] = vm_hwm_kb();
+      if (bw_validate_run_config(body, &d->cfg, &config, &error) == 0) {
+        t[2] = bench_now(), hwm[2] = vm_hwm_kb();
+        if (bw_run_create(db, &d->cfg, config, run_id, &error) == 0) {
+          t[3] = bench_now(), hwm[3] = vm_hwm_kb();
+          if (bw_run_start(db, &d->cfg, run_id, &error) == 0) {
+            t[4] = bench_now(), hwm[4] = vm_hwm_kb();
+            rc = 0;
+          }
+        }
+      }
+    }
+  }
+  if (rc == 0) {
+    bench_result("students", "%d", students);
+    bench_result("body_bytes", "%zu", strlen(text));
+    for (int i = 1; i < 5; i++) {
+      snprintf(key, sizeof key, "%s_ms", steps[i]);
+      bench_result(key, "%.1f", (t[i] - t[i - 1]) * 1e3);
+      snprintf(key, sizeof key, "%s_hwm_kb", steps[i]);
+      bench_result(key, "%ld", hwm[i]);
+    }
+  } else {
+    fprintf(stderr, "bw-dblimit: create: %s\n", error.message);
+  }
+  json_object_put(config);
+  json_object_put(body);
+  bw_db_close(db);
+  free(text);
+  return rc < 0;
 }
 
 int main(int argc, char **argv) {
@@ -472,8 +564,14 @@ int main(int argc, char **argv) {
       {"procs", required_argument, NULL, 'p'},
       {"jobs", required_argument, NULL, 'j'},
       {"waiting", required_argument, NULL, 'w'},
+      {"max-seconds", required_argument, NULL, 'm'},
+      {"label", required_argument, NULL, 'l'},
+      {"students", required_argument, NULL, 's'},
       {NULL, 0, NULL, 0}};
-  dbjob_t d = {.procs = 16, .jobs = 2000};
+  dbjob_t d = {.procs = 16, .jobs = 2000, .max_seconds = 1e9};
+  const char *label = "db";
+  char prefix[64];
+  int students = 100;
   const char *cmd = argc > 1 ? argv[1] : "";
   bw_error_t error;
   int ch, rc;
@@ -485,10 +583,19 @@ int main(int argc, char **argv) {
       d.jobs = atoi(optarg);
     else if (ch == 'w')
       d.waiting = atoi(optarg);
+    else if (ch == 'm')
+      d.max_seconds = atof(optarg);
+    else if (ch == 'l')
+      label = optarg;
+    else if (ch == 's')
+      students = atoi(optarg);
     else
       return 2;
   }
-  if (d.procs < 1 || d.procs > MAX_PROCS || d.jobs < 1 || d.waiting < 0) {
+  snprintf(prefix, sizeof prefix, "%s_", label);
+  bench_result_prefix(prefix);
+  if (d.procs < 1 || d.procs > MAX_PROCS || d.jobs < 1 || d.waiting < 0 ||
+      d.max_seconds <= 0 || students < 1) {
     fprintf(stderr, "bw-dblimit: --procs 1..%d, --jobs >= 1\n", MAX_PROCS);
     return 2;
   }
@@ -498,8 +605,12 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "run") == 0)
     rc = cmd_run(&d);
+  else if (strcmp(cmd, "create") == 0)
+    rc = cmd_create(&d, students);
   else {
-    fprintf(stderr, "usage: bw-dblimit run --procs G --jobs N [--waiting W]\n");
+    fprintf(stderr, "usage: bw-dblimit run --procs G --jobs N [--waiting W] "
+                    "[--max-seconds T] [--label L]\n"
+                    "       bw-dblimit create --students S [--label L]\n");
     rc = 2;
   }
   mongoc_cleanup();

@@ -1,7 +1,9 @@
 /* load.c - the HTTP side of the benchmark: simulated graders and clients
  * against a running stack (nginx -> FastCGI -> FerretDB).
  *
- *   bw-load e2e      --graders G --jobs N   G graders drain one run of N
+ *   bw-load e2e      --graders G --jobs N [--max-seconds T]
+ *                                           G graders drain one run of N
+ *                                           (or stop after T seconds)
  *   bw-load create   --students S --reps R  time POST grading_run + start
  *   bw-load pollwait --waiting W --polls K  single polls with W waiting
  *   bw-load pairs    --graders G --seconds D --path P
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "bench.h"
 #include "client.h"
@@ -35,7 +38,7 @@ static const char result_body[] =
 typedef struct options {
   const char *url, *token, *path, *label;
   int graders, jobs, students, reps, waiting, polls;
-  double seconds;
+  double seconds, max_seconds;
 } options_t;
 
 /* ---- shared ---------------------------------------------------------- */
@@ -96,6 +99,7 @@ typedef struct e2e {
   atomic_int done;   /* results accepted */
   atomic_int failed; /* graders that gave up */
   _Atomic double t_end;
+  double deadline; /* --max-seconds: stop here even if jobs remain */
 } e2e_t;
 
 typedef struct grader {
@@ -126,8 +130,8 @@ static int grader_step(grader_t *g, bench_client_t *c) {
     return 0;
   }
   if (status != 200 || !bench_client_find_string(c, "job_id", job_id, 25)) {
-    fprintf(stderr, "bw-load: grader %d poll: HTTP %ld %s\n", g->index,
-            status, c->error);
+    fprintf(stderr, "bw-load: grader %d poll: HTTP %ld %s\n", g->index, status,
+            c->error);
     return -1;
   }
   bench_samples_add(&g->poll, polled - t);
@@ -167,7 +171,8 @@ static void *grader_main(void *arg) {
   }
   pthread_barrier_wait(&g->e2e->go);
   double next_beat = bench_now() + heartbeat;
-  while (status == 200 && atomic_load(&g->e2e->done) < opt->jobs) {
+  while (status == 200 && atomic_load(&g->e2e->done) < opt->jobs &&
+         bench_now() < g->e2e->deadline) {
     if (bench_now() >= next_beat) {
       grader_heartbeat(g, &c);
       next_beat += heartbeat;
@@ -182,6 +187,15 @@ static void *grader_main(void *arg) {
   }
   bench_client_cleanup(&c);
   return NULL;
+}
+
+/* CPU (user + system) used so far, to tell the load generator's share of
+ * the machine from the service's. */
+static double cpu_seconds(int who) {
+  struct rusage ru;
+  getrusage(who, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static void e2e_report(grader_t *g, int n, double seconds, int done) {
@@ -209,6 +223,7 @@ static void e2e_report(grader_t *g, int n, double seconds, int done) {
   bench_result("e2e_heartbeats", "%ld", heartbeats);
   bench_result("e2e_errors", "%ld", errors);
   bench_result("e2e_conflicts", "%ld", conflicts);
+  bench_result("e2e_client_cpu_s", "%.3f", cpu_seconds(RUSAGE_SELF));
   bench_samples_cleanup(&poll);
   bench_samples_cleanup(&empty);
   bench_samples_cleanup(&result);
@@ -236,6 +251,8 @@ static int cmd_e2e(const options_t *opt) {
     bench_samples_init(&g[i].result);
     pthread_create(&g[i].thread, NULL, grader_main, &g[i]);
   }
+  /* Written before the barrier releases the graders that read it. */
+  e2e.deadline = bench_now() + opt->max_seconds;
   pthread_barrier_wait(&e2e.go); /* every grader registered */
   double t0 = bench_now();
   for (int i = 0; i < opt->graders; i++)
@@ -246,7 +263,9 @@ static int cmd_e2e(const options_t *opt) {
   e2e_report(g, opt->graders, (t_end > 0 ? t_end : bench_now()) - t0, done);
   run_state(&c, run_id, state, sizeof state);
   bench_result("e2e_run_state", "%s", state);
-  rc = done == opt->jobs && atomic_load(&e2e.failed) == 0 ? 0 : 1;
+  /* Stopped by --max-seconds: the rate stands, the run is unfinished. */
+  bench_result("e2e_capped", "%d", done < opt->jobs);
+  rc = atomic_load(&e2e.failed) == 0 ? 0 : 1;
   for (int i = 0; i < opt->graders; i++) {
     bench_samples_cleanup(&g[i].poll);
     bench_samples_cleanup(&g[i].empty);
@@ -366,6 +385,7 @@ static void *pair_main(void *arg) {
          bench_client_request(&c, "GET", opt->path, NULL, 0) > 0;
   }
   pthread_barrier_wait(&p->pairs->go);
+  pthread_barrier_wait(&p->pairs->go);
   while (ok && bench_now() < p->pairs->deadline) {
     double t = bench_now();
     long a = bench_client_request(&c, "GET", opt->path, NULL, 0);
@@ -391,6 +411,8 @@ static void pairs_report(const char *label, int clients, double seconds,
   bench_result(key, "%d", clients);
   snprintf(key, sizeof key, "%s_seconds", label);
   bench_result(key, "%.3f", seconds);
+  snprintf(key, sizeof key, "%s_pairs", label);
+  bench_result(key, "%ld", done);
   snprintf(key, sizeof key, "%s_per_s", label);
   bench_result(key, "%.1f", done / seconds);
   snprintf(key, sizeof key, "%s_requests_per_s", label);
@@ -414,14 +436,15 @@ static int cmd_pairs(const options_t *opt) {
   bench_samples_init(&get);
   bench_samples_init(&post);
   pthread_barrier_init(&pairs.go, NULL, (unsigned)opt->graders + 1);
-  pairs.deadline = bench_now() + 3600; /* set for real below */
   for (int i = 0; i < opt->graders; i++) {
     p[i].pairs = &pairs;
     bench_samples_init(&p[i].get);
     bench_samples_init(&p[i].post);
     pthread_create(&p[i].thread, NULL, pair_main, &p[i]);
   }
-  /* The deadline is written before the barrier releases the readers. */
+  /* Twice: every client connected, then the deadline is written before
+   * the second barrier releases the readers. */
+  pthread_barrier_wait(&pairs.go);
   double t0 = bench_now();
   pairs.deadline = t0 + opt->seconds;
   pthread_barrier_wait(&pairs.go);
@@ -448,7 +471,7 @@ static int cmd_pairs(const options_t *opt) {
 static void usage(void) {
   fprintf(stderr,
           "usage: BENCH_URL=http://h:p BENCH_TOKEN=t bw-load COMMAND [opts]\n"
-          "  e2e      --graders G --jobs N\n"
+          "  e2e      --graders G --jobs N [--max-seconds T]\n"
           "  create   --students S [--reps R]\n"
           "  pollwait --waiting W [--polls K]\n"
           "  pairs    --graders G --seconds D [--path P] [--label L]\n");
@@ -465,6 +488,7 @@ static int parse_options(int argc, char **argv, options_t *opt) {
       {"seconds", required_argument, NULL, 'd'},
       {"path", required_argument, NULL, 'p'},
       {"label", required_argument, NULL, 'l'},
+      {"max-seconds", required_argument, NULL, 'm'},
       {NULL, 0, NULL, 0}};
   int ch;
 
@@ -475,6 +499,7 @@ static int parse_options(int argc, char **argv, options_t *opt) {
                      .waiting = 100,
                      .polls = 50,
                      .seconds = 5,
+                     .max_seconds = 1e9,
                      .path = "/api/v1/grading_job",
                      .label = "pairs"};
   opt->url = getenv("BENCH_URL");
@@ -508,13 +533,16 @@ static int parse_options(int argc, char **argv, options_t *opt) {
     case 'l':
       opt->label = optarg;
       break;
+    case 'm':
+      opt->max_seconds = atof(optarg);
+      break;
     default:
       return -1;
     }
   }
   if (!opt->url || !opt->token || opt->graders < 1 || opt->jobs < 1 ||
       opt->students < 1 || opt->reps < 1 || opt->waiting < 0 ||
-      opt->polls < 1 || opt->seconds <= 0)
+      opt->polls < 1 || opt->seconds <= 0 || opt->max_seconds <= 0)
     return -1;
   return 0;
 }

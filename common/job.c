@@ -45,18 +45,26 @@ static void job_copy_fields(json_object *view, const bson_t *doc,
       json_object_object_add(view, fields[i], bw_json_from_bson_iter(&it));
 }
 
+/* A job's ended attempts, read from outcomes. */
 typedef struct job_history {
-  int attempts;
-  char reason[256];
+  int attempts; /* attempts that ended */
+  bson_t final; /* the outcome that made the job final, if any */
+  bool has_final;
+  char reason[256]; /* the last re-queue's reason */
 } job_history_t;
 
 static void job_visit_outcome(const bson_t *doc, void *ctx) {
   job_history_t *h = ctx;
+  const char *kind = bson_get_utf8(doc, "kind", "");
   h->attempts++;
-  bson_strncpy(h->reason, bson_get_utf8(doc, "reason", ""), sizeof h->reason);
+  if (strcmp(kind, "requeued") == 0)
+    bson_strncpy(h->reason, bson_get_utf8(doc, "reason", ""), sizeof h->reason);
+  else if (!h->has_final) {
+    bson_copy_to(doc, &h->final);
+    h->has_final = true;
+  }
 }
 
-/* How many attempts ended, and the reason given for the last one. */
 static void job_read_history(bw_db_t *db, const bson_oid_t *job,
                              job_history_t *h) {
   bson_t filter = BSON_INITIALIZER;
@@ -67,13 +75,36 @@ static void job_read_history(bw_db_t *db, const bson_oid_t *job,
   bson_destroy(&filter);
 }
 
+/* A final job: its success, who finished it and when, what the grader
+ * sent (info, logs), or why the service gave it up. */
+static const char *job_view_final(bw_db_t *db, const bson_t *outcome,
+                                  json_object *view) {
+  bson_t filter = BSON_INITIALIZER, result;
+  bson_iter_t it;
+  char hex[25];
+  bool ok = strcmp(bson_get_utf8(outcome, "kind", ""), "result") == 0 &&
+            bson_iter_init_find(&it, outcome, "success") &&
+            bson_iter_as_bool(&it);
+
+  json_object_object_add(view, "success", json_object_new_boolean(ok));
+  job_copy_fields(view, outcome, (const char *const[]){"reason"}, 1);
+  if (bson_iter_init_find(&it, outcome, "at"))
+    json_object_object_add(view, "finished_at", bw_json_from_bson_iter(&it));
+  if (bson_get_oid_hex(outcome, "worker_id", hex))
+    json_object_object_add(view, "worker_id", json_object_new_string(hex));
+  if (bson_iter_init_find(&it, outcome, "_id"))
+    bson_append_iter(&filter, "_id", 3, &it);
+  if (bw_db_find_one(db, BW_COLL_RESULTS, &filter, NULL, &result, NULL) == 0)
+    job_copy_fields(view, &result, (const char *const[]){"info", "logs"}, 2);
+  bson_destroy(&result);
+  bson_destroy(&filter);
+  return ok ? "succeeded" : "failed";
+}
+
 int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
                json_object **out, bw_error_t *error) {
-  static const char *const result_fields[] = {"success", "info", "logs",
-                                              "reason", "finished_at"};
-  static const char *const active_fields[] = {"started_at"};
   bson_oid_t oid, run;
-  bson_t job, found;
+  bson_t job, active;
   bson_iter_t it;
   char hex[25], run_state[32];
   job_history_t history;
@@ -105,28 +136,24 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
 
   job_read_history(db, &oid, &history);
   attempts = history.attempts;
-  if (job_find_by(db, BW_COLL_RESULTS, "_id", &oid, &found, NULL) == 0) {
-    state =
-        bson_iter_init_find(&it, &found, "success") && bson_iter_as_bool(&it)
-            ? "succeeded"
-            : "failed";
-    job_copy_fields(view, &found, result_fields, 5);
-    if (bson_get_oid_hex(&found, "worker_id", hex))
-      json_object_object_add(view, "worker_id", json_object_new_string(hex));
-  } else if (bson_destroy(&found),
-             bw_queue_find_active(db, &oid, &found, NULL) == 0) {
+  bson_init(&active);
+  if (history.has_final) {
+    state = job_view_final(db, &history.final, view);
+    bson_destroy(&history.final);
+  } else if (bson_destroy(&active),
+             bw_queue_find_active(db, &oid, &active, NULL) == 0) {
     state = "running";
     attempts++;
-    job_copy_fields(view, &found, active_fields, 1);
-    if (bson_get_oid_hex(&found, "worker_id", hex))
+    job_copy_fields(view, &active, (const char *const[]){"started_at"}, 1);
+    if (bson_get_oid_hex(&active, "worker_id", hex))
       json_object_object_add(view, "worker_id", json_object_new_string(hex));
   } else {
     state = bw_run_job_state(bson_get_utf8(&job, "type", "student"), run_state);
-    if (history.reason[0] != '\0')
-      json_object_object_add(view, "reason",
-                             json_object_new_string(history.reason));
   }
-  bson_destroy(&found);
+  if (history.reason[0] != '\0' && strcmp(state, "succeeded") != 0)
+    json_object_object_add(view, "reason",
+                           json_object_new_string(history.reason));
+  bson_destroy(&active);
   bson_destroy(&job);
   json_object_object_add(view, "state", json_object_new_string(state));
   json_object_object_add(view, "attempts", json_object_new_int(attempts));
@@ -137,7 +164,8 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
 /* ---- end of an attempt ----------------------------------------------- */
 
 /* The attempt's outcome: inserting it is what decides, once, how the
- * attempt ended. */
+ * attempt ended.  It carries the hand-out, so whoever finds it can finish
+ * what its inserter started (bw_job_settle). */
 static int job_insert_outcome(bw_db_t *db, const bw_handout_t *h,
                               const char *kind, const bson_oid_t *worker,
                               int success, const char *reason,
@@ -148,9 +176,7 @@ static int job_insert_outcome(bw_db_t *db, const bw_handout_t *h,
 
   bw_queue_entry_id(&h->job_id, h->attempt, id);
   BSON_APPEND_UTF8(&doc, "_id", id);
-  BSON_APPEND_OID(&doc, "job_id", &h->job_id);
-  BSON_APPEND_OID(&doc, "run_id", &h->run_id);
-  BSON_APPEND_INT32(&doc, "attempt", h->attempt);
+  bw_handout_append(&doc, h, NULL);
   BSON_APPEND_UTF8(&doc, "kind", kind);
   if (worker != NULL)
     BSON_APPEND_OID(&doc, "worker_id", worker);
@@ -164,78 +190,141 @@ static int job_insert_outcome(bw_db_t *db, const bw_handout_t *h,
   return rc;
 }
 
-/* The job's final record.  A second insert (a re-applied result after a
- * crash) changes nothing. */
+/* What the grader sent for attempt h->attempt, stored before the outcome is
+ * decided: whoever finishes the attempt later (a resend, the reaper) finds
+ * it there.  It counts only if the attempt's outcome is this result. */
 static int job_insert_result(bw_db_t *db, const bw_handout_t *h,
-                             const bson_oid_t *worker, bool success,
-                             json_object *result, const char *reason,
+                             const bson_oid_t *worker, json_object *result,
                              bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER;
   json_object *v;
+  char id[48];
   int rc;
 
-  BSON_APPEND_OID(&doc, "_id", &h->job_id);
+  bw_queue_entry_id(&h->job_id, h->attempt, id);
+  BSON_APPEND_UTF8(&doc, "_id", id);
+  BSON_APPEND_OID(&doc, "job_id", &h->job_id);
   BSON_APPEND_OID(&doc, "run_id", &h->run_id);
   BSON_APPEND_INT32(&doc, "attempt", h->attempt);
-  if (worker != NULL)
-    BSON_APPEND_OID(&doc, "worker_id", worker);
-  BSON_APPEND_BOOL(&doc, "success", success);
-  if (result != NULL && json_object_object_get_ex(result, "info", &v))
+  BSON_APPEND_OID(&doc, "worker_id", worker);
+  BSON_APPEND_BOOL(
+      &doc, "success",
+      json_object_get_boolean(json_object_object_get(result, "success")));
+  if (json_object_object_get_ex(result, "info", &v))
     bw_json_append_bson(&doc, "info", v);
-  if (result != NULL && json_object_object_get_ex(result, "logs", &v))
+  if (json_object_object_get_ex(result, "logs", &v))
     bw_json_append_bson(&doc, "logs", v);
-  if (reason != NULL)
-    BSON_APPEND_UTF8(&doc, "reason", reason);
-  BSON_APPEND_DATE_TIME(&doc, "finished_at", bw_db_now_ms());
+  BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
   rc = bw_db_insert_once(db, BW_COLL_RESULTS, &doc, error);
   bson_destroy(&doc);
-  return rc == BW_EDUP ? 0 : rc;
+  return rc == BW_EDUP ? 0 : rc; /* a resend: the first copy stands */
 }
 
-/* Everything after the outcome insert; each step is idempotent, so a resend
- * after a crash half-way through can simply run it again. */
-static int job_finish(bw_db_t *db, const bw_config_t *cfg,
-                      const bw_handout_t *h, const bson_oid_t *worker,
-                      bool success, json_object *result, const char *reason,
-                      bw_error_t *error) {
-  int rc = job_insert_result(db, h, worker, success, result, reason, error);
-  if (rc == 0)
-    rc = bw_queue_end_active(db, &h->job_id, h->attempt, error);
-  if (rc == 0)
-    rc = bw_run_job_finished(db, cfg, h, success, error);
-  return rc;
-}
+/* Carries out what `outcome` decided for hand-out `h`.  Every step is
+ * idempotent, so this is also how a resend or the reaper finishes an
+ * attempt whose decider died (or timed out) half-way. */
+static int job_apply(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
+                     const bson_t *student, const bson_t *outcome,
+                     bw_error_t *error) {
+  const char *kind = bson_get_utf8(outcome, "kind", "");
+  bson_iter_t it;
+  int rc = 0;
 
-/* The job is not (or no longer) held by the caller: 200 if the caller's own
- * result was already accepted (a resend), 404 if there is no such job, 409
- * otherwise. */
-static int job_not_held(bw_db_t *db, const bson_oid_t *oid, const char *job_id,
-                        const char *worker_id, bw_error_t *error) {
-  bson_t doc;
-  char by[25];
-  int rc = job_find_by(db, BW_COLL_RESULTS, "_id", oid, &doc, error);
-
-  if (rc == 0) {
-    bson_get_oid_hex(&doc, "worker_id", by);
-    rc = strcmp(by, worker_id) == 0
-             ? 0
-             : bw_error_set(error, BW_ECONFLICT,
-                            "grading job %s is finished, by another worker",
-                            job_id);
-  } else if (rc == BW_ENOTFOUND) {
-    bson_destroy(&doc);
-    rc = job_find_by(db, BW_COLL_JOBS, "_id", oid, &doc, error);
-    if (rc == BW_ENOTFOUND)
-      rc =
-          bw_error_set(error, BW_ENOTFOUND, "grading job %s not found", job_id);
-    else if (rc == 0)
-      rc = bw_error_set(error, BW_ECONFLICT,
-                        "grading job %s is not held by this worker (it was "
-                        "re-queued, or never handed to it)",
-                        job_id);
+  if (strcmp(kind, "requeued") == 0) {
+    bw_handout_t next = *h;
+    next.attempt = h->attempt + 1;
+    /* The next attempt is queued before this one is forgotten: a crash in
+     * between leaves a stale active record, never a lost job. */
+    rc = bw_queue_push(db, &next, student, error);
+    if (rc == 0)
+      rc = bw_queue_end_active(db, &h->job_id, h->attempt, error);
+    return rc;
   }
-  bson_destroy(&doc);
+  rc = bw_queue_end_active(db, &h->job_id, h->attempt, error);
+  if (rc == 0)
+    rc = bw_run_job_finished(db, cfg, h,
+                             strcmp(kind, "result") == 0 &&
+                                 bson_iter_init_find(&it, outcome, "success") &&
+                                 bson_iter_as_bool(&it),
+                             error);
   return rc;
+}
+
+static int job_find_outcome(bw_db_t *db, const bw_handout_t *h, bson_t *out,
+                            bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  char id[48];
+  int rc;
+  bw_queue_entry_id(&h->job_id, h->attempt, id);
+  BSON_APPEND_UTF8(&filter, "_id", id);
+  rc = bw_db_find_one(db, BW_COLL_OUTCOMES, &filter, NULL, out, error);
+  bson_destroy(&filter);
+  return rc;
+}
+
+int bw_job_settle(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
+                  const bson_t *student, bw_error_t *error) {
+  bson_t outcome;
+  int rc = job_find_outcome(db, h, &outcome, error);
+  if (rc == 0)
+    rc = job_apply(db, cfg, h, student, &outcome, error);
+  bson_destroy(&outcome);
+  return rc;
+}
+
+typedef struct job_own_result {
+  const char *worker_id;
+  bson_t outcome; /* the caller's accepted result, if found */
+  bool found, any;
+} job_own_result_t;
+
+static void job_visit_own_result(const bson_t *doc, void *ctx) {
+  job_own_result_t *own = ctx;
+  char by[25];
+  own->any = true;
+  if (!own->found && strcmp(bson_get_utf8(doc, "kind", ""), "result") == 0 &&
+      bson_get_oid_hex(doc, "worker_id", by) &&
+      strcmp(by, own->worker_id) == 0) {
+    bson_copy_to(doc, &own->outcome);
+    own->found = true;
+  }
+}
+
+/* The job has no hand-out held by the caller: 200 if the caller's own
+ * result was already accepted (a resend; whatever the first attempt left
+ * undone is finished now), 404 if there is no such job, 409 otherwise. */
+static int job_not_held(bw_db_t *db, const bw_config_t *cfg,
+                        const bson_oid_t *oid, const char *job_id,
+                        const char *worker_id, bw_error_t *error) {
+  job_own_result_t own = {.worker_id = worker_id};
+  bson_t filter = BSON_INITIALIZER, doc;
+  bw_handout_t h;
+  int rc;
+
+  BSON_APPEND_OID(&filter, "job_id", oid);
+  rc = bw_db_each(bw_db_coll(db, BW_COLL_OUTCOMES), &filter, NULL,
+                  job_visit_own_result, &own, error);
+  bson_destroy(&filter);
+  if (rc == 0 && own.found) {
+    rc = bw_handout_from_bson(&own.outcome, &h, NULL)
+             ? job_apply(db, cfg, &h, NULL, &own.outcome, error)
+             : 0;
+    bson_destroy(&own.outcome);
+    return rc;
+  }
+  if (rc < 0)
+    return rc;
+  rc = job_find_by(db, BW_COLL_JOBS, "_id", oid, &doc, error);
+  bson_destroy(&doc);
+  if (rc == BW_ENOTFOUND)
+    return bw_error_set(error, BW_ENOTFOUND, "grading job %s not found",
+                        job_id);
+  if (rc < 0)
+    return rc;
+  return bw_error_set(error, BW_ECONFLICT,
+                      "grading job %s is not held by this worker (%s)", job_id,
+                      own.any ? "it was re-queued or finished by another"
+                              : "it was never handed to it");
 }
 
 int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
@@ -244,9 +333,9 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
   bool success =
       json_object_get_boolean(json_object_object_get(result, "success"));
   bson_oid_t oid, worker;
-  bson_t active, existing, filter = BSON_INITIALIZER;
+  bson_t active, outcome;
   bw_handout_t h;
-  char holder[25], id[48], by[25];
+  char holder[25], by[25];
   int rc;
 
   if (!bw_db_oid_parse(job_id, &oid))
@@ -260,34 +349,28 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
     rc = BW_ENOTFOUND;
   bson_destroy(&active);
   if (rc == BW_ENOTFOUND)
-    return job_not_held(db, &oid, job_id, worker_id, error);
-  if (rc < 0)
-    return rc;
-
-  rc = job_insert_outcome(db, &h, "result", &worker, success, NULL, error);
+    return job_not_held(db, cfg, &oid, job_id, worker_id, error);
   if (rc == 0)
-    return job_finish(db, cfg, &h, &worker, success, result, NULL, error);
-  if (rc != BW_EDUP)
+    rc = job_insert_result(db, &h, &worker, result, error);
+  if (rc == 0)
+    rc = job_insert_outcome(db, &h, "result", &worker, success, NULL, error);
+  if (rc < 0 && rc != BW_EDUP)
     return rc;
 
-  /* The attempt already ended: fine if it was this worker's own result,
-   * and then the steps after the outcome are re-applied (a crash may have
-   * cut them short; each is idempotent). */
-  bw_queue_entry_id(&oid, h.attempt, id);
-  BSON_APPEND_UTF8(&filter, "_id", id);
-  rc = bw_db_find_one(db, BW_COLL_OUTCOMES, &filter, NULL, &existing, error);
-  bson_destroy(&filter);
+  /* Decided now, or earlier: by this worker's own result (a resend, maybe
+   * after a timeout that hid our insert), or by the reaper. */
+  rc = job_find_outcome(db, &h, &outcome, error);
   if (rc == 0) {
-    bson_get_oid_hex(&existing, "worker_id", by);
-    if (strcmp(bson_get_utf8(&existing, "kind", ""), "result") == 0 &&
+    bson_get_oid_hex(&outcome, "worker_id", by);
+    if (strcmp(bson_get_utf8(&outcome, "kind", ""), "result") == 0 &&
         strcmp(by, worker_id) == 0)
-      rc = job_finish(db, cfg, &h, &worker, success, result, NULL, error);
+      rc = job_apply(db, cfg, &h, NULL, &outcome, error);
     else
       rc = bw_error_set(
           error, BW_ECONFLICT, "grading job %s attempt %d already ended: %s",
-          job_id, h.attempt, bson_get_utf8(&existing, "reason", "re-queued"));
+          job_id, h.attempt, bson_get_utf8(&outcome, "reason", "re-queued"));
   }
-  bson_destroy(&existing);
+  bson_destroy(&outcome);
   return rc;
 }
 
@@ -295,7 +378,6 @@ int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
                    const bson_t *student, const char *reason, bool *failed,
                    bw_error_t *error) {
   bool give_up = h->attempt >= cfg->max_attempts;
-  bw_handout_t next = *h;
   char why[512];
   int rc;
 
@@ -309,16 +391,6 @@ int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
                           error);
   if (rc < 0)
     return rc;
-  if (give_up) {
-    *failed = true;
-    return job_finish(db, cfg, h, NULL, false, NULL, why, error);
-  }
-  /* Queue the next attempt before forgetting this one: a crash in between
-   * leaves a stale active record (harmless: the reaper's next pass finds its
-   * outcome), never a lost job. */
-  next.attempt = h->attempt + 1;
-  rc = bw_queue_push(db, &next, student, error);
-  if (rc == 0)
-    rc = bw_queue_end_active(db, &h->job_id, h->attempt, error);
-  return rc;
+  *failed = give_up;
+  return bw_job_settle(db, cfg, h, student, error);
 }

@@ -41,4 +41,12 @@ int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
                    const bson_t *student, const char *reason, bool *failed,
                    bw_error_t *error);
 
+/* Finishes what the outcome of hand-out `h` decided, for an attempt whose
+ * decider died or timed out half-way (the reaper calls it when it finds the
+ * attempt already ended): re-queues the next attempt (with `student`), or
+ * ends the active record and moves the run on.  Idempotent.  Returns 0,
+ * BW_ENOTFOUND (no outcome: the attempt has not ended), or BW_EDB. */
+int bw_job_settle(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
+                  const bson_t *student, bw_error_t *error);
+
 #endif

@@ -235,11 +235,28 @@ static int queue_dequeue(bw_db_t *db, const char *id, const bw_handout_t *h,
   return rc;
 }
 
-/* Records the hand-out as being graded by `worker`: what results and the
- * reaper look up. */
+/* When a hand-out is overdue: its stages' timeouts (the grader kills a
+ * stage at its timeout) plus claim_grace.  A grader that holds a job longer
+ * has lost it (the reply to its poll never reached it) or is stuck; the
+ * reaper re-queues it then, heartbeat or not. */
+static int64_t queue_deadline(const bw_config_t *cfg, json_object *payload) {
+  json_object *stages = json_object_object_get(payload, "stages"), *t;
+  int64_t seconds = cfg->claim_grace;
+
+  for (size_t i = 0; i < json_object_array_length(stages); i++)
+    seconds += json_object_object_get_ex(json_object_array_get_idx(stages, i),
+                                         "timeout", &t)
+                   ? (int64_t)json_object_get_double(t) + 1
+                   : cfg->default_timeout;
+  return bw_db_now_ms() + seconds * 1000;
+}
+
+/* Records the hand-out as being graded by `worker` until `deadline`: what
+ * results and the reaper look up. */
 static int queue_record_active(bw_db_t *db, const char *id,
                                const bw_handout_t *h, const bson_t *student,
-                               const bson_oid_t *worker, bw_error_t *error) {
+                               const bson_oid_t *worker, int64_t deadline,
+                               bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER;
   int rc;
 
@@ -247,6 +264,7 @@ static int queue_record_active(bw_db_t *db, const char *id,
   bw_handout_append(&doc, h, student);
   BSON_APPEND_OID(&doc, "worker_id", worker);
   BSON_APPEND_DATE_TIME(&doc, "started_at", bw_db_now_ms());
+  BSON_APPEND_DATE_TIME(&doc, "deadline", deadline);
   rc = bw_db_insert_once(db, BW_COLL_ACTIVE, &doc, error);
   bson_destroy(&doc);
   return rc == BW_EDUP ? 0 : rc;
@@ -351,10 +369,13 @@ static int queue_take(bw_db_t *db, const bw_config_t *cfg, const bson_t *entry,
     return rc;
   rc = queue_dequeue(db, id, &h, error);
   if (rc == 0)
-    rc = queue_record_active(db, id, &h, &student, worker, error);
-  if (rc == 0)
     rc = queue_payload(db, &h, &student, out, error);
+  if (rc == 0)
+    rc = queue_record_active(db, id, &h, &student, worker,
+                             queue_deadline(cfg, *out), error);
   if (rc < 0) {
+    json_object_put(*out);
+    *out = NULL;
     bw_log_error("queue: %s claimed but not handed out: %s", id,
                  error ? error->message : "");
     queue_give_back(db, cfg, &h, &student);

@@ -63,9 +63,10 @@ static void reap_abandon(bw_db_t *db, const bw_config_t *cfg,
     bw_log_info("reaper: job %s attempt %d re-queued: %s", hex, h->attempt,
                 reason);
   } else if (rc == BW_EDUP) {
-    /* The attempt already ended (its result won, or an earlier pass died
-     * half-way): its active record, if any, is stale. */
-    bw_queue_end_active(db, &h->job_id, h->attempt, NULL);
+    /* The attempt already ended (its result won), but its active record is
+     * still here: whoever decided died or timed out half-way.  Finish it. */
+    if (bw_job_settle(db, cfg, h, student, &error) < 0)
+      bw_log_warn("reaper: job %s: %s", hex, error.message);
   } else {
     bw_log_warn("reaper: job %s: %s", hex, error.message);
   }
@@ -75,28 +76,52 @@ typedef struct reap_pass {
   bw_db_t *db;
   const bw_config_t *cfg;
   bw_reap_stats_t *stats;
+  bool overdue; /* visiting overdue hand-outs, not dead graders' */
 } reap_pass_t;
 
-static void reap_visit_dead_handout(const bson_t *doc, void *ctx) {
+/* A hand-out of a dead grader, or one held past its deadline. */
+static void reap_visit_lost_handout(const bson_t *doc, void *ctx) {
   reap_pass_t *pass = ctx;
   bw_handout_t h;
   bson_t student;
   bson_iter_t it;
-  char worker[25] = "?", reason[128];
+  char worker[25] = "?", reason[160];
 
   if (!bw_handout_from_bson(doc, &h, &student))
     return;
   if (bson_iter_init_find(&it, doc, "worker_id") && BSON_ITER_HOLDS_OID(&it))
     bson_oid_to_string(bson_iter_oid(&it), worker);
-  snprintf(reason, sizeof reason, "grader %s stopped heartbeating", worker);
+  if (pass->overdue)
+    snprintf(reason, sizeof reason,
+             "grader %s held it past its stages' timeouts plus claim_grace",
+             worker);
+  else
+    snprintf(reason, sizeof reason, "grader %s stopped heartbeating", worker);
   reap_abandon(pass->db, pass->cfg, &h, &student, reason, pass->stats);
+}
+
+/* Hand-outs past their deadline (see queue.c): their grader is alive but
+ * lost the job, or is stuck. */
+static int reap_overdue(bw_db_t *db, const bw_config_t *cfg,
+                        bw_reap_stats_t *stats, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, lt;
+  reap_pass_t pass = {db, cfg, stats, true};
+  int rc;
+
+  BSON_APPEND_DOCUMENT_BEGIN(&filter, "deadline", &lt);
+  BSON_APPEND_DATE_TIME(&lt, "$lt", bw_db_now_ms());
+  bson_append_document_end(&filter, &lt);
+  rc = bw_db_each(bw_db_coll(db, BW_COLL_ACTIVE), &filter, NULL,
+                  reap_visit_lost_handout, &pass, error);
+  bson_destroy(&filter);
+  return rc;
 }
 
 int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
                  bw_error_t *error) {
   int64_t cutoff = bw_db_now_ms() - 2000LL * cfg->heartbeat;
   bson_t dead = BSON_INITIALIZER, filter = BSON_INITIALIZER, in;
-  reap_pass_t pass = {db, cfg, stats};
+  reap_pass_t pass = {db, cfg, stats, false};
   int n, rc;
 
   rc = reap_dead_workers(db, cutoff, &dead, &n, error);
@@ -107,11 +132,11 @@ int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
     bson_append_document_end(&filter, &in);
     /* `active` is small: one record per job being graded. */
     rc = bw_db_each(bw_db_coll(db, BW_COLL_ACTIVE), &filter, NULL,
-                    reap_visit_dead_handout, &pass, error);
+                    reap_visit_lost_handout, &pass, error);
   }
   bson_destroy(&filter);
   bson_destroy(&dead);
-  return rc;
+  return rc < 0 ? rc : reap_overdue(db, cfg, stats, error);
 }
 
 static bool reap_exists(bw_db_t *db, bw_coll_t which, const char *id) {
@@ -166,7 +191,7 @@ static int reap_claims(bw_db_t *db, const bw_config_t *cfg,
                        bw_reap_stats_t *stats, bw_error_t *error) {
   int64_t now = bw_db_now_ms(), grace = cfg->claim_grace * 1000LL;
   bson_t filter = BSON_INITIALIZER, range;
-  reap_pass_t pass = {db, cfg, stats};
+  reap_pass_t pass = {db, cfg, stats, false};
   int rc;
 
   BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &range);

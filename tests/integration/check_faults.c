@@ -2,6 +2,7 @@
  * graders (forked processes speaking HTTP through nginx) poll and report:
  *
  *   - kill -9 of FastCGI workers in the middle of requests;
+ *   - a poll whose reply never reaches its grader;
  *   - kill -9 of a grader holding jobs;
  *   - the database stopped (SIGSTOP) under load, then continued; and an
  *     external FerretDB killed -9 under load, then started again;
@@ -22,14 +23,18 @@
  *   C <job>           its result was refused with 409
  *   X <job> <status>  its result got another final status
  *   P <status> <ms> <jsend status> <path>   a probe request (DB tests) */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,8 +44,11 @@
 #include "../lib/itest.h"
 #include "../lib/stack.h"
 
-#define HEARTBEAT 1        /* s: the main stack's heartbeat interval */
-#define CLAIM_GRACE 3      /* s: orphan claims are re-queued after this */
+#define HEARTBEAT 1   /* s: the main stack's heartbeat interval */
+#define CLAIM_GRACE 3 /* s: orphan claims are re-queued after this */
+/* s: the student stage's timeout.  A hand-out is re-queued once held past
+ * its stages' timeouts plus claim_grace (a poll reply that never arrived). */
+#define STAGE_TIMEOUT 5
 #define DB_TIMEOUT_MS 1000 /* the main stack's db_timeout_ms */
 #define FAULT_CONFIG                                                           \
   "claim_grace = 3\n"                                                          \
@@ -165,6 +173,21 @@ static void grader_report(const bw_test_client_t *c, int fd, const char *job,
   }
 }
 
+/* A forked helper (grader, prober) must not outlive the test process,
+ * which a failed assertion ends at once. */
+static void die_with_parent(void) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* Graders stop when asked (SIGTERM), but only between jobs: a result being
+ * reported is reported to the end, so the log says how it ended. */
+static volatile sig_atomic_t grader_stopping;
+
+static void grader_on_term(int sig) {
+  (void)sig;
+  grader_stopping = 1;
+}
+
 /* Failed connections are expected while the stack is down: the http
  * helpers would print each one. */
 static void quiet_stderr(void) {
@@ -183,15 +206,17 @@ static void grader_main(const char *url, const char *token,
   int fd = open(log->path, O_WRONLY | O_APPEND), taken = 0;
   if (fd < 0)
     _exit(91);
+  die_with_parent();
+  signal(SIGTERM, grader_on_term);
   quiet_stderr();
   bw_test_client_init(&c, url, token);
   while (bw_test_http_register(&c, "fault", NULL) != 200) {
-    if (bw_itest_now() > deadline)
+    if (bw_itest_now() > deadline || grader_stopping)
       _exit(92);
     bw_itest_sleep_ms(100);
   }
   event(fd, "W %s", c.worker_id);
-  while (bw_itest_now() < deadline) {
+  while (bw_itest_now() < deadline && !grader_stopping) {
     if (o->heartbeats && bw_itest_now() - last_beat > 0.2) {
       bw_test_http_heartbeat(&c);
       last_beat = bw_itest_now();
@@ -227,13 +252,20 @@ static pid_t grader_spawn(const char *url, const char *token,
   return pid;
 }
 
+/* Asks the graders to stop, gives them 10 s to finish what they report,
+ * then kills what is left. */
 static void graders_stop(pid_t *pids, int n) {
   for (int i = 0; i < n; i++)
     if (pids[i] > 0)
-      kill(pids[i], SIGKILL);
-  for (int i = 0; i < n; i++)
-    if (pids[i] > 0)
+      kill(pids[i], SIGTERM);
+  double deadline = bw_itest_now() + 10;
+  for (int i = 0; i < n; i++) {
+    while (pids[i] > 0 && waitpid(pids[i], NULL, WNOHANG) == 0 &&
+           bw_itest_now() < deadline)
+      bw_itest_sleep_ms(20);
+    if (pids[i] > 0 && kill(pids[i], SIGKILL) == 0)
       waitpid(pids[i], NULL, 0);
+  }
 }
 
 /* ---- runs --------------------------------------------------------------- */
@@ -248,7 +280,8 @@ static char *run_config(int students, bool post) {
                             i ? "," : "", i);
   len += (size_t)snprintf(config + len, cap - len,
                           "], \"student_pipeline\": [{\"image\": \"g\", "
-                          "\"env\": {\"WHO\": \"$NETID\"}}]");
+                          "\"timeout\": %d, \"env\": {\"WHO\": \"$NETID\"}}]",
+                          STAGE_TIMEOUT);
   if (post)
     len += (size_t)snprintf(config + len, cap - len,
                             ", \"post_processing_pipeline\": "
@@ -465,6 +498,81 @@ START_TEST(test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost) {
 }
 END_TEST
 
+/* ---- a poll whose reply never arrives ---------------------------------- */
+
+/* Sends a poll for `worker` on a raw connection, waits until the server
+ * has surely handled it, and hangs up without reading the reply: what a
+ * grader whose HTTP client timed out (or whose connection dropped, or
+ * whose FastCGI worker was killed after recording) experiences. */
+static void poll_and_hang_up(const char *worker) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  struct sockaddr_in addr = {
+      .sin_family = AF_INET,
+      .sin_port = htons((uint16_t)bw_test_stack_port(bw_itest_stack()))};
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+  char request[512];
+  int n = snprintf(request, sizeof request,
+                   "GET /api/v1/grading_job HTTP/1.1\r\nHost: x\r\n"
+                   "Authorization: %s\r\nworker_id: %s\r\n"
+                   "Connection: close\r\n\r\n",
+                   token(), worker);
+  ck_assert_int_eq(write(fd, request, (size_t)n), n);
+  bw_itest_sleep_ms(1000);
+  close(fd);
+}
+
+START_TEST(test_lost_poll_reply_job_is_handed_out_again) {
+  bw_test_client_t a, b, c;
+  char run_id[25], job[25] = "";
+  bw_itest_client(&a);
+  bw_itest_client(&b);
+  bw_itest_client(&c);
+  ck_assert_int_eq(bw_test_http_register(&a, "a", NULL), 200);
+  ck_assert_int_eq(bw_test_http_register(&b, "b", NULL), 200);
+  started_run(&c, 1, false, run_id);
+  poll_and_hang_up(a.worker_id);
+
+  /* The hand-out was recorded for A, which never saw it. */
+  bw_test_http_resp_t r;
+  json_object *run = run_status(&c, run_id, &r);
+  json_object *only =
+      json_object_array_get_idx(bw_test_json_get(run, "jobs"), 0);
+  ck_assert_str_eq(bw_test_json_str(only, "state"), "running");
+  ck_assert_str_eq(bw_test_json_str(only, "worker_id"), a.worker_id);
+  bw_test_http_resp_cleanup(&r);
+
+  /* A and B stay alive and keep asking: one of them must get it again
+   * once the hand-out is overdue (its stage's timeout plus claim_grace:
+   * nothing a grader does can take longer) and the reaper has looked. */
+  double limit = STAGE_TIMEOUT + 1 + CLAIM_GRACE + 3 * HEARTBEAT + 2,
+         t0 = bw_itest_now();
+  const bw_test_client_t *got = NULL;
+  while (!got && bw_itest_now() - t0 < limit) {
+    const bw_test_client_t *graders[] = {&a, &b};
+    for (int i = 0; i < 2 && !got; i++) {
+      ck_assert_int_eq(bw_test_http_heartbeat(graders[i]), 200);
+      long status = bw_test_http_poll(graders[i], NULL, job);
+      if (status == 200)
+        got = graders[i];
+      else
+        ck_assert_int_eq(status, 498);
+    }
+    bw_itest_sleep_ms(200);
+  }
+  ck_assert_msg(got != NULL,
+                "the job whose poll reply was lost is still held by a live "
+                "grader that never received it, %.0f s later",
+                bw_itest_now() - t0);
+  fprintf(stderr,
+          "faults: lost poll reply: job handed out again after %.1f s\n",
+          bw_itest_now() - t0);
+  ck_assert_int_eq(bw_test_http_report(got, job, true, NULL), 200);
+  assert_run_succeeded(&c, run_id, 10);
+}
+END_TEST
+
 /* ---- kill -9 of a grader holding jobs ----------------------------------- */
 
 /* Waits until the log shows `n` G lines; copies the job ids and the
@@ -597,9 +705,10 @@ static void prober_main(const char *base, const char *tok,
   int fd = open(log->path, O_WRONLY | O_APPEND);
   if (fd < 0)
     _exit(91);
+  die_with_parent();
   quiet_stderr();
   bw_test_client_init(&c, base, tok);
-  char run_path[64], *config = NULL;
+  char run_path[64];
   snprintf(run_path, sizeof run_path, "/api/v1/grading_run/%s", run_id);
   const char *small_run = "{\"students\":[{\"A\":\"1\"}],"
                           "\"student_pipeline\":[{\"image\":\"g\"}]}";
@@ -609,7 +718,6 @@ static void prober_main(const char *base, const char *tok,
                {"GET", run_path, NULL},
                {"POST", "/api/v1/grading_run", small_run},
                {"GET", "/api/v1/grading_job/0123456789abcdef01234567", NULL}};
-  (void)config;
   double deadline = bw_itest_now() + seconds;
   for (int i = 0; bw_itest_now() < deadline; i++) {
     bw_test_http_resp_t r;
@@ -953,6 +1061,7 @@ static pid_t spawn_gated(const int gate[2], void (*fn)(void *), void *arg) {
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
     char byte;
+    die_with_parent();
     close(gate[1]); /* or the gate never opens: EOF needs every writer gone */
     while (read(gate[0], &byte, 1) < 0 && errno == EINTR) {
     }
@@ -1086,6 +1195,7 @@ static Suite *faults_suite(void) {
   TCase *tc = tcase(s, "main-stack");
   tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
   tcase_add_test(tc, test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost);
+  tcase_add_test(tc, test_lost_poll_reply_job_is_handed_out_again);
   tcase_add_test(tc,
                  test_grader_kill9_its_jobs_go_to_another_within_3_heartbeats);
   tcase_add_test(tc, test_reapers_race_each_other_and_late_results);

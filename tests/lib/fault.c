@@ -352,12 +352,6 @@ static void socket_uri(const char *sock, char *out, size_t cap) {
   snprintf(out, cap, "mongodb://%s/?serverSelectionTimeoutMS=10000", encoded);
 }
 
-void bw_fault_ferretdb_uri_of(const char *data_dir, char *out, size_t cap) {
-  char sock[PATH_MAX + 32];
-  snprintf(sock, sizeof sock, "%s/run/ferretdb.sock", data_dir);
-  socket_uri(sock, out, cap);
-}
-
 static int remove_entry(const char *path, const struct stat *sb, int flag,
                         struct FTW *ftw) {
   (void)sb;
@@ -790,33 +784,6 @@ long bw_fault_http_header(const char *url, const char *authorization,
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
   return status;
-}
-
-long long bw_fault_db_count(const char *mongo_uri, const char *db_name,
-                            const char *coll_name) {
-  mongoc_init();
-  bson_error_t err;
-  mongoc_uri_t *uri = mongoc_uri_new_with_error(mongo_uri, &err);
-  if (!uri) {
-    fprintf(stderr, "fault: bad mongo uri %s: %s\n", mongo_uri, err.message);
-    return -1;
-  }
-  mongoc_client_t *client = mongoc_client_new_from_uri(uri);
-  mongoc_uri_destroy(uri);
-  if (!client)
-    return -1;
-  mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
-  mongoc_collection_t *coll =
-      mongoc_client_get_collection(client, db_name, coll_name);
-  bson_t empty = BSON_INITIALIZER;
-  int64_t n =
-      mongoc_collection_count_documents(coll, &empty, NULL, NULL, NULL, &err);
-  if (n < 0)
-    fprintf(stderr, "fault: counting %s: %s\n", coll_name, err.message);
-  bson_destroy(&empty);
-  mongoc_collection_destroy(coll);
-  mongoc_client_destroy(client);
-  return (long long)n;
 }
 
 static mongoc_client_t *connect_db(const char *mongo_uri) {

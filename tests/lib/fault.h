@@ -106,11 +106,6 @@ const char *bw_fault_ferretdb_uri(const bw_fault_ferretdb_t *f);
 long bw_fault_http_header(const char *url, const char *authorization,
                           const char *name, char *out, size_t cap);
 
-/* Documents in collection `coll` of database `db_name` at `mongo_uri`, or
- * -1 after printing the driver error. */
-long long bw_fault_db_count(const char *mongo_uri, const char *db_name,
-                            const char *coll);
-
 /* A text that changes when any document of any collection of `db_name`
  * is inserted, deleted or changed: per collection (sorted by name) its
  * count and an order-independent hash of its documents' bytes.  For
@@ -118,9 +113,6 @@ long long bw_fault_db_count(const char *mongo_uri, const char *db_name,
  * -1 after printing the driver error. */
 int bw_fault_db_fingerprint(const char *mongo_uri, const char *db_name,
                             char *out, size_t cap);
-
-/* The mongodb:// URI of the embedded FerretDB of the stack at `data_dir`. */
-void bw_fault_ferretdb_uri_of(const char *data_dir, char *out, size_t cap);
 
 /* Runs `argv` (argv[0] a path) to completion with extra environment
  * `env` (NULL-terminated "NAME=value" list, may be NULL), output appended

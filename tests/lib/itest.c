@@ -11,6 +11,7 @@
 static bw_test_stack_t *main_stack;
 static bw_test_stack_t *current_stack;
 static bool pushed_stack_failed;
+static bool sanitizer_failed; /* a stack's logs had a sanitizer report */
 
 double bw_itest_now(void) {
   struct timespec ts;
@@ -54,9 +55,13 @@ int bw_itest_main(Suite *suite, const bw_test_stack_opts_t *opts) {
   srunner_run_all(runner, CK_ENV);
   int failed = srunner_ntests_failed(runner);
   srunner_free(runner);
-  bw_test_stack_stop(main_stack, failed > 0);
+  if (!bw_test_stack_stop(main_stack, failed > 0))
+    sanitizer_failed = true;
   main_stack = current_stack = NULL;
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  if (sanitizer_failed)
+    fprintf(stderr, "itest: FAILED: the service reported memory or undefined "
+                    "behaviour errors (see the logs named above)\n");
+  return failed == 0 && !sanitizer_failed ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
 bw_test_stack_t *bw_itest_stack(void) {
@@ -69,8 +74,9 @@ void bw_itest_push_stack(const bw_test_stack_opts_t *opts) {
 }
 
 void bw_itest_pop_stack(void) {
-  if (current_stack && current_stack != main_stack)
-    bw_test_stack_stop(current_stack, false);
+  if (current_stack && current_stack != main_stack &&
+      !bw_test_stack_stop(current_stack, false))
+    sanitizer_failed = true;
   current_stack = main_stack;
   pushed_stack_failed = false;
 }

@@ -17,7 +17,10 @@
 
 /* Starts a stack with `opts`, runs `suite` (Check's CK_ENV verbosity), stops
  * the stack (keeping its data dir if a test failed).  Returns main()'s exit
- * status.  Also stops the stack on SIGINT/SIGTERM and at exit. */
+ * status: failure also when any stack's logs hold a sanitizer report (with
+ * SAN=1 the service runs under ASan/UBSan, and a report there fails the
+ * binary even if every response looked right).  Also stops the stack on
+ * SIGINT/SIGTERM and at exit. */
 int bw_itest_main(Suite *suite, const bw_test_stack_opts_t *opts);
 
 /* The stack the current test talks to. */

@@ -552,13 +552,28 @@ static void drop_external_db(const bw_test_stack_t *s) {
   mongoc_client_destroy(client);
 }
 
-void bw_test_stack_stop(bw_test_stack_t *s, bool keep_data) {
+/* Sanitizer reports in the programs' logs; prints where they are. */
+static bool sanitizer_reported(const bw_test_stack_t *s) {
+  static const char *const marks[] = {"ERROR: AddressSanitizer",
+                                      "ERROR: LeakSanitizer", "runtime error:"};
+  for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+    if (bw_test_stack_logs_contain(s, marks[i])) {
+      fprintf(stderr, "itest: \"%s\" in the stack's logs under %s/log\n",
+              marks[i], s->data_dir);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool bw_test_stack_stop(bw_test_stack_t *s, bool keep_data) {
   if (!s || s->owner != getpid())
-    return;
+    return true;
   if (s->running)
     stop_processes(s);
   remember(s, false);
-  if (keep_data) {
+  bool clean = !sanitizer_reported(s);
+  if (keep_data || !clean) {
     fprintf(stderr, "itest: kept the stack's data dir for inspection: %s\n",
             s->data_dir);
   } else {
@@ -567,6 +582,7 @@ void bw_test_stack_stop(bw_test_stack_t *s, bool keep_data) {
     nftw(s->data_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   }
   free(s);
+  return clean;
 }
 
 void bw_test_stack_stop_all(void) {

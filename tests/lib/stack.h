@@ -35,11 +35,14 @@ typedef struct bw_test_stack_opts {
  * (the data dir is then kept and its path printed).  opts may be NULL. */
 bw_test_stack_t *bw_test_stack_start(const bw_test_stack_opts_t *opts);
 
-/* Stops the stack: SIGTERM to its process group, SIGKILL after 10 s.
- * Removes the data dir unless `keep_data` (a test failed): then prints its
- * path.  Safe with NULL.  Only the process that started the stack acts, so a
- * forked test that calls it (or exits through atexit) cannot stop it. */
-void bw_test_stack_stop(bw_test_stack_t *stack, bool keep_data);
+/* Stops the stack: SIGTERM to its process group, SIGKILL after 10 s.  Then
+ * looks for sanitizer reports (ASan, UBSan, LeakSanitizer: a SAN=1 build)
+ * in the programs' logs.  Removes the data dir unless `keep_data` (a test
+ * failed) or a report was found: then prints its path.  Returns false when a
+ * sanitizer report was found.  Safe with NULL.  Only the process that started
+ * the stack acts, so a forked test that calls it (or exits through atexit)
+ * cannot stop it. */
+bool bw_test_stack_stop(bw_test_stack_t *stack, bool keep_data);
 
 /* Stops every stack still running that this process started; for signal and
  * atexit paths. Keeps their data dirs. */
