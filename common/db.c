@@ -144,10 +144,18 @@ bool bw_db_reachable(void) {
 int bw_db_error(const bson_error_t *driver, bw_error_t *error) {
   if (driver->code == 11000 || driver->code == 11001)
     return bw_error_set(error, BW_EDUP, "database: duplicate key");
+  /* The driver's text names hosts and socket paths: it goes to the log,
+   * the client gets the gist. */
+  bw_log_warn("database: %s (domain %u, code %u)", driver->message,
+              driver->domain, driver->code);
   if (driver->domain == MONGOC_ERROR_STREAM ||
-      driver->domain == MONGOC_ERROR_SERVER_SELECTION)
+      driver->domain == MONGOC_ERROR_SERVER_SELECTION) {
     db_unreachable_until = bw_db_now_ms() + BW_DB_HOLDOFF_MS;
-  return bw_error_set(error, BW_EDB, "database: %s", driver->message);
+    return bw_error_set(error, BW_EDB,
+                        "database: unreachable, retry in a moment");
+  }
+  return bw_error_set(error, BW_EDB, "database: command failed (code %u)",
+                      driver->code);
 }
 
 /* Was this duplicate-key failure caused by our own earlier attempt (a retry

@@ -62,8 +62,9 @@ mongoc_database_t *bw_db_database(bw_db_t *db);
 const char *bw_db_coll_name(bw_coll_t which);
 
 /* Maps a driver error to ours: duplicate key -> BW_EDUP, server selection /
- * socket failures -> BW_EDB (503), anything else BW_EDB too; the message is
- * "database: <driver text>".  Returns the code.  A failure to reach the
+ * socket failures -> BW_EDB (503), anything else BW_EDB too.  The driver's
+ * text (hosts, socket paths) is logged, not put in the message.  Returns
+ * the code.  A failure to reach the
  * database also makes bw_db_reachable() false for a second. */
 int bw_db_error(const bson_error_t *driver, bw_error_t *error);
 
