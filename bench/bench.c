@@ -20,6 +20,12 @@ void bench_sleep_ms(long ms) {
   }
 }
 
+long bench_backoff_next(long last_ms) {
+  if (last_ms < 5)
+    return 5;
+  return last_ms >= 100 ? 200 : last_ms * 2;
+}
+
 void bench_samples_init(bench_samples_t *s) {
   s->v = NULL;
   s->n = 0;

@@ -171,6 +171,7 @@ static void *grader_main(void *arg) {
   }
   pthread_barrier_wait(&g->e2e->go);
   double next_beat = bench_now() + heartbeat;
+  long backoff = 0;
   while (status == 200 && atomic_load(&g->e2e->done) < opt->jobs &&
          bench_now() < g->e2e->deadline) {
     if (bench_now() >= next_beat) {
@@ -183,7 +184,8 @@ static void *grader_main(void *arg) {
       break;
     }
     if (rc == 0) /* the rest is held by others: wait for them to finish */
-      bench_sleep_ms(2);
+      bench_sleep_ms(backoff);
+    backoff = rc == 0 ? bench_backoff_next(backoff) : 0;
   }
   bench_client_cleanup(&c);
   return NULL;

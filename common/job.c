@@ -150,7 +150,7 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
   } else {
     state = bw_run_job_state(bson_get_utf8(&job, "type", "student"), run_state);
   }
-  if (history.reason[0] != '\0' && strcmp(state, "succeeded") != 0)
+  if (history.reason[0] != '\0' && !history.has_final)
     json_object_object_add(view, "reason",
                            json_object_new_string(history.reason));
   bson_destroy(&active);
