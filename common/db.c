@@ -57,6 +57,10 @@ static mongoc_uri_t *db_uri_new(const bw_config_t *cfg, bw_error_t *error) {
                                  cfg->db_timeout_ms);
   mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS,
                                  cfg->db_timeout_ms);
+  /* A write the driver retried by itself could meet its own first try as a
+   * duplicate key and take it for someone else's decision.  Off: a failed
+   * write is reported, and the caller's resend (or the reaper) settles it. */
+  mongoc_uri_set_option_as_bool(uri, MONGOC_URI_RETRYWRITES, false);
   return uri;
 }
 
@@ -158,43 +162,12 @@ int bw_db_error(const bson_error_t *driver, bw_error_t *error) {
                       driver->code);
 }
 
-/* Was this duplicate-key failure caused by our own earlier attempt (a retry
- * somewhere below us)?  Every once-only document carries a unique `op`. */
-static bool db_dup_is_ours(bw_db_t *db, bw_coll_t which, const bson_t *doc) {
-  bson_iter_t id, op, theirs;
-  bson_t filter = BSON_INITIALIZER, found;
-  bool ours = false;
-
-  if (!bson_iter_init_find(&id, doc, "_id") ||
-      !bson_iter_init_find(&op, doc, "op") || !BSON_ITER_HOLDS_UTF8(&op))
-    return false;
-  bson_append_iter(&filter, "_id", 3, &id);
-  if (bw_db_find_one(db, which, &filter, NULL, &found, NULL) == 0 &&
-      bson_iter_init_find(&theirs, &found, "op") &&
-      BSON_ITER_HOLDS_UTF8(&theirs))
-    ours =
-        strcmp(bson_iter_utf8(&op, NULL), bson_iter_utf8(&theirs, NULL)) == 0;
-  bson_destroy(&found);
-  bson_destroy(&filter);
-  return ours;
-}
-
-int bw_db_insert_once(bw_db_t *db, bw_coll_t which, bson_t *doc,
+int bw_db_insert_once(bw_db_t *db, bw_coll_t which, const bson_t *doc,
                       bw_error_t *error) {
   bson_error_t driver;
-  bson_oid_t op;
-  char ophex[25];
-  int rc;
-
-  bson_oid_init(&op, NULL);
-  bson_oid_to_string(&op, ophex);
-  BSON_APPEND_UTF8(doc, "op", ophex);
   if (mongoc_collection_insert_one(db->colls[which], doc, NULL, NULL, &driver))
     return 0;
-  rc = bw_db_error(&driver, error);
-  if (rc == BW_EDUP && db_dup_is_ours(db, which, doc))
-    return 0;
-  return rc;
+  return bw_db_error(&driver, error);
 }
 
 int bw_db_each(mongoc_collection_t *coll, const bson_t *filter,

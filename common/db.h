@@ -76,12 +76,11 @@ int bw_db_error(const bson_error_t *driver, bw_error_t *error);
 #define BW_DB_HOLDOFF_MS 1000
 bool bw_db_reachable(void);
 
-/* Inserts `doc` (which must carry its _id), adding a field "op" unique to
- * this call so that our own insert is recognised if a retry below us meets
- * it as a duplicate.  Returns 0 when this call inserted it, BW_EDUP when a
- * document with that _id already exists (someone else decided first), BW_EDB
- * on failure. */
-int bw_db_insert_once(bw_db_t *db, bw_coll_t which, bson_t *doc,
+/* Inserts `doc` (which must carry its _id).  Returns 0 when this call
+ * inserted it, BW_EDUP when a document with that _id already exists
+ * (someone else decided first: the driver never retries writes, see
+ * db_uri_new), BW_EDB on failure. */
+int bw_db_insert_once(bw_db_t *db, bw_coll_t which, const bson_t *doc,
                       bw_error_t *error);
 
 /* Runs visit(doc, ctx) on every document `coll` returns for filter/opts

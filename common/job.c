@@ -168,7 +168,7 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
  * what its inserter started (bw_job_settle). */
 static int job_insert_outcome(bw_db_t *db, const bw_handout_t *h,
                               const char *kind, const bson_oid_t *worker,
-                              int success, const char *reason,
+                              int success, const char *reason, bson_t *out,
                               bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER;
   char id[48];
@@ -186,6 +186,9 @@ static int job_insert_outcome(bw_db_t *db, const bw_handout_t *h,
     BSON_APPEND_UTF8(&doc, "reason", reason);
   BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
   rc = bw_db_insert_once(db, BW_COLL_OUTCOMES, &doc, error);
+  /* On success *out is the outcome (no need to read it back). */
+  if (rc == 0 && out != NULL)
+    bson_copy_to(&doc, out);
   bson_destroy(&doc);
   return rc;
 }
@@ -353,12 +356,18 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
   if (rc == 0)
     rc = job_insert_result(db, &h, &worker, result, error);
   if (rc == 0)
-    rc = job_insert_outcome(db, &h, "result", &worker, success, NULL, error);
-  if (rc < 0 && rc != BW_EDUP)
+    rc = job_insert_outcome(db, &h, "result", &worker, success, NULL, &outcome,
+                            error);
+  if (rc == 0) {
+    rc = job_apply(db, cfg, &h, NULL, &outcome, error);
+    bson_destroy(&outcome);
+    return rc;
+  }
+  if (rc != BW_EDUP)
     return rc;
 
-  /* Decided now, or earlier: by this worker's own result (a resend, maybe
-   * after a timeout that hid our insert), or by the reaper. */
+  /* Decided earlier: by this worker's own result (a resend, maybe after a
+   * timeout that hid our insert), or by the reaper. */
   rc = job_find_outcome(db, &h, &outcome, error);
   if (rc == 0) {
     bson_get_oid_hex(&outcome, "worker_id", by);
@@ -378,6 +387,7 @@ int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
                    const bson_t *student, const char *reason, bool *failed,
                    bw_error_t *error) {
   bool give_up = h->attempt >= cfg->max_attempts;
+  bson_t outcome;
   char why[512];
   int rc;
 
@@ -388,9 +398,11 @@ int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
   else
     bson_strncpy(why, reason, sizeof why);
   rc = job_insert_outcome(db, h, give_up ? "failed" : "requeued", NULL, -1, why,
-                          error);
+                          &outcome, error);
   if (rc < 0)
     return rc;
   *failed = give_up;
-  return bw_job_settle(db, cfg, h, student, error);
+  rc = job_apply(db, cfg, h, student, &outcome, error);
+  bson_destroy(&outcome);
+  return rc;
 }

@@ -139,33 +139,76 @@ int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
   return rc < 0 ? rc : reap_overdue(db, cfg, stats, error);
 }
 
-static bool reap_exists(bw_db_t *db, bw_coll_t which, const char *id) {
-  bson_t filter = BSON_INITIALIZER, found;
-  int rc;
-  BSON_APPEND_UTF8(&filter, "_id", id);
-  rc = bw_db_find_one(db, which, &filter, NULL, &found, NULL);
-  bson_destroy(&found);
-  bson_destroy(&filter);
-  /* On a database error, say "exists": the reaper must never double-queue. */
-  return rc != BW_ENOTFOUND;
+/* A sorted set of _id strings, for checking many claims against one scan
+ * (on FerretDB each lookup by _id would scan a whole collection). */
+typedef struct reap_set {
+  char (*ids)[48];
+  size_t n, cap;
+} reap_set_t;
+
+static void reap_visit_id(const bson_t *doc, void *ctx) {
+  reap_set_t *set = ctx;
+  bson_iter_t it;
+  if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&it))
+    return;
+  if (set->n == set->cap) {
+    set->cap = set->cap ? set->cap * 2 : 256;
+    set->ids = bson_realloc(set->ids, set->cap * sizeof *set->ids);
+  }
+  bson_strncpy(set->ids[set->n++], bson_iter_utf8(&it, NULL), 48);
 }
+
+static int reap_id_cmp(const void *a, const void *b) {
+  return strcmp(a, b);
+}
+
+static bool reap_set_has(const reap_set_t *set, const char *id) {
+  return set->n > 0 &&
+         bsearch(id, set->ids, set->n, sizeof *set->ids, reap_id_cmp) != NULL;
+}
+
+/* The hand-outs that were recorded: active now, or ended since `since`. */
+static int reap_recorded(bw_db_t *db, int64_t since, reap_set_t *set,
+                         bw_error_t *error) {
+  bson_t all = BSON_INITIALIZER, recent = BSON_INITIALIZER, range,
+         opts = BSON_INITIALIZER, proj;
+  int rc;
+
+  BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+  BSON_APPEND_INT32(&proj, "_id", 1);
+  bson_append_document_end(&opts, &proj);
+  BSON_APPEND_DOCUMENT_BEGIN(&recent, "at", &range);
+  BSON_APPEND_DATE_TIME(&range, "$gte", since);
+  bson_append_document_end(&recent, &range);
+  rc = bw_db_each(bw_db_coll(db, BW_COLL_ACTIVE), &all, &opts, reap_visit_id,
+                  set, error);
+  if (rc == 0)
+    rc = bw_db_each(bw_db_coll(db, BW_COLL_OUTCOMES), &recent, &opts,
+                    reap_visit_id, set, error);
+  qsort(set->ids, set->n, sizeof *set->ids, reap_id_cmp);
+  bson_destroy(&all);
+  bson_destroy(&recent);
+  bson_destroy(&opts);
+  return rc;
+}
+
+typedef struct reap_claim_pass {
+  reap_pass_t pass;
+  reap_set_t recorded;
+} reap_claim_pass_t;
 
 /* A claim with neither an active record nor an outcome: the poller died
  * between claiming and recording, so no grader has the job. */
 static void reap_visit_claim(const bson_t *claim, void *ctx) {
-  reap_pass_t *pass = ctx;
-  bw_db_t *db = pass->db;
+  reap_claim_pass_t *cp = ctx;
+  bw_db_t *db = cp->pass.db;
   bson_t filter = BSON_INITIALIZER, job, env = BSON_INITIALIZER;
   bson_iter_t it;
   bw_handout_t h;
-  const char *id;
 
   if (!bson_iter_init_find(&it, claim, "_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
-      !bw_handout_from_bson(claim, &h, NULL))
-    return;
-  id = bson_iter_utf8(&it, NULL);
-  if (reap_exists(db, BW_COLL_ACTIVE, id) ||
-      reap_exists(db, BW_COLL_OUTCOMES, id))
+      !bw_handout_from_bson(claim, &h, NULL) ||
+      reap_set_has(&cp->recorded, bson_iter_utf8(&it, NULL)))
     return;
   /* Claims do not carry the student's env; the job document does. */
   BSON_APPEND_OID(&filter, "_id", &h.job_id);
@@ -177,29 +220,34 @@ static void reap_visit_claim(const bson_t *claim, void *ctx) {
     bson_iter_document(&it, &len, &data);
     bson_init_static(&env, data, len);
   }
-  pass->stats->repaired++;
-  reap_abandon(db, pass->cfg, &h, bson_empty(&env) ? NULL : &env,
-               "its hand-out never reached a grader", pass->stats);
+  cp->pass.stats->repaired++;
+  reap_abandon(db, cp->pass.cfg, &h, bson_empty(&env) ? NULL : &env,
+               "its hand-out never reached a grader", cp->pass.stats);
   bson_destroy(&job);
   bson_destroy(&filter);
 }
 
 /* Only claims between 1 and 3 grace periods old are looked at: each is
- * checked a few times, and the scan returns few documents however many
+ * checked a few times, and the scans return few documents however many
  * claims there are.  Older misses are caught by run repair. */
 static int reap_claims(bw_db_t *db, const bw_config_t *cfg,
                        bw_reap_stats_t *stats, bw_error_t *error) {
   int64_t now = bw_db_now_ms(), grace = cfg->claim_grace * 1000LL;
   bson_t filter = BSON_INITIALIZER, range;
-  reap_pass_t pass = {db, cfg, stats, false};
+  reap_claim_pass_t cp = {{db, cfg, stats, false}, {NULL, 0, 0}};
   int rc;
 
+  /* An attempt ends after its claim, so outcomes since the window's start
+   * cover every claim in it. */
+  rc = reap_recorded(db, now - 3 * grace, &cp.recorded, error);
   BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &range);
   BSON_APPEND_DATE_TIME(&range, "$gte", now - 3 * grace);
   BSON_APPEND_DATE_TIME(&range, "$lt", now - grace);
   bson_append_document_end(&filter, &range);
-  rc = bw_db_each(bw_db_coll(db, BW_COLL_CLAIMS), &filter, NULL,
-                  reap_visit_claim, &pass, error);
+  if (rc == 0)
+    rc = bw_db_each(bw_db_coll(db, BW_COLL_CLAIMS), &filter, NULL,
+                    reap_visit_claim, &cp, error);
+  bson_free(cp.recorded.ids);
   bson_destroy(&filter);
   return rc;
 }

@@ -463,11 +463,40 @@ int bw_run_start(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
   return rc;
 }
 
+/* The last finish ticket this process took, per run: a better start than
+ * the shared hint, which concurrent writers (FerretDB's unlocked updates)
+ * can set back. */
+static struct {
+  bson_oid_t run;
+  int64_t ticket;
+} run_tickets[RUN_CACHE];
+static int run_tickets_next;
+
+static int64_t run_last_ticket(const bson_oid_t *run) {
+  for (int i = 0; i < RUN_CACHE; i++)
+    if (bson_oid_equal(&run_tickets[i].run, run))
+      return run_tickets[i].ticket;
+  return -1;
+}
+
+static void run_remember_ticket(const bson_oid_t *run, int64_t ticket) {
+  int slot = -1;
+  for (int i = 0; i < RUN_CACHE && slot < 0; i++)
+    if (bson_oid_equal(&run_tickets[i].run, run))
+      slot = i;
+  if (slot < 0) {
+    slot = run_tickets_next++ % RUN_CACHE;
+    bson_oid_copy(run, &run_tickets[slot].run);
+  }
+  run_tickets[slot].ticket = ticket;
+}
+
 /* Finish tickets: the k-th student job to finish inserts marks
  * "<run>:fin:<k>".  Tickets are dense (each taker starts at or below the
  * first free one and moves up on a duplicate), so whoever takes ticket S-1
  * is the last, however many results arrive at once.  counters/"<run>" holds
- * a hint of where to start; it may lag, never lead. */
+ * a hint of where to start; like this process's own last ticket, it may
+ * lag, never lead. */
 static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
                            const bson_oid_t *job, int64_t *ticket,
                            bw_error_t *error) {
@@ -475,12 +504,13 @@ static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
          opts = BSON_INITIALIZER;
   bson_error_t driver;
   char hex[25];
-  int64_t n = 0;
+  int64_t n = run_last_ticket(run) + 1;
   int rc;
 
   bson_oid_to_string(run, hex);
   BSON_APPEND_OID(&filter, "_id", run);
-  if (bw_db_find_one(db, BW_COLL_COUNTERS, &filter, NULL, &hint, NULL) == 0)
+  if (bw_db_find_one(db, BW_COLL_COUNTERS, &filter, NULL, &hint, NULL) == 0 &&
+      bson_get_int(&hint, "finished") > n)
     n = bson_get_int(&hint, "finished");
   bson_destroy(&hint);
 
@@ -498,6 +528,7 @@ static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
   }
   if (rc == 0) {
     *ticket = n;
+    run_remember_ticket(run, n);
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
     BSON_APPEND_INT64(&set, "finished", n + 1);
     bson_append_document_end(&update, &set);
