@@ -1,6 +1,7 @@
 #include "worker_loop.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcgiapp.h>
 #include <poll.h>
 #include <signal.h>
@@ -52,6 +53,9 @@ static void log_safe(char *out, size_t size, const char *text) {
   out[i] = '\0';
 }
 
+/* Bodies over this many bytes are followed by a malloc_trim(). */
+#define WORKER_TRIM_AFTER (1024 * 1024)
+
 static long elapsed_ms(const struct timespec *start) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
@@ -64,10 +68,12 @@ static void worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
   char method[16], path[BW_REQUEST_PATH_MAX];
   struct timespec start;
   bw_request_t req;
+  bool big;
 
   clock_gettime(CLOCK_MONOTONIC, &start);
   bw_request_init(&req, fcgx);
   bw_router_dispatch(cfg, db, &req);
+  big = req.body_len > WORKER_TRIM_AFTER;
   bw_request_cleanup(&req, cfg->max_body);
   /* Copied out first: req.method lives in libfcgi's params, which
    * FCGX_Finish_r frees.  The reply goes out before we spend time logging. */
@@ -75,6 +81,11 @@ static void worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
   log_safe(path, sizeof path, req.path_too_long ? "(too long)" : req.path);
   FCGX_Finish_r(fcgx);
   bw_log_info("%s %s %d %ldms", method, path, req.status, elapsed_ms(&start));
+  /* A large body (a run of thousands of students) grows the heap by tens of
+   * MB that glibc would keep: give it back, so a worker's memory stays flat
+   * however large the runs it has served. */
+  if (big)
+    malloc_trim(0);
 }
 
 /* Sleeps until the listening socket is readable or a stop signal came in.
