@@ -6,8 +6,9 @@
  *                                           (or stop after T seconds)
  *   bw-load create   --students S --reps R  time POST grading_run + start
  *   bw-load pollwait --waiting W --polls K  single polls with W waiting
- *   bw-load pairs    --graders G --seconds D --path P
- *                                           GET+POST pairs on P (baselines)
+ *   bw-load pairs    --graders G --seconds D --path P [--rate R]
+ *                                           GET+POST pairs on P (baselines),
+ *                                           flat out or R pairs/s in all
  *
  * The stack is named by BENCH_URL (http://host:port) and BENCH_TOKEN (kept
  * out of argv, where `ps` would show it).  Figures go to stdout as RESULT
@@ -39,6 +40,7 @@ typedef struct options {
   const char *url, *token, *path, *label;
   int graders, jobs, students, reps, waiting, polls;
   double seconds, max_seconds;
+  double rate; /* pairs: GET+POST pairs per second, all clients; 0: flat out */
 } options_t;
 
 /* ---- shared ---------------------------------------------------------- */
@@ -388,7 +390,16 @@ static void *pair_main(void *arg) {
   }
   pthread_barrier_wait(&p->pairs->go);
   pthread_barrier_wait(&p->pairs->go);
+  /* --rate: each client sends its share of pairs at even intervals. */
+  double interval = opt->rate > 0 ? opt->graders / opt->rate : 0;
+  double next = bench_now();
   while (ok && bench_now() < p->pairs->deadline) {
+    if (interval > 0) {
+      double wait = next - bench_now();
+      next += interval;
+      if (wait > 0)
+        bench_sleep_ms((long)(wait * 1e3));
+    }
     double t = bench_now();
     long a = bench_client_request(&c, "GET", opt->path, NULL, 0);
     double mid = bench_now();
@@ -476,7 +487,8 @@ static void usage(void) {
           "  e2e      --graders G --jobs N [--max-seconds T]\n"
           "  create   --students S [--reps R]\n"
           "  pollwait --waiting W [--polls K]\n"
-          "  pairs    --graders G --seconds D [--path P] [--label L]\n");
+          "  pairs    --graders G --seconds D [--path P] [--label L] "
+          "[--rate R]\n");
 }
 
 static int parse_options(int argc, char **argv, options_t *opt) {
@@ -491,6 +503,7 @@ static int parse_options(int argc, char **argv, options_t *opt) {
       {"path", required_argument, NULL, 'p'},
       {"label", required_argument, NULL, 'l'},
       {"max-seconds", required_argument, NULL, 'm'},
+      {"rate", required_argument, NULL, 'R'},
       {NULL, 0, NULL, 0}};
   int ch;
 
@@ -537,6 +550,9 @@ static int parse_options(int argc, char **argv, options_t *opt) {
       break;
     case 'm':
       opt->max_seconds = atof(optarg);
+      break;
+    case 'R':
+      opt->rate = atof(optarg);
       break;
     default:
       return -1;

@@ -54,7 +54,7 @@ static void log_safe(char *out, size_t size, const char *text) {
 }
 
 /* Bodies over this many bytes are followed by a malloc_trim(). */
-#define WORKER_TRIM_AFTER (1024 * 1024)
+#define WORKER_TRIM_AFTER (64 * 1024)
 
 static long elapsed_ms(const struct timespec *start) {
   struct timespec now;
