@@ -185,7 +185,8 @@ static int reap_recorded(bw_db_t *db, int64_t since, reap_set_t *set,
   if (rc == 0)
     rc = bw_db_each(bw_db_coll(db, BW_COLL_OUTCOMES), &recent, &opts,
                     reap_visit_id, set, error);
-  qsort(set->ids, set->n, sizeof *set->ids, reap_id_cmp);
+  if (set->n > 0)
+    qsort(set->ids, set->n, sizeof *set->ids, reap_id_cmp);
   bson_destroy(&all);
   bson_destroy(&recent);
   bson_destroy(&opts);

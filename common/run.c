@@ -630,6 +630,8 @@ static int run_job_cmp(const void *a, const void *b) {
 
 static run_job_t *run_jobs_find(run_jobs_t *t, const bson_oid_t *id) {
   run_job_t key;
+  if (t->n == 0)
+    return NULL;
   bson_oid_copy(id, &key.id);
   return bsearch(&key, t->jobs, t->n, sizeof key, run_job_cmp);
 }
@@ -730,7 +732,7 @@ static int run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
   t->jobs = NULL;
   t->n = 0;
   rc = run_each(bw_db_coll(db, BW_COLL_JOBS), run, run_visit_job, t, error);
-  if (rc == 0)
+  if (rc == 0 && t->n > 0)
     qsort(t->jobs, t->n, sizeof *t->jobs, run_job_cmp);
   if (rc == 0)
     rc = run_each(bw_db_coll(db, BW_COLL_OUTCOMES), run, run_visit_outcome, t,
