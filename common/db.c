@@ -214,6 +214,56 @@ int bw_db_find_one(bw_db_t *db, bw_coll_t which, const bson_t *filter,
   return rc;
 }
 
+const char *bw_db_get_utf8(const bson_t *doc, const char *key,
+                           const char *fallback) {
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
+    return bson_iter_utf8(&it, NULL);
+  return fallback;
+}
+
+bool bw_db_get_oid(const bson_t *doc, const char *key, bson_oid_t *out) {
+  bson_iter_t it;
+  if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_OID(&it))
+    return false;
+  bson_oid_copy(bson_iter_oid(&it), out);
+  return true;
+}
+
+bool bw_db_get_oid_hex(const bson_t *doc, const char *key, char out[25]) {
+  bson_oid_t oid;
+  out[0] = '\0';
+  if (!bw_db_get_oid(doc, key, &oid))
+    return false;
+  bson_oid_to_string(&oid, out);
+  return true;
+}
+
+int64_t bw_db_get_int(const bson_t *doc, const char *key) {
+  bson_iter_t it;
+  return bson_iter_init_find(&it, doc, key) ? bson_iter_as_int64(&it) : 0;
+}
+
+int bw_db_find_by_oid(bw_db_t *db, bw_coll_t which, const char *key,
+                      const bson_oid_t *oid, bson_t *out, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  int rc;
+  BSON_APPEND_OID(&filter, key, oid);
+  rc = bw_db_find_one(db, which, &filter, NULL, out, error);
+  bson_destroy(&filter);
+  return rc;
+}
+
+int bw_db_find_by_id(bw_db_t *db, bw_coll_t which, const char *id, bson_t *out,
+                     bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  int rc;
+  BSON_APPEND_UTF8(&filter, "_id", id);
+  rc = bw_db_find_one(db, which, &filter, NULL, out, error);
+  bson_destroy(&filter);
+  return rc;
+}
+
 /* "already exists" (48) is the normal answer on every start but the first. */
 static int db_create_collection(bw_db_t *db, const char *name,
                                 bw_error_t *error) {

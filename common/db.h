@@ -97,6 +97,22 @@ int bw_db_each(mongoc_collection_t *coll, const bson_t *filter,
 int bw_db_find_one(bw_db_t *db, bw_coll_t which, const bson_t *filter,
                    const bson_t *opts, bson_t *out, bw_error_t *error);
 
+/* bw_db_find_one with the filter {key: oid}, and with {"_id": id} for the
+ * string ids of queue entries, claims, outcomes and marks. */
+int bw_db_find_by_oid(bw_db_t *db, bw_coll_t which, const char *key,
+                      const bson_oid_t *oid, bson_t *out, bw_error_t *error);
+int bw_db_find_by_id(bw_db_t *db, bw_coll_t which, const char *id, bson_t *out,
+                     bw_error_t *error);
+
+/* Reading one field of a document: the value, or the fallback (utf8),
+ * false (oid, oid_hex: then out is "" for oid_hex), 0 (int) when the field is
+ * missing or of another type. */
+const char *bw_db_get_utf8(const bson_t *doc, const char *key,
+                           const char *fallback);
+bool bw_db_get_oid(const bson_t *doc, const char *key, bson_oid_t *out);
+bool bw_db_get_oid_hex(const bson_t *doc, const char *key, char out[25]);
+int64_t bw_db_get_int(const bson_t *doc, const char *key);
+
 /* Applies every sql-free-schema/<collection>.json in schema_dir (queue.json
  * to every queue partition): creates the collection and its indexes when
  * missing.  Idempotent.  Returns 0 or

@@ -7,33 +7,6 @@
 #include "log.h"
 #include "run.h"
 
-static const char *bson_get_utf8(const bson_t *doc, const char *key,
-                                 const char *fallback) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
-    return bson_iter_utf8(&it, NULL);
-  return fallback;
-}
-
-static bool bson_get_oid_hex(const bson_t *doc, const char *key, char out[25]) {
-  bson_iter_t it;
-  out[0] = '\0';
-  if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_OID(&it))
-    return false;
-  bson_oid_to_string(bson_iter_oid(&it), out);
-  return true;
-}
-
-static int job_find_by(bw_db_t *db, bw_coll_t which, const char *key,
-                       const bson_oid_t *oid, bson_t *out, bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER;
-  int rc;
-  BSON_APPEND_OID(&filter, key, oid);
-  rc = bw_db_find_one(db, which, &filter, NULL, out, error);
-  bson_destroy(&filter);
-  return rc;
-}
-
 /* ---- read ------------------------------------------------------------ */
 
 /* Copies the listed fields of doc into view (as JSON). */
@@ -55,10 +28,11 @@ typedef struct job_history {
 
 static void job_visit_outcome(const bson_t *doc, void *ctx) {
   job_history_t *h = ctx;
-  const char *kind = bson_get_utf8(doc, "kind", "");
+  const char *kind = bw_db_get_utf8(doc, "kind", "");
   h->attempts++;
   if (strcmp(kind, "requeued") == 0)
-    bson_strncpy(h->reason, bson_get_utf8(doc, "reason", ""), sizeof h->reason);
+    bson_strncpy(h->reason, bw_db_get_utf8(doc, "reason", ""),
+                 sizeof h->reason);
   else if (!h->has_final) {
     bson_copy_to(doc, &h->final);
     h->has_final = true;
@@ -79,10 +53,10 @@ static void job_read_history(bw_db_t *db, const bson_oid_t *job,
  * sent (info, logs), or why the service gave it up. */
 static const char *job_view_final(bw_db_t *db, const bson_t *outcome,
                                   json_object *view) {
-  bson_t filter = BSON_INITIALIZER, result;
+  bson_t result;
   bson_iter_t it;
   char hex[25];
-  bool ok = strcmp(bson_get_utf8(outcome, "kind", ""), "result") == 0 &&
+  bool ok = strcmp(bw_db_get_utf8(outcome, "kind", ""), "result") == 0 &&
             bson_iter_init_find(&it, outcome, "success") &&
             bson_iter_as_bool(&it);
 
@@ -90,14 +64,12 @@ static const char *job_view_final(bw_db_t *db, const bson_t *outcome,
   job_copy_fields(view, outcome, (const char *const[]){"reason"}, 1);
   if (bson_iter_init_find(&it, outcome, "at"))
     json_object_object_add(view, "finished_at", bw_json_from_bson_iter(&it));
-  if (bson_get_oid_hex(outcome, "worker_id", hex))
+  if (bw_db_get_oid_hex(outcome, "worker_id", hex))
     json_object_object_add(view, "worker_id", json_object_new_string(hex));
-  if (bson_iter_init_find(&it, outcome, "_id"))
-    bson_append_iter(&filter, "_id", 3, &it);
-  if (bw_db_find_one(db, BW_COLL_RESULTS, &filter, NULL, &result, NULL) == 0)
+  if (bw_db_find_by_id(db, BW_COLL_RESULTS, bw_db_get_utf8(outcome, "_id", ""),
+                       &result, NULL) == 0)
     job_copy_fields(view, &result, (const char *const[]){"info", "logs"}, 2);
   bson_destroy(&result);
-  bson_destroy(&filter);
   return ok ? "succeeded" : "failed";
 }
 
@@ -116,7 +88,7 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
   *out = NULL;
   if (!bw_db_oid_parse(job_id, &oid))
     return bw_error_set(error, BW_EINVAL, "job_id: expected 24 hex digits");
-  rc = job_find_by(db, BW_COLL_JOBS, "_id", &oid, &job, error);
+  rc = bw_db_find_by_oid(db, BW_COLL_JOBS, "_id", &oid, &job, error);
   if (rc < 0) {
     bson_destroy(&job);
     return rc == BW_ENOTFOUND ? bw_error_set(error, BW_ENOTFOUND,
@@ -125,7 +97,7 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
   }
   view = json_object_new_object();
   json_object_object_add(view, "job_id", json_object_new_string(job_id));
-  if (bson_get_oid_hex(&job, "run_id", hex))
+  if (bw_db_get_oid_hex(&job, "run_id", hex))
     json_object_object_add(view, "grading_run_id", json_object_new_string(hex));
   job_copy_fields(
       view, &job,
@@ -145,10 +117,11 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
     state = "running";
     attempts++;
     job_copy_fields(view, &active, (const char *const[]){"started_at"}, 1);
-    if (bson_get_oid_hex(&active, "worker_id", hex))
+    if (bw_db_get_oid_hex(&active, "worker_id", hex))
       json_object_object_add(view, "worker_id", json_object_new_string(hex));
   } else {
-    state = bw_run_job_state(bson_get_utf8(&job, "type", "student"), run_state);
+    state =
+        bw_run_job_state(bw_db_get_utf8(&job, "type", "student"), run_state);
   }
   if (history.reason[0] != '\0' && !history.has_final)
     json_object_object_add(view, "reason",
@@ -229,7 +202,7 @@ static int job_insert_result(bw_db_t *db, const bw_handout_t *h,
 static int job_apply(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
                      const bson_t *student, const bson_t *outcome,
                      bw_error_t *error) {
-  const char *kind = bson_get_utf8(outcome, "kind", "");
+  const char *kind = bw_db_get_utf8(outcome, "kind", "");
   bson_iter_t it;
   int rc = 0;
 
@@ -255,14 +228,9 @@ static int job_apply(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
 
 static int job_find_outcome(bw_db_t *db, const bw_handout_t *h, bson_t *out,
                             bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER;
   char id[48];
-  int rc;
   bw_queue_entry_id(&h->job_id, h->attempt, id);
-  BSON_APPEND_UTF8(&filter, "_id", id);
-  rc = bw_db_find_one(db, BW_COLL_OUTCOMES, &filter, NULL, out, error);
-  bson_destroy(&filter);
-  return rc;
+  return bw_db_find_by_id(db, BW_COLL_OUTCOMES, id, out, error);
 }
 
 int bw_job_settle(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
@@ -285,8 +253,8 @@ static void job_visit_own_result(const bson_t *doc, void *ctx) {
   job_own_result_t *own = ctx;
   char by[25];
   own->any = true;
-  if (!own->found && strcmp(bson_get_utf8(doc, "kind", ""), "result") == 0 &&
-      bson_get_oid_hex(doc, "worker_id", by) &&
+  if (!own->found && strcmp(bw_db_get_utf8(doc, "kind", ""), "result") == 0 &&
+      bw_db_get_oid_hex(doc, "worker_id", by) &&
       strcmp(by, own->worker_id) == 0) {
     bson_copy_to(doc, &own->outcome);
     own->found = true;
@@ -317,7 +285,7 @@ static int job_not_held(bw_db_t *db, const bw_config_t *cfg,
   }
   if (rc < 0)
     return rc;
-  rc = job_find_by(db, BW_COLL_JOBS, "_id", oid, &doc, error);
+  rc = bw_db_find_by_oid(db, BW_COLL_JOBS, "_id", oid, &doc, error);
   bson_destroy(&doc);
   if (rc == BW_ENOTFOUND)
     return bw_error_set(error, BW_ENOTFOUND, "grading job %s not found",
@@ -346,7 +314,7 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
   if (!bw_db_oid_parse(worker_id, &worker))
     return bw_error_set(error, BW_EINVAL, "worker_id: expected 24 hex digits");
   rc = bw_queue_find_active(db, &oid, &active, error);
-  if (rc == 0 && (!bson_get_oid_hex(&active, "worker_id", holder) ||
+  if (rc == 0 && (!bw_db_get_oid_hex(&active, "worker_id", holder) ||
                   strcmp(holder, worker_id) != 0 ||
                   !bw_handout_from_bson(&active, &h, NULL)))
     rc = BW_ENOTFOUND;
@@ -370,14 +338,14 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
    * timeout that hid our insert), or by the reaper. */
   rc = job_find_outcome(db, &h, &outcome, error);
   if (rc == 0) {
-    bson_get_oid_hex(&outcome, "worker_id", by);
-    if (strcmp(bson_get_utf8(&outcome, "kind", ""), "result") == 0 &&
+    bw_db_get_oid_hex(&outcome, "worker_id", by);
+    if (strcmp(bw_db_get_utf8(&outcome, "kind", ""), "result") == 0 &&
         strcmp(by, worker_id) == 0)
       rc = job_apply(db, cfg, &h, NULL, &outcome, error);
     else
       rc = bw_error_set(
           error, BW_ECONFLICT, "grading job %s attempt %d already ended: %s",
-          job_id, h.attempt, bson_get_utf8(&outcome, "reason", "re-queued"));
+          job_id, h.attempt, bw_db_get_utf8(&outcome, "reason", "re-queued"));
   }
   bson_destroy(&outcome);
   return rc;

@@ -425,13 +425,8 @@ int bw_queue_poll(bw_db_t *db, const bw_config_t *cfg, const char *worker_id,
 
 int bw_queue_find_active(bw_db_t *db, const bson_oid_t *job_id, bson_t *out,
                          bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER;
-  int rc;
   /* Not by _id: the attempt is not known here.  `active` is small. */
-  BSON_APPEND_OID(&filter, "job_id", job_id);
-  rc = bw_db_find_one(db, BW_COLL_ACTIVE, &filter, NULL, out, error);
-  bson_destroy(&filter);
-  return rc;
+  return bw_db_find_by_oid(db, BW_COLL_ACTIVE, "job_id", job_id, out, error);
 }
 
 int bw_queue_end_active(bw_db_t *db, const bson_oid_t *job_id, int attempt,

@@ -203,7 +203,7 @@ typedef struct reap_claim_pass {
 static void reap_visit_claim(const bson_t *claim, void *ctx) {
   reap_claim_pass_t *cp = ctx;
   bw_db_t *db = cp->pass.db;
-  bson_t filter = BSON_INITIALIZER, job, env = BSON_INITIALIZER;
+  bson_t job, env = BSON_INITIALIZER;
   bson_iter_t it;
   bw_handout_t h;
 
@@ -212,8 +212,7 @@ static void reap_visit_claim(const bson_t *claim, void *ctx) {
       reap_set_has(&cp->recorded, bson_iter_utf8(&it, NULL)))
     return;
   /* Claims do not carry the student's env; the job document does. */
-  BSON_APPEND_OID(&filter, "_id", &h.job_id);
-  if (bw_db_find_one(db, BW_COLL_JOBS, &filter, NULL, &job, NULL) == 0 &&
+  if (bw_db_find_by_oid(db, BW_COLL_JOBS, "_id", &h.job_id, &job, NULL) == 0 &&
       bson_iter_init_find(&it, &job, "student") &&
       BSON_ITER_HOLDS_DOCUMENT(&it)) {
     const uint8_t *data;
@@ -225,7 +224,6 @@ static void reap_visit_claim(const bson_t *claim, void *ctx) {
   reap_abandon(db, cp->pass.cfg, &h, bson_empty(&env) ? NULL : &env,
                "its hand-out never reached a grader", cp->pass.stats);
   bson_destroy(&job);
-  bson_destroy(&filter);
 }
 
 /* Only claims between 1 and 3 grace periods old are looked at: each is

@@ -12,27 +12,6 @@
 /* Run configs one process keeps (see bw_run_config). */
 #define RUN_CACHE 8
 
-static const char *bson_get_utf8(const bson_t *doc, const char *key,
-                                 const char *fallback) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
-    return bson_iter_utf8(&it, NULL);
-  return fallback;
-}
-
-static bool bson_get_oid(const bson_t *doc, const char *key, bson_oid_t *out) {
-  bson_iter_t it;
-  if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_OID(&it))
-    return false;
-  bson_oid_copy(bson_iter_oid(&it), out);
-  return true;
-}
-
-static int64_t bson_get_int(const bson_t *doc, const char *key) {
-  bson_iter_t it;
-  return bson_iter_init_find(&it, doc, key) ? bson_iter_as_int64(&it) : 0;
-}
-
 const char *bw_run_job_state(const char *type, const char *run_state) {
   const char *queued_in = strcmp(type, "pre") == 0    ? "pre_processing"
                           : strcmp(type, "post") == 0 ? "post_processing"
@@ -227,7 +206,7 @@ void bw_run_state(bw_db_t *db, const bson_oid_t *run, char *buf, size_t len) {
   bson_t doc;
   bson_strncpy(buf, "created", len);
   if (run_find(db, run, false, &doc, NULL) == 0)
-    bson_strncpy(buf, bson_get_utf8(&doc, "state", "created"), len);
+    bson_strncpy(buf, bw_db_get_utf8(&doc, "state", "created"), len);
   bson_destroy(&doc);
 }
 
@@ -262,21 +241,11 @@ int bw_run_config(bw_db_t *db, const bson_oid_t *run, json_object **out,
   return rc;
 }
 
-static int run_find_roster(bw_db_t *db, const bson_oid_t *run, bson_t *out,
-                           bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER;
-  int rc;
-  BSON_APPEND_OID(&filter, "_id", run);
-  rc = bw_db_find_one(db, BW_COLL_ROSTERS, &filter, NULL, out, error);
-  bson_destroy(&filter);
-  return rc;
-}
-
 int bw_run_roster(bw_db_t *db, const bson_oid_t *run, json_object **out,
                   bw_error_t *error) {
   bson_t doc;
   bson_iter_t it;
-  int rc = run_find_roster(db, run, &doc, error);
+  int rc = bw_db_find_by_oid(db, BW_COLL_ROSTERS, "_id", run, &doc, error);
   if (rc == 0 && bson_iter_init_find(&it, &doc, "students"))
     *out = bw_json_from_bson_iter(&it);
   else if (rc == 0)
@@ -336,7 +305,7 @@ static int run_mark_once(bw_db_t *db, const bson_oid_t *run, const char *what,
 static int run_mark_once_or_stale(bw_db_t *db, const bw_config_t *cfg,
                                   const bson_oid_t *run, const char *what,
                                   bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, mark;
+  bson_t mark;
   bson_iter_t it;
   char hex[25], id[128];
   int rc = run_mark_once(db, run, what, error);
@@ -345,13 +314,11 @@ static int run_mark_once_or_stale(bw_db_t *db, const bw_config_t *cfg,
     return rc;
   bson_oid_to_string(run, hex);
   snprintf(id, sizeof id, "%s:%s", hex, what);
-  BSON_APPEND_UTF8(&filter, "_id", id);
-  if (bw_db_find_one(db, BW_COLL_MARKS, &filter, NULL, &mark, NULL) == 0 &&
+  if (bw_db_find_by_id(db, BW_COLL_MARKS, id, &mark, NULL) == 0 &&
       bson_iter_init_find(&it, &mark, "at") && BSON_ITER_HOLDS_DATE_TIME(&it) &&
       bson_iter_date_time(&it) < bw_db_now_ms() - cfg->claim_grace * 1000LL)
     rc = 0;
   bson_destroy(&mark);
-  bson_destroy(&filter);
   return rc;
 }
 
@@ -374,7 +341,8 @@ static int run_queue_students(bw_db_t *db, const bson_oid_t *run,
   bson_iter_t ids, students, id, student;
   bw_queue_batch_t *batch;
   bw_handout_t h = {.attempt = 1, .type = "student"};
-  int rc = run_find_roster(db, run, &roster, error), n = 0;
+  int rc = bw_db_find_by_oid(db, BW_COLL_ROSTERS, "_id", run, &roster, error),
+      n = 0;
 
   if (rc < 0) {
     bson_destroy(&roster);
@@ -452,7 +420,7 @@ int bw_run_start(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
       rc = bw_error_set(error, BW_EINVAL, "grading run %s was already started",
                         run_id);
   }
-  if (rc == 0 && bson_get_oid(&doc, "pre_job_id", &pre)) {
+  if (rc == 0 && bw_db_get_oid(&doc, "pre_job_id", &pre)) {
     rc = run_update_state(db, &run, "pre_processing", "started_at", -1, error);
     if (rc == 0)
       rc = run_queue_single(db, &run, &pre, "pre", error);
@@ -510,8 +478,8 @@ static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
   bson_oid_to_string(run, hex);
   BSON_APPEND_OID(&filter, "_id", run);
   if (bw_db_find_one(db, BW_COLL_COUNTERS, &filter, NULL, &hint, NULL) == 0 &&
-      bson_get_int(&hint, "finished") > n)
-    n = bson_get_int(&hint, "finished");
+      bw_db_get_int(&hint, "finished") > n)
+    n = bw_db_get_int(&hint, "finished");
   bson_destroy(&hint);
 
   for (;; n++) {
@@ -551,7 +519,7 @@ static int run_after_students(bw_db_t *db, const bw_config_t *cfg,
   bson_t doc;
   int rc = run_find(db, run, false, &doc, error);
 
-  if (rc == 0 && bson_get_oid(&doc, "post_job_id", &post)) {
+  if (rc == 0 && bw_db_get_oid(&doc, "post_job_id", &post)) {
     rc = stale_ok ? run_mark_once_or_stale(db, cfg, run, "post", error)
                   : run_mark_once(db, run, "post", error);
     if (rc == 0)
@@ -662,10 +630,10 @@ static void run_visit_job(const bson_t *doc, void *ctx) {
 
   t->jobs = bson_realloc(t->jobs, (t->n + 1) * sizeof *t->jobs);
   j = memset(&t->jobs[t->n], 0, sizeof *j);
-  if (!bson_get_oid(doc, "_id", &j->id))
+  if (!bw_db_get_oid(doc, "_id", &j->id))
     return;
-  bson_strncpy(j->type, bson_get_utf8(doc, "type", "student"), sizeof j->type);
-  j->index = (int)bson_get_int(doc, "index");
+  bson_strncpy(j->type, bw_db_get_utf8(doc, "type", "student"), sizeof j->type);
+  j->index = (int)bw_db_get_int(doc, "index");
   if (bson_iter_init_find(&it, doc, "student"))
     j->student = bw_json_from_bson_iter(&it);
   t->n++;
@@ -676,12 +644,12 @@ static void run_visit_outcome(const bson_t *doc, void *ctx) {
   bson_oid_t id;
   bson_iter_t it;
   run_job_t *j;
-  const char *kind = bson_get_utf8(doc, "kind", "");
+  const char *kind = bw_db_get_utf8(doc, "kind", "");
 
-  if (!bson_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)))
+  if (!bw_db_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)))
     return;
-  if (bson_get_int(doc, "attempt") > j->attempts)
-    j->attempts = (int)bson_get_int(doc, "attempt");
+  if (bw_db_get_int(doc, "attempt") > j->attempts)
+    j->attempts = (int)bw_db_get_int(doc, "attempt");
   if (bson_iter_init_find(&it, doc, "reason") && BSON_ITER_HOLDS_UTF8(&it))
     bson_strncpy(j->reason, bson_iter_utf8(&it, NULL), sizeof j->reason);
   if (strcmp(kind, "result") == 0) {
@@ -703,12 +671,12 @@ static void run_visit_active(const bson_t *doc, void *ctx) {
   bson_iter_t it;
   run_job_t *j;
 
-  if (!bson_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)) ||
+  if (!bw_db_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)) ||
       j->final)
     return;
   j->active = true;
-  if (bson_get_int(doc, "attempt") > j->attempts)
-    j->attempts = (int)bson_get_int(doc, "attempt");
+  if (bw_db_get_int(doc, "attempt") > j->attempts)
+    j->attempts = (int)bw_db_get_int(doc, "attempt");
   if (bson_iter_init_find(&it, doc, "worker_id") && BSON_ITER_HOLDS_OID(&it))
     bson_oid_to_string(bson_iter_oid(&it), j->worker);
   if (bson_iter_init_find(&it, doc, "started_at"))
@@ -719,7 +687,7 @@ static void run_visit_waiting(const bson_t *doc, void *ctx) {
   run_jobs_t *t = ctx;
   bson_oid_t id;
   run_job_t *j;
-  if (bson_get_oid(doc, "job_id", &id) && (j = run_jobs_find(t, &id)))
+  if (bw_db_get_oid(doc, "job_id", &id) && (j = run_jobs_find(t, &id)))
     j->waiting = true;
 }
 
@@ -861,7 +829,7 @@ int bw_run_status(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
   for (size_t i = 0; i < sizeof copied / sizeof *copied; i++)
     if (json_object_object_get_ex(all, copied[i], &v))
       json_object_object_add(status, copied[i], json_object_get(v));
-  run_status_jobs(&t, bson_get_utf8(&doc, "state", "created"), status);
+  run_status_jobs(&t, bw_db_get_utf8(&doc, "state", "created"), status);
   run_jobs_cleanup(&t);
   json_object_put(all);
   bson_destroy(&doc);
@@ -872,15 +840,13 @@ int bw_run_status(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
 /* ---- repair ---------------------------------------------------------- */
 
 static bool run_claimed(bw_db_t *db, const bson_oid_t *job, int attempt) {
-  bson_t filter = BSON_INITIALIZER, found;
+  bson_t found;
   char id[48];
   int rc;
 
   bw_queue_entry_id(job, attempt, id);
-  BSON_APPEND_UTF8(&filter, "_id", id);
-  rc = bw_db_find_one(db, BW_COLL_CLAIMS, &filter, NULL, &found, NULL);
+  rc = bw_db_find_by_id(db, BW_COLL_CLAIMS, id, &found, NULL);
   bson_destroy(&found);
-  bson_destroy(&filter);
   /* On a database error, say "claimed": repair must never double-queue. */
   return rc != BW_ENOTFOUND;
 }
@@ -943,8 +909,8 @@ int bw_run_repair(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
     bson_destroy(&doc);
     return rc == BW_ENOTFOUND ? 0 : rc;
   }
-  state = bson_get_utf8(&doc, "state", "created");
-  student_count = (int)bson_get_int(&doc, "student_count");
+  state = bw_db_get_utf8(&doc, "state", "created");
+  student_count = (int)bw_db_get_int(&doc, "student_count");
   bson_strncpy(phase_type,
                strcmp(state, "pre_processing") == 0    ? "pre"
                : strcmp(state, "post_processing") == 0 ? "post"
