@@ -710,6 +710,10 @@ static int run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
                   error);
   for (int p = 0; queue && rc == 0 && p < bw_db_queue_partitions(db); p++)
     rc = run_each(bw_db_queue(db, p), run, run_visit_waiting, t, error);
+  /* On failure the caller owns nothing (the database may go away between
+   * two of the scans, after the jobs and their student envs are loaded). */
+  if (rc < 0)
+    run_jobs_cleanup(t);
   return rc;
 }
 
