@@ -193,7 +193,9 @@ test-san: deps
 	  $(INTEG_SRC:tests/integration/%.c=build/san/tests/%) || rc=1; \
 	if ls $(SAN_REPORTS) | grep -q .; then \
 	  echo "test-san: sanitizer reports in $(SAN_REPORTS):"; \
-	  head -n 40 $(SAN_REPORTS)/*; rc=1; \
+	  for f in $(SAN_REPORTS)/*; do echo "== $$f"; \
+	    grep -n -A24 -E 'ERROR|Direct leak|runtime error' "$$f" | head -n 120; \
+	    grep -h 'SUMMARY' "$$f"; done; rc=1; \
 	else echo "test-san: no sanitizer report"; fi; exit $$rc
 
 # --- valgrind ---
