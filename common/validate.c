@@ -272,6 +272,28 @@ static int check_pipeline(check_t *c, json_object *config, const char *key,
   return 0;
 }
 
+/* The config shares its values with the posted body (the roster is the
+ * body's students, numbers and all).  An env that check_env_object will
+ * rewrite (it holds numbers or booleans) is copied first; the rest, usually
+ * every student, stay shared, so a large roster is held once. */
+static bool has_scalars(json_object *env) {
+  if (!json_object_is_type(env, json_type_object))
+    return false;
+  json_object_object_foreach(env, name, value) {
+    (void)name;
+    if (json_object_is_type(value, json_type_int) ||
+        json_object_is_type(value, json_type_double) ||
+        json_object_is_type(value, json_type_boolean))
+      return true;
+  }
+  return false;
+}
+
+static json_object *unshare(json_object *env) {
+  json_object *copy = NULL;
+  return json_object_deep_copy(env, &copy, NULL) == 0 ? copy : NULL;
+}
+
 static int check_students(check_t *c, json_object *config) {
   json_object *students;
   path_t child;
@@ -291,9 +313,14 @@ static int check_students(check_t *c, json_object *config) {
                         "students: %zu students is over the limit of %d", n,
                         c->cfg->max_students);
   for (i = 0; i < n; i++) {
+    json_object *student = json_object_array_get_idx(students, i);
     path_index(child, "students", i);
-    rc = check_env_object(c, json_object_array_get_idx(students, i), child,
-                          true);
+    if (has_scalars(student)) {
+      if ((student = unshare(student)) == NULL ||
+          json_object_array_put_idx(students, i, student) != 0)
+        return bw_error_set(c->error, BW_ENOMEM, "%s: out of memory", child);
+    }
+    rc = check_env_object(c, student, child, true);
     if (rc < 0)
       return rc;
   }
@@ -579,8 +606,13 @@ static int check_run_config(check_t *c, json_object *config) {
     return rc;
   if ((rc = check_students(c, config)) < 0)
     return rc;
-  if (json_object_object_get_ex(config, "env", &global) &&
-      (rc = check_env_object(c, global, "env", true)) < 0)
+  bool has_env = json_object_object_get_ex(config, "env", &global);
+  if (has_env && has_scalars(global)) {
+    if ((global = unshare(global)) == NULL ||
+        json_object_object_add(config, "env", global) != 0)
+      return bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
+  }
+  if (has_env && (rc = check_env_object(c, global, "env", true)) < 0)
     return rc;
   if ((rc = check_pipeline(c, config, "student_pipeline", true)) < 0 ||
       (rc = check_pipeline(c, config, "pre_processing_pipeline", false)) < 0 ||
@@ -595,18 +627,48 @@ static int check_run_config(check_t *c, json_object *config) {
   return check_expansion(c, config, global);
 }
 
+/* A new object holding the body's values, with a students array of its own
+ * (check_students replaces the students it rewrites), or NULL. */
+static json_object *config_share(json_object *body) {
+  json_object *copy = json_object_new_object(), *students, *list;
+  if (copy == NULL)
+    return NULL;
+  json_object_object_foreach(body, key, value) {
+    if (json_object_object_add(copy, key, json_object_get(value)) != 0)
+      goto fail;
+  }
+  if (json_object_object_get_ex(body, "students", &students) &&
+      json_object_is_type(students, json_type_array)) {
+    size_t n = json_object_array_length(students);
+    if ((list = json_object_new_array_ext((int)n)) == NULL ||
+        json_object_object_add(copy, "students", list) != 0) {
+      json_object_put(list);
+      goto fail;
+    }
+    for (size_t i = 0; i < n; i++)
+      if (json_object_array_add(list, json_object_get(json_object_array_get_idx(
+                                          students, i))) != 0)
+        goto fail;
+  }
+  return copy;
+fail:
+  json_object_put(copy);
+  return NULL;
+}
+
 int bw_validate_run_config(json_object *body, const bw_config_t *cfg,
                            json_object **out, bw_error_t *error) {
   check_t c = {cfg, error};
-  json_object *copy = NULL;
+  json_object *copy;
   int rc;
 
   *out = NULL;
   if (!json_object_is_type(body, json_type_object))
     return bw_error_set(error, BW_EINVAL, "body: expected a JSON object");
-  /* The checks turn numbers into strings as they go: work on a copy so the
-   * caller's body is untouched whatever happens. */
-  if (json_object_deep_copy(body, &copy, NULL) != 0)
+  /* The checks turn numbers into strings as they go: they work on a copy
+   * that shares what they do not rewrite, so the caller's body is untouched
+   * whatever happens. */
+  if ((copy = config_share(body)) == NULL)
     return bw_error_set(error, BW_ENOMEM, "body: out of memory");
   rc = check_run_config(&c, copy);
   if (rc < 0) {

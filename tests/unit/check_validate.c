@@ -116,16 +116,31 @@ START_TEST(test_numbers_and_booleans_become_strings) {
 }
 END_TEST
 
+/* The body is the caller's, whether validation passes or fails; the roster
+ * pre/post jobs get is the students exactly as posted. */
 START_TEST(test_input_left_untouched) {
-  json_object *in = parse("{\"students\":[{\"A\":12}]," PIPE "}"), *out;
-  json_object *students, *a;
-  bw_error_t error;
-  ck_assert_int_eq(bw_validate_run_config(in, &cfg, &out, &error), 0);
-  json_object_object_get_ex(in, "students", &students);
-  a = json_object_object_get(json_object_array_get_idx(students, 0), "A");
-  ck_assert(json_object_is_type(a, json_type_int));
-  json_object_put(out);
-  json_object_put(in);
+  static const char *bodies[] = {
+      "{\"students\":[{\"A\":12},{\"A\":\"x\"},{\"A\":true}]," PIPE
+      ",\"env\":{\"N\":7}}",
+      "{\"students\":[{\"A\":12},{\"A\":[]}]," PIPE ",\"env\":{\"N\":7}}",
+      "{\"students\":[{\"A\":12}]," PIPE ",\"env\":{\"N\":7,\"M\":{}}}",
+  };
+  for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+    json_object *in = parse(bodies[i]), *out = NULL, *roster;
+    char *before = strdup(json_object_to_json_string(in));
+    bw_error_t error;
+    int rc = bw_validate_run_config(in, &cfg, &out, &error);
+    ck_assert_int_eq(rc, i == 0 ? 0 : BW_EINVAL);
+    ck_assert_str_eq(json_object_to_json_string(in), before);
+    if (rc == 0) {
+      ck_assert(json_object_object_get_ex(out, "roster", &roster));
+      ck_assert_str_eq(json_object_to_json_string_ext(roster, 0),
+                       "[{\"A\":12},{\"A\":\"x\"},{\"A\":true}]");
+    }
+    free(before);
+    json_object_put(out);
+    json_object_put(in);
+  }
 }
 END_TEST
 
