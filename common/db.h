@@ -85,20 +85,25 @@ int bw_db_insert_once(bw_db_t *db, bw_coll_t which, const bson_t *doc,
 
 /* Runs visit(doc, ctx) on every document `coll` returns for filter/opts
  * (opts may be NULL).  `doc` is valid during the call only.  Returns 0 or
- * BW_EDB; a visit cannot stop the scan. */
+ * BW_EDB; a visit cannot stop the scan.  BW_EDB can come after some visits
+ * (the database may go away mid-scan): what they collected in ctx is still
+ * the caller's to free. */
 typedef void (*bw_db_visit_fn)(const bson_t *doc, void *ctx);
 int bw_db_each(mongoc_collection_t *coll, const bson_t *filter,
                const bson_t *opts, bw_db_visit_fn visit, void *ctx,
                bw_error_t *error);
 
-/* Finds one document by _id (string or ObjectId already in `id_doc` as
- * {"_id": ...}).  Returns 0 and initialises *out (caller bson_destroy()s),
- * BW_ENOTFOUND (then *out is still initialised, empty), or BW_EDB. */
+/* Finds the first document `filter` matches (opts may be NULL; its limit is
+ * replaced by 1).  Returns 0 with the document in *out, BW_ENOTFOUND, or
+ * BW_EDB.  *out is initialised first, whatever the result (empty on
+ * failure): the caller bson_destroy()s it on every path, and callers rely
+ * on that. */
 int bw_db_find_one(bw_db_t *db, bw_coll_t which, const bson_t *filter,
                    const bson_t *opts, bson_t *out, bw_error_t *error);
 
 /* bw_db_find_one with the filter {key: oid}, and with {"_id": id} for the
- * string ids of queue entries, claims, outcomes and marks. */
+ * string ids of queue entries, claims, outcomes and marks.  Same promise
+ * about *out. */
 int bw_db_find_by_oid(bw_db_t *db, bw_coll_t which, const char *key,
                       const bson_oid_t *oid, bson_t *out, bw_error_t *error);
 int bw_db_find_by_id(bw_db_t *db, bw_coll_t which, const char *id, bson_t *out,

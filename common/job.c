@@ -276,15 +276,19 @@ static int job_not_held(bw_db_t *db, const bw_config_t *cfg,
   rc = bw_db_each(bw_db_coll(db, BW_COLL_OUTCOMES), &filter, NULL,
                   job_visit_own_result, &own, error);
   bson_destroy(&filter);
-  if (rc == 0 && own.found) {
+  if (rc < 0) {
+    /* The scan can fail after it copied the caller's outcome. */
+    if (own.found)
+      bson_destroy(&own.outcome);
+    return rc;
+  }
+  if (own.found) {
     rc = bw_handout_from_bson(&own.outcome, &h, NULL)
              ? job_apply(db, cfg, &h, NULL, &own.outcome, error)
              : 0;
     bson_destroy(&own.outcome);
     return rc;
   }
-  if (rc < 0)
-    return rc;
   rc = bw_db_find_by_oid(db, BW_COLL_JOBS, "_id", oid, &doc, error);
   bson_destroy(&doc);
   if (rc == BW_ENOTFOUND)

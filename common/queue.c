@@ -302,7 +302,11 @@ static int queue_payload(bw_db_t *db, const bw_handout_t *h,
   for (size_t i = 0; rc == 0 && i < json_object_array_length(stages); i++) {
     json_object *stage = json_object_array_get_idx(stages, i), *copy = NULL,
                 *stage_env = NULL, *env = NULL;
-    json_object_deep_copy(stage, &copy, NULL);
+    /* Without a copy (ENOMEM) the env below would be added to NULL. */
+    if (json_object_deep_copy(stage, &copy, NULL) != 0) {
+      rc = bw_error_set(error, BW_ENOMEM, "job %s: out of memory", job_id);
+      break;
+    }
     json_object_object_get_ex(stage, "env", &stage_env);
     rc =
         bw_env_resolve(global, student, stage_env, run_id, job_id, &env, error);

@@ -74,7 +74,8 @@ int bw_queue_poll(bw_db_t *db, const bw_config_t *cfg, const char *worker_id,
                   json_object **out, bw_error_t *error);
 
 /* The active record of the job's current hand-out, if any: returns 0 and
- * *out (caller bson_destroy()s), BW_ENOTFOUND, or BW_EDB. */
+ * *out, BW_ENOTFOUND, or BW_EDB.  *out is initialised whatever the result
+ * (as bw_db_find_one): the caller bson_destroy()s it on every path. */
 int bw_queue_find_active(bw_db_t *db, const bson_oid_t *job_id, bson_t *out,
                          bw_error_t *error);
 

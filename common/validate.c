@@ -506,14 +506,22 @@ typedef struct bound {
   size_t total;
 } bound_t;
 
-static void note_longest(json_object *longest, json_object *layer) {
+/* Returns 0 or BW_ENOMEM: a length lost to ENOMEM would read as 0 and let
+ * an over-long expansion through. */
+static int note_longest(json_object *longest, json_object *layer) {
   json_object_object_foreach(layer, name, value) {
-    json_object *seen;
+    json_object *seen, *n;
     int len = json_object_get_string_len(value);
-    if (!json_object_object_get_ex(longest, name, &seen) ||
-        json_object_get_int(seen) < len)
-      json_object_object_add(longest, name, json_object_new_int(len));
+    if (json_object_object_get_ex(longest, name, &seen) &&
+        json_object_get_int(seen) >= len)
+      continue;
+    n = json_object_new_int(len);
+    if (n == NULL || json_object_object_add(longest, name, n) != 0) {
+      json_object_put(n);
+      return BW_ENOMEM;
+    }
   }
+  return 0;
 }
 
 static int bound_piece(const char *text, size_t len, bool is_ref, void *arg) {
@@ -576,11 +584,13 @@ static int check_expansion(check_t *c, json_object *config,
   if (longest == NULL)
     return bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
   if (global != NULL)
-    note_longest(longest, global);
+    rc = note_longest(longest, global);
   json_object_object_get_ex(config, "students", &students);
   n = json_object_array_length(students);
-  for (i = 0; i < n; i++)
-    note_longest(longest, json_object_array_get_idx(students, i));
+  for (i = 0; rc == 0 && i < n; i++)
+    rc = note_longest(longest, json_object_array_get_idx(students, i));
+  if (rc < 0)
+    rc = bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
   for (i = 0; rc == 0 && i < 3; i++)
     rc = check_pipeline_expansion(c, config, longest, pipelines[i]);
   json_object_put(longest);

@@ -146,6 +146,7 @@ int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent) {
     return 0;
   if (bw_db_open(&db, cfg, &error) < 0) {
     bw_log_error("database: %s", error.message);
+    mongoc_cleanup(); /* bw_db_open ran mongoc_init() before failing */
     return 1;
   }
   FCGX_InitRequest(&fcgx, listen_fd, 0);

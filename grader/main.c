@@ -84,12 +84,15 @@ static int run(const gr_options_t *opt) {
   sigaddset(&waiter.set, SIGINT);
   sigaddset(&waiter.set, SIGHUP); /* the terminal went away: same as TERM */
   pthread_sigmask(SIG_BLOCK, &waiter.set, NULL); /* inherited by threads */
-  if (pthread_create(&signals, NULL, signal_main, &waiter) != 0 ||
-      gr_http_init(&http, opt->api, opt->token) != 0) {
+  if (pthread_create(&signals, NULL, signal_main, &waiter) != 0) {
     gr_session_cleanup(&session);
     return -1;
   }
-  if (gr_session_register(&session, &http) == 0)
+  /* From here the signal thread uses session and waiter, which live in this
+   * frame: every way out goes through its join below. */
+  if (gr_http_init(&http, opt->api, opt->token) != 0)
+    rc = -1;
+  else if (gr_session_register(&session, &http) == 0)
     rc = run_slots(&session, opt->slots);
   gr_http_cleanup(&http);
   /* Wake the signal thread if the stop came from elsewhere. */

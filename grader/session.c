@@ -29,20 +29,26 @@ void gr_backoff_reset(gr_backoff_t *backoff) {
 
 int gr_session_init(gr_session_t *session, const gr_options_t *opt) {
   pthread_condattr_t attr;
+  int rc;
 
   memset(session, 0, sizeof *session);
   session->opt = opt;
   session->heartbeat_s = 10;
   if (pthread_mutex_init(&session->lock, NULL) != 0)
     return -1;
-  /* Monotonic: a clock step must not stretch or skip a heartbeat. */
-  if (pthread_condattr_init(&attr) != 0 ||
-      pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
-      pthread_cond_init(&session->wake, &attr) != 0) {
+  if (pthread_condattr_init(&attr) != 0) {
     pthread_mutex_destroy(&session->lock);
     return -1;
   }
-  pthread_condattr_destroy(&attr);
+  /* Monotonic: a clock step must not stretch or skip a heartbeat. */
+  rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  if (rc == 0)
+    rc = pthread_cond_init(&session->wake, &attr);
+  pthread_condattr_destroy(&attr); /* on failure too */
+  if (rc != 0) {
+    pthread_mutex_destroy(&session->lock);
+    return -1;
+  }
   return 0;
 }
 

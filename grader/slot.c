@@ -34,12 +34,14 @@ static char *result_body(const gr_options_t *opt,
   size_t stage_max = step == 0 ? opt->tail_bytes : smaller_output[step - 1][0];
   size_t log_max = step == 0 ? opt->logs_bytes : smaller_output[step - 1][1];
   json_object *result = gr_outcome_result(outcome, stage_max, log_max);
+  const char *text;
   char *body;
 
   if (result == NULL)
     return NULL;
-  body = strdup(json_object_to_json_string_ext(
-      result, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+  text = json_object_to_json_string_ext(
+      result, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  body = text != NULL ? strdup(text) : NULL; /* NULL: out of memory */
   json_object_put(result);
   return body;
 }

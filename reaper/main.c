@@ -147,6 +147,7 @@ int main(int argc, char **argv) {
   }
   if (bw_db_open(&db, &cfg, &error) < 0) {
     bw_log_error("database: %s", error.message);
+    mongoc_cleanup(); /* bw_db_open ran mongoc_init() before failing */
     return 1;
   }
   rc = 0;
