@@ -11,6 +11,8 @@
 #define RUN_MAX_DOC (16 * 1024 * 1024 - 64 * 1024)
 /* Run configs one process keeps (see bw_run_config). */
 #define RUN_CACHE 8
+/* Job documents one bulk insert carries (see run_insert_jobs). */
+#define RUN_INSERT_BATCH 1000
 
 const char *bw_run_job_state(const char *type, const char *run_state) {
   const char *queued_in = strcmp(type, "pre") == 0    ? "pre_processing"
@@ -39,14 +41,31 @@ static void run_job_doc(bson_t *doc, const bson_oid_t *id,
   BSON_APPEND_DATE_TIME(doc, "created_at", now);
 }
 
+/* Sends what `bulk` holds (ordered: it stops at the first error) and makes
+ * it a new, empty bulk. */
+static int run_bulk_flush(bw_db_t *db, mongoc_bulk_operation_t **bulk,
+                          bw_error_t *error) {
+  bson_t reply;
+  bson_error_t driver;
+  int rc = 0;
+  if (!mongoc_bulk_operation_execute(*bulk, &reply, &driver))
+    rc = bw_db_error(&driver, error);
+  bson_destroy(&reply);
+  mongoc_bulk_operation_destroy(*bulk);
+  *bulk = mongoc_collection_create_bulk_operation_with_opts(
+      bw_db_coll(db, BW_COLL_JOBS), NULL);
+  return rc;
+}
+
+/* The job documents go in batches of RUN_INSERT_BATCH so that what a large
+ * roster costs in memory stays bounded by its parsed body, not twice it. */
 static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
                            json_object *students, const bson_oid_t *ids,
                            const bson_oid_t *pre, const bson_oid_t *post,
                            bw_error_t *error) {
-  size_t n = json_object_array_length(students);
+  size_t n = json_object_array_length(students), queued = 0;
   mongoc_bulk_operation_t *bulk;
-  bson_t doc, reply;
-  bson_error_t driver;
+  bson_t doc;
   int64_t now = bw_db_now_ms();
   int rc = 0;
 
@@ -56,21 +75,26 @@ static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
     run_job_doc(&doc, pre, run, "pre", 0, NULL, now);
     mongoc_bulk_operation_insert(bulk, &doc);
     bson_destroy(&doc);
+    queued++;
   }
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; rc == 0 && i < n; i++) {
     run_job_doc(&doc, &ids[i], run, "student", (int)i,
                 json_object_array_get_idx(students, i), now);
     mongoc_bulk_operation_insert(bulk, &doc);
     bson_destroy(&doc);
+    if (++queued == RUN_INSERT_BATCH) {
+      rc = run_bulk_flush(db, &bulk, error);
+      queued = 0;
+    }
   }
-  if (post != NULL) {
+  if (rc == 0 && post != NULL) {
     run_job_doc(&doc, post, run, "post", 0, NULL, now);
     mongoc_bulk_operation_insert(bulk, &doc);
     bson_destroy(&doc);
+    queued++;
   }
-  if (!mongoc_bulk_operation_execute(bulk, &reply, &driver))
-    rc = bw_db_error(&driver, error);
-  bson_destroy(&reply);
+  if (rc == 0 && queued > 0)
+    rc = run_bulk_flush(db, &bulk, error);
   mongoc_bulk_operation_destroy(bulk);
   return rc;
 }
