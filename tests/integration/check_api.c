@@ -1410,6 +1410,40 @@ START_TEST(test_run_status_shape_across_phases) {
 }
 END_TEST
 
+/* Job documents are written in bulks of 1,000: a roster that ends exactly
+ * on a bulk's edge, then a post job, loses no job and keeps their order. */
+START_TEST(test_run_of_1999_students_with_pre_and_post_has_every_job) {
+  size_t cap = 64u << 10, len = 0;
+  char *body = malloc(cap), run_id[25];
+  ck_assert_ptr_nonnull(body);
+  len += (size_t)snprintf(body + len, cap - len, "{\"students\": [");
+  for (int i = 0; i < 1999; i++)
+    len += (size_t)snprintf(body + len, cap - len, "%s{\"N\": \"s%d\"}",
+                            i ? "," : "", i);
+  snprintf(body + len, cap - len,
+           "], \"pre_processing_pipeline\": [{\"image\": \"p\"}], "
+           "\"student_pipeline\": [{\"image\": \"s\"}], "
+           "\"post_processing_pipeline\": [{\"image\": \"q\"}]}");
+  bw_test_client_t c;
+  bw_itest_client(&c);
+  ck_assert_int_eq(bw_test_http_create_run(&c, body, run_id), 200);
+  free(body);
+  bw_test_http_resp_t r;
+  json_object *run =
+      assert_run(&c, run_id, &r, "created", (int[]){2001, 0, 0, 0, 0});
+  assert_str(job_of(run, 0), "type", "pre");
+  for (int i = 0; i < 1999; i++) {
+    char netid[16];
+    snprintf(netid, sizeof netid, "s%d", i);
+    assert_int(job_of(run, (size_t)i + 1), "index", i);
+    assert_str(bw_test_json_get(job_of(run, (size_t)i + 1), "student"), "N",
+               netid);
+  }
+  assert_str(job_of(run, 2000), "type", "post");
+  bw_test_http_resp_cleanup(&r);
+}
+END_TEST
+
 START_TEST(test_get_job_shape_before_and_after_finish) {
   bw_test_client_t c;
   new_worker(&c);
@@ -1493,6 +1527,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_body_over_size_limit_is_413);
   tcase_add_test(tc, test_chunked_body_over_size_limit_is_413);
   tcase_add_test(tc, test_body_of_1_5_mib_is_accepted);
+  tcase_add_test(tc, test_run_of_1999_students_with_pre_and_post_has_every_job);
 
   tc = tcase(s, "create_run");
   tcase_add_test(tc, test_create_run_returns_id_and_does_not_start_it);
