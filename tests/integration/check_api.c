@@ -306,7 +306,7 @@ START_TEST(test_auth_token_is_never_logged) {
   const char *wrong = "wrong-token-4c0ffee4c0ffee";
   raw("POST", "/api/v1/grading_run", wrong, NULL, NULL, "{bad", &r);
   bw_test_http_resp_cleanup(&r);
-  bw_itest_sleep_ms(300); /* let the log lines land */
+  bw_test_sleep_ms(300); /* let the log lines land */
   ck_assert_msg(!bw_test_stack_logs_contain(bw_itest_stack(), c.token),
                 "the cluster token is in a log under %s/log",
                 bw_test_stack_data_dir(bw_itest_stack()));

@@ -741,7 +741,7 @@ START_TEST(test_tokens_never_logged) {
     ck_assert_int_eq(r.status, i == 0 ? 200 : 401);
     bw_test_http_resp_cleanup(&r);
   }
-  bw_itest_sleep_ms(500); /* let the logs be written */
+  bw_test_sleep_ms(500); /* let the logs be written */
   char dir[1024], path[2048];
   snprintf(dir, sizeof dir, "%s/log", bw_test_stack_data_dir(s));
   DIR *d = opendir(dir);
@@ -862,16 +862,16 @@ START_TEST(test_slow_client_is_cut_off) {
   ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
   const char *half = "GET /api/v1/heartbeat HTTP/1.1\r\nHost: x\r\n";
   ck_assert_int_eq(write(fd, half, strlen(half)), (ssize_t)strlen(half));
-  double t0 = bw_itest_now();
+  double t0 = bw_test_now();
   char buf[512];
   ssize_t n = 1;
-  while (n > 0 && bw_itest_now() - t0 < 40) {
+  while (n > 0 && bw_test_now() - t0 < 40) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, 1000) > 0)
       n = read(fd, buf, sizeof buf);
   }
   close(fd);
-  double took = bw_itest_now() - t0;
+  double took = bw_test_now() - t0;
   fprintf(stderr,
           "badinput: a stalled request header was cut off after "
           "%.1f s\n",

@@ -1,29 +1,14 @@
 /* itest.c - see itest.h. */
 #include "itest.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
 
 static bw_test_stack_t *main_stack;
 static bw_test_stack_t *current_stack;
 static bool pushed_stack_failed;
 static bool sanitizer_failed; /* a stack's logs had a sanitizer report */
-
-double bw_itest_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-void bw_itest_sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-  }
-}
 
 /* Ctrl-C or a kill of the test binary must not leave a stack running. */
 static void stop_stacks_and_die(int sig) {
@@ -97,12 +82,12 @@ void bw_itest_reset_db(void) {
 
 long bw_itest_poll_until_job(const bw_test_client_t *c, double seconds,
                              bw_test_http_resp_t *resp, char job_id[25]) {
-  double deadline = bw_itest_now() + seconds;
+  double deadline = bw_test_now() + seconds;
   for (;;) {
     long status = bw_test_http_poll(c, resp, job_id);
-    if (status != 498 || bw_itest_now() >= deadline)
+    if (status != 498 || bw_test_now() >= deadline)
       return status;
     bw_test_http_resp_cleanup(resp);
-    bw_itest_sleep_ms(100);
+    bw_test_sleep_ms(100);
   }
 }

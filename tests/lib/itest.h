@@ -14,6 +14,7 @@
 
 #include "http.h"
 #include "stack.h"
+#include "util.h"
 
 /* Starts a stack with `opts`, runs `suite` (Check's CK_ENV verbosity), stops
  * the stack (keeping its data dir if a test failed).  Returns main()'s exit
@@ -43,10 +44,6 @@ void bw_itest_reset_db(void);
  * status and leaves the job in resp / job_id as bw_test_http_poll does. */
 long bw_itest_poll_until_job(const bw_test_client_t *c, double seconds,
                              bw_test_http_resp_t *resp, char job_id[25]);
-
-/* Seconds on a monotonic clock, and a sleep that survives signals. */
-double bw_itest_now(void);
-void bw_itest_sleep_ms(long ms);
 
 #define BW_BODY(r) ((r)->body ? (r)->body : "(no body)")
 
