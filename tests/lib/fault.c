@@ -7,7 +7,6 @@
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <mongoc/mongoc.h>
 #include <signal.h>
