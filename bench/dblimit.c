@@ -120,6 +120,17 @@ static void cursor_remember(const mongoc_cursor_t *cursor, op_stat_t *s) {
     s_->seconds += bw_test_now() - t_;                                         \
   } while (0)
 
+/* The body of a wrapper: counts one call of `op` on collection `coll`,
+ * times `call` and returns its `type` result. */
+#define COUNT_AND_RETURN(type, op, coll, call)                                 \
+  do {                                                                         \
+    op_stat_t *c_ = op_stat(op, coll);                                         \
+    type r_;                                                                   \
+    c_->calls++;                                                               \
+    TIMED(c_, r_ = (call));                                                    \
+    return r_;                                                                 \
+  } while (0)
+
 bool __real_mongoc_collection_insert_one(mongoc_collection_t *, const bson_t *,
                                          const bson_t *, bson_t *,
                                          bson_error_t *);
@@ -169,12 +180,9 @@ uint32_t __wrap_mongoc_bulk_operation_execute(mongoc_bulk_operation_t *bulk,
 bool __wrap_mongoc_collection_insert_one(mongoc_collection_t *c,
                                          const bson_t *doc, const bson_t *opts,
                                          bson_t *reply, bson_error_t *error) {
-  op_stat_t *s = op_stat("insert", c);
-  bool ok;
-  s->calls++;
-  TIMED(s,
-        ok = __real_mongoc_collection_insert_one(c, doc, opts, reply, error));
-  return ok;
+  COUNT_AND_RETURN(
+      bool, "insert", c,
+      __real_mongoc_collection_insert_one(c, doc, opts, reply, error));
 }
 
 mongoc_cursor_t *__wrap_mongoc_collection_find_with_opts(
@@ -205,47 +213,35 @@ bool __wrap_mongoc_collection_update_one(mongoc_collection_t *c,
                                          const bson_t *update,
                                          const bson_t *opts, bson_t *reply,
                                          bson_error_t *error) {
-  op_stat_t *s = op_stat("update", c);
-  bool ok;
-  s->calls++;
-  TIMED(s, ok = __real_mongoc_collection_update_one(c, filter, update, opts,
-                                                    reply, error));
-  return ok;
+  COUNT_AND_RETURN(bool, "update", c,
+                   __real_mongoc_collection_update_one(c, filter, update, opts,
+                                                       reply, error));
 }
 
 bool __wrap_mongoc_collection_delete_one(mongoc_collection_t *c,
                                          const bson_t *filter,
                                          const bson_t *opts, bson_t *reply,
                                          bson_error_t *error) {
-  op_stat_t *s = op_stat("delete", c);
-  bool ok;
-  s->calls++;
-  TIMED(s, ok = __real_mongoc_collection_delete_one(c, filter, opts, reply,
-                                                    error));
-  return ok;
+  COUNT_AND_RETURN(
+      bool, "delete", c,
+      __real_mongoc_collection_delete_one(c, filter, opts, reply, error));
 }
 
 bool __wrap_mongoc_collection_find_and_modify_with_opts(
     mongoc_collection_t *c, const bson_t *query,
     const mongoc_find_and_modify_opts_t *opts, bson_t *reply,
     bson_error_t *error) {
-  op_stat_t *s = op_stat("findAndModify", c);
-  bool ok;
-  s->calls++;
-  TIMED(s, ok = __real_mongoc_collection_find_and_modify_with_opts(
-               c, query, opts, reply, error));
-  return ok;
+  COUNT_AND_RETURN(bool, "findAndModify", c,
+                   __real_mongoc_collection_find_and_modify_with_opts(
+                       c, query, opts, reply, error));
 }
 
 /* The bulk's collection is not reachable through the public API. */
 uint32_t __wrap_mongoc_bulk_operation_execute(mongoc_bulk_operation_t *bulk,
                                               bson_t *reply,
                                               bson_error_t *error) {
-  op_stat_t *s = op_stat("bulk", NULL);
-  uint32_t rc;
-  s->calls++;
-  TIMED(s, rc = __real_mongoc_bulk_operation_execute(bulk, reply, error));
-  return rc;
+  COUNT_AND_RETURN(uint32_t, "bulk", NULL,
+                   __real_mongoc_bulk_operation_execute(bulk, reply, error));
 }
 
 /* ---- shared state of one measurement --------------------------------- */
