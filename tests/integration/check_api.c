@@ -1467,17 +1467,9 @@ END_TEST
 
 /* ---- suite -------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name) {
-  TCase *tc = tcase_create(name);
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
-  tcase_set_timeout(tc, 120);
-  suite_add_tcase(s, tc);
-  return tc;
-}
-
 static Suite *api_suite(void) {
   Suite *s = suite_create("api");
-  TCase *tc = tcase(s, "auth");
+  TCase *tc = bw_itest_tcase(s, "auth", 120, true);
   tcase_add_test(tc, test_auth_missing_token_is_401_on_every_endpoint);
   tcase_add_test(tc, test_auth_wrong_token_is_401_on_every_endpoint);
   tcase_add_test(tc, test_auth_token_prefix_or_extension_is_401);
@@ -1486,7 +1478,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_auth_is_checked_before_the_worker_id);
   tcase_add_test(tc, test_auth_token_is_never_logged);
 
-  tc = tcase(s, "routing");
+  tc = bw_itest_tcase(s, "routing", 120, true);
   tcase_add_test(tc, test_unknown_path_under_api_is_404);
   tcase_add_test(tc, test_path_outside_api_is_404_json);
   tcase_add_test(tc, test_wrong_method_on_known_path_is_405);
@@ -1494,7 +1486,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_chunked_body_over_size_limit_is_413);
   tcase_add_test(tc, test_body_of_1_5_mib_is_accepted);
 
-  tc = tcase(s, "create_run");
+  tc = bw_itest_tcase(s, "create_run", 120, true);
   tcase_add_test(tc, test_create_run_returns_id_and_does_not_start_it);
   tcase_add_test(tc, test_create_run_malformed_json_is_400);
   tcase_add_test(tc, test_create_run_missing_required_keys_is_400_naming_them);
@@ -1508,7 +1500,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_create_run_number_and_boolean_values_become_text);
   tcase_add_test(tc, test_create_run_accepts_every_documented_key);
 
-  tc = tcase(s, "ids");
+  tc = bw_itest_tcase(s, "ids", 120, true);
   tcase_add_test(tc, test_start_run_malformed_id_400_unknown_404);
   tcase_add_test(tc, test_run_status_malformed_id_400_unknown_404);
   tcase_add_test(tc, test_get_job_malformed_id_400_unknown_404);
@@ -1516,7 +1508,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_start_run_twice_is_400);
   tcase_add_test(tc, test_start_run_is_200_jsend_success);
 
-  tc = tcase(s, "graders");
+  tc = bw_itest_tcase(s, "graders", 120, true);
   tcase_add_test(tc, test_register_returns_worker_id_and_heartbeat);
   tcase_add_test(tc, test_register_twice_gives_two_workers);
   tcase_add_test(tc, test_grader_register_alias_with_hostname);
@@ -1527,12 +1519,12 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_heartbeat_is_200_jsend_success);
   tcase_add_test(tc, test_poll_empty_queue_is_498_jsend_fail);
 
-  tc = tcase(s, "payload");
+  tc = bw_itest_tcase(s, "payload", 120, true);
   tcase_add_test(tc, test_poll_job_env_resolved_per_protocol_example);
   tcase_add_test(tc, test_poll_job_user_grading_ids_are_overridden);
   tcase_add_test(tc, test_pre_and_post_jobs_carry_the_roster_exactly);
 
-  tc = tcase(s, "results");
+  tc = bw_itest_tcase(s, "results", 120, true);
   tcase_add_test(tc, test_report_is_200_and_job_shows_the_result);
   tcase_add_test(tc,
                  test_report_resent_by_same_worker_is_200_and_changes_nothing);
@@ -1542,7 +1534,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_report_wrapped_status_data_form_is_accepted);
   tcase_add_test(tc, test_report_bad_body_is_400_naming_the_field);
 
-  tc = tcase(s, "status");
+  tc = bw_itest_tcase(s, "status", 120, true);
   tcase_add_test(tc, test_run_status_shape_across_phases);
   tcase_add_test(tc, test_get_job_shape_before_and_after_finish);
   return s;

@@ -23,18 +23,15 @@
  *   C <job>           its result was refused with 409
  *   X <job> <status>  its result got another final status
  *   P <status> <ms> <jsend status> <path>   a probe request (DB tests) */
-#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -511,13 +508,8 @@ END_TEST
  * grader whose HTTP client timed out (or whose connection dropped, or
  * whose FastCGI worker was killed after recording) experiences. */
 static void poll_and_hang_up(const char *worker) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int fd = bw_test_connect_local(bw_test_stack_port(bw_itest_stack()));
   ck_assert_int_ge(fd, 0);
-  struct sockaddr_in addr = {
-      .sin_family = AF_INET,
-      .sin_port = htons((uint16_t)bw_test_stack_port(bw_itest_stack()))};
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
   char request[512];
   int n = snprintf(request, sizeof request,
                    "GET /api/v1/grading_job HTTP/1.1\r\nHost: x\r\n"
@@ -1189,17 +1181,9 @@ END_TEST
 
 /* ---- suite -------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name) {
-  TCase *tc = tcase_create(name);
-  tcase_set_timeout(tc, 300);
-  suite_add_tcase(s, tc);
-  return tc;
-}
-
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
-  TCase *tc = tcase(s, "main-stack");
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
+  TCase *tc = bw_itest_tcase(s, "main-stack", 300, true);
   tcase_add_test(tc, test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost);
   tcase_add_test(tc, test_lost_poll_reply_job_is_handed_out_again);
   tcase_add_test(tc,
@@ -1207,13 +1191,12 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_reapers_race_each_other_and_late_results);
   tcase_add_test(tc, test_db_stopped_under_load_503_then_recovers);
 
-  tc = tcase(s, "external-db");
+  tc = bw_itest_tcase(s, "external-db", 300, true);
   tcase_add_unchecked_fixture(tc, external_db_stack_start,
                               external_db_stack_stop);
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
   tcase_add_test(tc, test_db_killed_under_load_503_then_recovers);
 
-  tc = tcase(s, "whole-stack");
+  tc = bw_itest_tcase(s, "whole-stack", 300, false);
   tcase_add_unchecked_fixture(tc, killable_stack_start, killable_stack_stop);
   tcase_add_test(tc, test_whole_stack_kill9_then_restart_loses_nothing);
   return s;

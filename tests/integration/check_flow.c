@@ -772,17 +772,9 @@ END_TEST
 
 /* ---- suite -------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name, int timeout) {
-  TCase *tc = tcase_create(name);
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
-  tcase_set_timeout(tc, timeout);
-  suite_add_tcase(s, tc);
-  return tc;
-}
-
 static Suite *flow_suite(void) {
   Suite *s = suite_create("flow");
-  TCase *tc = tcase(s, "order", 120);
+  TCase *tc = bw_itest_tcase(s, "order", 120, true);
   tcase_add_test(tc,
                  test_students_wait_for_pre_and_post_waits_for_every_student);
   tcase_add_test(tc, test_pre_failure_fails_the_run_and_queues_no_student);
@@ -793,12 +785,12 @@ static Suite *flow_suite(void) {
   tcase_add_test(tc, test_run_with_post_only_queues_students_at_start);
   tcase_add_test(tc, test_created_run_hands_out_nothing_until_started);
 
-  tc = tcase(s, "concurrency", DRAIN_LIMIT_S + 60);
+  tc = bw_itest_tcase(s, "concurrency", DRAIN_LIMIT_S + 60, true);
   tcase_add_test(tc, test_concurrent_drain_hands_out_every_job_exactly_once);
   tcase_add_test(tc, test_simultaneous_last_results_queue_post_once);
   tcase_add_test(tc, test_concurrent_starts_start_the_run_once);
 
-  tc = tcase(s, "dead_grader", 120);
+  tc = bw_itest_tcase(s, "dead_grader", 120, true);
   tcase_add_unchecked_fixture(tc, dead_stack_start, bw_itest_pop_stack);
   tcase_add_test(tc, test_dead_grader_job_goes_to_a_live_grader);
   tcase_add_test(tc, test_heartbeating_grader_keeps_its_job);

@@ -511,8 +511,7 @@ static void wait_job_running(const bw_test_client_t *c, const char *run_id,
       snprintf(holder, 25, "%s", worker);
       break;
     }
-    ck_assert_msg(bw_test_now() < deadline, "job never ran: %s",
-                  BW_BODY(&run));
+    ck_assert_msg(bw_test_now() < deadline, "job never ran: %s", BW_BODY(&run));
     bw_test_sleep_ms(100);
   }
   bw_test_http_resp_cleanup(&run);
@@ -682,16 +681,12 @@ static bool prepare(void) {
 
 static Suite *grader_suite(void) {
   Suite *s = suite_create("grader");
-  TCase *tc = tcase_create("end to end");
-
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
-  tcase_set_timeout(tc, 180);
+  TCase *tc = bw_itest_tcase(s, "end to end", 180, true);
   tcase_add_test(tc, test_full_run_with_two_graders);
   tcase_add_test(tc, test_networking_on_request);
   tcase_add_test(tc, test_killed_grader_job_finishes_on_other);
   tcase_add_test(tc, test_sigterm_abandons_job_without_reporting);
   tcase_add_test(tc, test_reregisters_after_database_wipe);
-  suite_add_tcase(s, tc);
   return s;
 }
 

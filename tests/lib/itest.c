@@ -37,9 +37,7 @@ int bw_itest_main(Suite *suite, const bw_test_stack_opts_t *opts) {
     return EXIT_FAILURE;
   }
   current_stack = main_stack;
-  srunner_run_all(runner, CK_ENV);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
+  int failed = bw_test_run_and_free(runner);
   if (!bw_test_stack_stop(main_stack, failed > 0))
     sanitizer_failed = true;
   main_stack = current_stack = NULL;
@@ -78,6 +76,16 @@ void bw_itest_reset_db(void) {
   ck_assert_msg(bw_test_db_reset(current_stack) == 0,
                 "could not empty the database at %s",
                 bw_test_stack_mongo_uri(current_stack));
+}
+
+TCase *bw_itest_tcase(Suite *s, const char *name, int timeout_s,
+                      bool reset_db) {
+  TCase *tc = tcase_create(name);
+  if (reset_db)
+    tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
+  tcase_set_timeout(tc, timeout_s);
+  suite_add_tcase(s, tc);
+  return tc;
 }
 
 long bw_itest_poll_until_job(const bw_test_client_t *c, double seconds,

@@ -14,6 +14,7 @@
 
 #include "http.h"
 #include "stack.h"
+#include "suite.h"
 #include "util.h"
 
 /* Starts a stack with `opts`, runs `suite` (Check's CK_ENV verbosity), stops
@@ -39,6 +40,10 @@ void bw_itest_client(bw_test_client_t *c);
 
 /* Checked fixture: empties every collection so each test starts clean. */
 void bw_itest_reset_db(void);
+
+/* A TCase `name` added to `s`, whose tests may take `timeout_s` seconds
+ * each; with `reset_db`, bw_itest_reset_db() is its checked fixture. */
+TCase *bw_itest_tcase(Suite *s, const char *name, int timeout_s, bool reset_db);
 
 /* Polls (with `c`) until a job comes or `seconds` pass; returns the last
  * status and leaves the job in resp / job_id as bw_test_http_poll does. */
