@@ -268,23 +268,12 @@ static void graders_stop(pid_t *pids, int n) {
 /* ---- runs --------------------------------------------------------------- */
 
 static char *run_config(int students, bool post) {
-  size_t cap = 256 + (size_t)students * 32, len = 0;
-  char *config = malloc(cap);
-  ck_assert_ptr_nonnull(config);
-  len += (size_t)snprintf(config + len, cap - len, "{\"students\": [");
-  for (int i = 0; i < students; i++)
-    len += (size_t)snprintf(config + len, cap - len, "%s{\"NETID\": \"s%d\"}",
-                            i ? "," : "", i);
-  len += (size_t)snprintf(config + len, cap - len,
-                          "], \"student_pipeline\": [{\"image\": \"g\", "
-                          "\"timeout\": %d, \"env\": {\"WHO\": \"$NETID\"}}]",
-                          STAGE_TIMEOUT);
-  if (post)
-    len += (size_t)snprintf(config + len, cap - len,
-                            ", \"post_processing_pipeline\": "
-                            "[{\"image\": \"post\"}]");
-  snprintf(config + len, cap - len, "}");
-  return config;
+  char stage[128];
+  snprintf(
+      stage, sizeof stage,
+      "{\"image\": \"g\", \"timeout\": %d, \"env\": {\"WHO\": \"$NETID\"}}",
+      STAGE_TIMEOUT);
+  return bw_itest_run_config(students, stage, false, post);
 }
 
 static void started_run(const bw_test_client_t *c, int students, bool post,

@@ -34,25 +34,7 @@ static void new_worker(bw_test_client_t *c) {
 
 /* A run config: pre and post pipelines when asked, n students. */
 static char *run_config(int n, bool pre, bool post) {
-  size_t cap = 64 + (size_t)n * 40 + 256, len = 0;
-  char *config = malloc(cap);
-  ck_assert_ptr_nonnull(config);
-  len += (size_t)snprintf(config + len, cap - len, "{\"students\": [");
-  for (int i = 0; i < n; i++)
-    len += (size_t)snprintf(config + len, cap - len, "%s{\"NETID\": \"s%d\"}",
-                            i ? ", " : "", i);
-  len += (size_t)snprintf(config + len, cap - len,
-                          "], \"student_pipeline\": [{\"image\": \"s\"}]");
-  if (pre)
-    len += (size_t)snprintf(config + len, cap - len,
-                            ", \"pre_processing_pipeline\": "
-                            "[{\"image\": \"pre\"}]");
-  if (post)
-    len += (size_t)snprintf(config + len, cap - len,
-                            ", \"post_processing_pipeline\": "
-                            "[{\"image\": \"post\"}]");
-  snprintf(config + len, cap - len, "}");
-  return config;
+  return bw_itest_run_config(n, "{\"image\": \"s\"}", pre, post);
 }
 
 static void start_run(const bw_test_client_t *c, int n, bool pre, bool post,

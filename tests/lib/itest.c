@@ -88,6 +88,29 @@ TCase *bw_itest_tcase(Suite *s, const char *name, int timeout_s,
   return tc;
 }
 
+char *bw_itest_run_config(int students, const char *student_stage, bool pre,
+                          bool post) {
+  size_t cap = 256 + strlen(student_stage) + (size_t)students * 40, len = 0;
+  char *config = malloc(cap);
+  ck_assert_ptr_nonnull(config);
+  len += (size_t)snprintf(config + len, cap - len, "{\"students\": [");
+  for (int i = 0; i < students; i++)
+    len += (size_t)snprintf(config + len, cap - len, "%s{\"NETID\": \"s%d\"}",
+                            i ? ", " : "", i);
+  len += (size_t)snprintf(config + len, cap - len,
+                          "], \"student_pipeline\": [%s]", student_stage);
+  if (pre)
+    len += (size_t)snprintf(config + len, cap - len,
+                            ", \"pre_processing_pipeline\": "
+                            "[{\"image\": \"pre\"}]");
+  if (post)
+    len += (size_t)snprintf(config + len, cap - len,
+                            ", \"post_processing_pipeline\": "
+                            "[{\"image\": \"post\"}]");
+  snprintf(config + len, cap - len, "}");
+  return config;
+}
+
 long bw_itest_poll_until_job(const bw_test_client_t *c, double seconds,
                              bw_test_http_resp_t *resp, char job_id[25]) {
   double deadline = bw_test_now() + seconds;

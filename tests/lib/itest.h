@@ -45,6 +45,12 @@ void bw_itest_reset_db(void);
  * each; with `reset_db`, bw_itest_reset_db() is its checked fixture. */
 TCase *bw_itest_tcase(Suite *s, const char *name, int timeout_s, bool reset_db);
 
+/* A run config (caller frees) of `students` students {"NETID": "s<i>"},
+ * the student pipeline [student_stage] (a stage's JSON text), and a pre
+ * and a post pipeline of one stage each when asked. */
+char *bw_itest_run_config(int students, const char *student_stage, bool pre,
+                          bool post);
+
 /* Polls (with `c`) until a job comes or `seconds` pass; returns the last
  * status and leaves the job in resp / job_id as bw_test_http_poll does. */
 long bw_itest_poll_until_job(const bw_test_client_t *c, double seconds,
