@@ -114,13 +114,16 @@ BENCH_WRAPPED  := mongoc_collection_insert_one mongoc_collection_find_with_opts 
 BENCH_COMMA    := ,
 BENCH_WRAP     := $(foreach f,$(BENCH_WRAPPED),-Wl$(BENCH_COMMA)--wrap=$(f))
 
+# bench/ shares the test library's small helpers (tests/lib/util.h).
+BENCH_UTIL     := $(BUILD)/tests/lib/util.o
+
 $(BENCH_OUT)/bw-load: $(BUILD)/bench/load.o $(BUILD)/bench/client.o \
-                      $(BUILD)/bench/bench.o
+                      $(BUILD)/bench/bench.o $(BENCH_UTIL)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lcurl $(LDLIBS) -lpthread
 
 $(BENCH_OUT)/bw-dblimit: $(BUILD)/bench/dblimit.o $(BUILD)/bench/bench.o \
-                         $(COMMON_LIB)
+                         $(BENCH_UTIL) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(BENCH_WRAP) -o $@ $^ $(LDLIBS)
 

@@ -1,6 +1,8 @@
 /* client.c - keep-alive HTTP client of the benchmark; see client.h. */
 #include "client.h"
 
+#include "../tests/lib/util.h"
+
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,20 +11,8 @@
 static size_t client_write(char *data, size_t size, size_t nmemb, void *arg) {
   bench_client_t *c = arg;
   size_t n = size * nmemb;
-  if (c->len + n + 1 > c->cap) {
-    size_t cap = c->cap ? c->cap : 4096;
-    while (cap < c->len + n + 1)
-      cap *= 2;
-    char *bigger = realloc(c->body, cap);
-    if (!bigger)
-      return 0; /* curl reports a write error */
-    c->body = bigger;
-    c->cap = cap;
-  }
-  memcpy(c->body + c->len, data, n);
-  c->len += n;
-  c->body[c->len] = '\0';
-  return n;
+  /* Out of memory: 0, and curl reports a write error. */
+  return bw_test_buf_append(&c->body, &c->len, &c->cap, data, n) == 0 ? n : 0;
 }
 
 /* The headers every request carries.  "Expect:" stops curl from waiting for

@@ -48,14 +48,14 @@ typedef struct options {
 static int create_run(bench_client_t *c, int students, char run_id[25],
                       double *seconds) {
   char *config = bench_config_alloc(students);
-  double t = bench_now();
+  double t = bw_test_now();
   long status;
 
   if (!config)
     return -1;
   status = bench_client_request(c, "POST", "/api/v1/grading_run", config,
                                 strlen(config));
-  *seconds = bench_now() - t;
+  *seconds = bw_test_now() - t;
   free(config);
   if (status != 200 ||
       !bench_client_find_string(c, "grading_run_id", run_id, 25)) {
@@ -68,12 +68,12 @@ static int create_run(bench_client_t *c, int students, char run_id[25],
 
 static int start_run(bench_client_t *c, const char *run_id, double *seconds) {
   char path[128];
-  double t = bench_now();
+  double t = bw_test_now();
   long status;
 
   snprintf(path, sizeof path, "/api/v1/grading_run/%s", run_id);
   status = bench_client_request(c, "POST", path, "", 0);
-  *seconds = bench_now() - t;
+  *seconds = bw_test_now() - t;
   if (status != 200) {
     fprintf(stderr, "bw-load: start run %s: HTTP %ld %s %s\n", run_id, status,
             c->error, c->body ? c->body : "");
@@ -123,9 +123,9 @@ static void grader_heartbeat(grader_t *g, bench_client_t *c) {
  * done, 0 when the queue was empty, -1 on an unexpected answer. */
 static int grader_step(grader_t *g, bench_client_t *c) {
   char job_id[25], path[128];
-  double t = bench_now();
+  double t = bw_test_now();
   long status = bench_client_request(c, "GET", "/api/v1/grading_job", NULL, 0);
-  double polled = bench_now();
+  double polled = bw_test_now();
 
   if (status == QUEUE_EMPTY) {
     bench_samples_add(&g->empty, polled - t);
@@ -140,7 +140,7 @@ static int grader_step(grader_t *g, bench_client_t *c) {
   snprintf(path, sizeof path, "/api/v1/grading_job/%s", job_id);
   status = bench_client_request(c, "POST", path, result_body,
                                 sizeof result_body - 1);
-  bench_samples_add(&g->result, bench_now() - polled);
+  bench_samples_add(&g->result, bw_test_now() - polled);
   if (status == 409) {
     g->conflicts++; /* the job went to someone else: a bug, counted */
     return -1;
@@ -151,7 +151,7 @@ static int grader_step(grader_t *g, bench_client_t *c) {
     return -1;
   }
   if (atomic_fetch_add(&g->e2e->done, 1) + 1 == g->e2e->opt->jobs)
-    atomic_store(&g->e2e->t_end, bench_now());
+    atomic_store(&g->e2e->t_end, bw_test_now());
   return 1;
 }
 
@@ -172,11 +172,11 @@ static void *grader_main(void *arg) {
     atomic_fetch_add(&g->e2e->failed, 1);
   }
   pthread_barrier_wait(&g->e2e->go);
-  double next_beat = bench_now() + heartbeat;
+  double next_beat = bw_test_now() + heartbeat;
   long backoff = 0;
   while (status == 200 && atomic_load(&g->e2e->done) < opt->jobs &&
-         bench_now() < g->e2e->deadline) {
-    if (bench_now() >= next_beat) {
+         bw_test_now() < g->e2e->deadline) {
+    if (bw_test_now() >= next_beat) {
       grader_heartbeat(g, &c);
       next_beat += heartbeat;
     }
@@ -186,7 +186,7 @@ static void *grader_main(void *arg) {
       break;
     }
     if (rc == 0) /* the rest is held by others: wait for them to finish */
-      bench_sleep_ms(backoff);
+      bw_test_sleep_ms(backoff);
     backoff = rc == 0 ? bench_backoff_next(backoff) : 0;
   }
   bench_client_cleanup(&c);
@@ -256,15 +256,15 @@ static int cmd_e2e(const options_t *opt) {
     pthread_create(&g[i].thread, NULL, grader_main, &g[i]);
   }
   /* Written before the barrier releases the graders that read it. */
-  e2e.deadline = bench_now() + opt->max_seconds;
+  e2e.deadline = bw_test_now() + opt->max_seconds;
   pthread_barrier_wait(&e2e.go); /* every grader registered */
-  double t0 = bench_now();
+  double t0 = bw_test_now();
   for (int i = 0; i < opt->graders; i++)
     pthread_join(g[i].thread, NULL);
   pthread_barrier_destroy(&e2e.go);
   int done = atomic_load(&e2e.done);
   double t_end = atomic_load(&e2e.t_end);
-  e2e_report(g, opt->graders, (t_end > 0 ? t_end : bench_now()) - t0, done);
+  e2e_report(g, opt->graders, (t_end > 0 ? t_end : bw_test_now()) - t0, done);
   run_state(&c, run_id, state, sizeof state);
   bench_result("e2e_run_state", "%s", state);
   /* Stopped by --max-seconds: the rate stands, the run is unfinished. */
@@ -342,10 +342,10 @@ static int cmd_pollwait(const options_t *opt) {
       start_run(&c, run_id, &ss) < 0)
     goto out;
   for (int i = 0; i < WARMUP + opt->polls; i++) {
-    double t = bench_now();
+    double t = bw_test_now();
     long status =
         bench_client_request(&c, "GET", "/api/v1/grading_job", NULL, 0);
-    double dt = bench_now() - t;
+    double dt = bw_test_now() - t;
     if (status != 200) {
       fprintf(stderr, "bw-load: pollwait: HTTP %ld %s\n", status, c.error);
       goto out;
@@ -392,21 +392,21 @@ static void *pair_main(void *arg) {
   pthread_barrier_wait(&p->pairs->go);
   /* --rate: each client sends its share of pairs at even intervals. */
   double interval = opt->rate > 0 ? opt->graders / opt->rate : 0;
-  double next = bench_now();
-  while (ok && bench_now() < p->pairs->deadline) {
+  double next = bw_test_now();
+  while (ok && bw_test_now() < p->pairs->deadline) {
     if (interval > 0) {
-      double wait = next - bench_now();
+      double wait = next - bw_test_now();
       next += interval;
       if (wait > 0)
-        bench_sleep_ms((long)(wait * 1e3));
+        bw_test_sleep_ms((long)(wait * 1e3));
     }
-    double t = bench_now();
+    double t = bw_test_now();
     long a = bench_client_request(&c, "GET", opt->path, NULL, 0);
-    double mid = bench_now();
+    double mid = bw_test_now();
     long b = bench_client_request(&c, "POST", opt->path, result_body,
                                   sizeof result_body - 1);
     bench_samples_add(&p->get, mid - t);
-    bench_samples_add(&p->post, bench_now() - mid);
+    bench_samples_add(&p->post, bw_test_now() - mid);
     if (a == 0 || b == 0)
       p->errors++;
     else
@@ -458,7 +458,7 @@ static int cmd_pairs(const options_t *opt) {
   /* Twice: every client connected, then the deadline is written before
    * the second barrier releases the readers. */
   pthread_barrier_wait(&pairs.go);
-  double t0 = bench_now();
+  double t0 = bw_test_now();
   pairs.deadline = t0 + opt->seconds;
   pthread_barrier_wait(&pairs.go);
   for (int i = 0; i < opt->graders; i++) {
@@ -470,7 +470,7 @@ static int cmd_pairs(const options_t *opt) {
     bench_samples_cleanup(&p[i].get);
     bench_samples_cleanup(&p[i].post);
   }
-  double seconds = bench_now() - t0;
+  double seconds = bw_test_now() - t0;
   pthread_barrier_destroy(&pairs.go);
   pairs_report(opt->label, opt->graders, seconds, done, errors, &get, &post);
   bench_samples_cleanup(&get);

@@ -56,17 +56,25 @@ static void assert_db_count(const char *coll, long long expected) {
                 n, expected);
 }
 
+/* METHOD path (with c's token and worker id) must answer `status` with a
+ * JSend fail naming `needle`; a wrong status names the request. */
+static void assert_call_fails(const bw_test_client_t *c, const char *method,
+                              const char *path, const char *body, long status,
+                              const char *needle) {
+  bw_test_http_resp_t r;
+  bw_test_http_call(c, method, path, body, &r);
+  ck_assert_msg(r.status == status, "%s %s %s: expected %ld, got %ld: %s",
+                method, path, body ? body : "", status, r.status, BW_BODY(&r));
+  BW_ASSERT_FAIL(&r, status, needle);
+  bw_test_http_resp_cleanup(&r);
+}
+
 /* POST /api/v1/grading_run must answer 400 naming `needle` and store
  * nothing. */
 static void assert_config_rejected(const char *config, const char *needle) {
   bw_test_client_t c;
-  bw_test_http_resp_t r;
   bw_itest_client(&c);
-  bw_test_http_call(&c, "POST", "/api/v1/grading_run", config, &r);
-  ck_assert_msg(r.status == 400, "config %s: expected 400, got %ld: %s", config,
-                r.status, BW_BODY(&r));
-  BW_ASSERT_FAIL(&r, 400, needle);
-  bw_test_http_resp_cleanup(&r);
+  assert_call_fails(&c, "POST", "/api/v1/grading_run", config, 400, needle);
   assert_db_count("runs", 0);
   assert_db_count("jobs", 0);
 }
@@ -306,7 +314,7 @@ START_TEST(test_auth_token_is_never_logged) {
   const char *wrong = "wrong-token-4c0ffee4c0ffee";
   raw("POST", "/api/v1/grading_run", wrong, NULL, NULL, "{bad", &r);
   bw_test_http_resp_cleanup(&r);
-  bw_itest_sleep_ms(300); /* let the log lines land */
+  bw_test_sleep_ms(300); /* let the log lines land */
   ck_assert_msg(!bw_test_stack_logs_contain(bw_itest_stack(), c.token),
                 "the cluster token is in a log under %s/log",
                 bw_test_stack_data_dir(bw_itest_stack()));
@@ -329,14 +337,8 @@ START_TEST(test_unknown_path_under_api_is_404) {
                          "/api/v1/grading_run/" UNKNOWN_OID "/extra",
                          "/api/v1/grading_job/" UNKNOWN_OID "/extra",
                          "/api/v1/worker_register/extra"};
-  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-    bw_test_http_resp_t r;
-    bw_test_http_call(&w, "GET", paths[i], NULL, &r);
-    ck_assert_msg(r.status == 404, "GET %s: got %ld %s", paths[i], r.status,
-                  BW_BODY(&r));
-    BW_ASSERT_FAIL(&r, 404, "");
-    bw_test_http_resp_cleanup(&r);
-  }
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+    assert_call_fails(&w, "GET", paths[i], NULL, 404, "");
 }
 END_TEST
 
@@ -374,14 +376,8 @@ START_TEST(test_wrong_method_on_known_path_is_405) {
       {"GET", "/api/v1/heartbeat"},
       {"PUT", "/api/v1/heartbeat"},
   };
-  for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
-    bw_test_http_resp_t r;
-    bw_test_http_call(&w, wrong[i].method, wrong[i].path, NULL, &r);
-    ck_assert_msg(r.status == 405, "%s %s: got %ld %s", wrong[i].method,
-                  wrong[i].path, r.status, BW_BODY(&r));
-    BW_ASSERT_FAIL(&r, 405, "");
-    bw_test_http_resp_cleanup(&r);
-  }
+  for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++)
+    assert_call_fails(&w, wrong[i].method, wrong[i].path, NULL, 405, "");
   assert_db_count("runs", 0);
 }
 END_TEST
@@ -530,8 +526,21 @@ typedef struct bad_config {
   const char *field;
 } bad_config_t;
 
+static void assert_configs_rejected(const bad_config_t *bad, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    assert_config_rejected(bad[i].config, bad[i].field);
+}
+
+#define ASSERT_ALL_REJECTED(table)                                             \
+  assert_configs_rejected(table, sizeof table / sizeof table[0])
+
 #define STUDENTS "\"students\": [{\"N\": \"a\"}, {\"N\": \"b\"}]"
 #define PIPE "\"student_pipeline\": [{\"image\": \"a\"}]"
+/* The valid config with `keys` (JSON members) added at the top level, or to
+ * its student stage. */
+#define RUN_WITH(keys) "{" STUDENTS ", " PIPE ", " keys "}"
+#define STAGE_WITH(keys)                                                       \
+  "{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", " keys "}]}"
 
 static const bad_config_t wrong_types[] = {
     {"{\"students\": {\"N\": \"a\"}, " PIPE "}", "students"},
@@ -549,82 +558,58 @@ static const bad_config_t wrong_types[] = {
     {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\"}, "
      "{\"image\": \"b\", \"timeout\": \"10\"}]}",
      "student_pipeline[1].timeout"},
-    {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", "
-     "\"timeout\": true}]}",
-     "student_pipeline[0].timeout"},
-    {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", "
-     "\"enable_networking\": \"yes\"}]}",
+    {STAGE_WITH("\"timeout\": true"), "student_pipeline[0].timeout"},
+    {STAGE_WITH("\"enable_networking\": \"yes\""),
      "student_pipeline[0].enable_networking"},
-    {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", "
-     "\"entry_point\": \"/bin/sh\"}]}",
+    {STAGE_WITH("\"entry_point\": \"/bin/sh\""),
      "student_pipeline[0].entry_point"},
-    {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", "
-     "\"entry_point\": [\"/bin/sh\", 3]}]}",
+    {STAGE_WITH("\"entry_point\": [\"/bin/sh\", 3]"),
      "student_pipeline[0].entry_point"},
-    {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", "
-     "\"host_name\": 12}]}",
-     "student_pipeline[0].host_name"},
-    {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", "
-     "\"env\": [\"A=b\"]}]}",
-     "student_pipeline[0].env"},
-    {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", "
-     "\"env\": {\"A\": 1}}]}",
-     "student_pipeline[0].env.A"},
-    {"{" STUDENTS ", " PIPE ", \"env\": [\"A=b\"]}", "env"},
-    {"{" STUDENTS ", " PIPE ", \"env\": {\"A\": {\"x\": \"y\"}}}", "env.A"},
-    {"{" STUDENTS ", " PIPE ", \"pre_processing_pipeline\": {}}",
-     "pre_processing_pipeline"},
-    {"{" STUDENTS ", " PIPE ", \"post_processing_pipeline\": "
-     "[{\"image\": null}]}",
+    {STAGE_WITH("\"host_name\": 12"), "student_pipeline[0].host_name"},
+    {STAGE_WITH("\"env\": [\"A=b\"]"), "student_pipeline[0].env"},
+    {STAGE_WITH("\"env\": {\"A\": 1}"), "student_pipeline[0].env.A"},
+    {RUN_WITH("\"env\": [\"A=b\"]"), "env"},
+    {RUN_WITH("\"env\": {\"A\": {\"x\": \"y\"}}"), "env.A"},
+    {RUN_WITH("\"pre_processing_pipeline\": {}"), "pre_processing_pipeline"},
+    {RUN_WITH("\"post_processing_pipeline\": [{\"image\": null}]"),
      "post_processing_pipeline[0].image"},
-    {"{" STUDENTS ", " PIPE ", \"pre_processing_pipeline\": "
-     "[{\"image\": \"p\", \"timeout\": \"1\"}]}",
+    {RUN_WITH("\"pre_processing_pipeline\": [{\"image\": \"p\", \"timeout\": "
+              "\"1\"}]"),
      "pre_processing_pipeline[0].timeout"},
 };
 
 START_TEST(test_create_run_wrong_types_are_400_naming_the_field) {
-  for (size_t i = 0; i < sizeof wrong_types / sizeof wrong_types[0]; i++)
-    assert_config_rejected(wrong_types[i].config, wrong_types[i].field);
+  ASSERT_ALL_REJECTED(wrong_types);
 }
 END_TEST
 
 static const bad_config_t unknown_keys[] = {
-    {"{" STUDENTS ", " PIPE ", \"extra\": 1}", "extra"},
-    {"{" STUDENTS ", " PIPE ", \"Students\": []}", "Students"},
-    {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", "
-     "\"imagee\": \"b\"}]}",
-     "student_pipeline[0].imagee"},
-    {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", "
-     "\"networking\": true}]}",
-     "student_pipeline[0].networking"},
-    {"{" STUDENTS ", " PIPE ", \"post_processing_pipeline\": "
-     "[{\"image\": \"p\", \"students\": []}]}",
+    {RUN_WITH("\"extra\": 1"), "extra"},
+    {RUN_WITH("\"Students\": []"), "Students"},
+    {STAGE_WITH("\"imagee\": \"b\""), "student_pipeline[0].imagee"},
+    {STAGE_WITH("\"networking\": true"), "student_pipeline[0].networking"},
+    {RUN_WITH("\"post_processing_pipeline\": [{\"image\": \"p\", \"students\": "
+              "[]}]"),
      "post_processing_pipeline[0].students"},
 };
 
 START_TEST(test_create_run_unknown_keys_are_400_naming_them) {
-  for (size_t i = 0; i < sizeof unknown_keys / sizeof unknown_keys[0]; i++)
-    assert_config_rejected(unknown_keys[i].config, unknown_keys[i].field);
+  ASSERT_ALL_REJECTED(unknown_keys);
 }
 END_TEST
 
 static const bad_config_t bad_env_names[] = {
-    {"{" STUDENTS ", " PIPE ", \"env\": {\"1ABC\": \"x\"}}", "env.1ABC"},
-    {"{" STUDENTS ", " PIPE ", \"env\": {\"A-B\": \"x\"}}", "env.A-B"},
-    {"{" STUDENTS ", " PIPE ", \"env\": {\"\": \"x\"}}", "env"},
+    {RUN_WITH("\"env\": {\"1ABC\": \"x\"}"), "env.1ABC"},
+    {RUN_WITH("\"env\": {\"A-B\": \"x\"}"), "env.A-B"},
+    {RUN_WITH("\"env\": {\"\": \"x\"}"), "env"},
     {"{\"students\": [{\"N\": \"a\"}, {\"BAD NAME\": \"b\"}], " PIPE "}",
      "students[1].BAD NAME"},
-    {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", "
-     "\"env\": {\"X=Y\": \"z\"}}]}",
-     "student_pipeline[0].env.X=Y"},
-    {"{" STUDENTS ", \"student_pipeline\": [{\"image\": \"a\", "
-     "\"env\": {\"\xc3\xa9T\": \"z\"}}]}",
-     "student_pipeline[0].env"},
+    {STAGE_WITH("\"env\": {\"X=Y\": \"z\"}"), "student_pipeline[0].env.X=Y"},
+    {STAGE_WITH("\"env\": {\"\xc3\xa9T\": \"z\"}"), "student_pipeline[0].env"},
 };
 
 START_TEST(test_create_run_bad_env_names_are_400_naming_them) {
-  for (size_t i = 0; i < sizeof bad_env_names / sizeof bad_env_names[0]; i++)
-    assert_config_rejected(bad_env_names[i].config, bad_env_names[i].field);
+  ASSERT_ALL_REJECTED(bad_env_names);
 }
 END_TEST
 
@@ -755,21 +740,11 @@ static void assert_id_errors(const char *method, const char *prefix,
                              const char *field) {
   char path[256];
   for (size_t i = 0; i < N_MALFORMED; i++) {
-    bw_test_http_resp_t r;
     snprintf(path, sizeof path, "%s%s", prefix, malformed_ids[i]);
-    bw_test_http_call(c, method, path, body, &r);
-    ck_assert_msg(r.status == 400, "%s %s: got %ld %s", method, path, r.status,
-                  BW_BODY(&r));
-    BW_ASSERT_FAIL(&r, 400, field);
-    bw_test_http_resp_cleanup(&r);
+    assert_call_fails(c, method, path, body, 400, field);
   }
-  bw_test_http_resp_t r;
   snprintf(path, sizeof path, "%s%s", prefix, UNKNOWN_OID);
-  bw_test_http_call(c, method, path, body, &r);
-  ck_assert_msg(r.status == 404, "%s %s: got %ld %s", method, path, r.status,
-                BW_BODY(&r));
-  BW_ASSERT_FAIL(&r, 404, "");
-  bw_test_http_resp_cleanup(&r);
+  assert_call_fails(c, method, path, body, 404, "");
 }
 
 START_TEST(test_start_run_malformed_id_400_unknown_404) {
@@ -807,10 +782,7 @@ START_TEST(test_start_run_twice_is_400) {
   started_run(&c, MINIMAL_RUN, run_id);
   char path[128];
   snprintf(path, sizeof path, "/api/v1/grading_run/%s", run_id);
-  bw_test_http_resp_t r;
-  bw_test_http_call(&c, "POST", path, NULL, &r);
-  BW_ASSERT_FAIL(&r, 400, "already");
-  bw_test_http_resp_cleanup(&r);
+  assert_call_fails(&c, "POST", path, NULL, 400, "already");
   /* and it queued its one student job once */
   bw_test_client_t w;
   new_worker(&w);
@@ -1501,17 +1473,9 @@ END_TEST
 
 /* ---- suite -------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name) {
-  TCase *tc = tcase_create(name);
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
-  tcase_set_timeout(tc, 120);
-  suite_add_tcase(s, tc);
-  return tc;
-}
-
 static Suite *api_suite(void) {
   Suite *s = suite_create("api");
-  TCase *tc = tcase(s, "auth");
+  TCase *tc = bw_itest_tcase(s, "auth", 120, true);
   tcase_add_test(tc, test_auth_missing_token_is_401_on_every_endpoint);
   tcase_add_test(tc, test_auth_wrong_token_is_401_on_every_endpoint);
   tcase_add_test(tc, test_auth_token_prefix_or_extension_is_401);
@@ -1520,7 +1484,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_auth_is_checked_before_the_worker_id);
   tcase_add_test(tc, test_auth_token_is_never_logged);
 
-  tc = tcase(s, "routing");
+  tc = bw_itest_tcase(s, "routing", 120, true);
   tcase_add_test(tc, test_unknown_path_under_api_is_404);
   tcase_add_test(tc, test_path_outside_api_is_404_json);
   tcase_add_test(tc, test_wrong_method_on_known_path_is_405);
@@ -1529,7 +1493,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_body_of_1_5_mib_is_accepted);
   tcase_add_test(tc, test_run_of_1999_students_with_pre_and_post_has_every_job);
 
-  tc = tcase(s, "create_run");
+  tc = bw_itest_tcase(s, "create_run", 120, true);
   tcase_add_test(tc, test_create_run_returns_id_and_does_not_start_it);
   tcase_add_test(tc, test_create_run_malformed_json_is_400);
   tcase_add_test(tc, test_create_run_missing_required_keys_is_400_naming_them);
@@ -1543,7 +1507,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_create_run_number_and_boolean_values_become_text);
   tcase_add_test(tc, test_create_run_accepts_every_documented_key);
 
-  tc = tcase(s, "ids");
+  tc = bw_itest_tcase(s, "ids", 120, true);
   tcase_add_test(tc, test_start_run_malformed_id_400_unknown_404);
   tcase_add_test(tc, test_run_status_malformed_id_400_unknown_404);
   tcase_add_test(tc, test_get_job_malformed_id_400_unknown_404);
@@ -1551,7 +1515,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_start_run_twice_is_400);
   tcase_add_test(tc, test_start_run_is_200_jsend_success);
 
-  tc = tcase(s, "graders");
+  tc = bw_itest_tcase(s, "graders", 120, true);
   tcase_add_test(tc, test_register_returns_worker_id_and_heartbeat);
   tcase_add_test(tc, test_register_twice_gives_two_workers);
   tcase_add_test(tc, test_grader_register_alias_with_hostname);
@@ -1562,12 +1526,12 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_heartbeat_is_200_jsend_success);
   tcase_add_test(tc, test_poll_empty_queue_is_498_jsend_fail);
 
-  tc = tcase(s, "payload");
+  tc = bw_itest_tcase(s, "payload", 120, true);
   tcase_add_test(tc, test_poll_job_env_resolved_per_protocol_example);
   tcase_add_test(tc, test_poll_job_user_grading_ids_are_overridden);
   tcase_add_test(tc, test_pre_and_post_jobs_carry_the_roster_exactly);
 
-  tc = tcase(s, "results");
+  tc = bw_itest_tcase(s, "results", 120, true);
   tcase_add_test(tc, test_report_is_200_and_job_shows_the_result);
   tcase_add_test(tc,
                  test_report_resent_by_same_worker_is_200_and_changes_nothing);
@@ -1577,7 +1541,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_report_wrapped_status_data_form_is_accepted);
   tcase_add_test(tc, test_report_bad_body_is_400_naming_the_field);
 
-  tc = tcase(s, "status");
+  tc = bw_itest_tcase(s, "status", 120, true);
   tcase_add_test(tc, test_run_status_shape_across_phases);
   tcase_add_test(tc, test_get_job_shape_before_and_after_finish);
   return s;

@@ -12,16 +12,13 @@
  * key (top level, students, the global env, stage envs and stage keys of
  * every pipeline, nested values, a result's info and logs, the wrapped
  * result form), and ids in every place an id can go (paths, worker_id). */
-#include <arpa/inet.h>
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -741,7 +738,7 @@ START_TEST(test_tokens_never_logged) {
     ck_assert_int_eq(r.status, i == 0 ? 200 : 401);
     bw_test_http_resp_cleanup(&r);
   }
-  bw_itest_sleep_ms(500); /* let the logs be written */
+  bw_test_sleep_ms(500); /* let the logs be written */
   char dir[1024], path[2048];
   snprintf(dir, sizeof dir, "%s/log", bw_test_stack_data_dir(s));
   DIR *d = opendir(dir);
@@ -853,25 +850,20 @@ END_TEST
 /* A client that sends half a request header and then nothing is cut off
  * (nginx's client_header_timeout) instead of holding a connection. */
 START_TEST(test_slow_client_is_cut_off) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int fd = bw_test_connect_local(bw_test_stack_port(bw_itest_stack()));
   ck_assert_int_ge(fd, 0);
-  struct sockaddr_in addr = {
-      .sin_family = AF_INET,
-      .sin_port = htons((uint16_t)bw_test_stack_port(bw_itest_stack()))};
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
   const char *half = "GET /api/v1/heartbeat HTTP/1.1\r\nHost: x\r\n";
   ck_assert_int_eq(write(fd, half, strlen(half)), (ssize_t)strlen(half));
-  double t0 = bw_itest_now();
+  double t0 = bw_test_now();
   char buf[512];
   ssize_t n = 1;
-  while (n > 0 && bw_itest_now() - t0 < 40) {
+  while (n > 0 && bw_test_now() - t0 < 40) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, 1000) > 0)
       n = read(fd, buf, sizeof buf);
   }
   close(fd);
-  double took = bw_itest_now() - t0;
+  double took = bw_test_now() - t0;
   fprintf(stderr,
           "badinput: a stalled request header was cut off after "
           "%.1f s\n",
@@ -885,9 +877,7 @@ END_TEST
 
 static Suite *badinput_suite(void) {
   Suite *s = suite_create("badinput");
-  TCase *tc = tcase_create("rejected");
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
-  tcase_set_timeout(tc, 120);
+  TCase *tc = bw_itest_tcase(s, "rejected", 120, true);
   tcase_add_test(tc, test_dollar_keys_rejected_everywhere_in_a_run);
   tcase_add_test(tc, test_dotted_keys_rejected_everywhere_in_a_run);
   tcase_add_test(tc, test_operator_and_dotted_keys_rejected_in_results);
@@ -904,16 +894,14 @@ static Suite *badinput_suite(void) {
   tcase_add_test(tc, test_malformed_path_ids_rejected_before_any_query);
   tcase_add_test(tc, test_worker_id_checked_on_every_grader_call);
   tcase_add_test(tc, test_hostname_query_cannot_inject);
-  suite_add_tcase(s, tc);
 
-  tc = tcase_create("security"); /* last: the logs hold everything above */
-  tcase_set_timeout(tc, 120);
+  /* last: the logs hold everything above */
+  tc = bw_itest_tcase(s, "security", 120, false);
   tcase_add_test(tc, test_socket_and_data_dir_private);
   tcase_add_test(tc, test_nginx_hides_its_version);
   tcase_add_test(tc, test_only_api_is_forwarded);
   tcase_add_test(tc, test_slow_client_is_cut_off);
   tcase_add_test(tc, test_tokens_never_logged);
-  suite_add_tcase(s, tc);
   return s;
 }
 

@@ -23,18 +23,15 @@
  *   C <job>           its result was refused with 409
  *   X <job> <status>  its result got another final status
  *   P <status> <ms> <jsend status> <path>   a probe request (DB tests) */
-#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -164,12 +161,12 @@ static void grader_report(const bw_test_client_t *c, int fd, const char *job,
       event(fd, "C %s", job);
       return;
     }
-    if (!transient(status) || bw_itest_now() > deadline) {
+    if (!transient(status) || bw_test_now() > deadline) {
       event(fd, "X %s %ld", job, status);
       return;
     }
     bw_test_http_heartbeat(c);
-    bw_itest_sleep_ms(50);
+    bw_test_sleep_ms(50);
   }
 }
 
@@ -202,7 +199,7 @@ static void quiet_stderr(void) {
 static void grader_main(const char *url, const char *token,
                         const event_log_t *log, const grader_opts_t *o) {
   bw_test_client_t c;
-  double deadline = bw_itest_now() + o->limit_s, last_beat = 0;
+  double deadline = bw_test_now() + o->limit_s, last_beat = 0;
   int fd = open(log->path, O_WRONLY | O_APPEND), taken = 0;
   if (fd < 0)
     _exit(91);
@@ -211,24 +208,24 @@ static void grader_main(const char *url, const char *token,
   quiet_stderr();
   bw_test_client_init(&c, url, token);
   while (bw_test_http_register(&c, "fault", NULL) != 200) {
-    if (bw_itest_now() > deadline || grader_stopping)
+    if (bw_test_now() > deadline || grader_stopping)
       _exit(92);
-    bw_itest_sleep_ms(100);
+    bw_test_sleep_ms(100);
   }
   event(fd, "W %s", c.worker_id);
-  while (bw_itest_now() < deadline && !grader_stopping) {
-    if (o->heartbeats && bw_itest_now() - last_beat > 0.2) {
+  while (bw_test_now() < deadline && !grader_stopping) {
+    if (o->heartbeats && bw_test_now() - last_beat > 0.2) {
       bw_test_http_heartbeat(&c);
-      last_beat = bw_itest_now();
+      last_beat = bw_test_now();
     }
     if (o->stop_after > 0 && taken >= o->stop_after) {
-      bw_itest_sleep_ms(100);
+      bw_test_sleep_ms(100);
       continue;
     }
     char job[25];
     long status = bw_test_http_poll(&c, NULL, job);
     if (status != 200) {
-      bw_itest_sleep_ms(status == 498 ? 50 : 20);
+      bw_test_sleep_ms(status == 498 ? 50 : 20);
       continue;
     }
     taken++;
@@ -236,7 +233,7 @@ static void grader_main(const char *url, const char *token,
     if (o->no_reports)
       continue;
     if (o->hold_ms > 0)
-      bw_itest_sleep_ms(o->hold_ms);
+      bw_test_sleep_ms(o->hold_ms);
     grader_report(&c, fd, job, deadline);
   }
   _exit(0);
@@ -258,11 +255,11 @@ static void graders_stop(pid_t *pids, int n) {
   for (int i = 0; i < n; i++)
     if (pids[i] > 0)
       kill(pids[i], SIGTERM);
-  double deadline = bw_itest_now() + 10;
+  double deadline = bw_test_now() + 10;
   for (int i = 0; i < n; i++) {
     while (pids[i] > 0 && waitpid(pids[i], NULL, WNOHANG) == 0 &&
-           bw_itest_now() < deadline)
-      bw_itest_sleep_ms(20);
+           bw_test_now() < deadline)
+      bw_test_sleep_ms(20);
     if (pids[i] > 0 && kill(pids[i], SIGKILL) == 0)
       waitpid(pids[i], NULL, 0);
   }
@@ -271,23 +268,12 @@ static void graders_stop(pid_t *pids, int n) {
 /* ---- runs --------------------------------------------------------------- */
 
 static char *run_config(int students, bool post) {
-  size_t cap = 256 + (size_t)students * 32, len = 0;
-  char *config = malloc(cap);
-  ck_assert_ptr_nonnull(config);
-  len += (size_t)snprintf(config + len, cap - len, "{\"students\": [");
-  for (int i = 0; i < students; i++)
-    len += (size_t)snprintf(config + len, cap - len, "%s{\"NETID\": \"s%d\"}",
-                            i ? "," : "", i);
-  len += (size_t)snprintf(config + len, cap - len,
-                          "], \"student_pipeline\": [{\"image\": \"g\", "
-                          "\"timeout\": %d, \"env\": {\"WHO\": \"$NETID\"}}]",
-                          STAGE_TIMEOUT);
-  if (post)
-    len += (size_t)snprintf(config + len, cap - len,
-                            ", \"post_processing_pipeline\": "
-                            "[{\"image\": \"post\"}]");
-  snprintf(config + len, cap - len, "}");
-  return config;
+  char stage[128];
+  snprintf(
+      stage, sizeof stage,
+      "{\"image\": \"g\", \"timeout\": %d, \"env\": {\"WHO\": \"$NETID\"}}",
+      STAGE_TIMEOUT);
+  return bw_itest_run_config(students, stage, false, post);
 }
 
 static void started_run(const bw_test_client_t *c, int students, bool post,
@@ -311,9 +297,9 @@ static json_object *run_status(const bw_test_client_t *c, const char *run_id,
 static const char *wait_run_end(const bw_test_client_t *c, const char *run_id,
                                 double seconds) {
   static char state[32];
-  double deadline = bw_itest_now() + seconds;
+  double deadline = bw_test_now() + seconds;
   state[0] = '\0';
-  while (bw_itest_now() < deadline) {
+  while (bw_test_now() < deadline) {
     bw_test_http_resp_t r;
     json_object *run = run_status(c, run_id, &r);
     const char *s = run ? bw_test_json_str(run, "state") : NULL;
@@ -323,7 +309,7 @@ static const char *wait_run_end(const bw_test_client_t *c, const char *run_id,
       return state;
     }
     bw_test_http_resp_cleanup(&r);
-    bw_itest_sleep_ms(250);
+    bw_test_sleep_ms(250);
   }
   return state;
 }
@@ -373,8 +359,8 @@ static void assert_each_job_done_once(const bw_test_client_t *c,
   /* Just after an outage a worker may still answer 503 for a moment (it
    * holds off for a second after failing to reach the database). */
   json_object *run = run_status(c, run_id, &r);
-  for (double t0 = bw_itest_now(); !run && bw_itest_now() - t0 < 5;) {
-    bw_itest_sleep_ms(200);
+  for (double t0 = bw_test_now(); !run && bw_test_now() - t0 < 5;) {
+    bw_test_sleep_ms(200);
     run = run_status(c, run_id, &r);
   }
   ck_assert_msg(run != NULL, "no run status");
@@ -449,13 +435,13 @@ static bool pid_in(pid_t pid, const pid_t *pids, int n) {
 /* Waits until the pool is back to `size` workers, `killed` not among them;
  * returns the seconds it took, or -1. */
 static double wait_respawn(pid_t pgid, pid_t killed, int size) {
-  double t0 = bw_itest_now();
-  while (bw_itest_now() - t0 < 10) {
+  double t0 = bw_test_now();
+  while (bw_test_now() - t0 < 10) {
     pid_t now[32];
     int n = bw_fault_fcgi_workers(pgid, now, 32);
     if (n == size && !pid_in(killed, now, n < 32 ? n : 32))
-      return bw_itest_now() - t0;
-    bw_itest_sleep_ms(20);
+      return bw_test_now() - t0;
+    bw_test_sleep_ms(20);
   }
   return -1;
 }
@@ -479,7 +465,7 @@ START_TEST(test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost) {
 
   double slowest = 0;
   for (int k = 0; k < WORKER_KILLS; k++) {
-    bw_itest_sleep_ms(KILL_PAUSE_MS + 40 * (k % 4));
+    bw_test_sleep_ms(KILL_PAUSE_MS + 40 * (k % 4));
     int n = bw_fault_fcgi_workers(pgid, workers, 32);
     ck_assert_int_gt(n, 0);
     pid_t victim = workers[(k * 7) % (n < 32 ? n : 32)];
@@ -511,13 +497,8 @@ END_TEST
  * grader whose HTTP client timed out (or whose connection dropped, or
  * whose FastCGI worker was killed after recording) experiences. */
 static void poll_and_hang_up(const char *worker) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int fd = bw_test_connect_local(bw_test_stack_port(bw_itest_stack()));
   ck_assert_int_ge(fd, 0);
-  struct sockaddr_in addr = {
-      .sin_family = AF_INET,
-      .sin_port = htons((uint16_t)bw_test_stack_port(bw_itest_stack()))};
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
   char request[512];
   int n = snprintf(request, sizeof request,
                    "GET /api/v1/grading_job HTTP/1.1\r\nHost: x\r\n"
@@ -525,7 +506,7 @@ static void poll_and_hang_up(const char *worker) {
                    "Connection: close\r\n\r\n",
                    token(), worker);
   ck_assert_int_eq(write(fd, request, (size_t)n), n);
-  bw_itest_sleep_ms(1000);
+  bw_test_sleep_ms(1000);
   close(fd);
 }
 
@@ -553,9 +534,9 @@ START_TEST(test_lost_poll_reply_job_is_handed_out_again) {
    * once the hand-out is overdue (its stage's timeout plus claim_grace:
    * nothing a grader does can take longer) and the reaper has looked. */
   double limit = STAGE_TIMEOUT + 1 + CLAIM_GRACE + 3 * HEARTBEAT + 2,
-         t0 = bw_itest_now();
+         t0 = bw_test_now();
   const bw_test_client_t *got = NULL;
-  while (!got && bw_itest_now() - t0 < limit) {
+  while (!got && bw_test_now() - t0 < limit) {
     const bw_test_client_t *graders[] = {&a, &b};
     for (int i = 0; i < 2 && !got; i++) {
       ck_assert_int_eq(bw_test_http_heartbeat(graders[i]), 200);
@@ -565,15 +546,15 @@ START_TEST(test_lost_poll_reply_job_is_handed_out_again) {
       else
         ck_assert_int_eq(status, 498);
     }
-    bw_itest_sleep_ms(200);
+    bw_test_sleep_ms(200);
   }
   ck_assert_msg(got != NULL,
                 "the job whose poll reply was lost is still held by a live "
                 "grader that never received it, %.0f s later",
-                bw_itest_now() - t0);
+                bw_test_now() - t0);
   fprintf(stderr,
           "faults: lost poll reply: job handed out again after %.1f s\n",
-          bw_itest_now() - t0);
+          bw_test_now() - t0);
   ck_assert_int_eq(bw_test_http_report(got, job, true, NULL), 200);
   assert_run_succeeded(&c, run_id, 10);
 }
@@ -585,7 +566,7 @@ END_TEST
  * worker. */
 static void wait_held_jobs(const event_log_t *log, int n, char jobs[][25],
                            char worker[25]) {
-  double deadline = bw_itest_now() + 20;
+  double deadline = bw_test_now() + 20;
   for (;;) {
     FILE *f = fopen(log->path, "r");
     char line[256], kind, id[64];
@@ -602,9 +583,9 @@ static void wait_held_jobs(const event_log_t *log, int n, char jobs[][25],
       fclose(f);
     if (got == n && worker[0])
       return;
-    ck_assert_msg(bw_itest_now() < deadline, "the grader took %d of %d jobs",
+    ck_assert_msg(bw_test_now() < deadline, "the grader took %d of %d jobs",
                   got, n);
-    bw_itest_sleep_ms(50);
+    bw_test_sleep_ms(50);
   }
 }
 
@@ -632,25 +613,25 @@ START_TEST(test_grader_kill9_its_jobs_go_to_another_within_3_heartbeats) {
   started_run(&b, students, false, run_id);
   pid_t pid = grader_spawn(url(), token(), &log, &o);
   wait_held_jobs(&log, held, jobs, worker_a);
-  bw_itest_sleep_ms(300); /* A heartbeats while it holds them */
+  bw_test_sleep_ms(300); /* A heartbeats while it holds them */
   ck_assert_int_eq(kill(pid, SIGKILL), 0);
-  double t0 = bw_itest_now();
+  double t0 = bw_test_now();
   waitpid(pid, NULL, 0);
 
   /* B heartbeats, drains and keeps A's jobs aside until both came. */
   int others = 0;
-  while ((got_at[0] < 0 || got_at[1] < 0) && bw_itest_now() - t0 < 15) {
+  while ((got_at[0] < 0 || got_at[1] < 0) && bw_test_now() - t0 < 15) {
     char job[25];
     ck_assert_int_eq(bw_test_http_heartbeat(&b), 200);
     long status = bw_test_http_poll(&b, NULL, job);
     if (status == 200 && index_of(jobs, held, job) >= 0) {
-      got_at[index_of(jobs, held, job)] = bw_itest_now() - t0;
+      got_at[index_of(jobs, held, job)] = bw_test_now() - t0;
     } else if (status == 200) {
       ck_assert_int_eq(bw_test_http_report(&b, job, true, NULL), 200);
       others++;
     } else {
       ck_assert_int_eq(status, 498);
-      bw_itest_sleep_ms(50);
+      bw_test_sleep_ms(50);
     }
   }
   fprintf(stderr,
@@ -724,19 +705,19 @@ static void prober_main(const char *base, const char *tok,
                {"GET", run_path, NULL},
                {"POST", "/api/v1/grading_run", small_run},
                {"GET", "/api/v1/grading_job/0123456789abcdef01234567", NULL}};
-  double deadline = bw_itest_now() + seconds;
-  for (int i = 0; bw_itest_now() < deadline; i++) {
+  double deadline = bw_test_now() + seconds;
+  for (int i = 0; bw_test_now() < deadline; i++) {
     bw_test_http_resp_t r;
     int k = i % 4;
-    double t0 = bw_itest_now();
+    double t0 = bw_test_now();
     bw_test_http_call(&c, calls[k].method, calls[k].path, calls[k].body, &r);
-    int ms = (int)((bw_itest_now() - t0) * 1000);
+    int ms = (int)((bw_test_now() - t0) * 1000);
     const char *js = bw_test_http_jsend_status(&r);
     long long code = bw_test_json_int(r.json, "code");
     event(fd, "P %ld %d %s %lld %s", r.status, ms, js[0] ? js : "-", code,
           calls[k].path);
     bw_test_http_resp_cleanup(&r);
-    bw_itest_sleep_ms(30);
+    bw_test_sleep_ms(30);
   }
   _exit(0);
 }
@@ -808,7 +789,7 @@ static const char *ids_checked_without_db(void) {
   bw_test_http_resp_t r;
   problem[0] = '\0';
   bw_test_client_init(&c, url(), token());
-  double t0 = bw_itest_now();
+  double t0 = bw_test_now();
   bw_test_http_call(&c, "GET", "/api/v1/grading_run/nothex", NULL, &r);
   if (r.status != 400 || !strstr(bw_test_http_message(&r), "grading_run_id"))
     snprintf(problem, sizeof problem, "malformed run id: %ld %s", r.status,
@@ -822,10 +803,10 @@ static const char *ids_checked_without_db(void) {
              BW_BODY(&r));
   bw_test_http_resp_cleanup(&r);
   /* they may wait for a worker that is itself waiting on the database */
-  if (!problem[0] && bw_itest_now() - t0 > 2 * OUTAGE_REPLY_LIMIT_S)
+  if (!problem[0] && bw_test_now() - t0 > 2 * OUTAGE_REPLY_LIMIT_S)
     snprintf(problem, sizeof problem,
              "malformed ids took %.2f s with the database down",
-             bw_itest_now() - t0);
+             bw_test_now() - t0);
   return problem;
 }
 
@@ -833,11 +814,11 @@ static const char *ids_checked_without_db(void) {
 static double wait_recovered(double limit) {
   bw_test_client_t c;
   bw_test_client_init(&c, url(), token());
-  double t0 = bw_itest_now();
-  while (bw_itest_now() - t0 < limit) {
+  double t0 = bw_test_now();
+  while (bw_test_now() - t0 < limit) {
     if (bw_test_http_register(&c, NULL, NULL) == 200)
-      return bw_itest_now() - t0;
-    bw_itest_sleep_ms(100);
+      return bw_test_now() - t0;
+    bw_test_sleep_ms(100);
   }
   return -1;
 }
@@ -868,11 +849,11 @@ static void run_through_outage(outage_fn outage, void *ctx) {
     if (pids[graders + i] == 0)
       prober_main(url(), token(), &log, run_id, 7);
   }
-  bw_itest_sleep_ms(1000);
+  bw_test_sleep_ms(1000);
   outage(ctx, true);
-  bw_itest_sleep_ms(500);
+  bw_test_sleep_ms(500);
   const char *ids_problem = ids_checked_without_db();
-  bw_itest_sleep_ms(3500);
+  bw_test_sleep_ms(3500);
   outage(ctx, false);
   ck_assert_msg(ids_problem[0] == '\0', "%s", ids_problem);
   for (int i = graders; i < graders + probers; i++)
@@ -1020,7 +1001,7 @@ START_TEST(test_whole_stack_kill9_then_restart_loses_nothing) {
   }
   for (int i = 0; i < graders; i++)
     pids[i] = grader_spawn(base, tok, &log, &o);
-  bw_itest_sleep_ms(700); /* they are mid-request when it dies */
+  bw_test_sleep_ms(700); /* they are mid-request when it dies */
 
   pid_t pgid = bw_fault_stack_pgid_of(killable);
   ck_assert_int_eq(bw_fault_stack_kill9(killable), 0);
@@ -1030,11 +1011,11 @@ START_TEST(test_whole_stack_kill9_then_restart_loses_nothing) {
                 "%d processes of the stack outlived the kill of group %d "
                 "(first: %d)",
                 n_left, (int)pgid, n_left ? (int)left[0] : 0);
-  double t0 = bw_itest_now();
+  double t0 = bw_test_now();
   ck_assert_msg(bw_fault_stack_restart(killable) == 0,
                 "broadway-run did not come up again on %s", data);
   fprintf(stderr, "faults: stack restarted on the same data in %.1f s\n",
-          bw_itest_now() - t0);
+          bw_test_now() - t0);
 
   for (int i = 0; i < finished; i++)
     assert_finished_job(&g, done[i]);
@@ -1121,7 +1102,7 @@ START_TEST(test_reapers_race_each_other_and_late_results) {
   for (int i = 0; i < held; i++)
     ck_assert_int_eq(bw_test_http_poll(&a, NULL, jobs[i]), 200);
   ck_assert_int_eq(bw_test_http_heartbeat(&a), 200);
-  double last_beat = bw_itest_now();
+  double last_beat = bw_test_now();
 
   /* A falls silent; just as it passes 2 intervals, everyone goes. */
   ck_assert_int_eq(pipe(gate), 0);
@@ -1132,9 +1113,9 @@ START_TEST(test_reapers_race_each_other_and_late_results) {
     pids[RACING_REAPERS + i] = spawn_gated(gate, send_late_report, &late[i]);
   }
   close(gate[0]);
-  while (bw_itest_now() - last_beat < 2.0 * HEARTBEAT + 0.05) {
+  while (bw_test_now() - last_beat < 2.0 * HEARTBEAT + 0.05) {
     bw_test_http_heartbeat(&b);
-    bw_itest_sleep_ms(10);
+    bw_test_sleep_ms(10);
   }
   close(gate[1]);
 
@@ -1157,7 +1138,7 @@ START_TEST(test_reapers_race_each_other_and_late_results) {
   }
   fprintf(stderr, "faults: reaper race: %d late results accepted, %d refused\n",
           accepted, refused);
-  bw_itest_sleep_ms(1500); /* the stack's own reaper has had its turn too */
+  bw_test_sleep_ms(1500); /* the stack's own reaper has had its turn too */
 
   /* B gets exactly the refused ones again, once each, and the rest. */
   int drained = 0;
@@ -1189,17 +1170,9 @@ END_TEST
 
 /* ---- suite -------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name) {
-  TCase *tc = tcase_create(name);
-  tcase_set_timeout(tc, 300);
-  suite_add_tcase(s, tc);
-  return tc;
-}
-
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
-  TCase *tc = tcase(s, "main-stack");
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
+  TCase *tc = bw_itest_tcase(s, "main-stack", 300, true);
   tcase_add_test(tc, test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost);
   tcase_add_test(tc, test_lost_poll_reply_job_is_handed_out_again);
   tcase_add_test(tc,
@@ -1207,13 +1180,12 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_reapers_race_each_other_and_late_results);
   tcase_add_test(tc, test_db_stopped_under_load_503_then_recovers);
 
-  tc = tcase(s, "external-db");
+  tc = bw_itest_tcase(s, "external-db", 300, true);
   tcase_add_unchecked_fixture(tc, external_db_stack_start,
                               external_db_stack_stop);
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
   tcase_add_test(tc, test_db_killed_under_load_503_then_recovers);
 
-  tc = tcase(s, "whole-stack");
+  tc = bw_itest_tcase(s, "whole-stack", 300, false);
   tcase_add_unchecked_fixture(tc, killable_stack_start, killable_stack_stop);
   tcase_add_test(tc, test_whole_stack_kill9_then_restart_loses_nothing);
   return s;

@@ -34,25 +34,7 @@ static void new_worker(bw_test_client_t *c) {
 
 /* A run config: pre and post pipelines when asked, n students. */
 static char *run_config(int n, bool pre, bool post) {
-  size_t cap = 64 + (size_t)n * 40 + 256, len = 0;
-  char *config = malloc(cap);
-  ck_assert_ptr_nonnull(config);
-  len += (size_t)snprintf(config + len, cap - len, "{\"students\": [");
-  for (int i = 0; i < n; i++)
-    len += (size_t)snprintf(config + len, cap - len, "%s{\"NETID\": \"s%d\"}",
-                            i ? ", " : "", i);
-  len += (size_t)snprintf(config + len, cap - len,
-                          "], \"student_pipeline\": [{\"image\": \"s\"}]");
-  if (pre)
-    len += (size_t)snprintf(config + len, cap - len,
-                            ", \"pre_processing_pipeline\": "
-                            "[{\"image\": \"pre\"}]");
-  if (post)
-    len += (size_t)snprintf(config + len, cap - len,
-                            ", \"post_processing_pipeline\": "
-                            "[{\"image\": \"post\"}]");
-  snprintf(config + len, cap - len, "}");
-  return config;
+  return bw_itest_run_config(n, "{\"image\": \"s\"}", pre, post);
 }
 
 static void start_run(const bw_test_client_t *c, int n, bool pre, bool post,
@@ -108,7 +90,7 @@ static void assert_queue_stays_empty(const bw_test_client_t *c,
     ck_assert_msg(status == 498, "%s, but poll got %ld %s", why, status,
                   BW_BODY(&r));
     bw_test_http_resp_cleanup(&r);
-    bw_itest_sleep_ms(100);
+    bw_test_sleep_ms(100);
   }
 }
 
@@ -335,12 +317,12 @@ static int drain(const char *run_id, int out_fd) {
   if (bw_test_http_register(&c, NULL, &heartbeat) != 200)
     return DRAIN_REGISTER;
   double beat_every = heartbeat > 0 ? heartbeat / 3.0 : 1.0;
-  double last_beat = bw_itest_now(), deadline = last_beat + DRAIN_LIMIT_S;
-  while (bw_itest_now() < deadline) {
-    if (bw_itest_now() - last_beat >= beat_every) {
+  double last_beat = bw_test_now(), deadline = last_beat + DRAIN_LIMIT_S;
+  while (bw_test_now() < deadline) {
+    if (bw_test_now() - last_beat >= beat_every) {
       if (bw_test_http_heartbeat(&c) != 200)
         return DRAIN_HEARTBEAT;
-      last_beat = bw_itest_now();
+      last_beat = bw_test_now();
     }
     bw_test_http_resp_t r;
     char job_id[25];
@@ -363,7 +345,7 @@ static int drain(const char *run_id, int out_fd) {
       bw_test_http_resp_cleanup(&r);
       if (finished)
         return DRAIN_OK;
-      bw_itest_sleep_ms(50);
+      bw_test_sleep_ms(50);
     } else {
       fprintf(stderr, "drainer %d: poll got %ld\n", (int)getpid(), status);
       return DRAIN_POLL;
@@ -443,15 +425,15 @@ START_TEST(test_concurrent_drain_hands_out_every_job_exactly_once) {
   bw_test_client_t c;
   bw_itest_client(&c);
   char run_id[25];
-  double t0 = bw_itest_now();
+  double t0 = bw_test_now();
   start_run(&c, DRAIN_STUDENTS, false, true, run_id);
-  double t1 = bw_itest_now();
+  double t1 = bw_test_now();
 
   size_t cap = DRAIN_STUDENTS * 2 + 8;
   handout_t *got = calloc(cap, sizeof *got);
   ck_assert_ptr_nonnull(got);
   size_t n = run_drainers(run_id, DRAIN_WORKERS, got, cap);
-  double t2 = bw_itest_now();
+  double t2 = bw_test_now();
   fprintf(stderr,
           "drain: %d students, %d graders: create+start %.2f s, drain %.2f s "
           "(%.0f jobs/s)\n",
@@ -652,16 +634,16 @@ static void dead_stack_start(void) {
  * took, or a negative number when none came within `limit`. */
 static double poll_alive_until_job(const bw_test_client_t *live, double limit,
                                    char job_id[25]) {
-  double t0 = bw_itest_now();
-  while (bw_itest_now() - t0 < limit) {
+  double t0 = bw_test_now();
+  while (bw_test_now() - t0 < limit) {
     ck_assert_int_eq(bw_test_http_heartbeat(live), 200);
     bw_test_http_resp_t r;
     long status = bw_test_http_poll(live, &r, job_id);
     bw_test_http_resp_cleanup(&r);
     if (status == 200)
-      return bw_itest_now() - t0;
+      return bw_test_now() - t0;
     ck_assert_int_eq(status, 498);
-    bw_itest_sleep_ms(200);
+    bw_test_sleep_ms(200);
   }
   return -1;
 }
@@ -715,12 +697,12 @@ START_TEST(test_heartbeating_grader_keeps_its_job) {
   char run_id[25], job[25];
   start_run(&a, 1, false, false, run_id);
   take(&a, "student", job);
-  double t0 = bw_itest_now();
-  while (bw_itest_now() - t0 < 4.5) {
+  double t0 = bw_test_now();
+  while (bw_test_now() - t0 < 4.5) {
     ck_assert_int_eq(bw_test_http_heartbeat(&a), 200);
     ck_assert_int_eq(bw_test_http_heartbeat(&b), 200);
     ck_assert_int_eq(bw_test_http_poll(&b, NULL, NULL), 498);
-    bw_itest_sleep_ms(250);
+    bw_test_sleep_ms(250);
   }
   report(&a, job, true);
   assert_job(&a, job, "attempts", "1");
@@ -747,12 +729,12 @@ START_TEST(test_job_fails_after_max_attempts_of_dead_graders) {
     assert_job(&c, job, "attempts", n);
   }
   char state[64] = "";
-  double t0 = bw_itest_now();
-  while (bw_itest_now() - t0 < REQUEUE_LIMIT_S + 4) {
+  double t0 = bw_test_now();
+  while (bw_test_now() - t0 < REQUEUE_LIMIT_S + 4) {
     job_field(&c, job, "state", state, sizeof state);
     if (strcmp(state, "failed") == 0)
       break;
-    bw_itest_sleep_ms(250);
+    bw_test_sleep_ms(250);
   }
   ck_assert_msg(strcmp(state, "failed") == 0,
                 "after 3 dead graders the job is %s", state);
@@ -772,17 +754,9 @@ END_TEST
 
 /* ---- suite -------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name, int timeout) {
-  TCase *tc = tcase_create(name);
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
-  tcase_set_timeout(tc, timeout);
-  suite_add_tcase(s, tc);
-  return tc;
-}
-
 static Suite *flow_suite(void) {
   Suite *s = suite_create("flow");
-  TCase *tc = tcase(s, "order", 120);
+  TCase *tc = bw_itest_tcase(s, "order", 120, true);
   tcase_add_test(tc,
                  test_students_wait_for_pre_and_post_waits_for_every_student);
   tcase_add_test(tc, test_pre_failure_fails_the_run_and_queues_no_student);
@@ -793,12 +767,12 @@ static Suite *flow_suite(void) {
   tcase_add_test(tc, test_run_with_post_only_queues_students_at_start);
   tcase_add_test(tc, test_created_run_hands_out_nothing_until_started);
 
-  tc = tcase(s, "concurrency", DRAIN_LIMIT_S + 60);
+  tc = bw_itest_tcase(s, "concurrency", DRAIN_LIMIT_S + 60, true);
   tcase_add_test(tc, test_concurrent_drain_hands_out_every_job_exactly_once);
   tcase_add_test(tc, test_simultaneous_last_results_queue_post_once);
   tcase_add_test(tc, test_concurrent_starts_start_the_run_once);
 
-  tc = tcase(s, "dead_grader", 120);
+  tc = bw_itest_tcase(s, "dead_grader", 120, true);
   tcase_add_unchecked_fixture(tc, dead_stack_start, bw_itest_pop_stack);
   tcase_add_test(tc, test_dead_grader_job_goes_to_a_live_grader);
   tcase_add_test(tc, test_heartbeating_grader_keeps_its_job);

@@ -75,7 +75,7 @@ static void forget_grader(const grader_t *g) {
 /* Waits up to `seconds` for the grader to exit; returns its wait status, or
  * -1 if it is still running. */
 static int wait_grader(grader_t *g, double seconds) {
-  double deadline = bw_itest_now() + seconds;
+  double deadline = bw_test_now() + seconds;
   int status;
 
   for (;;) {
@@ -85,9 +85,9 @@ static int wait_grader(grader_t *g, double seconds) {
       g->pid = 0;
       return r > 0 ? status : 0; /* r < 0: reaped already */
     }
-    if (bw_itest_now() >= deadline)
+    if (bw_test_now() >= deadline)
       return -1;
-    bw_itest_sleep_ms(50);
+    bw_test_sleep_ms(50);
   }
 }
 
@@ -202,13 +202,13 @@ static bool log_contains(const grader_t *g, const char *needle) {
 }
 
 static void wait_registered(const grader_t *g, int nth, char id[25]) {
-  double deadline = bw_itest_now() + 20;
+  double deadline = bw_test_now() + 20;
   do {
     grader_worker_id(g, nth, id);
     if (id[0] != '\0')
       return;
-    bw_itest_sleep_ms(50);
-  } while (bw_itest_now() < deadline);
+    bw_test_sleep_ms(50);
+  } while (bw_test_now() < deadline);
   print_grader_log(g);
   ck_abort_msg("grader %s did not register", g->name);
 }
@@ -243,15 +243,15 @@ static const char *run_state(const bw_test_client_t *c, const char *run_id,
 /* Waits for the run to finish; leaves its final read in resp. */
 static void wait_run_finished(const bw_test_client_t *c, const char *run_id,
                               bw_test_http_resp_t *resp) {
-  double deadline = bw_itest_now() + RUN_LIMIT_S;
+  double deadline = bw_test_now() + RUN_LIMIT_S;
   const char *state;
 
   do {
     state = run_state(c, run_id, resp);
     if (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0)
       return;
-    bw_itest_sleep_ms(200);
-  } while (bw_itest_now() < deadline);
+    bw_test_sleep_ms(200);
+  } while (bw_test_now() < deadline);
   ck_abort_msg("run %s not finished after %d s (state \"%s\"): %s", run_id,
                RUN_LIMIT_S, state, BW_BODY(resp));
 }
@@ -500,7 +500,7 @@ static const char slow_run[] =
 static void wait_job_running(const bw_test_client_t *c, const char *run_id,
                              char holder[25]) {
   bw_test_http_resp_t run = {0};
-  double deadline = bw_itest_now() + 30;
+  double deadline = bw_test_now() + 30;
 
   for (;;) {
     run_state(c, run_id, &run);
@@ -511,9 +511,8 @@ static void wait_job_running(const bw_test_client_t *c, const char *run_id,
       snprintf(holder, 25, "%s", worker);
       break;
     }
-    ck_assert_msg(bw_itest_now() < deadline, "job never ran: %s",
-                  BW_BODY(&run));
-    bw_itest_sleep_ms(100);
+    ck_assert_msg(bw_test_now() < deadline, "job never ran: %s", BW_BODY(&run));
+    bw_test_sleep_ms(100);
   }
   bw_test_http_resp_cleanup(&run);
 }
@@ -682,16 +681,12 @@ static bool prepare(void) {
 
 static Suite *grader_suite(void) {
   Suite *s = suite_create("grader");
-  TCase *tc = tcase_create("end to end");
-
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
-  tcase_set_timeout(tc, 180);
+  TCase *tc = bw_itest_tcase(s, "end to end", 180, true);
   tcase_add_test(tc, test_full_run_with_two_graders);
   tcase_add_test(tc, test_networking_on_request);
   tcase_add_test(tc, test_killed_grader_job_finishes_on_other);
   tcase_add_test(tc, test_sigterm_abandons_job_without_reporting);
   tcase_add_test(tc, test_reregisters_after_database_wipe);
-  suite_add_tcase(s, tc);
   return s;
 }
 

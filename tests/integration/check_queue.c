@@ -266,13 +266,10 @@ END_TEST
 
 static Suite *queue_suite(void) {
   Suite *s = suite_create("queue");
-  TCase *tc = tcase_create("exactly-once");
-  tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
-  tcase_set_timeout(tc, 240);
+  TCase *tc = bw_itest_tcase(s, "exactly-once", 240, true);
   tcase_add_test(tc, drain_from_many_processes_hands_each_job_out_once);
   tcase_add_test(tc, concurrent_starts_start_a_run_once);
   tcase_add_test(tc, reapers_and_a_late_result_race_and_one_wins);
-  suite_add_tcase(s, tc);
   return s;
 }
 

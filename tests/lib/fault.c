@@ -1,24 +1,21 @@
 /* fault.c - see fault.h. */
 #include "fault.h"
 
-#include <arpa/inet.h>
+#include "stack.h"
+#include "util.h"
+
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <mongoc/mongoc.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PORT_FIRST 25000
@@ -28,48 +25,6 @@
 #define TERM_GRACE_S 10
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-  }
-}
-
-/* Reads a whole (small or /proc) file; caller frees.  *len gets its size. */
-static char *read_all(const char *path, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return NULL;
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap + 1);
-  ssize_t got;
-  while (buf && (got = read(fd, buf + n, cap - n)) > 0) {
-    n += (size_t)got;
-    if (n == cap) {
-      char *bigger = realloc(buf, cap * 2 + 1);
-      if (!bigger) {
-        free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = bigger;
-      cap *= 2;
-    }
-  }
-  close(fd);
-  if (buf) {
-    buf[n] = '\0';
-    if (len)
-      *len = n;
-  }
-  return buf;
-}
 
 /* true when the NUL-separated list buf[0..len) has an entry equal to s. */
 static bool nul_list_has(const char *buf, size_t len, const char *s) {
@@ -93,7 +48,7 @@ typedef struct proc_stat {
 static bool read_proc_stat(pid_t pid, proc_stat_t *st) {
   char path[64], *buf;
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  if (!(buf = read_all(path, NULL)))
+  if (!(buf = bw_test_read_file(path, NULL)))
     return false;
   char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
   bool ok = false;
@@ -154,7 +109,7 @@ static bool environ_has_data_dir(pid_t pid, const char *data_dir) {
   size_t len;
   snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
   snprintf(entry, sizeof entry, "BROADWAY_DATA=%s", data_dir);
-  char *env = read_all(path, &len);
+  char *env = bw_test_read_file(path, &len);
   bool found = env && nul_list_has(env, len, entry);
   free(env);
   return found;
@@ -229,7 +184,7 @@ static bool match_data_dir(pid_t pid, const proc_stat_t *st, void *ctx) {
   if (pid == getpid())
     return false;
   snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-  char *cmd = read_all(path, &len);
+  char *cmd = bw_test_read_file(path, &len);
   bool found = false;
   if (cmd) {
     for (size_t i = 0; i < len; i++)
@@ -250,15 +205,33 @@ int bw_fault_data_dir_users(const char *data_dir, pid_t *pids, int max) {
 }
 
 static bool wait_group_gone(pid_t pgid, double seconds) {
-  double deadline = now_s() + seconds;
+  double deadline = bw_test_now() + seconds;
   for (;;) {
     while (waitpid(-pgid, NULL, WNOHANG) > 0) {
     }
     if (!bw_fault_group_alive(pgid))
       return true;
-    if (now_s() >= deadline)
+    if (bw_test_now() >= deadline)
       return false;
-    sleep_ms(50);
+    bw_test_sleep_ms(50);
+  }
+}
+
+bool bw_fault_group_stop(pid_t pgid, int grace_s) {
+  kill(-pgid, SIGTERM);
+  if (wait_group_gone(pgid, grace_s))
+    return true;
+  kill(-pgid, SIGKILL);
+  wait_group_gone(pgid, 5);
+  return false;
+}
+
+void bw_fault_kill_data_dir_users(const char *data_dir) {
+  pid_t pids[64];
+  int n = bw_fault_data_dir_users(data_dir, pids, 64);
+  for (int i = 0; i < n && i < 64; i++) {
+    fprintf(stderr, "itest: process %d outlived its stack\n", (int)pids[i]);
+    kill(pids[i], SIGKILL);
   }
 }
 
@@ -269,123 +242,13 @@ const char *bw_fault_bin_dir(void) {
   return bin && *bin ? bin : "bin";
 }
 
-static bool find_script_above(const char *start, char out[PATH_MAX]) {
-  char dir[PATH_MAX];
-  if (!start || !realpath(start, dir))
-    return false;
-  for (;;) {
-    snprintf(out, PATH_MAX, "%.*s/scripts/broadway-run", PATH_MAX - 30, dir);
-    if (access(out, X_OK) == 0)
-      return true;
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-      return false;
-    *slash = '\0';
-  }
-}
-
-static bool find_run_script(char out[PATH_MAX]) {
-  const char *explicit_path = getenv("BROADWAY_RUN");
-  if (explicit_path && *explicit_path) {
-    snprintf(out, PATH_MAX, "%s", explicit_path);
-    return access(out, X_OK) == 0;
-  }
-  return find_script_above(getenv("BROADWAY_BIN"), out) ||
-         find_script_above(".", out);
-}
-
-static void random_hex(char *out, size_t digits) {
-  unsigned char buf[32] = {0};
-  size_t n = (digits + 1) / 2;
-  if (n > sizeof buf)
-    n = sizeof buf;
-  FILE *f = fopen("/dev/urandom", "rb");
-  if (!f || fread(buf, 1, n, f) != n) {
-    srand((unsigned)(time(NULL) ^ getpid()));
-    for (size_t i = 0; i < n; i++)
-      buf[i] = (unsigned char)rand();
-  }
-  if (f)
-    fclose(f);
-  for (size_t i = 0; i < digits && i / 2 < n; i++)
-    out[i] = "0123456789abcdef"[(buf[i / 2] >> ((i % 2) ? 0 : 4)) & 0xf];
-  out[digits] = '\0';
-}
-
-/* A port of our range nothing listens on (or lingers on) right now. */
-static int pick_free_port(void) {
-  int span = PORT_LAST - PORT_FIRST + 1;
-  int offset = (int)(((unsigned)getpid() * 7919u + (unsigned)time(NULL)) %
-                     (unsigned)span);
-  for (int i = 0; i < span; i++) {
-    int port = PORT_FIRST + (offset + i) % span;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-      return -1;
-    struct sockaddr_in addr = {.sin_family = AF_INET,
-                               .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
-    close(fd);
-    if (ok)
-      return port;
-  }
-  return -1;
-}
-
-static void percent_encode(const char *in, char *out, size_t cap) {
-  size_t o = 0;
-  for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < cap;
-       p++) {
-    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-        (*p >= '0' && *p <= '9') || strchr("-._~", *p))
-      out[o++] = (char)*p;
-    else
-      o += (size_t)snprintf(out + o, cap - o, "%%%02X", *p);
-  }
-  out[o] = '\0';
-}
-
-static void socket_uri(const char *sock, char *out, size_t cap) {
-  char encoded[PATH_MAX * 3];
-  percent_encode(sock, encoded, sizeof encoded);
-  snprintf(out, cap, "mongodb://%s/?serverSelectionTimeoutMS=10000", encoded);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag,
-                        struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  remove(path);
-  return 0;
-}
-
-static void remove_tree(const char *dir) {
-  nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* In a child: stdin from /dev/null, stdout+stderr appended to log_path. */
-static void redirect_output(const char *log_path) {
-  int null = open("/dev/null", O_RDONLY);
-  int log = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600)
-                     : open("/dev/null", O_WRONLY);
-  if (null < 0 || log < 0)
-    _exit(126);
-  dup2(null, STDIN_FILENO);
-  dup2(log, STDOUT_FILENO);
-  dup2(log, STDERR_FILENO);
-  for (int fd = 3; fd < 1024; fd++)
-    close(fd);
-}
-
 int bw_fault_run(char *const argv[], char *const env[], const char *log_path) {
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0)
     return -1;
   if (pid == 0) {
-    redirect_output(log_path);
+    bw_test_redirect_output(log_path);
     for (size_t i = 0; env && env[i]; i++)
       putenv(env[i]);
     signal(SIGPIPE, SIG_DFL);
@@ -416,27 +279,13 @@ struct bw_fault_stack {
   char mongo_uri[PATH_MAX];
 };
 
-static void set_env_int(const char *name, int value) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "%d", value);
-  setenv(name, buf, 1);
-}
-
 static void exec_script(const bw_fault_stack_t *s, const char *script) {
   setpgid(0, 0);
-  redirect_output(s->log_path);
-  setenv("BROADWAY_DATA", s->data_dir, 1);
-  set_env_int("BROADWAY_PORT", s->port);
-  setenv("BROADWAY_HOST", "127.0.0.1", 1);
-  setenv("BROADWAY_TOKEN", s->token, 1);
-  if (s->heartbeat > 0)
-    set_env_int("BROADWAY_HEARTBEAT", s->heartbeat);
-  if (s->workers > 0)
-    set_env_int("BROADWAY_WORKERS", s->workers);
-  if (s->has_config)
-    setenv("BROADWAY_CONFIG", s->config_path, 1);
-  else
-    unsetenv("BROADWAY_CONFIG");
+  bw_test_redirect_output(s->log_path);
+  bw_test_stack_opts_t opts = {.heartbeat = s->heartbeat,
+                               .workers = s->workers};
+  bw_test_stack_setenv(s->data_dir, s->port, s->token, &opts,
+                       s->has_config ? s->config_path : NULL);
   if (s->mongo_uri[0])
     setenv("BROADWAY_MONGO_URI", s->mongo_uri, 1);
   else
@@ -448,7 +297,7 @@ static void exec_script(const bw_fault_stack_t *s, const char *script) {
 }
 
 static bool log_has_ready_line(const bw_fault_stack_t *s) {
-  char *log = read_all(s->log_path, NULL);
+  char *log = bw_test_read_file(s->log_path, NULL);
   bool ready = log && strstr(log, READY_MARK) != NULL;
   free(log);
   return ready;
@@ -457,7 +306,7 @@ static bool log_has_ready_line(const bw_fault_stack_t *s) {
 void bw_fault_stack_print_log(const bw_fault_stack_t *s) {
   if (!s)
     return;
-  char *log = read_all(s->log_path, NULL);
+  char *log = bw_test_read_file(s->log_path, NULL);
   fprintf(stderr, "---- %s ----\n%s\n---- end of log ----\n", s->log_path,
           log ? log : "(no log)");
   free(log);
@@ -467,7 +316,7 @@ void bw_fault_stack_print_log(const bw_fault_stack_t *s) {
  * ready line of an earlier start does not count. */
 static int launch(bw_fault_stack_t *s) {
   char script[PATH_MAX];
-  if (!find_run_script(script)) {
+  if (!bw_test_find_run_script(script)) {
     fprintf(stderr, "fault: scripts/broadway-run not found\n");
     return -1;
   }
@@ -482,8 +331,8 @@ static int launch(bw_fault_stack_t *s) {
     exec_script(s, script);
   setpgid(pid, pid);
   s->pgid = pid;
-  double deadline = now_s() + READY_TIMEOUT_S;
-  while (now_s() < deadline) {
+  double deadline = bw_test_now() + READY_TIMEOUT_S;
+  while (bw_test_now() < deadline) {
     if (log_has_ready_line(s))
       return 0;
     if (waitpid(pid, NULL, WNOHANG) == pid) {
@@ -491,19 +340,11 @@ static int launch(bw_fault_stack_t *s) {
       bw_fault_stack_print_log(s);
       return -1;
     }
-    sleep_ms(100);
+    bw_test_sleep_ms(100);
   }
   fprintf(stderr, "fault: no ready line after %d s\n", READY_TIMEOUT_S);
   bw_fault_stack_print_log(s);
   return -1;
-}
-
-static int write_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  if (!f)
-    return -1;
-  int rc = fputs(text, f) < 0 ? -1 : 0;
-  return fclose(f) == 0 ? rc : -1;
 }
 
 bw_fault_stack_t *bw_fault_stack_start(const bw_fault_stack_opts_t *opts) {
@@ -514,21 +355,21 @@ bw_fault_stack_t *bw_fault_stack_start(const bw_fault_stack_opts_t *opts) {
   s->workers = opts->workers;
   snprintf(s->data_dir, sizeof s->data_dir, "/tmp/fault-%s-XXXXXX",
            opts->label ? opts->label : "stack");
-  s->port = pick_free_port();
+  s->port = bw_test_free_port(PORT_FIRST, PORT_LAST, NULL);
   if (!mkdtemp(s->data_dir) || s->port < 0) {
     fprintf(stderr, "fault: no data dir or no free port\n");
     free(s);
     return NULL;
   }
   snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", s->port);
-  random_hex(s->token, 32);
+  bw_test_random_hex(s->token, 32);
   if (opts->mongo_uri)
     snprintf(s->mongo_uri, sizeof s->mongo_uri, "%s", opts->mongo_uri);
   if (opts->config_text) {
     s->has_config = true;
     snprintf(s->config_path, sizeof s->config_path, "%s/test.conf",
              s->data_dir);
-    if (write_file(s->config_path, opts->config_text) != 0) {
+    if (bw_test_write_file(s->config_path, opts->config_text) != 0) {
       free(s);
       return NULL;
     }
@@ -557,31 +398,17 @@ int bw_fault_stack_kill9(bw_fault_stack_t *s) {
   return wait_group_gone(pgid, 10) ? 0 : -1;
 }
 
-static void kill_data_dir_users(const bw_fault_stack_t *s) {
-  pid_t pids[64];
-  int n = bw_fault_data_dir_users(s->data_dir, pids, 64);
-  for (int i = 0; i < n && i < 64; i++) {
-    fprintf(stderr, "fault: process %d outlived its stack\n", (int)pids[i]);
-    kill(pids[i], SIGKILL);
-  }
-}
-
 void bw_fault_stack_stop(bw_fault_stack_t *s, bool keep_data) {
   if (!s)
     return;
   pid_t pgid = current_pgid(s);
-  if (pgid > 0 && bw_fault_group_alive(pgid)) {
-    kill(-pgid, SIGTERM);
-    if (!wait_group_gone(pgid, TERM_GRACE_S)) {
-      kill(-pgid, SIGKILL);
-      wait_group_gone(pgid, 5);
-    }
-  }
-  kill_data_dir_users(s);
+  if (pgid > 0 && bw_fault_group_alive(pgid))
+    bw_fault_group_stop(pgid, TERM_GRACE_S);
+  bw_fault_kill_data_dir_users(s->data_dir);
   if (keep_data)
     fprintf(stderr, "fault: kept the stack's data dir: %s\n", s->data_dir);
   else
-    remove_tree(s->data_dir);
+    bw_test_remove_tree(s->data_dir);
   free(s);
 }
 
@@ -611,7 +438,7 @@ struct bw_fault_ferretdb {
 };
 
 static pid_t ferretdb_pid(const bw_fault_ferretdb_t *f) {
-  char *text = read_all(f->pid_path, NULL);
+  char *text = bw_test_read_file(f->pid_path, NULL);
   pid_t pid = text ? (pid_t)atoi(text) : -1;
   free(text);
   return pid > 0 ? pid : -1;
@@ -629,7 +456,7 @@ static bool pid_alive(pid_t pid) {
 static void ferretdb_exe(char exe[PATH_MAX]) {
   char script[PATH_MAX];
   snprintf(exe, PATH_MAX, "%.*s/ferretdb", PATH_MAX - 16, bw_fault_bin_dir());
-  if (access(exe, X_OK) == 0 || !find_run_script(script))
+  if (access(exe, X_OK) == 0 || !bw_test_find_run_script(script))
     return;
   char *tail = strstr(script, "/scripts/broadway-run");
   if (tail) {
@@ -653,7 +480,7 @@ static int ferretdb_launch(bw_fault_ferretdb_t *f) {
     return -1;
   if (pid == 0) {
     setpgid(0, 0);
-    redirect_output(log_path);
+    bw_test_redirect_output(log_path);
     execl(exe, exe, "--handler=sqlite", sqlite, "--telemetry=disable",
           "--listen-addr=", listen, "--debug-addr=-", state,
           "--log-level=error", (char *)NULL);
@@ -662,7 +489,7 @@ static int ferretdb_launch(bw_fault_ferretdb_t *f) {
   setpgid(pid, pid);
   char text[32];
   snprintf(text, sizeof text, "%d\n", (int)pid);
-  if (write_file(f->pid_path, text) != 0)
+  if (bw_test_write_file(f->pid_path, text) != 0)
     return -1;
   struct stat st;
   for (int i = 0; i < 300; i++) {
@@ -670,7 +497,7 @@ static int ferretdb_launch(bw_fault_ferretdb_t *f) {
       return 0;
     if (!pid_alive(pid))
       break;
-    sleep_ms(100);
+    bw_test_sleep_ms(100);
   }
   fprintf(stderr, "fault: FerretDB did not come up on %s\n", f->sock);
   return -1;
@@ -692,7 +519,7 @@ bw_fault_ferretdb_t *bw_fault_ferretdb_start(void) {
   mkdir(sub, 0700);
   snprintf(f->sock, sizeof f->sock, "%s/ferretdb.sock", f->dir);
   snprintf(f->pid_path, sizeof f->pid_path, "%s/ferretdb.pid", f->dir);
-  socket_uri(f->sock, f->uri, sizeof f->uri);
+  bw_test_socket_uri(f->sock, f->uri, sizeof f->uri);
   if (ferretdb_launch(f) != 0) {
     bw_fault_ferretdb_stop(f);
     return NULL;
@@ -706,7 +533,7 @@ void bw_fault_ferretdb_kill9(bw_fault_ferretdb_t *f) {
     return;
   kill(pid, SIGKILL);
   for (int i = 0; i < 100 && pid_alive(pid); i++)
-    sleep_ms(50);
+    bw_test_sleep_ms(50);
 }
 
 int bw_fault_ferretdb_restart(bw_fault_ferretdb_t *f) {
@@ -717,7 +544,7 @@ void bw_fault_ferretdb_stop(bw_fault_ferretdb_t *f) {
   if (!f)
     return;
   bw_fault_ferretdb_kill9(f);
-  remove_tree(f->dir);
+  bw_test_remove_tree(f->dir);
   free(f);
 }
 
@@ -786,21 +613,6 @@ long bw_fault_http_header(const char *url, const char *authorization,
   return status;
 }
 
-static mongoc_client_t *connect_db(const char *mongo_uri) {
-  mongoc_init();
-  bson_error_t err;
-  mongoc_uri_t *uri = mongoc_uri_new_with_error(mongo_uri, &err);
-  if (!uri) {
-    fprintf(stderr, "fault: bad mongo uri %s: %s\n", mongo_uri, err.message);
-    return NULL;
-  }
-  mongoc_client_t *client = mongoc_client_new_from_uri(uri);
-  mongoc_uri_destroy(uri);
-  if (client)
-    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
-  return client;
-}
-
 /* FNV-1a of one document's bytes. */
 static uint64_t doc_hash(const bson_t *doc) {
   const uint8_t *p = bson_get_data(doc);
@@ -847,7 +659,7 @@ static int fingerprint_collection(mongoc_database_t *db, const char *name,
 
 int bw_fault_db_fingerprint(const char *mongo_uri, const char *db_name,
                             char *out, size_t cap) {
-  mongoc_client_t *client = connect_db(mongo_uri);
+  mongoc_client_t *client = bw_test_db_connect(mongo_uri);
   bson_error_t err;
   size_t len = 0;
   int rc = 0;

@@ -40,6 +40,15 @@ bool bw_fault_group_alive(pid_t pgid);
  * Fills at most `max` pids; returns how many there are. */
 int bw_fault_data_dir_users(const char *data_dir, pid_t *pids, int max);
 
+/* SIGTERM to group `pgid`, SIGKILL after `grace_s` seconds; returns once
+ * none of it is left (5 s more at most), reaping those that are the
+ * caller's children.  false when it took the SIGKILL. */
+bool bw_fault_group_stop(pid_t pgid, int grace_s);
+
+/* SIGKILLs, and names on stderr, every process bw_fault_data_dir_users()
+ * finds: a stack that stopped cleanly leaves none. */
+void bw_fault_kill_data_dir_users(const char *data_dir);
+
 /* ---- a stack that can be killed as a whole and started again ------------ */
 
 typedef struct bw_fault_stack bw_fault_stack_t;

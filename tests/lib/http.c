@@ -1,6 +1,8 @@
 /* http.c - see http.h. */
 #include "http.h"
 
+#include "util.h"
+
 #include <ctype.h>
 #include <curl/curl.h>
 #include <stdio.h>
@@ -35,20 +37,7 @@ void bw_test_client_init(bw_test_client_t *c, const char *base_url,
 static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *user) {
   body_buf_t *b = user;
   size_t n = size * nmemb;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *bigger = realloc(b->data, cap);
-    if (!bigger)
-      return 0;
-    b->data = bigger;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, ptr, n);
-  b->len += n;
-  b->data[b->len] = '\0';
-  return n;
+  return bw_test_buf_append(&b->data, &b->len, &b->cap, ptr, n) == 0 ? n : 0;
 }
 
 static size_t feed_body(char *buf, size_t size, size_t nitems, void *user) {
@@ -177,18 +166,6 @@ long bw_test_http_call(const bw_test_client_t *c, const char *method,
   return status;
 }
 
-static void url_encode(const char *in, char *out, size_t cap) {
-  size_t o = 0;
-  for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < cap;
-       p++) {
-    if (isalnum(*p) || strchr("-._~", *p))
-      out[o++] = (char)*p;
-    else
-      o += (size_t)snprintf(out + o, cap - o, "%%%02X", *p);
-  }
-  out[o] = '\0';
-}
-
 /* Copies data[key] (a 24-hex string) to out; "" when absent. */
 static void copy_id(const bw_test_http_resp_t *resp, const char *key,
                     char out[25]) {
@@ -201,7 +178,7 @@ long bw_test_http_register(bw_test_client_t *c, const char *hostname,
   char path[512] = "/api/v1/worker_register";
   if (hostname) {
     char enc[400];
-    url_encode(hostname, enc, sizeof enc);
+    bw_test_percent_encode(hostname, enc, sizeof enc);
     snprintf(path, sizeof path, "/api/v1/worker_register?hostname=%s", enc);
   }
   bw_test_client_t anonymous = *c; /* registration sends no worker id */

@@ -1,29 +1,14 @@
 /* itest.c - see itest.h. */
 #include "itest.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
 
 static bw_test_stack_t *main_stack;
 static bw_test_stack_t *current_stack;
 static bool pushed_stack_failed;
 static bool sanitizer_failed; /* a stack's logs had a sanitizer report */
-
-double bw_itest_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-void bw_itest_sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-  }
-}
 
 /* Ctrl-C or a kill of the test binary must not leave a stack running. */
 static void stop_stacks_and_die(int sig) {
@@ -52,9 +37,7 @@ int bw_itest_main(Suite *suite, const bw_test_stack_opts_t *opts) {
     return EXIT_FAILURE;
   }
   current_stack = main_stack;
-  srunner_run_all(runner, CK_ENV);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
+  int failed = bw_test_run_and_free(runner);
   if (!bw_test_stack_stop(main_stack, failed > 0))
     sanitizer_failed = true;
   main_stack = current_stack = NULL;
@@ -95,14 +78,47 @@ void bw_itest_reset_db(void) {
                 bw_test_stack_mongo_uri(current_stack));
 }
 
+TCase *bw_itest_tcase(Suite *s, const char *name, int timeout_s,
+                      bool reset_db) {
+  TCase *tc = tcase_create(name);
+  if (reset_db)
+    tcase_add_checked_fixture(tc, bw_itest_reset_db, NULL);
+  tcase_set_timeout(tc, timeout_s);
+  suite_add_tcase(s, tc);
+  return tc;
+}
+
+char *bw_itest_run_config(int students, const char *student_stage, bool pre,
+                          bool post) {
+  size_t cap = 256 + strlen(student_stage) + (size_t)students * 40, len = 0;
+  char *config = malloc(cap);
+  ck_assert_ptr_nonnull(config);
+  len += (size_t)snprintf(config + len, cap - len, "{\"students\": [");
+  for (int i = 0; i < students; i++)
+    len += (size_t)snprintf(config + len, cap - len, "%s{\"NETID\": \"s%d\"}",
+                            i ? ", " : "", i);
+  len += (size_t)snprintf(config + len, cap - len,
+                          "], \"student_pipeline\": [%s]", student_stage);
+  if (pre)
+    len += (size_t)snprintf(config + len, cap - len,
+                            ", \"pre_processing_pipeline\": "
+                            "[{\"image\": \"pre\"}]");
+  if (post)
+    len += (size_t)snprintf(config + len, cap - len,
+                            ", \"post_processing_pipeline\": "
+                            "[{\"image\": \"post\"}]");
+  snprintf(config + len, cap - len, "}");
+  return config;
+}
+
 long bw_itest_poll_until_job(const bw_test_client_t *c, double seconds,
                              bw_test_http_resp_t *resp, char job_id[25]) {
-  double deadline = bw_itest_now() + seconds;
+  double deadline = bw_test_now() + seconds;
   for (;;) {
     long status = bw_test_http_poll(c, resp, job_id);
-    if (status != 498 || bw_itest_now() >= deadline)
+    if (status != 498 || bw_test_now() >= deadline)
       return status;
     bw_test_http_resp_cleanup(resp);
-    bw_itest_sleep_ms(100);
+    bw_test_sleep_ms(100);
   }
 }

@@ -14,6 +14,8 @@
 
 #include "http.h"
 #include "stack.h"
+#include "suite.h"
+#include "util.h"
 
 /* Starts a stack with `opts`, runs `suite` (Check's CK_ENV verbosity), stops
  * the stack (keeping its data dir if a test failed).  Returns main()'s exit
@@ -39,14 +41,20 @@ void bw_itest_client(bw_test_client_t *c);
 /* Checked fixture: empties every collection so each test starts clean. */
 void bw_itest_reset_db(void);
 
+/* A TCase `name` added to `s`, whose tests may take `timeout_s` seconds
+ * each; with `reset_db`, bw_itest_reset_db() is its checked fixture. */
+TCase *bw_itest_tcase(Suite *s, const char *name, int timeout_s, bool reset_db);
+
+/* A run config (caller frees) of `students` students {"NETID": "s<i>"},
+ * the student pipeline [student_stage] (a stage's JSON text), and a pre
+ * and a post pipeline of one stage each when asked. */
+char *bw_itest_run_config(int students, const char *student_stage, bool pre,
+                          bool post);
+
 /* Polls (with `c`) until a job comes or `seconds` pass; returns the last
  * status and leaves the job in resp / job_id as bw_test_http_poll does. */
 long bw_itest_poll_until_job(const bw_test_client_t *c, double seconds,
                              bw_test_http_resp_t *resp, char job_id[25]);
-
-/* Seconds on a monotonic clock, and a sleep that survives signals. */
-double bw_itest_now(void);
-void bw_itest_sleep_ms(long ms);
 
 #define BW_BODY(r) ((r)->body ? (r)->body : "(no body)")
 

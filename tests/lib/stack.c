@@ -2,22 +2,18 @@
  * stack.h for what a test can rely on. */
 #include "stack.h"
 
-#include <arpa/inet.h>
+#include "fault.h"
+#include "util.h"
+
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <mongoc/mongoc.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PORT_FIRST 23000
@@ -44,68 +40,6 @@ struct bw_test_stack {
 
 static bw_test_stack_t *live_stacks[MAX_STACKS];
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-  }
-}
-
-/* Random hex from /dev/urandom (rand() as a fallback keeps tests running on
- * a machine without it; the token only has to differ between stacks). */
-static void random_hex(char *out, size_t digits) {
-  unsigned char buf[64];
-  size_t n = (digits + 1) / 2;
-  if (n > sizeof buf)
-    n = sizeof buf;
-  FILE *f = fopen("/dev/urandom", "rb");
-  if (!f || fread(buf, 1, n, f) != n) {
-    srand((unsigned)(time(NULL) ^ getpid()));
-    for (size_t i = 0; i < n; i++)
-      buf[i] = (unsigned char)rand();
-  }
-  if (f)
-    fclose(f);
-  for (size_t i = 0; i < digits && i / 2 < n; i++)
-    out[i] = "0123456789abcdef"[(buf[i / 2] >> ((i % 2) ? 0 : 4)) & 0xf];
-  out[digits] = '\0';
-}
-
-static bool is_executable(const char *path) {
-  return access(path, X_OK) == 0;
-}
-
-/* Looks for scripts/broadway-run in `start` and the directories above it. */
-static bool find_script_above(const char *start, char out[PATH_MAX]) {
-  char dir[PATH_MAX];
-  if (!start || !realpath(start, dir))
-    return false;
-  for (;;) {
-    snprintf(out, PATH_MAX, "%.*s/scripts/broadway-run", PATH_MAX - 30, dir);
-    if (is_executable(out))
-      return true;
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-      return false;
-    *slash = '\0';
-  }
-}
-
-static bool find_run_script(char out[PATH_MAX]) {
-  const char *explicit_path = getenv("BROADWAY_RUN");
-  if (explicit_path && *explicit_path) {
-    snprintf(out, PATH_MAX, "%s", explicit_path);
-    return is_executable(out);
-  }
-  return find_script_above(getenv("BROADWAY_BIN"), out) ||
-         find_script_above(".", out);
-}
-
 static bool port_taken_by_us(int port) {
   for (int i = 0; i < MAX_STACKS; i++)
     if (live_stacks[i] && live_stacks[i]->port == port)
@@ -113,40 +47,8 @@ static bool port_taken_by_us(int port) {
   return false;
 }
 
-/* A port of our range that nothing listens on right now.  Binding without
- * SO_REUSEADDR also skips ports with connections lingering in TIME_WAIT. */
 static int pick_free_port(void) {
-  int span = PORT_LAST - PORT_FIRST + 1;
-  int offset = (int)((unsigned)getpid() * 7919u + (unsigned)time(NULL)) % span;
-  for (int i = 0; i < span; i++) {
-    int port = PORT_FIRST + (offset + i) % span;
-    if (port_taken_by_us(port))
-      continue;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-      return -1;
-    struct sockaddr_in addr = {.sin_family = AF_INET,
-                               .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
-    close(fd);
-    if (ok)
-      return port;
-  }
-  return -1;
-}
-
-static void percent_encode(const char *in, char *out, size_t cap) {
-  size_t o = 0;
-  for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < cap;
-       p++) {
-    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-        (*p >= '0' && *p <= '9') || strchr("-._~", *p))
-      out[o++] = (char)*p;
-    else
-      o += (size_t)snprintf(out + o, cap - o, "%%%02X", *p);
-  }
-  out[o] = '\0';
+  return bw_test_free_port(PORT_FIRST, PORT_LAST, port_taken_by_us);
 }
 
 static void set_mongo_uri(bw_test_stack_t *s) {
@@ -155,31 +57,32 @@ static void set_mongo_uri(bw_test_stack_t *s) {
     s->external_mongo = true;
     snprintf(s->mongo_uri, sizeof s->mongo_uri, "%s", external);
     char suffix[9];
-    random_hex(suffix, 8);
+    bw_test_random_hex(suffix, 8);
     snprintf(s->db_name, sizeof s->db_name, "itest_%s", suffix);
     return;
   }
   const char *db = getenv("BROADWAY_DB");
   snprintf(s->db_name, sizeof s->db_name, "%s", db && *db ? db : "broadway");
-  char sock[PATH_MAX + 32], encoded[PATH_MAX * 3];
+  char sock[PATH_MAX + 32];
   snprintf(sock, sizeof sock, "%s/run/ferretdb.sock", s->data_dir);
-  percent_encode(sock, encoded, sizeof encoded);
-  snprintf(s->mongo_uri, sizeof s->mongo_uri,
-           "mongodb://%s/?serverSelectionTimeoutMS=10000", encoded);
+  bw_test_socket_uri(sock, s->mongo_uri, sizeof s->mongo_uri);
 }
 
-static int write_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  if (!f)
-    return -1;
-  int rc = fputs(text, f) < 0 ? -1 : 0;
-  return fclose(f) == 0 ? rc : -1;
-}
-
-static void set_env_int(const char *name, int value) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "%d", value);
-  setenv(name, buf, 1);
+void bw_test_stack_setenv(const char *data_dir, int port, const char *token,
+                          const bw_test_stack_opts_t *opts,
+                          const char *config_path) {
+  setenv("BROADWAY_DATA", data_dir, 1);
+  bw_test_set_env_int("BROADWAY_PORT", port);
+  setenv("BROADWAY_HOST", "127.0.0.1", 1);
+  setenv("BROADWAY_TOKEN", token, 1);
+  if (opts->heartbeat > 0)
+    bw_test_set_env_int("BROADWAY_HEARTBEAT", opts->heartbeat);
+  if (opts->workers > 0)
+    bw_test_set_env_int("BROADWAY_WORKERS", opts->workers);
+  if (config_path)
+    setenv("BROADWAY_CONFIG", config_path, 1);
+  else
+    unsetenv("BROADWAY_CONFIG");
 }
 
 /* In the child: own process group, output to the log, the stack's
@@ -188,28 +91,9 @@ static void exec_stack(const bw_test_stack_t *s, const char *script,
                        const bw_test_stack_opts_t *opts,
                        const char *config_path) {
   setpgid(0, 0);
-  int log = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-  int null = open("/dev/null", O_RDONLY);
-  if (log < 0 || null < 0)
-    _exit(126);
-  dup2(null, STDIN_FILENO);
-  dup2(log, STDOUT_FILENO);
-  dup2(log, STDERR_FILENO);
-  for (int fd = 3; fd < 1024; fd++)
-    close(fd);
-  setenv("BROADWAY_DATA", s->data_dir, 1);
-  set_env_int("BROADWAY_PORT", s->port);
-  setenv("BROADWAY_HOST", "127.0.0.1", 1);
-  setenv("BROADWAY_TOKEN", s->token, 1);
+  bw_test_redirect_output(s->log_path);
+  bw_test_stack_setenv(s->data_dir, s->port, s->token, opts, config_path);
   setenv("BROADWAY_LOG_STDOUT", "0", 1); /* programs log to <data>/log/ */
-  if (opts->heartbeat > 0)
-    set_env_int("BROADWAY_HEARTBEAT", opts->heartbeat);
-  if (opts->workers > 0)
-    set_env_int("BROADWAY_WORKERS", opts->workers);
-  if (config_path)
-    setenv("BROADWAY_CONFIG", config_path, 1);
-  else
-    unsetenv("BROADWAY_CONFIG");
   if (s->external_mongo)
     setenv("BROADWAY_DB", s->db_name, 1);
   if (!getenv("BROADWAY_BIN")) {
@@ -227,36 +111,9 @@ static void exec_stack(const bw_test_stack_t *s, const char *script,
   _exit(127);
 }
 
-/* Reads the whole log; caller frees.  NULL when it cannot be read. */
-static char *read_log(const bw_test_stack_t *s) {
-  FILE *f = fopen(s->log_path, "rb");
-  if (!f)
-    return NULL;
-  size_t cap = 8192, len = 0;
-  char *buf = malloc(cap);
-  size_t n;
-  while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-    len += n;
-    if (cap - len < 4096) {
-      char *bigger = realloc(buf, cap * 2);
-      if (!bigger) {
-        free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = bigger;
-      cap *= 2;
-    }
-  }
-  fclose(f);
-  if (buf)
-    buf[len] = '\0';
-  return buf;
-}
-
 /* Takes the URL from the ready line of the log: true once it is there. */
 static bool parse_ready_line(bw_test_stack_t *s) {
-  char *log = read_log(s);
+  char *log = bw_test_read_file(s->log_path, NULL);
   char *mark = log ? strstr(log, READY_MARK) : NULL;
   if (mark) {
     char *url = mark + strlen(READY_MARK);
@@ -336,7 +193,7 @@ bool bw_test_stack_logs_contain(const bw_test_stack_t *s, const char *needle) {
 void bw_test_stack_print_log(const bw_test_stack_t *s) {
   if (!s)
     return;
-  char *log = read_log(s);
+  char *log = bw_test_read_file(s->log_path, NULL);
   fprintf(stderr, "---- %s ----\n%s\n", s->log_path, log ? log : "(no log)");
   free(log);
   /* broadway-run keeps each program's own log in <data>/log/. */
@@ -351,8 +208,8 @@ void bw_test_stack_print_log(const bw_test_stack_t *s) {
 
 /* Waits for the ready line; false if the script died or time ran out. */
 static bool wait_ready(bw_test_stack_t *s) {
-  double deadline = now_s() + READY_TIMEOUT_S;
-  while (now_s() < deadline) {
+  double deadline = bw_test_now() + READY_TIMEOUT_S;
+  while (bw_test_now() < deadline) {
     if (parse_ready_line(s))
       return true;
     int status;
@@ -362,7 +219,7 @@ static bool wait_ready(bw_test_stack_t *s) {
       s->pid = -s->pid; /* reaped: the group may still hold children */
       return false;
     }
-    sleep_ms(100);
+    bw_test_sleep_ms(100);
   }
   fprintf(stderr, "itest: no \"%s\" in the log after %d s\n", READY_MARK,
           READY_TIMEOUT_S);
@@ -385,7 +242,7 @@ bw_test_stack_t *bw_test_stack_start(const bw_test_stack_opts_t *opts) {
   if (!opts)
     opts = &defaults;
   char script[PATH_MAX];
-  if (!find_run_script(script)) {
+  if (!bw_test_find_run_script(script)) {
     fprintf(stderr, "itest: scripts/broadway-run not found (set BROADWAY_BIN "
                     "to the repo's bin/ or BROADWAY_RUN to the script)\n");
     return NULL;
@@ -406,14 +263,14 @@ bw_test_stack_t *bw_test_stack_start(const bw_test_stack_opts_t *opts) {
   }
   snprintf(s->log_path, sizeof s->log_path, "%s/stack.log", s->data_dir);
   snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", s->port);
-  random_hex(s->token, 32);
+  bw_test_random_hex(s->token, 32);
   set_mongo_uri(s);
 
   char config_path[PATH_MAX + 16];
   bool with_config = opts->config_text != NULL;
   if (with_config) {
     snprintf(config_path, sizeof config_path, "%s/test.conf", s->data_dir);
-    if (write_file(config_path, opts->config_text) != 0) {
+    if (bw_test_write_file(config_path, opts->config_text) != 0) {
       fprintf(stderr, "itest: cannot write %s\n", config_path);
       free(s);
       return NULL;
@@ -439,106 +296,18 @@ bw_test_stack_t *bw_test_stack_start(const bw_test_stack_opts_t *opts) {
   return s;
 }
 
-/* true while any process of group `pgid` is alive (zombies do not count:
- * once the script is gone its orphans are reaped by someone else). */
-static bool group_alive(pid_t pgid) {
-  DIR *proc = opendir("/proc");
-  if (!proc)
-    return kill(-pgid, 0) == 0;
-  bool alive = false;
-  struct dirent *e;
-  while (!alive && (e = readdir(proc))) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9')
-      continue;
-    char path[300], stat[512];
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    FILE *f = fopen(path, "r");
-    if (!f)
-      continue;
-    size_t n = fread(stat, 1, sizeof stat - 1, f);
-    fclose(f);
-    stat[n] = '\0';
-    char *rest = strrchr(stat, ')');
-    char state;
-    int ppid, pgrp;
-    if (rest && sscanf(rest + 1, " %c %d %d", &state, &ppid, &pgrp) == 3)
-      alive = pgrp == pgid && state != 'Z' && state != 'X';
-  }
-  closedir(proc);
-  return alive;
-}
-
-/* Processes that escaped the group (daemonised) but run from our data dir:
- * still ours, found by the unique path in their command line.  Killed by
- * pid and reported, since a clean stop should not leave any. */
-static void kill_leftovers(const bw_test_stack_t *s) {
-  DIR *proc = opendir("/proc");
-  if (!proc)
-    return;
-  struct dirent *e;
-  while ((e = readdir(proc))) {
-    pid_t pid = (pid_t)atoi(e->d_name);
-    if (pid <= 0 || pid == getpid())
-      continue;
-    char path[300], cmd[4096];
-    snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-      continue;
-    size_t n = fread(cmd, 1, sizeof cmd - 1, f);
-    fclose(f);
-    for (size_t i = 0; i < n; i++)
-      if (cmd[i] == '\0')
-        cmd[i] = ' ';
-    cmd[n] = '\0';
-    if (n > 0 && strstr(cmd, s->data_dir)) {
-      fprintf(stderr, "itest: process %d outlived its stack: %s\n", pid, cmd);
-      kill(pid, SIGKILL);
-    }
-  }
-  closedir(proc);
-}
-
-static void reap_script(bw_test_stack_t *s) {
-  if (s->pid > 0 && waitpid(s->pid, NULL, WNOHANG) == s->pid)
-    s->pid = -s->pid;
-}
-
-static bool wait_group_gone(bw_test_stack_t *s, double seconds) {
-  pid_t pgid = s->pid > 0 ? s->pid : -s->pid;
-  double deadline = now_s() + seconds;
-  for (;;) {
-    reap_script(s);
-    if (!group_alive(pgid))
-      return true;
-    if (now_s() >= deadline)
-      return false;
-    sleep_ms(50);
-  }
-}
-
+/* Processes that escaped the group (daemonised) but still run from our data
+ * dir are killed too.  fault.c finds processes through /proc; its code
+ * serves here as well. */
 static void stop_processes(bw_test_stack_t *s) {
   pid_t pgid = s->pid > 0 ? s->pid : -s->pid;
-  kill(-pgid, SIGTERM);
-  if (!wait_group_gone(s, TERM_GRACE_S)) {
+  if (!bw_fault_group_stop(pgid, TERM_GRACE_S))
     fprintf(stderr, "itest: stack %s ignored SIGTERM for %d s: SIGKILL\n",
             s->data_dir, TERM_GRACE_S);
-    kill(-pgid, SIGKILL);
-    wait_group_gone(s, 5);
-  }
   if (s->pid > 0)
     waitpid(s->pid, NULL, 0);
-  kill_leftovers(s);
+  bw_fault_kill_data_dir_users(s->data_dir);
   s->running = false;
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag,
-                        struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  remove(path);
-  return 0;
 }
 
 static void drop_external_db(const bw_test_stack_t *s) {
@@ -579,7 +348,7 @@ bool bw_test_stack_stop(bw_test_stack_t *s, bool keep_data) {
   } else {
     if (s->external_mongo)
       drop_external_db(s);
-    nftw(s->data_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    bw_test_remove_tree(s->data_dir);
   }
   free(s);
   return clean;
@@ -628,15 +397,13 @@ static void log_quietly(mongoc_log_level_t level, const char *domain,
   mongoc_log_default_handler(level, domain, message, data);
 }
 
-/* A client of its own for the calling process (mongoc clients must not
- * cross a fork). */
-static mongoc_client_t *connect_db(const bw_test_stack_t *s) {
+mongoc_client_t *bw_test_db_connect(const char *mongo_uri) {
   mongoc_init();
   mongoc_log_set_handler(log_quietly, NULL);
   bson_error_t err;
-  mongoc_uri_t *uri = mongoc_uri_new_with_error(s->mongo_uri, &err);
+  mongoc_uri_t *uri = mongoc_uri_new_with_error(mongo_uri, &err);
   if (!uri) {
-    fprintf(stderr, "itest: bad mongo uri %s: %s\n", s->mongo_uri, err.message);
+    fprintf(stderr, "itest: bad mongo uri %s: %s\n", mongo_uri, err.message);
     return NULL;
   }
   mongoc_client_t *client = mongoc_client_new_from_uri(uri);
@@ -649,7 +416,7 @@ static mongoc_client_t *connect_db(const bw_test_stack_t *s) {
 /* Every collection of the database, whatever the schema has grown to
  * (the queue alone is queue_00, queue_01, ...). */
 int bw_test_db_reset(const bw_test_stack_t *s) {
-  mongoc_client_t *client = connect_db(s);
+  mongoc_client_t *client = bw_test_db_connect(s->mongo_uri);
   if (!client)
     return -1;
   int rc = 0;
@@ -693,7 +460,7 @@ static int64_t count_one(mongoc_client_t *client, const char *db_name,
 
 /* "queue" counts every queue partition (queue_00, queue_01, ...). */
 long long bw_test_db_count(const bw_test_stack_t *s, const char *name) {
-  mongoc_client_t *client = connect_db(s);
+  mongoc_client_t *client = bw_test_db_connect(s->mongo_uri);
   int64_t n = 0;
   if (!client)
     return -1;

@@ -18,6 +18,7 @@
 #ifndef BW_TEST_STACK_H
 #define BW_TEST_STACK_H
 
+#include <mongoc/mongoc.h>
 #include <stdbool.h>
 
 typedef struct bw_test_stack bw_test_stack_t;
@@ -34,6 +35,14 @@ typedef struct bw_test_stack_opts {
  * log.  Returns the stack, or NULL after printing why and the log to stderr
  * (the data dir is then kept and its path printed).  opts may be NULL. */
 bw_test_stack_t *bw_test_stack_start(const bw_test_stack_opts_t *opts);
+
+/* In a forked child about to exec scripts/broadway-run: the environment
+ * that gives it `data_dir`, `port` on 127.0.0.1, `token`, the heartbeat
+ * and worker count of `opts`, and the config file (NULL: none).  fault.c
+ * starts its stacks with it too. */
+void bw_test_stack_setenv(const char *data_dir, int port, const char *token,
+                          const bw_test_stack_opts_t *opts,
+                          const char *config_path);
 
 /* Stops the stack: SIGTERM to its process group, SIGKILL after 10 s.  Then
  * looks for sanitizer reports (ASan, UBSan, LeakSanitizer: a SAN=1 build)
@@ -63,6 +72,11 @@ int bw_test_stack_heartbeat(const bw_test_stack_t *stack); /* as configured */
  * fixture): it makes its own client.  Returns 0, or -1 after printing the
  * driver error. */
 int bw_test_db_reset(const bw_test_stack_t *stack);
+
+/* A client of its own for the calling process (mongoc clients must not
+ * cross a fork) on `mongo_uri`, with error API 2 and FerretDB's noise
+ * filtered from the driver's log.  NULL after printing why. */
+mongoc_client_t *bw_test_db_connect(const char *mongo_uri);
 
 /* Number of documents in one collection (by name, e.g. "runs"; "queue" sums
  * the queue partitions queue_00, queue_01, ...), or -1 after

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "../lib/suite.h"
 
 #define TOKEN "c0ffee-5ecret-t0ken"
 
@@ -218,10 +219,5 @@ static Suite *auth_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(auth_suite());
-  int failed;
-  srunner_run_all(runner, CK_ENV);
-  failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+  return bw_test_main(auth_suite());
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "../lib/suite.h"
 
 static const char *const env_vars[] = {"BROADWAY_PORT",      "BROADWAY_HOST",
                                        "BROADWAY_DATA",      "BROADWAY_TOKEN",
@@ -580,12 +581,6 @@ static void find_repo_conf(void) {
 }
 
 int main(void) {
-  SRunner *runner;
-  int failed;
   find_repo_conf();
-  runner = srunner_create(config_suite());
-  srunner_run_all(runner, CK_ENV);
-  failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+  return bw_test_main(config_suite());
 }

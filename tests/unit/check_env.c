@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "env.h"
+#include "../lib/suite.h"
 
 #define RUN_ID "5f1d0c0ffee0123456789abc"
 #define JOB_ID "5f1d0c0ffee0123456789abd"
@@ -358,10 +359,5 @@ static Suite *env_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(env_suite());
-  int failed;
-  srunner_run_all(runner, CK_ENV);
-  failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+  return bw_test_main(env_suite());
 }

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "json.h"
 #include "validate.h"
+#include "../lib/suite.h"
 
 /* A student env value given as a JSON number is turned into its text; that
  * text was not held to max_env_value, so a 200-digit number passed a limit
@@ -43,9 +44,5 @@ int main(void) {
   TCase *tc = tcase_create("validate");
   tcase_add_test(tc, number_env_value_is_held_to_max_env_value);
   suite_add_tcase(s, tc);
-  SRunner *runner = srunner_create(s);
-  srunner_run_all(runner, CK_ENV);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return bw_test_main(s);
 }

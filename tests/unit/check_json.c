@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "../lib/suite.h"
 
 /* Parses `len` bytes of `body` with depth 32 and expects the exact error. */
 static void expect_error_len(const char *body, size_t len,
@@ -561,10 +562,5 @@ static Suite *json_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(json_suite());
-  int failed;
-  srunner_run_all(runner, CK_ENV);
-  failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+  return bw_test_main(json_suite());
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "validate.h"
+#include "../lib/suite.h"
 
 #define STAGE "{\"image\":\"img\"}"
 #define PIPE "\"student_pipeline\":[" STAGE "]"
@@ -805,10 +806,5 @@ static Suite *validate_suite(void) {
 }
 
 int main(void) {
-  SRunner *runner = srunner_create(validate_suite());
-  int failed;
-  srunner_run_all(runner, CK_ENV);
-  failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+  return bw_test_main(validate_suite());
 }
