@@ -111,7 +111,7 @@ static size_t utf8_invalid_at(const char *buf, size_t len) {
   return len;
 }
 
-static int hex_value(int c) {
+int bw_json_hex_value(int c) {
   if (c >= '0' && c <= '9')
     return c - '0';
   if (c >= 'a' && c <= 'f')
@@ -128,7 +128,7 @@ static long scan_hex4(const scan_t *s, size_t at) {
   if (s->len - at < 4)
     return -1;
   for (i = 0; i < 4; i++) {
-    int h = hex_value((unsigned char)s->buf[at + i]);
+    int h = bw_json_hex_value((unsigned char)s->buf[at + i]);
     if (h < 0)
       return -1;
     value = value * 16 + h;

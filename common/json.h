@@ -39,6 +39,10 @@
 int bw_json_parse_body(const char *buf, size_t len, int max_depth,
                        json_object **out, bw_error_t *error);
 
+/* The value of one hex digit (either case), or -1: for \u escapes here,
+ * percent-encoding in fcgi/request.c and ids in validate.c. */
+int bw_json_hex_value(int c);
+
 /* JSend envelopes.  success: {"status":"success","data":data} (data NULL ->
  * null); fail: {"status":"fail","data":{"message":msg}}; error:
  * {"status":"error","message":msg,"code":code}. */

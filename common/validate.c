@@ -834,17 +834,12 @@ bool bw_validate_env_name(const char *name, size_t max_len) {
   return true;
 }
 
-static bool is_hex(char ch) {
-  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
-         (ch >= 'A' && ch <= 'F');
-}
-
 bool bw_validate_oid(const char *text) {
   size_t i;
   if (text == NULL)
     return false;
   for (i = 0; i < 24; i++)
-    if (!is_hex(text[i]))
+    if (bw_json_hex_value((unsigned char)text[i]) < 0)
       return false;
   return text[24] == '\0';
 }

@@ -147,16 +147,6 @@ int bw_request_read_body(bw_request_t *req, size_t max_body,
   return 0;
 }
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Percent-decodes value[0..len) into out; '+' is a space. */
 static int query_decode(const char *name, const char *value, size_t len,
                         char *out, size_t size, bw_error_t *error) {
@@ -167,8 +157,10 @@ static int query_decode(const char *name, const char *value, size_t len,
     if (c == '+') {
       c = ' ';
     } else if (c == '%') {
-      int hi = i + 2 < len ? hex_value(value[i + 1]) : -1;
-      int lo = i + 2 < len ? hex_value(value[i + 2]) : -1;
+      int hi =
+          i + 2 < len ? bw_json_hex_value((unsigned char)value[i + 1]) : -1;
+      int lo =
+          i + 2 < len ? bw_json_hex_value((unsigned char)value[i + 2]) : -1;
       if (hi < 0 || lo < 0)
         return bw_error_set(error, BW_EINVAL, "%s: bad percent-encoding", name);
       c = hi * 16 + lo;
