@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
+
 /* ------------------------------------------------------------------------
  * Scanning a stage value into literal pieces and references. */
 
@@ -241,11 +243,9 @@ static int merge_layer(json_object *merged, json_object *layer,
   json_object_object_foreach(layer, name, value) {
     size_t len;
     const char *text = value_text(value, &len);
-    json_object *copy = json_object_new_string_len(text, (int)len);
-    if (copy == NULL || json_object_object_add(merged, name, copy) != 0) {
-      json_object_put(copy);
+    if (bw_json_add(merged, name, json_object_new_string_len(text, (int)len)) <
+        0)
       return bw_error_set(error, BW_ENOMEM, "env: out of memory");
-    }
   }
   return 0;
 }
@@ -260,24 +260,16 @@ static int merge_stage(json_object *merged, json_object *global,
     int rc = expand_value(global, student, var, value, &resolved, error);
     if (rc < 0)
       return rc;
-    if (json_object_object_add(merged, var, resolved) != 0) {
-      json_object_put(resolved);
+    if (bw_json_add(merged, var, resolved) < 0)
       return bw_error_set(error, BW_ENOMEM, "env: out of memory");
-    }
   }
   return 0;
 }
 
 static int merge_id(json_object *merged, const char *name, const char *id,
                     bw_error_t *error) {
-  json_object *value;
-  if (id == NULL)
-    return 0;
-  value = json_object_new_string(id);
-  if (value == NULL || json_object_object_add(merged, name, value) != 0) {
-    json_object_put(value);
+  if (id != NULL && bw_json_add(merged, name, json_object_new_string(id)) < 0)
     return bw_error_set(error, BW_ENOMEM, "env: out of memory");
-  }
   return 0;
 }
 

@@ -568,14 +568,13 @@ static int from_children(const bson_iter_t *iter, bool array,
     while (bson_iter_next(&child)) {
       json_object *value;
       int rc = from_iter(&child, &value);
-      if (rc == 0 && array)
-        rc = json_object_array_add(result, value) == 0 ? 0 : BW_ENOMEM;
-      else if (rc == 0)
-        rc = json_object_object_add(result, bson_iter_key(&child), value) == 0
-                 ? 0
-                 : BW_ENOMEM;
-      if (rc < 0) {
+      if (rc == 0 && array && json_object_array_add(result, value) != 0) {
         json_object_put(value);
+        rc = BW_ENOMEM;
+      } else if (rc == 0 && !array) {
+        rc = bw_json_add(result, bson_iter_key(&child), value);
+      }
+      if (rc < 0) {
         json_object_put(result);
         return BW_ENOMEM;
       }
@@ -627,6 +626,14 @@ static int from_extended(const bson_iter_t *iter, json_object **out) {
   }
   *out = json_object_get(value);
   json_object_put(parsed);
+  return 0;
+}
+
+int bw_json_add(json_object *object, const char *key, json_object *value) {
+  if (value == NULL || json_object_object_add(object, key, value) != 0) {
+    json_object_put(value);
+    return BW_ENOMEM;
+  }
   return 0;
 }
 

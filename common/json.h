@@ -43,6 +43,11 @@ int bw_json_parse_body(const char *buf, size_t len, int max_depth,
  * percent-encoding in fcgi/request.c and ids in validate.c. */
 int bw_json_hex_value(int c);
 
+/* Adds `value` (a new reference; NULL when its constructor failed) to
+ * `object` under `key`, which then owns it; on failure puts it.  Returns 0
+ * or BW_ENOMEM. */
+int bw_json_add(json_object *object, const char *key, json_object *value);
+
 /* JSend envelopes.  success: {"status":"success","data":data} (data NULL ->
  * null); fail: {"status":"fail","data":{"message":msg}}; error:
  * {"status":"error","message":msg,"code":code}. */

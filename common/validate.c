@@ -97,12 +97,7 @@ static int check_env_name(check_t *c, const char *name, const char *path) {
 static int stringify_scalar(json_object *layer, const char *name,
                             json_object *value) {
   const char *text = json_object_to_json_string_ext(value, 0);
-  json_object *copy = json_object_new_string(text);
-  if (copy == NULL || json_object_object_add(layer, name, copy) != 0) {
-    json_object_put(copy);
-    return BW_ENOMEM;
-  }
-  return 0;
+  return bw_json_add(layer, name, json_object_new_string(text));
 }
 
 /* `scalars_allowed`: numbers and booleans are accepted and turned into
@@ -371,16 +366,11 @@ static int add_need(needs_t *n, const char *name) {
   snprintf(text, size, "%s${%s}", before, name);
   refs = json_object_new_string(text);
   free(text);
-  if (refs == NULL || json_object_object_add(n->needs, n->var, refs) != 0) {
-    json_object_put(refs);
-    return BW_ENOMEM;
-  }
-  return 0;
+  return bw_json_add(n->needs, n->var, refs);
 }
 
 static int collect_piece(const char *text, size_t len, bool is_ref, void *arg) {
   needs_t *n = arg;
-  json_object *yes;
   char *name;
   int rc = 0;
 
@@ -390,13 +380,9 @@ static int collect_piece(const char *text, size_t len, bool is_ref, void *arg) {
     return BW_ENOMEM;
   if (!json_object_object_get_ex(n->global, name, NULL) &&
       !json_object_object_get_ex(n->seen, name, NULL)) {
-    yes = json_object_new_boolean(1);
-    if (yes == NULL || json_object_object_add(n->seen, name, yes) != 0) {
-      json_object_put(yes);
-      rc = BW_ENOMEM;
-    } else {
+    rc = bw_json_add(n->seen, name, json_object_new_boolean(1));
+    if (rc == 0)
       rc = add_need(n, name);
-    }
   }
   free(name);
   return rc;
@@ -510,16 +496,13 @@ typedef struct bound {
  * an over-long expansion through. */
 static int note_longest(json_object *longest, json_object *layer) {
   json_object_object_foreach(layer, name, value) {
-    json_object *seen, *n;
+    json_object *seen;
     int len = json_object_get_string_len(value);
     if (json_object_object_get_ex(longest, name, &seen) &&
         json_object_get_int(seen) >= len)
       continue;
-    n = json_object_new_int(len);
-    if (n == NULL || json_object_object_add(longest, name, n) != 0) {
-      json_object_put(n);
+    if (bw_json_add(longest, name, json_object_new_int(len)) < 0)
       return BW_ENOMEM;
-    }
   }
   return 0;
 }
@@ -618,8 +601,7 @@ static int check_run_config(check_t *c, json_object *config) {
     return rc;
   bool has_env = json_object_object_get_ex(config, "env", &global);
   if (has_env && has_scalars(global)) {
-    if ((global = unshare(global)) == NULL ||
-        json_object_object_add(config, "env", global) != 0)
+    if (bw_json_add(config, "env", global = unshare(global)) < 0)
       return bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
   }
   if (has_env && (rc = check_env_object(c, global, "env", true)) < 0)
