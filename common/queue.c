@@ -28,8 +28,10 @@ void bw_handout_append(bson_t *doc, const bw_handout_t *h,
   BSON_APPEND_OID(doc, "run_id", &h->run_id);
   BSON_APPEND_UTF8(doc, "type", h->type);
   BSON_APPEND_INT32(doc, "attempt", h->attempt);
-  if (strcmp(h->type, "student") == 0)
+  if (strcmp(h->type, "student") == 0) {
     BSON_APPEND_INT32(doc, "student_count", h->student_count);
+    BSON_APPEND_INT32(doc, "index", h->index);
+  }
   if (student != NULL)
     BSON_APPEND_DOCUMENT(doc, "student", student);
 }
@@ -54,6 +56,9 @@ bool bw_handout_from_bson(const bson_t *doc, bw_handout_t *h, bson_t *student) {
                    : 1;
   if (bson_iter_init_find(&it, doc, "student_count"))
     h->student_count = (int)bson_iter_as_int64(&it);
+  h->index = bson_iter_init_find(&it, doc, "index")
+                 ? (int)bson_iter_as_int64(&it)
+                 : -1;
   if (student != NULL && bson_iter_init_find(&it, doc, "student") &&
       BSON_ITER_HOLDS_DOCUMENT(&it)) {
     const uint8_t *data;

@@ -36,6 +36,7 @@ typedef struct bw_handout {
   char type[8];      /* "pre", "student" or "post" */
   int attempt;       /* 1-based */
   int student_count; /* the run's, for student jobs (finish tickets) */
+  int index;         /* a student job's place in the roster (finish tickets) */
 } bw_handout_t;
 
 /* The _id of a queue entry, claim, active record or outcome:

@@ -384,7 +384,8 @@ static int run_queue_students(bw_db_t *db, const bson_oid_t *run,
       (bson_iter_init_find(&students, &roster, "envs") ||
        bson_iter_init_find(&students, &roster, "students")) &&
       bson_iter_recurse(&students, &student)) {
-    while (bson_iter_next(&id) && bson_iter_next(&student)) {
+    for (h.index = 0; bson_iter_next(&id) && bson_iter_next(&student);
+         h.index++) {
       const uint8_t *data;
       uint32_t len;
       bson_t env;
@@ -455,61 +456,107 @@ int bw_run_start(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
   return rc;
 }
 
-/* The last finish ticket this process took, per run: a better start than
+/* Finish tickets: how the last student job to finish is known, exactly
+ * once, with nothing but unique inserts.
+ *
+ * A series of tickets is dense: the k-th taker inserts marks
+ * "<run>:fin:<series>:<k>", starting at or below the first free k and
+ * moving up on a duplicate, so whoever takes ticket N-1 of a series of N is
+ * its last, however many arrive at once.  One series for the whole run made
+ * concurrent reporters collide (11.6 inserts per job with 16 processes), so
+ * a student job first takes a ticket in its bucket (its index mod
+ * RUN_FIN_BUCKETS, each with a known size), and the last of each bucket then
+ * takes one in the run's series "all" of min(S, RUN_FIN_BUCKETS) tickets.
+ *
+ * counters/"<run>" holds, per series, a hint of where to start; like this
+ * process's own last ticket, it may lag, never lead. */
+#define RUN_FIN_BUCKETS 64
+#define RUN_TICKETS 128
+
+/* The last ticket this process took per run and series: a better start than
  * the shared hint, which concurrent writers (FerretDB's unlocked updates)
  * can set back. */
 static struct {
   bson_oid_t run;
+  char series[8];
   int64_t ticket;
-} run_tickets[RUN_CACHE];
+} run_tickets[RUN_TICKETS];
 static int run_tickets_next;
 
-static int64_t run_last_ticket(const bson_oid_t *run) {
-  for (int i = 0; i < RUN_CACHE; i++)
-    if (bson_oid_equal(&run_tickets[i].run, run))
-      return run_tickets[i].ticket;
+static int run_ticket_slot(const bson_oid_t *run, const char *series) {
+  for (int i = 0; i < RUN_TICKETS; i++)
+    if (bson_oid_equal(&run_tickets[i].run, run) &&
+        strcmp(run_tickets[i].series, series) == 0)
+      return i;
   return -1;
 }
 
-static void run_remember_ticket(const bson_oid_t *run, int64_t ticket) {
-  int slot = -1;
-  for (int i = 0; i < RUN_CACHE && slot < 0; i++)
-    if (bson_oid_equal(&run_tickets[i].run, run))
-      slot = i;
+static int64_t run_last_ticket(const bson_oid_t *run, const char *series) {
+  int slot = run_ticket_slot(run, series);
+  return slot < 0 ? -1 : run_tickets[slot].ticket;
+}
+
+static void run_remember_ticket(const bson_oid_t *run, const char *series,
+                                int64_t ticket) {
+  int slot = run_ticket_slot(run, series);
   if (slot < 0) {
-    slot = run_tickets_next++ % RUN_CACHE;
+    slot = run_tickets_next++ % RUN_TICKETS;
     bson_oid_copy(run, &run_tickets[slot].run);
+    bson_strncpy(run_tickets[slot].series, series,
+                 sizeof run_tickets[slot].series);
   }
   run_tickets[slot].ticket = ticket;
 }
 
-/* Finish tickets: the k-th student job to finish inserts marks
- * "<run>:fin:<k>".  Tickets are dense (each taker starts at or below the
- * first free one and moves up on a duplicate), so whoever takes ticket S-1
- * is the last, however many results arrive at once.  counters/"<run>" holds
- * a hint of where to start; like this process's own last ticket, it may
- * lag, never lead. */
-static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
-                           const bson_oid_t *job, int64_t *ticket,
-                           bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, hint, update = BSON_INITIALIZER, set,
+/* Where a taker of `series` starts: the later of the shared hint and this
+ * process's own last ticket + 1. */
+static int64_t run_ticket_start(bw_db_t *db, const bson_oid_t *run,
+                                const char *series) {
+  bson_t filter = BSON_INITIALIZER, hint;
+  int64_t n = run_last_ticket(run, series) + 1;
+
+  BSON_APPEND_OID(&filter, "_id", run);
+  if (bw_db_find_one(db, BW_COLL_COUNTERS, &filter, NULL, &hint, NULL) == 0 &&
+      bw_db_get_int(&hint, series) > n)
+    n = bw_db_get_int(&hint, series);
+  bson_destroy(&hint);
+  bson_destroy(&filter);
+  return n;
+}
+
+/* Moves the hint of `series` to `next`.  A lost or out-of-order write only
+ * costs a later taker a retry. */
+static void run_ticket_hint(bw_db_t *db, const bson_oid_t *run,
+                            const char *series, int64_t next) {
+  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set,
          opts = BSON_INITIALIZER;
   bson_error_t driver;
+
+  BSON_APPEND_OID(&filter, "_id", run);
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+  BSON_APPEND_INT64(&set, series, next);
+  bson_append_document_end(&update, &set);
+  BSON_APPEND_BOOL(&opts, "upsert", true);
+  mongoc_collection_update_one(bw_db_coll(db, BW_COLL_COUNTERS), &filter,
+                               &update, &opts, NULL, &driver);
+  bson_destroy(&filter);
+  bson_destroy(&update);
+  bson_destroy(&opts);
+}
+
+/* Takes the first free ticket of `series` for `job`: *ticket is its number. */
+static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
+                           const char *series, const bson_oid_t *job,
+                           int64_t *ticket, bw_error_t *error) {
   char hex[25];
-  int64_t n = run_last_ticket(run) + 1;
+  int64_t n = run_ticket_start(db, run, series);
   int rc;
 
   bson_oid_to_string(run, hex);
-  BSON_APPEND_OID(&filter, "_id", run);
-  if (bw_db_find_one(db, BW_COLL_COUNTERS, &filter, NULL, &hint, NULL) == 0 &&
-      bw_db_get_int(&hint, "finished") > n)
-    n = bw_db_get_int(&hint, "finished");
-  bson_destroy(&hint);
-
   for (;; n++) {
     bson_t doc = BSON_INITIALIZER;
-    char tid[64];
-    snprintf(tid, sizeof tid, "%s:fin:%lld", hex, (long long)n);
+    char tid[80];
+    snprintf(tid, sizeof tid, "%s:fin:%s:%lld", hex, series, (long long)n);
     BSON_APPEND_UTF8(&doc, "_id", tid);
     BSON_APPEND_OID(&doc, "run_id", run);
     BSON_APPEND_OID(&doc, "job_id", job);
@@ -520,18 +567,33 @@ static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
   }
   if (rc == 0) {
     *ticket = n;
-    run_remember_ticket(run, n);
-    BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-    BSON_APPEND_INT64(&set, "finished", n + 1);
-    bson_append_document_end(&update, &set);
-    BSON_APPEND_BOOL(&opts, "upsert", true);
-    /* A lost or duplicate hint write only costs a later taker a retry. */
-    mongoc_collection_update_one(bw_db_coll(db, BW_COLL_COUNTERS), &filter,
-                                 &update, &opts, NULL, &driver);
+    run_remember_ticket(run, series, n);
+    run_ticket_hint(db, run, series, n + 1);
   }
-  bson_destroy(&filter);
-  bson_destroy(&update);
-  bson_destroy(&opts);
+  return rc;
+}
+
+/* True when `h`, a student job just counted once, is the run's last:
+ * exactly one caller per run sees true. */
+static int run_last_student(bw_db_t *db, const bw_handout_t *h, bool *last,
+                            bw_error_t *error) {
+  int count = h->student_count, b = h->index % RUN_FIN_BUCKETS;
+  int64_t size = count / RUN_FIN_BUCKETS + (b < count % RUN_FIN_BUCKETS),
+          buckets = count < RUN_FIN_BUCKETS ? count : RUN_FIN_BUCKETS, ticket;
+  char series[8];
+  int rc;
+
+  *last = false;
+  if (h->index < 0 || h->index >= count)
+    return bw_error_set(error, BW_EINTERNAL,
+                        "student job of index %d in a run of %d", h->index,
+                        count);
+  snprintf(series, sizeof series, "b%d", b);
+  rc = run_take_ticket(db, &h->run_id, series, &h->job_id, &ticket, error);
+  if (rc < 0 || ticket != size - 1)
+    return rc;
+  rc = run_take_ticket(db, &h->run_id, "all", &h->job_id, &ticket, error);
+  *last = rc == 0 && ticket == buckets - 1;
   return rc;
 }
 
@@ -560,7 +622,7 @@ static int run_after_students(bw_db_t *db, const bw_config_t *cfg,
 static int run_student_finished(bw_db_t *db, const bw_config_t *cfg,
                                 const bw_handout_t *h, bw_error_t *error) {
   char done[64], hex[25];
-  int64_t ticket = -1;
+  bool last = false;
   int rc;
 
   bson_oid_to_string(&h->job_id, hex);
@@ -570,8 +632,8 @@ static int run_student_finished(bw_db_t *db, const bw_config_t *cfg,
   if (rc == BW_EDUP)
     return 0;
   if (rc == 0)
-    rc = run_take_ticket(db, &h->run_id, &h->job_id, &ticket, error);
-  if (rc < 0 || ticket != h->student_count - 1)
+    rc = run_last_student(db, h, &last, error);
+  if (rc < 0 || !last)
     return rc;
   /* The last student job: exactly one caller gets here. */
   return run_after_students(db, cfg, &h->run_id, false, error);
@@ -894,6 +956,7 @@ static int run_repair_job(bw_db_t *db, const bson_oid_t *run, run_job_t *j,
   bson_oid_copy(run, &h.run_id);
   bson_strncpy(h.type, j->type, sizeof h.type);
   h.student_count = student_count;
+  h.index = j->index;
   if (j->student != NULL)
     bw_json_append_bson(&student, "s", j->student);
   {
