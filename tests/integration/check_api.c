@@ -6,13 +6,16 @@
  * a client or grader sees: the status code, the JSend envelope, and for
  * rejected input a message that names the offending field. */
 #include <check.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "../lib/http.h"
 #include "../lib/itest.h"
 #include "../lib/stack.h"
+#include "../lib/util.h"
 
 #define UNKNOWN_OID "0123456789abcdef01234567"
 #define MINIMAL_RUN                                                            \
@@ -1416,6 +1419,59 @@ START_TEST(test_run_of_1999_students_with_pre_and_post_has_every_job) {
 }
 END_TEST
 
+/* Runs scripts/start-run on `config` against the test stack; returns its
+ * exit status, its stdout's first line in `out` and its stderr in `err`. */
+static int run_start_script(const char *config, char *out, size_t out_size,
+                            char *err, size_t err_size) {
+  char script[PATH_MAX], dir[] = "/tmp/start-run-XXXXXX", path[PATH_MAX + 32],
+                         errors[PATH_MAX + 32], command[4 * PATH_MAX + 128];
+  const bw_test_stack_t *stack = bw_itest_stack();
+  ck_assert(bw_test_find_run_script(script));
+  snprintf(strrchr(script, '/') + 1, 16, "start-run");
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/run.json", dir);
+  snprintf(errors, sizeof errors, "%s/stderr", dir);
+  ck_assert_int_eq(bw_test_write_file(path, config), 0);
+  setenv("BROADWAY_URL", bw_test_stack_url(stack), 1);
+  setenv("BROADWAY_TOKEN", bw_test_stack_token(stack), 1);
+  snprintf(command, sizeof command, "'%s' '%s' 2>'%s'", script, path, errors);
+  FILE *p = popen(command, "r");
+  ck_assert_ptr_nonnull(p);
+  out[0] = '\0';
+  if (fgets(out, (int)out_size, p) != NULL)
+    out[strcspn(out, "\n")] = '\0';
+  int status = pclose(p);
+  char *text = bw_test_read_file(errors, NULL);
+  snprintf(err, err_size, "%s", text ? text : "");
+  free(text);
+  bw_test_remove_tree(dir);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The seed's start_run_script: post a config, start the run, print its id. */
+START_TEST(test_start_run_script_posts_and_starts_a_run) {
+  char id[64], err[1024];
+  ck_assert_int_eq(run_start_script("{\"students\": [{\"N\": \"a\"}, "
+                                    "{\"N\": \"b\"}], " PIPE "}",
+                                    id, sizeof id, err, sizeof err),
+                   0);
+  ck_assert_msg(bw_test_is_oid(id), "start-run printed '%s' (%s)", id, err);
+  bw_test_client_t c;
+  bw_itest_client(&c);
+  bw_test_http_resp_t r;
+  assert_run(&c, id, &r, "students", (int[]){0, 2, 0, 0, 0});
+  bw_test_http_resp_cleanup(&r);
+
+  ck_assert_int_ne(run_start_script("{\"students\": [], " PIPE "}", id,
+                                    sizeof id, err, sizeof err),
+                   0);
+  ck_assert_str_eq(id, "");
+  ck_assert_msg(strstr(err, "students: at least 1 student required"),
+                "stderr: %s", err);
+  assert_db_count("runs", 1);
+}
+END_TEST
+
 START_TEST(test_get_job_shape_before_and_after_finish) {
   bw_test_client_t c;
   new_worker(&c);
@@ -1492,6 +1548,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_chunked_body_over_size_limit_is_413);
   tcase_add_test(tc, test_body_of_1_5_mib_is_accepted);
   tcase_add_test(tc, test_run_of_1999_students_with_pre_and_post_has_every_job);
+  tcase_add_test(tc, test_start_run_script_posts_and_starts_a_run);
 
   tc = bw_itest_tcase(s, "create_run", 120, true);
   tcase_add_test(tc, test_create_run_returns_id_and_does_not_start_it);
