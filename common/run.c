@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job.h"
 #include "json.h"
 #include "log.h"
 
@@ -929,49 +930,86 @@ int bw_run_status(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
 
 /* ---- repair ---------------------------------------------------------- */
 
-static bool run_claimed(bw_db_t *db, const bson_oid_t *job, int attempt) {
+/* What became of a job's next attempt, as far as its claim tells. */
+enum run_claim { RUN_UNCLAIMED, RUN_CLAIMED, RUN_ORPHANED };
+
+/* RUN_ORPHANED: claimed over claim_grace ago yet (the caller knows) never
+ * recorded, so the poller died in between.  On a database error, say
+ * "claimed": repair must never double-queue. */
+static enum run_claim run_claim_of(bw_db_t *db, const bw_config_t *cfg,
+                                   const bson_oid_t *job, int attempt) {
   bson_t found;
+  bson_iter_t it;
   char id[48];
+  enum run_claim state = RUN_CLAIMED;
   int rc;
 
   bw_queue_entry_id(job, attempt, id);
   rc = bw_db_find_by_id(db, BW_COLL_CLAIMS, id, &found, NULL);
+  if (rc == BW_ENOTFOUND)
+    state = RUN_UNCLAIMED;
+  else if (rc == 0 && bson_iter_init_find(&it, &found, "at") &&
+           BSON_ITER_HOLDS_DATE_TIME(&it) &&
+           bson_iter_date_time(&it) <
+               bw_db_now_ms() - cfg->claim_grace * 1000LL)
+    state = RUN_ORPHANED;
   bson_destroy(&found);
-  /* On a database error, say "claimed": repair must never double-queue. */
-  return rc != BW_ENOTFOUND;
+  return state;
+}
+
+/* The student env of a job as a BSON view into `holder` (or NULL). */
+static const bson_t *run_job_env(const run_job_t *j, bson_t *holder,
+                                 bson_t *env) {
+  bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
+
+  if (j->student == NULL)
+    return NULL;
+  bw_json_append_bson(holder, "s", j->student);
+  if (!bson_iter_init_find(&it, holder, "s") || !BSON_ITER_HOLDS_DOCUMENT(&it))
+    return NULL;
+  bson_iter_document(&it, &len, &data);
+  bson_init_static(env, data, len);
+  return env;
 }
 
 /* Re-queues one job that nothing will hand out: not final, not being
- * graded, no entry waiting, and its next attempt never claimed (a claimed
- * one that was never recorded is the reaper's orphan-claim check). */
-static int run_repair_job(bw_db_t *db, const bson_oid_t *run, run_job_t *j,
+ * graded, and either never queued for its next attempt (no entry waiting,
+ * no claim) or claimed long ago by a poller that died before recording the
+ * hand-out.  The reaper's claim check catches the latter within minutes;
+ * this catches the claims it never saw (the reaper was down longer than its
+ * window). */
+static int run_repair_job(bw_db_t *db, const bw_config_t *cfg,
+                          const bson_oid_t *run, run_job_t *j,
                           int student_count, int *repaired, bw_error_t *error) {
   bw_handout_t h = {.attempt = j->attempts + 1};
-  bson_t student = BSON_INITIALIZER;
+  bson_t holder = BSON_INITIALIZER, env;
+  const bson_t *student;
+  enum run_claim claim;
+  bool failed;
   int rc;
 
-  if (j->final || j->active || j->waiting || run_claimed(db, &j->id, h.attempt))
+  if (j->final || j->active)
+    return 0;
+  claim = run_claim_of(db, cfg, &j->id, h.attempt);
+  if (claim == RUN_CLAIMED || (claim == RUN_UNCLAIMED && j->waiting))
     return 0;
   bson_oid_copy(&j->id, &h.job_id);
   bson_oid_copy(run, &h.run_id);
   bson_strncpy(h.type, j->type, sizeof h.type);
   h.student_count = student_count;
   h.index = j->index;
-  if (j->student != NULL)
-    bw_json_append_bson(&student, "s", j->student);
-  {
-    bson_iter_t it;
-    bson_t env = BSON_INITIALIZER;
-    if (j->student != NULL && bson_iter_init_find(&it, &student, "s") &&
-        BSON_ITER_HOLDS_DOCUMENT(&it)) {
-      const uint8_t *data;
-      uint32_t len;
-      bson_iter_document(&it, &len, &data);
-      bson_init_static(&env, data, len);
-    }
-    rc = bw_queue_push(db, &h, j->student ? &env : NULL, error);
+  student = run_job_env(j, &holder, &env);
+  if (claim == RUN_ORPHANED) {
+    rc = bw_job_abandon(db, cfg, &h, student,
+                        "its hand-out never reached a grader", &failed, error);
+    if (rc == BW_EDUP) /* the reaper's claim check got there first */
+      rc = 0;
+  } else {
+    rc = bw_queue_push(db, &h, student, error);
   }
-  bson_destroy(&student);
+  bson_destroy(&holder);
   if (rc == 0)
     (*repaired)++;
   return rc;
@@ -1019,7 +1057,7 @@ int bw_run_repair(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
       continue;
     phase_jobs++;
     final += j->final != 0;
-    rc = run_repair_job(db, run, j, student_count, repaired, error);
+    rc = run_repair_job(db, cfg, run, j, student_count, repaired, error);
     if (rc == 0 && j->final && strcmp(phase_type, "student") != 0)
       rc = run_repair_phase_end(db, cfg, run, j);
   }

@@ -264,12 +264,87 @@ START_TEST(reapers_and_a_late_result_race_and_one_wins) {
 }
 END_TEST
 
+/* A poller that claimed attempt 1 of a job, dequeued it and died before
+ * recording the hand-out, while the reaper was down far longer than its
+ * claim window (a whole-stack outage): run repair must still re-queue the
+ * job, or the run never finishes. */
+START_TEST(an_orphan_claim_older_than_the_reaper_window_is_requeued) {
+  bw_config_t cfg = test_config();
+  bw_db_t *db = test_db(&cfg);
+  char run_id[25], worker[25], entry[48];
+  json_object *status = NULL, *job = NULL;
+  bson_oid_t orphan, run, dead_worker;
+  bw_reap_stats_t stats;
+  bw_error_t error;
+
+  test_create_started_run(db, &cfg, 2, false, run_id);
+  ck_assert_int_eq(bw_run_status(db, &cfg, run_id, &status, &error), 0);
+  bson_oid_init_from_string(
+      &orphan,
+      json_object_get_string(json_object_object_get(
+          json_object_array_get_idx(json_object_object_get(status, "jobs"), 0),
+          "job_id")));
+  json_object_put(status);
+  bson_oid_init_from_string(&run, run_id);
+  bson_oid_init(&dead_worker, NULL);
+  bw_queue_entry_id(&orphan, 1, entry);
+  for (int p = 0; p < bw_db_queue_partitions(db); p++) {
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "_id", entry);
+    mongoc_collection_delete_one(bw_db_queue(db, p), &filter, NULL, NULL, NULL);
+    bson_destroy(&filter);
+  }
+  bw_handout_t h = {.attempt = 1, .type = "student", .student_count = 2};
+  bson_oid_copy(&orphan, &h.job_id);
+  bson_oid_copy(&run, &h.run_id);
+  bson_t claim = BSON_INITIALIZER;
+  BSON_APPEND_UTF8(&claim, "_id", entry);
+  bw_handout_append(&claim, &h, NULL);
+  BSON_APPEND_OID(&claim, "worker_id", &dead_worker);
+  BSON_APPEND_DATE_TIME(&claim, "at",
+                        bw_db_now_ms() - 10 * cfg.claim_grace * 1000LL);
+  ck_assert(mongoc_collection_insert_one(bw_db_coll(db, BW_COLL_CLAIMS), &claim,
+                                         NULL, NULL, NULL));
+  bson_destroy(&claim);
+
+  ck_assert_int_eq(bw_reap_once(db, &cfg, &stats, &error), 0);
+  ck_assert_int_eq(stats.repaired, 1);
+  ck_assert_int_eq(bw_reap_once(db, &cfg, &stats, &error), 0);
+  ck_assert_int_eq(stats.repaired, 0);
+
+  /* Both jobs are handed out now, the orphan as its attempt 2. */
+  json_object *ok = json_tokener_parse("{\"success\":true,\"info\":[]}");
+  ck_assert_int_eq(bw_worker_register(db, "live", worker, &error), 0);
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(bw_queue_poll(db, &cfg, worker, &job, &error), 0);
+    const char *id =
+        json_object_get_string(json_object_object_get(job, "job_id"));
+    ck_assert_int_eq(bw_job_report(db, &cfg, id, worker, ok, &error), 0);
+    json_object_put(job);
+  }
+  ck_assert_int_eq(bw_queue_poll(db, &cfg, worker, &job, &error), BW_EEMPTY);
+  json_object_put(ok);
+  ck_assert_int_eq(bw_run_status(db, &cfg, run_id, &status, &error), 0);
+  ck_assert_str_eq(
+      json_object_get_string(json_object_object_get(status, "state")),
+      "succeeded");
+  ck_assert_int_eq(
+      json_object_get_int(json_object_object_get(
+          json_object_array_get_idx(json_object_object_get(status, "jobs"), 0),
+          "attempts")),
+      2);
+  json_object_put(status);
+  bw_db_close(db);
+}
+END_TEST
+
 static Suite *queue_suite(void) {
   Suite *s = suite_create("queue");
   TCase *tc = bw_itest_tcase(s, "exactly-once", 240, true);
   tcase_add_test(tc, drain_from_many_processes_hands_each_job_out_once);
   tcase_add_test(tc, concurrent_starts_start_a_run_once);
   tcase_add_test(tc, reapers_and_a_late_result_race_and_one_wins);
+  tcase_add_test(tc, an_orphan_claim_older_than_the_reaper_window_is_requeued);
   return s;
 }
 
