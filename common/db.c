@@ -244,6 +244,18 @@ int64_t bw_db_get_int(const bson_t *doc, const char *key) {
   return bson_iter_init_find(&it, doc, key) ? bson_iter_as_int64(&it) : 0;
 }
 
+bool bw_db_get_doc(const bson_t *doc, const char *key, bson_t *view) {
+  bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
+  if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    bson_init(view);
+    return false;
+  }
+  bson_iter_document(&it, &len, &data);
+  return bson_init_static(view, data, len);
+}
+
 int bw_db_find_by_oid(bw_db_t *db, bw_coll_t which, const char *key,
                       const bson_oid_t *oid, bson_t *out, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER;

@@ -117,6 +117,10 @@ const char *bw_db_get_utf8(const bson_t *doc, const char *key,
 bool bw_db_get_oid(const bson_t *doc, const char *key, bson_oid_t *out);
 bool bw_db_get_oid_hex(const bson_t *doc, const char *key, char out[25]);
 int64_t bw_db_get_int(const bson_t *doc, const char *key);
+/* A read-only view of the embedded document `key` (valid while doc is, never
+ * destroyed); false, and an empty view, when the field is missing or not a
+ * document. */
+bool bw_db_get_doc(const bson_t *doc, const char *key, bson_t *view);
 
 /* Applies every sql-free-schema/<collection>.json in schema_dir (queue.json
  * to every queue partition): creates the collection and its indexes when

@@ -59,13 +59,8 @@ bool bw_handout_from_bson(const bson_t *doc, bw_handout_t *h, bson_t *student) {
   h->index = bson_iter_init_find(&it, doc, "index")
                  ? (int)bson_iter_as_int64(&it)
                  : -1;
-  if (student != NULL && bson_iter_init_find(&it, doc, "student") &&
-      BSON_ITER_HOLDS_DOCUMENT(&it)) {
-    const uint8_t *data;
-    uint32_t len;
-    bson_iter_document(&it, &len, &data);
-    bson_init_static(student, data, len);
-  }
+  if (student != NULL)
+    bw_db_get_doc(doc, "student", student);
   return true;
 }
 

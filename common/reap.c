@@ -203,25 +203,21 @@ typedef struct reap_claim_pass {
 static void reap_visit_claim(const bson_t *claim, void *ctx) {
   reap_claim_pass_t *cp = ctx;
   bw_db_t *db = cp->pass.db;
-  bson_t job, env = BSON_INITIALIZER;
+  bson_t job, env;
   bson_iter_t it;
   bw_handout_t h;
+  bool has_env;
 
   if (!bson_iter_init_find(&it, claim, "_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
       !bw_handout_from_bson(claim, &h, NULL) ||
       reap_set_has(&cp->recorded, bson_iter_utf8(&it, NULL)))
     return;
   /* Claims do not carry the student's env; the job document does. */
-  if (bw_db_find_by_oid(db, BW_COLL_JOBS, "_id", &h.job_id, &job, NULL) == 0 &&
-      bson_iter_init_find(&it, &job, "student") &&
-      BSON_ITER_HOLDS_DOCUMENT(&it)) {
-    const uint8_t *data;
-    uint32_t len;
-    bson_iter_document(&it, &len, &data);
-    bson_init_static(&env, data, len);
-  }
+  has_env =
+      bw_db_find_by_oid(db, BW_COLL_JOBS, "_id", &h.job_id, &job, NULL) == 0 &&
+      bw_db_get_doc(&job, "student", &env) && !bson_empty(&env);
   cp->pass.stats->repaired++;
-  reap_abandon(db, cp->pass.cfg, &h, bson_empty(&env) ? NULL : &env,
+  reap_abandon(db, cp->pass.cfg, &h, has_env ? &env : NULL,
                "its hand-out never reached a grader", cp->pass.stats);
   bson_destroy(&job);
 }

@@ -960,18 +960,10 @@ static enum run_claim run_claim_of(bw_db_t *db, const bw_config_t *cfg,
 /* The student env of a job as a BSON view into `holder` (or NULL). */
 static const bson_t *run_job_env(const run_job_t *j, bson_t *holder,
                                  bson_t *env) {
-  bson_iter_t it;
-  const uint8_t *data;
-  uint32_t len;
-
   if (j->student == NULL)
     return NULL;
   bw_json_append_bson(holder, "s", j->student);
-  if (!bson_iter_init_find(&it, holder, "s") || !BSON_ITER_HOLDS_DOCUMENT(&it))
-    return NULL;
-  bson_iter_document(&it, &len, &data);
-  bson_init_static(env, data, len);
-  return env;
+  return bw_db_get_doc(holder, "s", env) ? env : NULL;
 }
 
 /* Re-queues one job that nothing will hand out: not final, not being
