@@ -369,14 +369,18 @@ static int child_run(dbjob_t *d, int index, int ready_fd, int go_fd) {
 
 static int create_started_run(const bw_config_t *cfg, int students) {
   char *text = bench_config_alloc(students), run_id[25];
-  json_object *body = text ? json_tokener_parse(text) : NULL, *config = NULL;
+  json_object *body = NULL, *config = NULL;
+  bw_json_items_t *list = NULL;
   bw_error_t error = {0};
   bw_db_t *db = NULL;
   int rc = -1;
 
-  if (body && bw_validate_run_config(body, cfg, &config, &error) == 0 &&
+  if (text &&
+      bw_json_parse_body_lazy(text, strlen(text), cfg->max_depth, "students",
+                              &body, &list, &error) == 0 &&
+      bw_validate_run_config(body, list, cfg, &config, &error) == 0 &&
       bw_db_open(&db, cfg, &error) == 0 &&
-      bw_run_create(db, cfg, config, run_id, &error) == 0 &&
+      bw_run_create(db, cfg, config, list, run_id, &error) == 0 &&
       bw_run_start(db, cfg, run_id, &error) == 0)
     rc = 0;
   if (rc < 0)
@@ -384,6 +388,7 @@ static int create_started_run(const bw_config_t *cfg, int students) {
   bw_db_close(db);
   json_object_put(config);
   json_object_put(body);
+  bw_json_items_free(list);
   free(text);
   return rc;
 }
@@ -513,6 +518,7 @@ static int cmd_create(dbjob_t *d, int students) {
   long hwm[5];
   char *text, run_id[25], key[64];
   json_object *body = NULL, *config = NULL;
+  bw_json_items_t *list = NULL;
   bw_error_t error = {0};
   bw_db_t *db = NULL;
   int rc = -1;
@@ -523,12 +529,12 @@ static int cmd_create(dbjob_t *d, int students) {
   if (text && bw_db_open(&db, &d->cfg, &error) == 0) {
     bench_result("hwm_before_kb", "%ld", vm_hwm_kb());
     t[0] = bw_test_now();
-    if (bw_json_parse_body(text, strlen(text), d->cfg.max_depth, &body,
-                           &error) == 0) {
+    if (bw_json_parse_body_lazy(text, strlen(text), d->cfg.max_depth,
+                                "students", &body, &list, &error) == 0) {
       t[1] = bw_test_now(), hwm[1] = vm_hwm_kb();
-      if (bw_validate_run_config(body, &d->cfg, &config, &error) == 0) {
+      if (bw_validate_run_config(body, list, &d->cfg, &config, &error) == 0) {
         t[2] = bw_test_now(), hwm[2] = vm_hwm_kb();
-        if (bw_run_create(db, &d->cfg, config, run_id, &error) == 0) {
+        if (bw_run_create(db, &d->cfg, config, list, run_id, &error) == 0) {
           t[3] = bw_test_now(), hwm[3] = vm_hwm_kb();
           if (bw_run_start(db, &d->cfg, run_id, &error) == 0) {
             t[4] = bw_test_now(), hwm[4] = vm_hwm_kb();
@@ -552,6 +558,7 @@ static int cmd_create(dbjob_t *d, int students) {
   }
   json_object_put(config);
   json_object_put(body);
+  bw_json_items_free(list);
   bw_db_close(db);
   free(text);
   return rc < 0;

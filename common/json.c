@@ -40,6 +40,9 @@ typedef struct scan {
   size_t problem_at;
   bool nul_in_key; /* an escaped NUL in an object key (json-c drops it) */
   size_t nul_in_key_at;
+  const char *lazy_key;        /* a top-level key whose array is kept as text */
+  bool lazy_found;             /* its last occurrence holds an array ... */
+  size_t lazy_start, lazy_end; /* ... at buf[lazy_start, lazy_end) */
 } scan_t;
 
 static int scan_value(scan_t *s, int depth);
@@ -262,6 +265,29 @@ static int scan_literal(scan_t *s, const char *word) {
   return 0;
 }
 
+/* True when the key at buf[at, end) (quotes included) is s->lazy_key. */
+static bool scan_is_lazy_key(const scan_t *s, size_t at, size_t end) {
+  size_t n = s->lazy_key ? strlen(s->lazy_key) : 0;
+  json_object *key;
+  bool same;
+
+  if (n == 0)
+    return false;
+  if (memchr(s->buf + at, '\\', end - at) == NULL)
+    return end - at == n + 2 && memcmp(s->buf + at + 1, s->lazy_key, n) == 0;
+  /* Spelled with escapes ("stud\u0065nts"): as json-c will read it. */
+  json_tokener *tok = json_tokener_new();
+  if (tok == NULL)
+    return false;
+  key = json_tokener_parse_ex(tok, s->buf + at, (int)(end - at));
+  json_tokener_free(tok);
+  same = json_object_is_type(key, json_type_string) &&
+         (size_t)json_object_get_string_len(key) == n &&
+         memcmp(json_object_get_string(key), s->lazy_key, n) == 0;
+  json_object_put(key);
+  return same;
+}
+
 /* The members of an object or the items of an array, s->pos just past the
  * opening bracket. */
 static int scan_container(scan_t *s, int depth, bool object) {
@@ -276,18 +302,28 @@ static int scan_container(scan_t *s, int depth, bool object) {
   }
   for (;;) {
     scan_skip_ws(s);
+    size_t key_at = s->pos, key_end = s->pos, value_at;
     if (object) {
       if (scan_peek(s) != '"')
         return scan_fail(s, SCAN_SYNTAX, s->pos);
       if (scan_string(s, true) < 0)
         return -1;
+      key_end = s->pos;
       scan_skip_ws(s);
       if (scan_peek(s) != ':')
         return scan_fail(s, SCAN_SYNTAX, s->pos);
       s->pos++;
     }
+    scan_skip_ws(s);
+    value_at = s->pos;
     if (scan_value(s, depth) < 0)
       return -1;
+    if (object && depth == 1 && scan_is_lazy_key(s, key_at, key_end)) {
+      /* json-c keeps the last of repeated keys: so do we. */
+      s->lazy_found = s->buf[value_at] == '[';
+      s->lazy_start = value_at;
+      s->lazy_end = s->pos;
+    }
     scan_skip_ws(s);
     if (scan_peek(s) == close) {
       s->pos++;
@@ -460,21 +496,17 @@ static int parse_checked_text(const char *buf, size_t len, int max_depth,
                       end, json_tokener_error_desc(problem));
 }
 
-int bw_json_parse_body(const char *buf, size_t len, int max_depth,
-                       json_object **out, bw_error_t *error) {
-  scan_t scan = {0};
+/* The checks of bw_json_parse_body up to the scan; scan->lazy_key is set by
+ * the caller. */
+static int scan_checked(scan_t *scan, const char *buf, size_t len,
+                        int max_depth, bw_error_t *error) {
   const char *nul;
   size_t bad_utf8;
-  json_object *root;
-  int rc;
 
-  *out = NULL;
   if (buf == NULL || len == 0)
     return bw_error_set(error, BW_EINVAL, "body: empty");
   if (len > INT_MAX)
     return bw_error_set(error, BW_ETOOBIG, "body: too large");
-  if (max_depth < 1)
-    max_depth = 1;
   nul = memchr(buf, '\0', len);
   if (nul != NULL)
     return bw_error_set(error, BW_EINVAL,
@@ -484,27 +516,192 @@ int bw_json_parse_body(const char *buf, size_t len, int max_depth,
   if (bad_utf8 != len)
     return bw_error_set(error, BW_EINVAL, "body: invalid UTF-8 at offset %zu",
                         bad_utf8);
-  scan.buf = buf;
-  scan.len = len;
-  scan.max_depth = max_depth;
-  if (scan_body(&scan) < 0)
-    return scan_report(&scan, error);
+  scan->buf = buf;
+  scan->len = len;
+  scan->max_depth = max_depth < 1 ? 1 : max_depth;
+  return scan_body(scan) < 0 ? scan_report(scan, error) : 0;
+}
 
-  rc = parse_checked_text(buf, len, max_depth, &root, error);
+/* Builds and walks the tree of scanned text. */
+static int parse_scanned(const scan_t *scan, const char *buf, size_t len,
+                         json_object **out, bw_error_t *error) {
+  json_object *root;
+  int rc = parse_checked_text(buf, len, scan->max_depth, &root, error);
+
   if (rc < 0)
     return rc;
   if (walk_object(root, "", error) < 0) {
     json_object_put(root);
     return BW_EINVAL;
   }
-  if (scan.nul_in_key) {
+  if (scan->nul_in_key) {
     json_object_put(root);
     return bw_error_set(error, BW_EINVAL,
                         "body: an object key contains a NUL byte at offset %zu",
-                        scan.nul_in_key_at);
+                        scan->nul_in_key_at);
   }
   *out = root;
   return 0;
+}
+
+int bw_json_parse_body(const char *buf, size_t len, int max_depth,
+                       json_object **out, bw_error_t *error) {
+  scan_t scan = {0};
+  int rc = scan_checked(&scan, buf, len, max_depth, error);
+  *out = NULL;
+  return rc < 0 ? rc : parse_scanned(&scan, buf, len, out, error);
+}
+
+/* ------------------------------------------------------------------------
+ * Items kept as text. */
+
+struct bw_json_items {
+  char *text;    /* the array's text, brackets included */
+  size_t n, cap; /* element i is text[start[i], start[i] + len[i]) */
+  size_t *start, *len;
+  int max_depth;
+  char key[64]; /* for paths in messages: "students[3].X" */
+};
+
+static int items_push(bw_json_items_t *items, size_t start, size_t len) {
+  if (items->n == items->cap) {
+    size_t cap = items->cap ? items->cap * 2 : 64;
+    size_t *s = realloc(items->start, cap * sizeof *s);
+    if (s != NULL)
+      items->start = s;
+    size_t *l = s ? realloc(items->len, cap * sizeof *l) : NULL;
+    if (l == NULL)
+      return BW_ENOMEM;
+    items->len = l;
+    items->cap = cap;
+  }
+  items->start[items->n] = start;
+  items->len[items->n++] = len;
+  return 0;
+}
+
+/* Splits the array text (already scanned: valid, within the depth limit)
+ * into its elements. */
+static int items_split(bw_json_items_t *items, size_t len) {
+  scan_t sub = {.buf = items->text, .len = len, .pos = 1, .max_depth = INT_MAX};
+  for (;;) {
+    size_t start;
+    scan_skip_ws(&sub);
+    if (scan_peek(&sub) == ']')
+      return 0;
+    start = sub.pos;
+    if (scan_value(&sub, 2) < 0)
+      return BW_EINVAL; /* not reached: the body was scanned */
+    if (items_push(items, start, sub.pos - start) < 0)
+      return BW_ENOMEM;
+    scan_skip_ws(&sub);
+    if (scan_peek(&sub) == ',')
+      sub.pos++;
+  }
+}
+
+static bw_json_items_t *items_alloc(const scan_t *scan, const char *key) {
+  size_t len = scan->lazy_end - scan->lazy_start;
+  bw_json_items_t *items = calloc(1, sizeof *items);
+
+  if (items == NULL || (items->text = malloc(len + 1)) == NULL) {
+    free(items);
+    return NULL;
+  }
+  memcpy(items->text, scan->buf + scan->lazy_start, len);
+  items->text[len] = '\0';
+  items->max_depth = scan->max_depth;
+  snprintf(items->key, sizeof items->key, "%s", key);
+  if (items_split(items, len) < 0) {
+    bw_json_items_free(items);
+    return NULL;
+  }
+  return items;
+}
+
+int bw_json_parse_body_lazy(const char *buf, size_t len, int max_depth,
+                            const char *key, json_object **out,
+                            bw_json_items_t **items, bw_error_t *error) {
+  scan_t scan = {.lazy_key = key};
+  size_t cut, rest_len;
+  char *rest;
+  int rc;
+
+  *out = NULL;
+  *items = NULL;
+  rc = scan_checked(&scan, buf, len, max_depth, error);
+  if (rc < 0 || !scan.lazy_found)
+    return rc < 0 ? rc : parse_scanned(&scan, buf, len, out, error);
+  /* The tree is built from the body with that array emptied. */
+  cut = scan.lazy_end - scan.lazy_start;
+  rest_len = len - cut + 2;
+  if ((rest = malloc(rest_len + 1)) == NULL)
+    return bw_error_set(error, BW_ENOMEM, "body: out of memory");
+  memcpy(rest, buf, scan.lazy_start);
+  memcpy(rest + scan.lazy_start, "[]", 2);
+  memcpy(rest + scan.lazy_start + 2, buf + scan.lazy_end, len - scan.lazy_end);
+  rest[rest_len] = '\0';
+  rc = parse_scanned(&scan, rest, rest_len, out, error);
+  free(rest);
+  if (rc == 0 && (*items = items_alloc(&scan, key)) == NULL) {
+    json_object_put(*out);
+    *out = NULL;
+    rc = bw_error_set(error, BW_ENOMEM, "body: out of memory");
+  }
+  return rc;
+}
+
+/* Element i's tree.  json-c cannot tell a number at the very end of its
+ * input from one cut short (it asks for more): a space ends it. */
+static int items_parse(const bw_json_items_t *items, size_t i,
+                       json_object **out, bw_error_t *error) {
+  json_tokener *tok = json_tokener_new_ex(items->max_depth + 1);
+  enum json_tokener_error problem;
+
+  if (tok == NULL)
+    return bw_error_set(error, BW_ENOMEM, "body: out of memory");
+  json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+  *out = json_tokener_parse_ex(tok, items->text + items->start[i],
+                               (int)items->len[i]);
+  if (*out == NULL && json_tokener_get_error(tok) == json_tokener_continue)
+    *out = json_tokener_parse_ex(tok, " ", 1);
+  problem = json_tokener_get_error(tok);
+  json_tokener_free(tok);
+  if (problem == json_tokener_success)
+    return 0; /* *out is NULL for a JSON null */
+  json_object_put(*out);
+  *out = NULL;
+  /* Not reached: the text was scanned. */
+  return bw_error_set(error, BW_EINVAL, "%s[%zu]: invalid JSON", items->key, i);
+}
+
+size_t bw_json_items_count(const bw_json_items_t *items) {
+  return items ? items->n : 0;
+}
+
+int bw_json_items_get(const bw_json_items_t *items, size_t i, json_object **out,
+                      bw_error_t *error) {
+  char path[512];
+  int rc;
+
+  *out = NULL;
+  rc = items_parse(items, i, out, error);
+  path_index(path, sizeof path, items->key, i);
+  if (rc == 0 && walk_value(*out, path, error) < 0) {
+    json_object_put(*out);
+    *out = NULL;
+    rc = BW_EINVAL;
+  }
+  return rc;
+}
+
+void bw_json_items_free(bw_json_items_t *items) {
+  if (items == NULL)
+    return;
+  free(items->text);
+  free(items->start);
+  free(items->len);
+  free(items);
 }
 
 /* ------------------------------------------------------------------------

@@ -39,6 +39,29 @@
 int bw_json_parse_body(const char *buf, size_t len, int max_depth,
                        json_object **out, bw_error_t *error);
 
+/* A request body whose one large array is kept as text.  json-c spends
+ * ~870 bytes on each small object, so a 10,000-student roster parsed whole
+ * costs ~9 MB; kept as text, each element is parsed when it is read, one at
+ * a time.
+ *
+ * bw_json_parse_body_lazy does every check of bw_json_parse_body, with the
+ * same messages, except that when the top-level `key` (as written, without
+ * escapes; the last one if repeated) holds an array, *out has an empty array
+ * there and *items that array's elements.  *items is NULL otherwise.  The
+ * `$`/`.` key and NUL checks of an element's contents are made when it is
+ * read: bw_json_items_get gives element i as a new reference (NULL for a
+ * JSON null) or BW_EINVAL naming "<key>[i]...".  The caller frees *items
+ * with bw_json_items_free (NULL is fine). */
+typedef struct bw_json_items bw_json_items_t;
+
+int bw_json_parse_body_lazy(const char *buf, size_t len, int max_depth,
+                            const char *key, json_object **out,
+                            bw_json_items_t **items, bw_error_t *error);
+size_t bw_json_items_count(const bw_json_items_t *items); /* 0 for NULL */
+int bw_json_items_get(const bw_json_items_t *items, size_t i, json_object **out,
+                      bw_error_t *error);
+void bw_json_items_free(bw_json_items_t *items);
+
 /* The value of one hex digit (either case), or -1: for \u escapes here,
  * percent-encoding in fcgi/request.c and ids in validate.c. */
 int bw_json_hex_value(int c);

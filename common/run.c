@@ -7,6 +7,7 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "validate.h"
 
 /* BSON documents over this are refused by MongoDB; say so before trying. */
 #define RUN_MAX_DOC (16 * 1024 * 1024 - 64 * 1024)
@@ -58,14 +59,28 @@ static int run_bulk_flush(bw_db_t *db, mongoc_bulk_operation_t **bulk,
   return rc;
 }
 
-/* The job documents go in batches of RUN_INSERT_BATCH so that what a large
- * roster costs in memory stays bounded by its parsed body, not twice it. */
+/* A student's env as its job holds it (numbers and booleans as text). */
+static int run_student_env(const bw_json_items_t *students, size_t i,
+                           json_object **out, bw_error_t *error) {
+  json_object *student;
+  int rc = bw_json_items_get(students, i, &student, error);
+  if (rc < 0)
+    return rc;
+  *out = bw_validate_env_text(student);
+  json_object_put(student);
+  return *out ? 0 : bw_error_set(error, BW_ENOMEM, "students: out of memory");
+}
+
+/* The job documents go in batches of RUN_INSERT_BATCH, each student read
+ * from the body's text when its document is made, so that what a large
+ * roster costs in memory stays small. */
 static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
-                           json_object *students, const bson_oid_t *ids,
-                           const bson_oid_t *pre, const bson_oid_t *post,
-                           bw_error_t *error) {
-  size_t n = json_object_array_length(students), queued = 0;
+                           const bw_json_items_t *students,
+                           const bson_oid_t *ids, const bson_oid_t *pre,
+                           const bson_oid_t *post, bw_error_t *error) {
+  size_t n = bw_json_items_count(students), queued = 0;
   mongoc_bulk_operation_t *bulk;
+  json_object *env;
   bson_t doc;
   int64_t now = bw_db_now_ms();
   int rc = 0;
@@ -79,8 +94,10 @@ static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
     queued++;
   }
   for (size_t i = 0; rc == 0 && i < n; i++) {
-    run_job_doc(&doc, &ids[i], run, "student", (int)i,
-                json_object_array_get_idx(students, i), now);
+    if ((rc = run_student_env(students, i, &env, error)) < 0)
+      break;
+    run_job_doc(&doc, &ids[i], run, "student", (int)i, env, now);
+    json_object_put(env);
     mongoc_bulk_operation_insert(bulk, &doc);
     bson_destroy(&doc);
     if (++queued == RUN_INSERT_BATCH) {
@@ -114,24 +131,46 @@ static int run_insert(bw_db_t *db, bw_coll_t which, const bson_t *doc,
   return 0;
 }
 
+/* Appends students[i] as posted to `roster` and as its job gets it to
+ * `envs`; *differs is set when the two are not the same. */
+static int run_roster_add(const bw_json_items_t *students, size_t i,
+                          bson_t *roster, bson_t *envs, bool *differs,
+                          bw_error_t *error) {
+  json_object *student, *env;
+  const char *key;
+  char buf[16];
+  int rc = bw_json_items_get(students, i, &student, error);
+
+  if (rc < 0)
+    return rc;
+  bson_uint32_to_string((uint32_t)i, &key, buf, sizeof buf);
+  env = bw_validate_env_text(student);
+  if (env == NULL || bw_json_append_bson(roster, key, student) < 0 ||
+      bw_json_append_bson(envs, key, env) < 0)
+    rc = bw_error_set(error, BW_ENOMEM, "students: out of memory");
+  *differs = *differs || env != student;
+  json_object_put(env);
+  json_object_put(student);
+  return rc;
+}
+
 /* The roster as posted goes to pre/post jobs; the student jobs' envs (values
  * as text) are stored beside it only when they differ from it. */
 static int run_insert_roster(bw_db_t *db, const bson_oid_t *run,
-                             json_object *config, const bson_oid_t *ids,
-                             bw_error_t *error) {
-  json_object *students = json_object_object_get(config, "students"),
-              *roster = json_object_object_get(config, "roster");
-  bson_t doc = BSON_INITIALIZER, list;
-  size_t n = json_object_array_length(students);
-  int rc;
+                             const bw_json_items_t *students,
+                             const bson_oid_t *ids, bw_error_t *error) {
+  bson_t doc = BSON_INITIALIZER, roster = BSON_INITIALIZER,
+         envs = BSON_INITIALIZER, list;
+  size_t n = bw_json_items_count(students);
+  bool differs = false;
+  int rc = 0;
 
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    rc = run_roster_add(students, i, &roster, &envs, &differs, error);
   BSON_APPEND_OID(&doc, "_id", run);
-  if (roster != NULL && !json_object_equal(roster, students)) {
-    bw_json_append_bson(&doc, "students", roster);
-    bw_json_append_bson(&doc, "envs", students);
-  } else {
-    bw_json_append_bson(&doc, "students", students);
-  }
+  BSON_APPEND_ARRAY(&doc, "students", &roster);
+  if (differs)
+    BSON_APPEND_ARRAY(&doc, "envs", &envs);
   BSON_APPEND_ARRAY_BEGIN(&doc, "student_job_ids", &list);
   for (size_t i = 0; i < n; i++) {
     const char *key;
@@ -140,7 +179,10 @@ static int run_insert_roster(bw_db_t *db, const bson_oid_t *run,
     BSON_APPEND_OID(&list, key, &ids[i]);
   }
   bson_append_array_end(&doc, &list);
-  rc = run_insert(db, BW_COLL_ROSTERS, &doc, "students", error);
+  if (rc == 0)
+    rc = run_insert(db, BW_COLL_ROSTERS, &doc, "students", error);
+  bson_destroy(&roster);
+  bson_destroy(&envs);
   bson_destroy(&doc);
   return rc;
 }
@@ -162,10 +204,8 @@ static int run_insert_run(bw_db_t *db, const bson_oid_t *run,
     BSON_APPEND_OID(&doc, "post_job_id", post);
   /* The pipelines and global env, once; the roster lives in rosters. */
   BSON_APPEND_DOCUMENT_BEGIN(&doc, "config", &sub);
-  json_object_object_foreach(config, key, value) {
-    if (strcmp(key, "students") != 0 && strcmp(key, "roster") != 0)
+  json_object_object_foreach(config, key, value)
       bw_json_append_bson(&sub, key, value);
-  }
   bson_append_document_end(&doc, &sub);
   rc = run_insert(db, BW_COLL_RUNS, &doc, "body", error);
   bson_destroy(&doc);
@@ -173,9 +213,9 @@ static int run_insert_run(bw_db_t *db, const bson_oid_t *run,
 }
 
 int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
-                  char run_id[25], bw_error_t *error) {
-  json_object *students = json_object_object_get(config, "students");
-  size_t n = json_object_array_length(students);
+                  const bw_json_items_t *students, char run_id[25],
+                  bw_error_t *error) {
+  size_t n = bw_json_items_count(students);
   bson_oid_t run, pre, post, *ids;
   bool has_pre = json_object_object_get(config, "pre_processing_pipeline"),
        has_post = json_object_object_get(config, "post_processing_pipeline");
@@ -190,7 +230,7 @@ int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
   bson_oid_init(&post, NULL);
 
   /* The run document goes in last: a run is visible only once complete. */
-  rc = run_insert_roster(db, &run, config, ids, error);
+  rc = run_insert_roster(db, &run, students, ids, error);
   if (rc == 0)
     rc = run_insert_jobs(db, &run, students, ids, has_pre ? &pre : NULL,
                          has_post ? &post : NULL, error);

@@ -92,17 +92,47 @@ static int check_env_name(check_t *c, const char *name, const char *path) {
   return 0;
 }
 
-/* Numbers and booleans become their JSON text ("1.50", "true"): what a
- * shell would see if the course had quoted them. */
-static int stringify_scalar(json_object *layer, const char *name,
-                            json_object *value) {
-  const char *text = json_object_to_json_string_ext(value, 0);
-  return bw_json_add(layer, name, json_object_new_string(text));
+static bool is_scalar(json_object *value) {
+  return json_object_is_type(value, json_type_int) ||
+         json_object_is_type(value, json_type_double) ||
+         json_object_is_type(value, json_type_boolean);
 }
 
-/* `scalars_allowed`: numbers and booleans are accepted and turned into
- * strings in place (students and the global env); stage envs take strings
- * only. */
+/* The length of a value as an env holds it: a string's, or the JSON text's
+ * of a number or boolean ("1.50", "true"). */
+static size_t env_value_len(json_object *value) {
+  if (is_scalar(value))
+    return strlen(json_object_to_json_string_ext(value, 0));
+  return (size_t)json_object_get_string_len(value);
+}
+
+json_object *bw_validate_env_text(json_object *env) {
+  json_object *copy = NULL;
+  bool scalars = false;
+
+  json_object_object_foreach(env, name, value) {
+    (void)name;
+    scalars = scalars || is_scalar(value);
+  }
+  if (!scalars)
+    return json_object_get(env);
+  if (json_object_deep_copy(env, &copy, NULL) != 0)
+    return NULL;
+  json_object_object_foreach(copy, key, item) {
+    if (is_scalar(item) &&
+        bw_json_add(copy, key,
+                    json_object_new_string(
+                        json_object_to_json_string_ext(item, 0))) < 0) {
+      json_object_put(copy);
+      return NULL;
+    }
+  }
+  return copy;
+}
+
+/* `scalars_allowed`: numbers and booleans are accepted (students and the
+ * global env: they become their JSON text, see bw_validate_env_text); stage
+ * envs take strings only. */
 static int check_env_object(check_t *c, json_object *env, const char *path,
                             bool scalars_allowed) {
   path_t child;
@@ -119,21 +149,15 @@ static int check_env_object(check_t *c, json_object *env, const char *path,
     if ((rc = check_env_name(c, name, path)) < 0)
       return rc;
     path_key(child, path, name);
-    if (scalars_allowed && (json_object_is_type(value, json_type_int) ||
-                            json_object_is_type(value, json_type_double) ||
-                            json_object_is_type(value, json_type_boolean))) {
-      if (stringify_scalar(env, name, value) < 0)
-        return bw_error_set(c->error, BW_ENOMEM, "%s: out of memory", child);
-      /* The text of a number can be as long as the client likes: it is
-       * held to the same limit as a string value. */
-      value = json_object_object_get(env, name);
-    }
-    if (!json_object_is_type(value, json_type_string))
+    if (!json_object_is_type(value, json_type_string) &&
+        !(scalars_allowed && is_scalar(value)))
       return bw_error_set(c->error, BW_EINVAL, "%s: expected a string", child);
-    if ((size_t)json_object_get_string_len(value) > c->cfg->max_env_value)
-      return bw_error_set(
-          c->error, BW_EINVAL, "%s: value of %d bytes is over the limit of %zu",
-          child, json_object_get_string_len(value), c->cfg->max_env_value);
+    /* The text of a number can be as long as the client likes: it is held
+     * to the same limit as a string value. */
+    if (env_value_len(value) > c->cfg->max_env_value)
+      return bw_error_set(c->error, BW_EINVAL,
+                          "%s: value of %zu bytes is over the limit of %zu",
+                          child, env_value_len(value), c->cfg->max_env_value);
   }
   return 0;
 }
@@ -267,39 +291,18 @@ static int check_pipeline(check_t *c, json_object *config, const char *key,
   return 0;
 }
 
-/* The config shares its values with the posted body (the roster is the
- * body's students, numbers and all).  An env that check_env_object will
- * rewrite (it holds numbers or booleans) is copied first; the rest, usually
- * every student, stay shared, so a large roster is held once. */
-static bool has_scalars(json_object *env) {
-  if (!json_object_is_type(env, json_type_object))
-    return false;
-  json_object_object_foreach(env, name, value) {
-    (void)name;
-    if (json_object_is_type(value, json_type_int) ||
-        json_object_is_type(value, json_type_double) ||
-        json_object_is_type(value, json_type_boolean))
-      return true;
-  }
-  return false;
-}
-
-static json_object *unshare(json_object *env) {
-  json_object *copy = NULL;
-  return json_object_deep_copy(env, &copy, NULL) == 0 ? copy : NULL;
-}
-
-static int check_students(check_t *c, json_object *config) {
-  json_object *students;
+static int check_students(check_t *c, json_object *config,
+                          const bw_json_items_t *students) {
+  json_object *value, *student;
   path_t child;
   size_t i, n;
   int rc;
 
-  if (!json_object_object_get_ex(config, "students", &students))
+  if (!json_object_object_get_ex(config, "students", &value))
     return bw_error_set(c->error, BW_EINVAL, "students: required");
-  if (!json_object_is_type(students, json_type_array))
+  if (!json_object_is_type(value, json_type_array))
     return bw_error_set(c->error, BW_EINVAL, "students: expected an array");
-  n = json_object_array_length(students);
+  n = bw_json_items_count(students);
   if (n == 0)
     return bw_error_set(c->error, BW_EINVAL,
                         "students: at least 1 student required");
@@ -308,14 +311,11 @@ static int check_students(check_t *c, json_object *config) {
                         "students: %zu students is over the limit of %d", n,
                         c->cfg->max_students);
   for (i = 0; i < n; i++) {
-    json_object *student = json_object_array_get_idx(students, i);
     path_index(child, "students", i);
-    if (has_scalars(student)) {
-      if ((student = unshare(student)) == NULL ||
-          json_object_array_put_idx(students, i, student) != 0)
-        return bw_error_set(c->error, BW_ENOMEM, "%s: out of memory", child);
-    }
+    if ((rc = bw_json_items_get(students, i, &student, c->error)) < 0)
+      return rc;
     rc = check_env_object(c, student, child, true);
+    json_object_put(student);
     if (rc < 0)
       return rc;
   }
@@ -411,35 +411,36 @@ static json_object *stage_needs(json_object *global, json_object *stage) {
   return n.needs;
 }
 
-static int check_each_student(check_t *c, json_object *students,
+static int check_each_student(check_t *c, const bw_json_items_t *students,
                               json_object *global, json_object **needs,
                               size_t n_stages) {
   char where[64], stage_path[64];
-  size_t i, j, n_students = json_object_array_length(students);
-  int rc;
+  size_t i, j, n_students = bw_json_items_count(students);
+  json_object *student;
+  int rc = 0;
 
-  for (i = 0; i < n_students; i++) {
+  for (i = 0; rc == 0 && i < n_students; i++) {
     snprintf(where, sizeof where, "students[%zu]", i);
-    for (j = 0; j < n_stages; j++) {
+    if ((rc = bw_json_items_get(students, i, &student, c->error)) < 0)
+      return rc;
+    for (j = 0; rc == 0 && j < n_stages; j++) {
       if (json_object_object_length(needs[j]) == 0)
         continue;
       snprintf(stage_path, sizeof stage_path, "student_pipeline[%zu]", j);
-      rc = bw_env_check(global, json_object_array_get_idx(students, i),
-                        needs[j], where, stage_path, c->error);
-      if (rc < 0)
-        return rc;
+      rc = bw_env_check(global, student, needs[j], where, stage_path, c->error);
     }
+    json_object_put(student);
   }
-  return 0;
+  return rc;
 }
 
 static int check_student_references(check_t *c, json_object *config,
+                                    const bw_json_items_t *students,
                                     json_object *global) {
-  json_object *students, *pipeline, **needs;
+  json_object *pipeline, **needs;
   size_t j, n_stages;
   int rc = 0;
 
-  json_object_object_get_ex(config, "students", &students);
   json_object_object_get_ex(config, "student_pipeline", &pipeline);
   n_stages = json_object_array_length(pipeline);
   needs = calloc(n_stages ? n_stages : 1, sizeof *needs);
@@ -497,7 +498,7 @@ typedef struct bound {
 static int note_longest(json_object *longest, json_object *layer) {
   json_object_object_foreach(layer, name, value) {
     json_object *seen;
-    int len = json_object_get_string_len(value);
+    int len = (int)env_value_len(value);
     if (json_object_object_get_ex(longest, name, &seen) &&
         json_object_get_int(seen) >= len)
       continue;
@@ -556,24 +557,28 @@ static int check_pipeline_expansion(check_t *c, json_object *config,
 }
 
 static int check_expansion(check_t *c, json_object *config,
+                           const bw_json_items_t *students,
                            json_object *global) {
   static const char *const pipelines[] = {"pre_processing_pipeline",
                                           "student_pipeline",
                                           "post_processing_pipeline"};
-  json_object *longest = json_object_new_object(), *students;
-  size_t i, n;
+  json_object *longest = json_object_new_object(), *student;
+  size_t i, n = bw_json_items_count(students);
   int rc = 0;
 
   if (longest == NULL)
     return bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
   if (global != NULL)
     rc = note_longest(longest, global);
-  json_object_object_get_ex(config, "students", &students);
-  n = json_object_array_length(students);
-  for (i = 0; rc == 0 && i < n; i++)
-    rc = note_longest(longest, json_object_array_get_idx(students, i));
   if (rc < 0)
     rc = bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
+  for (i = 0; rc == 0 && i < n; i++) {
+    if ((rc = bw_json_items_get(students, i, &student, c->error)) < 0)
+      break;
+    if (note_longest(longest, student) < 0)
+      rc = bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
+    json_object_put(student);
+  }
   for (i = 0; rc == 0 && i < 3; i++)
     rc = check_pipeline_expansion(c, config, longest, pipelines[i]);
   json_object_put(longest);
@@ -583,7 +588,8 @@ static int check_expansion(check_t *c, json_object *config,
 /* ------------------------------------------------------------------------
  * bw_validate_run_config */
 
-static int check_run_config(check_t *c, json_object *config) {
+static int check_run_config(check_t *c, json_object *config,
+                            const bw_json_items_t *students) {
   static const char *const keys[] = {"students",
                                      "student_pipeline",
                                      "pre_processing_pipeline",
@@ -597,14 +603,10 @@ static int check_run_config(check_t *c, json_object *config) {
     return bw_error_set(c->error, BW_EINVAL, "body: expected a JSON object");
   if ((rc = check_known_keys(c, config, "", keys)) < 0)
     return rc;
-  if ((rc = check_students(c, config)) < 0)
+  if ((rc = check_students(c, config, students)) < 0)
     return rc;
-  bool has_env = json_object_object_get_ex(config, "env", &global);
-  if (has_env && has_scalars(global)) {
-    if (bw_json_add(config, "env", global = unshare(global)) < 0)
-      return bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
-  }
-  if (has_env && (rc = check_env_object(c, global, "env", true)) < 0)
+  if (json_object_object_get_ex(config, "env", &global) &&
+      (rc = check_env_object(c, global, "env", true)) < 0)
     return rc;
   if ((rc = check_pipeline(c, config, "student_pipeline", true)) < 0 ||
       (rc = check_pipeline(c, config, "pre_processing_pipeline", false)) < 0 ||
@@ -612,66 +614,46 @@ static int check_run_config(check_t *c, json_object *config) {
     return rc;
   if ((rc = check_global_references(c, config, global,
                                     "pre_processing_pipeline")) < 0 ||
-      (rc = check_student_references(c, config, global)) < 0 ||
+      (rc = check_student_references(c, config, students, global)) < 0 ||
       (rc = check_global_references(c, config, global,
                                     "post_processing_pipeline")) < 0)
     return rc;
-  return check_expansion(c, config, global);
+  return check_expansion(c, config, students, global);
 }
 
-/* A new object holding the body's values, with a students array of its own
- * (check_students replaces the students it rewrites), or NULL. */
-static json_object *config_share(json_object *body) {
-  json_object *copy = json_object_new_object(), *students, *list;
-  if (copy == NULL)
+/* What the run keeps of a valid body: every key but students (which the
+ * caller holds as items), the values shared with the body, the global env
+ * with its numbers and booleans as text.  NULL on ENOMEM. */
+static json_object *config_of(json_object *body) {
+  json_object *config = json_object_new_object();
+  if (config == NULL)
     return NULL;
   json_object_object_foreach(body, key, value) {
-    if (json_object_object_add(copy, key, json_object_get(value)) != 0)
-      goto fail;
-  }
-  if (json_object_object_get_ex(body, "students", &students) &&
-      json_object_is_type(students, json_type_array)) {
-    size_t n = json_object_array_length(students);
-    if ((list = json_object_new_array_ext((int)n)) == NULL ||
-        json_object_object_add(copy, "students", list) != 0) {
-      json_object_put(list);
-      goto fail;
+    if (strcmp(key, "students") == 0)
+      continue;
+    if (bw_json_add(config, key,
+                    strcmp(key, "env") == 0 ? bw_validate_env_text(value)
+                                            : json_object_get(value)) < 0) {
+      json_object_put(config);
+      return NULL;
     }
-    for (size_t i = 0; i < n; i++)
-      if (json_object_array_add(list, json_object_get(json_object_array_get_idx(
-                                          students, i))) != 0)
-        goto fail;
   }
-  return copy;
-fail:
-  json_object_put(copy);
-  return NULL;
+  return config;
 }
 
-int bw_validate_run_config(json_object *body, const bw_config_t *cfg,
-                           json_object **out, bw_error_t *error) {
+int bw_validate_run_config(json_object *body, const bw_json_items_t *students,
+                           const bw_config_t *cfg, json_object **out,
+                           bw_error_t *error) {
   check_t c = {cfg, error};
-  json_object *copy;
   int rc;
 
   *out = NULL;
   if (!json_object_is_type(body, json_type_object))
     return bw_error_set(error, BW_EINVAL, "body: expected a JSON object");
-  /* The checks turn numbers into strings as they go: they work on a copy
-   * that shares what they do not rewrite, so the caller's body is untouched
-   * whatever happens. */
-  if ((copy = config_share(body)) == NULL)
-    return bw_error_set(error, BW_ENOMEM, "body: out of memory");
-  rc = check_run_config(&c, copy);
-  if (rc < 0) {
-    json_object_put(copy);
+  if ((rc = check_run_config(&c, body, students)) < 0)
     return rc;
-  }
-  /* Pre/post jobs get the roster exactly as given, numbers and all. */
-  json_object_object_add(
-      copy, "roster",
-      json_object_get(json_object_object_get(body, "students")));
-  *out = copy;
+  if ((*out = config_of(body)) == NULL)
+    return bw_error_set(error, BW_ENOMEM, "body: out of memory");
   return 0;
 }
 

@@ -16,17 +16,19 @@
 
 #include "config.h"
 #include "error.h"
+#include "json.h"
 
-/* A grading run config (the body of POST /api/v1/grading_run).  On success
- * *out is a normalised copy: student and global env values that were numbers
- * or booleans are now their JSON text as strings; stages are copied as given
- * (no defaults filled in); and "roster" is the students array exactly as
- * posted (what pre/post jobs are handed).  Checks every key, type and limit in
- * the config, ENV names, timeouts (> 0, <= max_timeout), and that every $NAME /
- * ${NAME} /
- * "" reference in every stage env resolves for every student (bw_env_check).
- * Returns 0, BW_EINVAL, or BW_ETOOBIG for a count over a configured limit
- * (still a 400 to the client: the handler maps it).
+/* A grading run config (the body of POST /api/v1/grading_run), as
+ * bw_json_parse_body_lazy(..., "students", &body, &students, ...) gives it:
+ * the students are read from `students`, one at a time (body's "students"
+ * only says whether the key was there and an array).  On success *out is
+ * what the run keeps: every key but students, with the global env's numbers
+ * and booleans as their JSON text (bw_validate_env_text); the students as
+ * posted stay in `students`.  Checks every key, type and limit in the
+ * config, ENV names, timeouts (> 0, <= max_timeout), and that every $NAME /
+ * ${NAME} / "" reference in every stage env resolves for every student
+ * (bw_env_check).  Returns 0, BW_EINVAL, or BW_ETOOBIG for a count over a
+ * configured limit (still a 400 to the client: the handler maps it).
  *
  * Details the protocol leaves open:
  *   - the first problem found is reported: unknown top-level keys first, then
@@ -43,8 +45,15 @@
  *     "student_pipeline[0].env.V: expands to up to N bytes, over the limit
  *     of 65536", so a job's env stays bounded;
  *   - entry_point may be empty; host_name is any string up to max_string. */
-int bw_validate_run_config(json_object *body, const bw_config_t *cfg,
-                           json_object **out, bw_error_t *error);
+int bw_validate_run_config(json_object *body, const bw_json_items_t *students,
+                           const bw_config_t *cfg, json_object **out,
+                           bw_error_t *error);
+
+/* An env (students, global) as jobs get it: numbers and booleans become
+ * their JSON text ("1.50", "true"), what a shell would see had the course
+ * quoted them.  A new reference (to env itself when it holds none), NULL on
+ * ENOMEM. */
+json_object *bw_validate_env_text(json_object *env);
 
 /* A grader's result (the body of POST /api/v1/grading_job/{id}), in either
  * form: {"success":b,"info":[{..},..],"logs":{..}} or the seed's

@@ -36,14 +36,23 @@ static json_object *one_string(const char *key, const char *value) {
 
 int bw_handle_run_create(bw_call_t *call, bw_error_t *error) {
   json_object *body = NULL, *config = NULL;
+  bw_json_items_t *students = NULL;
   char run_id[25];
-  int rc = call_read_json(call, &body, error);
+  int rc = bw_request_read_body(call->req, call->cfg->max_body, error);
 
+  /* The roster stays text until each student is read: a 10,000-student
+   * body would cost ~9 MB as one json-c tree. */
   if (rc == 0)
-    rc = as_bad_body(bw_validate_run_config(body, call->cfg, &config, error),
-                     error);
+    rc = bw_json_parse_body_lazy(call->req->body, call->req->body_len,
+                                 call->cfg->max_depth, "students", &body,
+                                 &students, error);
   if (rc == 0)
-    rc = bw_run_create(call->db, call->cfg, config, run_id, error);
+    rc = as_bad_body(
+        bw_validate_run_config(body, students, call->cfg, &config, error),
+        error);
+  if (rc == 0)
+    rc = bw_run_create(call->db, call->cfg, config, students, run_id, error);
+  bw_json_items_free(students);
   json_object_put(config);
   json_object_put(body);
   if (rc < 0)

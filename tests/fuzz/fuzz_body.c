@@ -170,29 +170,39 @@ static void resolve_pipeline(json_object *config, const char *key,
     resolve_ok(global, student, json_object_array_get_idx(pipeline, i), cfg);
 }
 
-static void resolve_validated(json_object *config, const bw_config_t *cfg) {
-  json_object *global = NULL, *students = NULL;
+static void resolve_validated(json_object *config,
+                              const bw_json_items_t *students,
+                              const bw_config_t *cfg) {
+  json_object *global = NULL, *student, *env;
+  bw_error_t error = {0, ""};
   json_object_object_get_ex(config, "env", &global);
-  json_object_object_get_ex(config, "students", &students);
   resolve_pipeline(config, "pre_processing_pipeline", global, NULL, cfg);
   resolve_pipeline(config, "post_processing_pipeline", global, NULL, cfg);
-  size_t n = json_object_array_length(students);
-  for (size_t i = 0; i < n; i++)
-    resolve_pipeline(config, "student_pipeline", global,
-                     json_object_array_get_idx(students, i), cfg);
+  size_t n = bw_json_items_count(students);
+  for (size_t i = 0; i < n; i++) {
+    int rc = bw_json_items_get(students, i, &student, &error);
+    FUZZ_ASSERT(rc == 0, "validated student unreadable: %s", error.message);
+    env = bw_validate_env_text(student);
+    FUZZ_ASSERT(env != NULL, "env text of a validated student is NULL");
+    check_safe_for_mongo(env, cfg);
+    resolve_pipeline(config, "student_pipeline", global, env, cfg);
+    json_object_put(env);
+    json_object_put(student);
+  }
 }
 
-static void fuzz_run_config(json_object *body, const bw_config_t *cfg) {
+static void fuzz_run_config(json_object *body, const bw_json_items_t *students,
+                            const bw_config_t *cfg) {
   json_object *config = NULL;
   bw_error_t error = {0, ""};
-  int rc = bw_validate_run_config(body, cfg, &config, &error);
+  int rc = bw_validate_run_config(body, students, cfg, &config, &error);
   if (rc < 0) {
     expect_rejection(rc, &error, config, "bw_validate_run_config");
     return;
   }
   FUZZ_ASSERT(config != NULL, "validated run config is NULL");
   check_safe_for_mongo(config, cfg);
-  resolve_validated(config, cfg);
+  resolve_validated(config, students, cfg);
   json_object_put(config);
 }
 
@@ -246,20 +256,67 @@ static void fuzz_result(json_object *body, const bw_config_t *cfg) {
   json_object_put(result);
 }
 
+/* The lazy parse must read what the whole parse reads: the same tree
+ * but for students, and each student equal to the whole tree's; where the
+ * whole parse refuses a body the lazy one accepts, the problem is inside a
+ * student, and reading the students finds it. */
+static void compare_parsers(json_object *whole, json_object *lazy,
+                            const bw_json_items_t *students) {
+  json_object *list = NULL, *student;
+  bw_error_t error = {0, ""};
+  size_t n = bw_json_items_count(students);
+  bool refused = false;
+
+  for (size_t i = 0; i < n && !refused; i++) {
+    refused = bw_json_items_get(students, i, &student, &error) < 0;
+    if (whole != NULL && !refused) {
+      json_object_object_get_ex(whole, "students", &list);
+      FUZZ_ASSERT(
+          json_object_equal(student, json_object_array_get_idx(list, i)),
+          "student %zu differs between the parsers", i);
+    }
+    json_object_put(student);
+  }
+  FUZZ_ASSERT(whole != NULL || refused || lazy == NULL,
+              "the whole parse refused a body the lazy one reads entirely");
+  FUZZ_ASSERT(whole == NULL || !refused, "a student of a good body refused: %s",
+              error.message);
+  if (whole != NULL && students != NULL) {
+    json_object_object_get_ex(whole, "students", &list);
+    FUZZ_ASSERT(json_object_array_length(list) == n,
+                "%zu students, the whole parse has %zu", n,
+                json_object_array_length(list));
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const bw_config_t *cfg = fuzz_config();
-  json_object *body = NULL;
+  json_object *body = NULL, *whole = NULL;
+  bw_json_items_t *students = NULL;
   bw_error_t error = {0, ""};
-  int rc = bw_json_parse_body((const char *)data, size, cfg->max_depth, &body,
+  int rc = bw_json_parse_body((const char *)data, size, cfg->max_depth, &whole,
                               &error);
+  if (rc < 0)
+    expect_rejection(rc, &error, whole, "bw_json_parse_body");
+  /* Run bodies are parsed as the API does: students kept as text. */
+  rc = bw_json_parse_body_lazy((const char *)data, size, cfg->max_depth,
+                               "students", &body, &students, &error);
   if (rc < 0) {
-    expect_rejection(rc, &error, body, "bw_json_parse_body");
-    return 0;
+    expect_rejection(rc, &error, body, "bw_json_parse_body_lazy");
+    FUZZ_ASSERT(whole == NULL, "the lazy parse refused a good body: %s",
+                error.message);
+  } else {
+    check_safe_for_mongo(body, cfg);
+    compare_parsers(whole, body, students);
+    fuzz_run_config(body, students, cfg);
+    json_object_put(body);
   }
-  check_safe_for_mongo(body, cfg);
-  fuzz_run_config(body, cfg);
-  fuzz_result(body, cfg);
-  fuzz_raw_resolve(body, size);
-  json_object_put(body);
+  bw_json_items_free(students);
+  if (whole == NULL)
+    return 0;
+  check_safe_for_mongo(whole, cfg);
+  fuzz_result(whole, cfg);
+  fuzz_raw_resolve(whole, size);
+  json_object_put(whole);
   return 0;
 }

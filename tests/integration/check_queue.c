@@ -14,9 +14,11 @@
 #include "db.h"
 #include "../lib/itest.h"
 #include "job.h"
+#include "json.h"
 #include "queue.h"
 #include "reap.h"
 #include "run.h"
+#include "validate.h"
 #include "worker.h"
 
 #define PROCS 8
@@ -59,13 +61,29 @@ static json_object *test_run_config(int students, bool post) {
   return config;
 }
 
+/* Creates the run as the API does: from the body's text, validated. */
+static void test_create_run(bw_db_t *db, const bw_config_t *cfg, int students,
+                            bool post, char run_id[25]) {
+  json_object *built = test_run_config(students, post), *body, *config;
+  const char *text = json_object_to_json_string(built);
+  bw_json_items_t *list;
+  bw_error_t error;
+  ck_assert_int_eq(bw_json_parse_body_lazy(text, strlen(text), cfg->max_depth,
+                                           "students", &body, &list, &error),
+                   0);
+  ck_assert_int_eq(bw_validate_run_config(body, list, cfg, &config, &error), 0);
+  ck_assert_int_eq(bw_run_create(db, cfg, config, list, run_id, &error), 0);
+  json_object_put(config);
+  json_object_put(body);
+  bw_json_items_free(list);
+  json_object_put(built);
+}
+
 static void test_create_started_run(bw_db_t *db, const bw_config_t *cfg,
                                     int students, bool post, char run_id[25]) {
-  json_object *config = test_run_config(students, post);
   bw_error_t error;
-  ck_assert_int_eq(bw_run_create(db, cfg, config, run_id, &error), 0);
+  test_create_run(db, cfg, students, post, run_id);
   ck_assert_int_eq(bw_run_start(db, cfg, run_id, &error), 0);
-  json_object_put(config);
 }
 
 /* A child: registers, then takes jobs and reports success until the queue
@@ -167,13 +185,12 @@ END_TEST
 START_TEST(concurrent_starts_start_a_run_once) {
   bw_config_t cfg = test_config();
   bw_db_t *db = test_db(&cfg);
-  json_object *config = test_run_config(20, false);
   char run_id[25];
   pid_t pids[PROCS];
   int ok = 0;
   bw_error_t error;
 
-  ck_assert_int_eq(bw_run_create(db, &cfg, config, run_id, &error), 0);
+  test_create_run(db, &cfg, 20, false, run_id);
   for (int i = 0; i < PROCS; i++) {
     pids[i] = fork();
     if (pids[i] == 0) {
@@ -190,7 +207,6 @@ START_TEST(concurrent_starts_start_a_run_once) {
   }
   ck_assert_int_eq(ok, 1);
   ck_assert_int_eq(bw_test_db_count(bw_itest_stack(), "queue"), 20);
-  json_object_put(config);
   bw_db_close(db);
 }
 END_TEST

@@ -26,16 +26,20 @@ START_TEST(number_env_value_is_held_to_max_env_value) {
            "\"student_pipeline\":[{\"image\":\"g\"}]}",
            digits);
   json_object *parsed = NULL, *config = NULL;
+  bw_json_items_t *students = NULL;
   bw_error_t error;
+  ck_assert_int_eq(bw_json_parse_body_lazy(body, strlen(body), cfg.max_depth,
+                                           "students", &parsed, &students,
+                                           &error),
+                   0);
   ck_assert_int_eq(
-      bw_json_parse_body(body, strlen(body), cfg.max_depth, &parsed, &error),
-      0);
-  ck_assert_int_eq(bw_validate_run_config(parsed, &cfg, &config, &error),
-                   BW_EINVAL);
+      bw_validate_run_config(parsed, students, &cfg, &config, &error),
+      BW_EINVAL);
   ck_assert_ptr_null(config);
   ck_assert_msg(strstr(error.message, "students[0].A") != NULL, "%s",
                 error.message);
   json_object_put(parsed);
+  bw_json_items_free(students);
 }
 END_TEST
 

@@ -1,6 +1,7 @@
 /* check_json.c - common/json.c: request body parsing (syntax, UTF-8, NUL,
  * depth, forbidden keys, number range), JSend envelopes, BSON <-> JSON. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -489,6 +490,137 @@ START_TEST(test_json_size) {
 }
 END_TEST
 
+/* ---- students kept as text (bw_json_parse_body_lazy) ------------------ */
+
+typedef struct lazy {
+  json_object *body;
+  bw_json_items_t *items;
+} lazy_t;
+
+static lazy_t lazy_ok(const char *text) {
+  lazy_t l;
+  bw_error_t error = {0};
+  int rc = bw_json_parse_body_lazy(text, strlen(text), 32, "students", &l.body,
+                                   &l.items, &error);
+  ck_assert_msg(rc == 0, "%s -> %s", text, error.message);
+  return l;
+}
+
+static void lazy_cleanup(lazy_t *l) {
+  json_object_put(l->body);
+  bw_json_items_free(l->items);
+}
+
+/* Element i, compact ("null" for a JSON null). */
+static const char *lazy_item(const lazy_t *l, size_t i) {
+  static char text[256];
+  json_object *item;
+  bw_error_t error = {0};
+  ck_assert_int_eq(bw_json_items_get(l->items, i, &item, &error), 0);
+  snprintf(text, sizeof text, "%s",
+           json_object_to_json_string_ext(item, JSON_C_TO_STRING_PLAIN));
+  json_object_put(item);
+  return text;
+}
+
+START_TEST(test_lazy_keeps_students_as_text) {
+  lazy_t l = lazy_ok("{\"env\": {\"A\": 1}, \"students\" : [ {\"N\": \"a\"} ,"
+                     "7, -1.50e3,\"s\", true, null, [1, {\"x\": []}], {} ],"
+                     " \"student_pipeline\": []}");
+  ck_assert_str_eq(
+      json_object_to_json_string_ext(l.body, JSON_C_TO_STRING_PLAIN),
+      "{\"env\":{\"A\":1},\"students\":[],"
+      "\"student_pipeline\":[]}");
+  ck_assert_uint_eq(bw_json_items_count(l.items), 8);
+  const char *want[] = {"{\"N\":\"a\"}", "7",    "-1.50e3",        "\"s\"",
+                        "true",          "null", "[1,{\"x\":[]}]", "{}"};
+  for (size_t i = 0; i < 8; i++)
+    ck_assert_str_eq(lazy_item(&l, i), want[i]);
+  lazy_cleanup(&l);
+}
+END_TEST
+
+START_TEST(test_lazy_without_an_array_parses_whole) {
+  lazy_t l = lazy_ok("{\"students\": {\"a\": 1}}");
+  ck_assert_ptr_null(l.items);
+  ck_assert_uint_eq(bw_json_items_count(l.items), 0);
+  ck_assert_str_eq(
+      json_object_to_json_string_ext(l.body, JSON_C_TO_STRING_PLAIN),
+      "{\"students\":{\"a\":1}}");
+  lazy_cleanup(&l);
+  l = lazy_ok("{\"student_pipeline\": [1], \"x\": {\"students\": [1]}}");
+  ck_assert_ptr_null(l.items);
+  lazy_cleanup(&l);
+  l = lazy_ok("{\"students\": []}");
+  ck_assert_ptr_nonnull(l.items);
+  ck_assert_uint_eq(bw_json_items_count(l.items), 0);
+  lazy_cleanup(&l);
+}
+END_TEST
+
+/* json-c keeps the last of repeated keys, and reads escapes in keys. */
+START_TEST(test_lazy_key_as_json_c_reads_it) {
+  lazy_t l = lazy_ok("{\"students\": [1, 2], \"students\": [3]}");
+  ck_assert_uint_eq(bw_json_items_count(l.items), 1);
+  ck_assert_str_eq(lazy_item(&l, 0), "3");
+  lazy_cleanup(&l);
+  l = lazy_ok("{\"students\": [1, 2], \"students\": 5}");
+  ck_assert_ptr_null(l.items);
+  lazy_cleanup(&l);
+  l = lazy_ok("{\"stud\\u0065nts\": [{\"A\": \"b\"}]}");
+  ck_assert_uint_eq(bw_json_items_count(l.items), 1);
+  ck_assert_str_eq(lazy_item(&l, 0), "{\"A\":\"b\"}");
+  lazy_cleanup(&l);
+}
+END_TEST
+
+/* The checks inside a student come when it is read, naming its place. */
+START_TEST(test_lazy_student_checked_when_read) {
+  lazy_t l =
+      lazy_ok("{\"students\": [{\"A\": \"ok\"}, {\"x\": {\"$where\": 1}},"
+              " {\"a.b\": 1}, {\"N\": \"a\\u0000b\"}]}");
+  const char *want[] = {"students[1].x.$where: keys must not start with '$'",
+                        "students[2].a.b: keys must not contain '.'",
+                        "students[3].N: contains a NUL byte"};
+  for (size_t i = 1; i < 4; i++) {
+    json_object *item = (json_object *)1;
+    bw_error_t error = {0};
+    ck_assert_int_eq(bw_json_items_get(l.items, i, &item, &error), BW_EINVAL);
+    ck_assert_ptr_null(item);
+    ck_assert_str_eq(error.message, want[i - 1]);
+  }
+  lazy_cleanup(&l);
+}
+END_TEST
+
+/* Everything the whole parse refuses outside the students, the lazy one
+ * refuses the same way. */
+START_TEST(test_lazy_refuses_what_the_whole_parse_refuses) {
+  static const char *bodies[] = {"",
+                                 "[1]",
+                                 "{\"students\": [1,]}",
+                                 "{\"students\": [01]}",
+                                 "{\"students\": [1]} x",
+                                 "{\"$x\": 1, \"students\": [1]}",
+                                 "{\"students\": [{\"a\\u0000\": 1}]}",
+                                 "{\"students\": [\"\xff\"]}"};
+  for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+    json_object *whole = NULL, *lazy = (json_object *)1;
+    bw_json_items_t *items = (bw_json_items_t *)1;
+    bw_error_t a = {0}, b = {0};
+    size_t len = strlen(bodies[i]);
+    int rc = bw_json_parse_body(bodies[i], len, 32, &whole, &a);
+    ck_assert_int_eq(rc, BW_EINVAL);
+    ck_assert_int_eq(bw_json_parse_body_lazy(bodies[i], len, 32, "students",
+                                             &lazy, &items, &b),
+                     BW_EINVAL);
+    ck_assert_ptr_null(lazy);
+    ck_assert_ptr_null(items);
+    ck_assert_str_eq(a.message, b.message);
+  }
+}
+END_TEST
+
 static Suite *json_suite(void) {
   Suite *s = suite_create("json");
   TCase *ok = tcase_create("accepted");
@@ -544,6 +676,12 @@ static Suite *json_suite(void) {
   tcase_add_test(keys, test_dotted_keys);
   tcase_add_test(keys, test_first_problem_in_document_order);
   suite_add_tcase(s, keys);
+
+  tcase_add_test(keys, test_lazy_keeps_students_as_text);
+  tcase_add_test(keys, test_lazy_without_an_array_parses_whole);
+  tcase_add_test(keys, test_lazy_key_as_json_c_reads_it);
+  tcase_add_test(keys, test_lazy_student_checked_when_read);
+  tcase_add_test(keys, test_lazy_refuses_what_the_whole_parse_refuses);
 
   tcase_add_test(jsend, test_jsend_success);
   tcase_add_test(jsend, test_jsend_fail);
