@@ -31,14 +31,14 @@ const char *bw_run_job_state(const char *type, const char *run_state) {
 
 static void run_job_doc(bson_t *doc, const bson_oid_t *id,
                         const bson_oid_t *run, const char *type, int index,
-                        json_object *student, int64_t now) {
+                        const bson_t *student, int64_t now) {
   bson_init(doc);
   BSON_APPEND_OID(doc, "_id", id);
   BSON_APPEND_OID(doc, "run_id", run);
   BSON_APPEND_UTF8(doc, "type", type);
   if (student != NULL) {
     BSON_APPEND_INT32(doc, "index", index);
-    bw_json_append_bson(doc, "student", student);
+    BSON_APPEND_DOCUMENT(doc, "student", student);
   }
   BSON_APPEND_DATE_TIME(doc, "created_at", now);
 }
@@ -59,31 +59,48 @@ static int run_bulk_flush(bw_db_t *db, mongoc_bulk_operation_t **bulk,
   return rc;
 }
 
-/* A student's env as its job holds it (numbers and booleans as text). */
-static int run_student_env(const bw_json_items_t *students, size_t i,
-                           json_object **out, bw_error_t *error) {
-  json_object *student;
-  int rc = bw_json_items_get(students, i, &student, error);
-  if (rc < 0)
-    return rc;
-  *out = bw_validate_env_text(student);
-  json_object_put(student);
-  return *out ? 0 : bw_error_set(error, BW_ENOMEM, "students: out of memory");
+/* The roster, read once from the body's text, one student at a time: the
+ * students as posted (what pre/post jobs get) and as their jobs hold them
+ * (numbers and booleans as text), as BSON arrays.  *differs when the two
+ * are not the same.  On failure the caller still destroys both. */
+static int run_read_students(const bw_json_items_t *students, bson_t *roster,
+                             bson_t *envs, bool *differs, bw_error_t *error) {
+  size_t n = bw_json_items_count(students);
+  int rc = 0;
+
+  bson_init(roster);
+  bson_init(envs);
+  *differs = false;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    json_object *student, *env;
+    const char *key;
+    char buf[16];
+    if ((rc = bw_json_items_get(students, i, &student, error)) < 0)
+      break;
+    bson_uint32_to_string((uint32_t)i, &key, buf, sizeof buf);
+    env = bw_validate_env_text(student);
+    if (env == NULL || bw_json_append_bson(roster, key, student) < 0 ||
+        bw_json_append_bson(envs, key, env) < 0)
+      rc = bw_error_set(error, BW_ENOMEM, "students: out of memory");
+    *differs = *differs || env != student;
+    json_object_put(env);
+    json_object_put(student);
+  }
+  return rc;
 }
 
-/* The job documents go in batches of RUN_INSERT_BATCH, each student read
- * from the body's text when its document is made, so that what a large
- * roster costs in memory stays small. */
+/* The job documents go in batches of RUN_INSERT_BATCH, so that what a large
+ * roster costs in memory stays small.  `envs` is run_read_students'. */
 static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
-                           const bw_json_items_t *students,
-                           const bson_oid_t *ids, const bson_oid_t *pre,
-                           const bson_oid_t *post, bw_error_t *error) {
-  size_t n = bw_json_items_count(students), queued = 0;
+                           const bson_t *envs, const bson_oid_t *ids,
+                           const bson_oid_t *pre, const bson_oid_t *post,
+                           bw_error_t *error) {
   mongoc_bulk_operation_t *bulk;
-  json_object *env;
-  bson_t doc;
+  bson_iter_t it;
+  bson_t doc, env;
+  size_t queued = 0;
   int64_t now = bw_db_now_ms();
-  int rc = 0;
+  int rc = 0, i = 0;
 
   bulk = mongoc_collection_create_bulk_operation_with_opts(
       bw_db_coll(db, BW_COLL_JOBS), NULL);
@@ -93,11 +110,12 @@ static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
     bson_destroy(&doc);
     queued++;
   }
-  for (size_t i = 0; rc == 0 && i < n; i++) {
-    if ((rc = run_student_env(students, i, &env, error)) < 0)
-      break;
-    run_job_doc(&doc, &ids[i], run, "student", (int)i, env, now);
-    json_object_put(env);
+  for (bson_iter_init(&it, envs); rc == 0 && bson_iter_next(&it); i++) {
+    const uint8_t *data;
+    uint32_t len;
+    bson_iter_document(&it, &len, &data);
+    bson_init_static(&env, data, len);
+    run_job_doc(&doc, &ids[i], run, "student", i, &env, now);
     mongoc_bulk_operation_insert(bulk, &doc);
     bson_destroy(&doc);
     if (++queued == RUN_INSERT_BATCH) {
@@ -131,46 +149,19 @@ static int run_insert(bw_db_t *db, bw_coll_t which, const bson_t *doc,
   return 0;
 }
 
-/* Appends students[i] as posted to `roster` and as its job gets it to
- * `envs`; *differs is set when the two are not the same. */
-static int run_roster_add(const bw_json_items_t *students, size_t i,
-                          bson_t *roster, bson_t *envs, bool *differs,
-                          bw_error_t *error) {
-  json_object *student, *env;
-  const char *key;
-  char buf[16];
-  int rc = bw_json_items_get(students, i, &student, error);
-
-  if (rc < 0)
-    return rc;
-  bson_uint32_to_string((uint32_t)i, &key, buf, sizeof buf);
-  env = bw_validate_env_text(student);
-  if (env == NULL || bw_json_append_bson(roster, key, student) < 0 ||
-      bw_json_append_bson(envs, key, env) < 0)
-    rc = bw_error_set(error, BW_ENOMEM, "students: out of memory");
-  *differs = *differs || env != student;
-  json_object_put(env);
-  json_object_put(student);
-  return rc;
-}
-
 /* The roster as posted goes to pre/post jobs; the student jobs' envs (values
- * as text) are stored beside it only when they differ from it. */
+ * as text) are stored beside it only when they differ from it (envs NULL). */
 static int run_insert_roster(bw_db_t *db, const bson_oid_t *run,
-                             const bw_json_items_t *students,
-                             const bson_oid_t *ids, bw_error_t *error) {
-  bson_t doc = BSON_INITIALIZER, roster = BSON_INITIALIZER,
-         envs = BSON_INITIALIZER, list;
-  size_t n = bw_json_items_count(students);
-  bool differs = false;
-  int rc = 0;
+                             const bson_t *roster, const bson_t *envs,
+                             const bson_oid_t *ids, size_t n,
+                             bw_error_t *error) {
+  bson_t doc = BSON_INITIALIZER, list;
+  int rc;
 
-  for (size_t i = 0; rc == 0 && i < n; i++)
-    rc = run_roster_add(students, i, &roster, &envs, &differs, error);
   BSON_APPEND_OID(&doc, "_id", run);
-  BSON_APPEND_ARRAY(&doc, "students", &roster);
-  if (differs)
-    BSON_APPEND_ARRAY(&doc, "envs", &envs);
+  BSON_APPEND_ARRAY(&doc, "students", roster);
+  if (envs != NULL)
+    BSON_APPEND_ARRAY(&doc, "envs", envs);
   BSON_APPEND_ARRAY_BEGIN(&doc, "student_job_ids", &list);
   for (size_t i = 0; i < n; i++) {
     const char *key;
@@ -179,10 +170,7 @@ static int run_insert_roster(bw_db_t *db, const bson_oid_t *run,
     BSON_APPEND_OID(&list, key, &ids[i]);
   }
   bson_append_array_end(&doc, &list);
-  if (rc == 0)
-    rc = run_insert(db, BW_COLL_ROSTERS, &doc, "students", error);
-  bson_destroy(&roster);
-  bson_destroy(&envs);
+  rc = run_insert(db, BW_COLL_ROSTERS, &doc, "students", error);
   bson_destroy(&doc);
   return rc;
 }
@@ -217,8 +205,10 @@ int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
                   bw_error_t *error) {
   size_t n = bw_json_items_count(students);
   bson_oid_t run, pre, post, *ids;
+  bson_t roster, envs;
   bool has_pre = json_object_object_get(config, "pre_processing_pipeline"),
-       has_post = json_object_object_get(config, "post_processing_pipeline");
+       has_post = json_object_object_get(config, "post_processing_pipeline"),
+       differs;
   int rc;
   (void)cfg;
 
@@ -230,13 +220,18 @@ int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
   bson_oid_init(&post, NULL);
 
   /* The run document goes in last: a run is visible only once complete. */
-  rc = run_insert_roster(db, &run, students, ids, error);
+  rc = run_read_students(students, &roster, &envs, &differs, error);
   if (rc == 0)
-    rc = run_insert_jobs(db, &run, students, ids, has_pre ? &pre : NULL,
+    rc = run_insert_roster(db, &run, &roster, differs ? &envs : NULL, ids, n,
+                           error);
+  if (rc == 0)
+    rc = run_insert_jobs(db, &run, &envs, ids, has_pre ? &pre : NULL,
                          has_post ? &post : NULL, error);
   if (rc == 0)
     rc = run_insert_run(db, &run, config, n, has_pre ? &pre : NULL,
                         has_post ? &post : NULL, error);
+  bson_destroy(&roster);
+  bson_destroy(&envs);
   bson_free(ids);
   if (rc == 0)
     bson_oid_to_string(&run, run_id);
