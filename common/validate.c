@@ -291,8 +291,13 @@ static int check_pipeline(check_t *c, json_object *config, const char *key,
   return 0;
 }
 
+static int note_longest(json_object *longest, json_object *layer);
+
+/* Each student is read once here: besides its checks, the length of its
+ * longest values goes to `longest`, for check_expansion. */
 static int check_students(check_t *c, json_object *config,
-                          const bw_json_items_t *students) {
+                          const bw_json_items_t *students,
+                          json_object *longest) {
   json_object *value, *student;
   path_t child;
   size_t i, n;
@@ -315,6 +320,8 @@ static int check_students(check_t *c, json_object *config,
     if ((rc = bw_json_items_get(students, i, &student, c->error)) < 0)
       return rc;
     rc = check_env_object(c, student, child, true);
+    if (rc == 0 && note_longest(longest, student) < 0)
+      rc = bw_error_set(c->error, BW_ENOMEM, "%s: out of memory", child);
     json_object_put(student);
     if (rc < 0)
       return rc;
@@ -556,40 +563,27 @@ static int check_pipeline_expansion(check_t *c, json_object *config,
   return 0;
 }
 
-static int check_expansion(check_t *c, json_object *config,
-                           const bw_json_items_t *students,
-                           json_object *global) {
+/* `longest` holds the students' lengths (check_students). */
+static int check_expansion(check_t *c, json_object *config, json_object *global,
+                           json_object *longest) {
   static const char *const pipelines[] = {"pre_processing_pipeline",
                                           "student_pipeline",
                                           "post_processing_pipeline"};
-  json_object *longest = json_object_new_object(), *student;
-  size_t i, n = bw_json_items_count(students);
   int rc = 0;
 
-  if (longest == NULL)
+  if (global != NULL && note_longest(longest, global) < 0)
     return bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
-  if (global != NULL)
-    rc = note_longest(longest, global);
-  if (rc < 0)
-    rc = bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
-  for (i = 0; rc == 0 && i < n; i++) {
-    if ((rc = bw_json_items_get(students, i, &student, c->error)) < 0)
-      break;
-    if (note_longest(longest, student) < 0)
-      rc = bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
-    json_object_put(student);
-  }
-  for (i = 0; rc == 0 && i < 3; i++)
+  for (size_t i = 0; rc == 0 && i < 3; i++)
     rc = check_pipeline_expansion(c, config, longest, pipelines[i]);
-  json_object_put(longest);
   return rc;
 }
 
 /* ------------------------------------------------------------------------
  * bw_validate_run_config */
 
-static int check_run_config(check_t *c, json_object *config,
-                            const bw_json_items_t *students) {
+static int check_run_parts(check_t *c, json_object *config,
+                           const bw_json_items_t *students,
+                           json_object *longest) {
   static const char *const keys[] = {"students",
                                      "student_pipeline",
                                      "pre_processing_pipeline",
@@ -599,11 +593,9 @@ static int check_run_config(check_t *c, json_object *config,
   json_object *global = NULL;
   int rc;
 
-  if (!json_object_is_type(config, json_type_object))
-    return bw_error_set(c->error, BW_EINVAL, "body: expected a JSON object");
   if ((rc = check_known_keys(c, config, "", keys)) < 0)
     return rc;
-  if ((rc = check_students(c, config, students)) < 0)
+  if ((rc = check_students(c, config, students, longest)) < 0)
     return rc;
   if (json_object_object_get_ex(config, "env", &global) &&
       (rc = check_env_object(c, global, "env", true)) < 0)
@@ -618,7 +610,21 @@ static int check_run_config(check_t *c, json_object *config,
       (rc = check_global_references(c, config, global,
                                     "post_processing_pipeline")) < 0)
     return rc;
-  return check_expansion(c, config, students, global);
+  return check_expansion(c, config, global, longest);
+}
+
+static int check_run_config(check_t *c, json_object *config,
+                            const bw_json_items_t *students) {
+  json_object *longest; /* NAME -> longest value length in any layer */
+  int rc;
+
+  if (!json_object_is_type(config, json_type_object))
+    return bw_error_set(c->error, BW_EINVAL, "body: expected a JSON object");
+  if ((longest = json_object_new_object()) == NULL)
+    return bw_error_set(c->error, BW_ENOMEM, "env: out of memory");
+  rc = check_run_parts(c, config, students, longest);
+  json_object_put(longest);
+  return rc;
 }
 
 /* What the run keeps of a valid body: every key but students (which the
