@@ -557,8 +557,10 @@ int bw_json_parse_body(const char *buf, size_t len, int max_depth,
 
 struct bw_json_items {
   char *text;    /* the array's text, brackets included */
-  size_t n, cap; /* element i is text[start[i], start[i] + len[i]) */
-  size_t *start, *len;
+  size_t n, cap; /* element i is text[at[i].start, at[i].start + at[i].len) */
+  struct {
+    size_t start, len;
+  } * at;
   int max_depth;
   char key[64]; /* for paths in messages: "students[3].X" */
 };
@@ -566,17 +568,14 @@ struct bw_json_items {
 static int items_push(bw_json_items_t *items, size_t start, size_t len) {
   if (items->n == items->cap) {
     size_t cap = items->cap ? items->cap * 2 : 64;
-    size_t *s = realloc(items->start, cap * sizeof *s);
-    if (s != NULL)
-      items->start = s;
-    size_t *l = s ? realloc(items->len, cap * sizeof *l) : NULL;
-    if (l == NULL)
+    void *at = realloc(items->at, cap * sizeof *items->at);
+    if (at == NULL)
       return BW_ENOMEM;
-    items->len = l;
+    items->at = at;
     items->cap = cap;
   }
-  items->start[items->n] = start;
-  items->len[items->n++] = len;
+  items->at[items->n].start = start;
+  items->at[items->n++].len = len;
   return 0;
 }
 
@@ -661,8 +660,8 @@ static int items_parse(const bw_json_items_t *items, size_t i,
   if (tok == NULL)
     return bw_error_set(error, BW_ENOMEM, "body: out of memory");
   json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-  *out = json_tokener_parse_ex(tok, items->text + items->start[i],
-                               (int)items->len[i]);
+  *out = json_tokener_parse_ex(tok, items->text + items->at[i].start,
+                               (int)items->at[i].len);
   if (*out == NULL && json_tokener_get_error(tok) == json_tokener_continue)
     *out = json_tokener_parse_ex(tok, " ", 1);
   problem = json_tokener_get_error(tok);
@@ -699,8 +698,7 @@ void bw_json_items_free(bw_json_items_t *items) {
   if (items == NULL)
     return;
   free(items->text);
-  free(items->start);
-  free(items->len);
+  free(items->at);
   free(items);
 }
 
