@@ -35,6 +35,11 @@ int64_t bw_db_now_ms(void) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+void bw_db_append_at(bson_t *doc, int64_t at_ms) {
+  BSON_APPEND_DATE_TIME(doc, "at", at_ms);
+  BSON_APPEND_INT64(doc, "minute", at_ms / BW_DB_MINUTE_MS);
+}
+
 bool bw_db_oid_parse(const char *text, bson_oid_t *oid) {
   if (text == NULL || strlen(text) != 24 || !bson_oid_is_valid(text, 24))
     return false;

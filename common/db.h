@@ -131,6 +131,14 @@ int bw_db_apply_schema(bw_db_t *db, const char *schema_dir, bw_error_t *error);
 /* Milliseconds since the epoch, for timestamps stored as BSON dates. */
 int64_t bw_db_now_ms(void);
 
+/* Documents the reaper reads by time (claims, outcomes) carry `at` (a date)
+ * and `minute` = at / BW_DB_MINUTE_MS: the reaper reads a window minute by
+ * minute with equality filters, which every backend answers from an index
+ * (FerretDB pushes equality down to PostgreSQL, never a range), so a pass
+ * costs the same however much history is stored. */
+#define BW_DB_MINUTE_MS 60000
+void bw_db_append_at(bson_t *doc, int64_t at_ms);
+
 /* Parses 24 hex digits into an ObjectId; false when malformed. */
 bool bw_db_oid_parse(const char *text, bson_oid_t *oid);
 

@@ -157,7 +157,7 @@ static int job_insert_outcome(bw_db_t *db, const bw_handout_t *h,
     BSON_APPEND_BOOL(&doc, "success", success != 0);
   if (reason != NULL)
     BSON_APPEND_UTF8(&doc, "reason", reason);
-  BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
+  bw_db_append_at(&doc, bw_db_now_ms());
   rc = bw_db_insert_once(db, BW_COLL_OUTCOMES, &doc, error);
   /* On success *out is the outcome (no need to read it back). */
   if (rc == 0 && out != NULL)

@@ -36,6 +36,25 @@ int bw_run_start(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
 int bw_run_status(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
                   json_object **out, bw_error_t *error);
 
+/* Which jobs a status lists (GET grading_run/{id}?offset=&limit=&summary=,
+ * PROTOCOL.md "Reading a large run"; bw_validate_run_page reads them).
+ * Jobs are in roster order (pre, students by index, post).  A run of more
+ * than BW_RUN_PAGE_MAX jobs read with neither offset nor limit lists its
+ * first BW_RUN_PAGE_MAX: a response stays under ~1 MB however large the
+ * run.  Whenever the list is not the whole run, the status says so in
+ * "jobs_page": {offset, limit, total[, next_offset]}. */
+#define BW_RUN_PAGE_MAX 1000
+typedef struct bw_run_page {
+  bool summary; /* counts only: no "jobs", "jobs_page" has only "total" */
+  long offset;  /* >= 0 */
+  long limit;   /* 1..BW_RUN_PAGE_MAX; 0: not given */
+} bw_run_page_t;
+
+/* bw_run_status listing only `page` of the jobs (NULL: the default). */
+int bw_run_status_page(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
+                       const bw_run_page_t *page, json_object **out,
+                       bw_error_t *error);
+
 /* The run's config without the roster ({env, *_pipeline}).  Pipelines never
  * change once stored, so each process keeps the last few it read: a poll
  * does not re-read them.  Returns 0 and *out (new reference), or an error. */

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "error.h"
 #include "json.h"
+#include "run.h"
 
 /* A grading run config (the body of POST /api/v1/grading_run), as
  * bw_json_parse_body_lazy(..., "students", &body, &students, ...) gives it:
@@ -72,5 +73,13 @@ bool bw_validate_oid(const char *text);
 
 /* A printable host name for ?hostname=: 1..255 bytes of [A-Za-z0-9.-_]. */
 bool bw_validate_hostname(const char *text);
+
+/* The query of GET grading_run/{id}: offset, limit and summary as given
+ * (NULL when absent).  offset: an integer >= 0; limit: 1..BW_RUN_PAGE_MAX;
+ * summary: 1/true or 0/false.  Returns 0 and *page, or BW_EINVAL naming the
+ * parameter. */
+int bw_validate_run_page(const char *offset, const char *limit,
+                         const char *summary, bw_run_page_t *page,
+                         bw_error_t *error);
 
 #endif
