@@ -38,6 +38,7 @@ int64_t bw_db_now_ms(void) {
 void bw_db_append_at(bson_t *doc, int64_t at_ms) {
   BSON_APPEND_DATE_TIME(doc, "at", at_ms);
   BSON_APPEND_INT64(doc, "minute", at_ms / BW_DB_MINUTE_MS);
+  BSON_APPEND_INT64(doc, "day", at_ms / (BW_DB_MINUTE_MS * 1440LL));
 }
 
 bool bw_db_oid_parse(const char *text, bson_oid_t *oid) {

@@ -131,11 +131,12 @@ int bw_db_apply_schema(bw_db_t *db, const char *schema_dir, bw_error_t *error);
 /* Milliseconds since the epoch, for timestamps stored as BSON dates. */
 int64_t bw_db_now_ms(void);
 
-/* Documents the reaper reads by time (claims, outcomes) carry `at` (a date)
- * and `minute` = at / BW_DB_MINUTE_MS: the reaper reads a window minute by
- * minute with equality filters, which every backend answers from an index
- * (FerretDB pushes equality down to PostgreSQL, never a range), so a pass
- * costs the same however much history is stored. */
+/* Documents the reaper reads by time (claims, outcomes, results) carry `at`
+ * (a date), `minute` = at / BW_DB_MINUTE_MS and `day` = at / 86,400,000:
+ * the reaper reads a window minute by minute (retention: day by day) with
+ * equality filters, which every backend answers from an index (FerretDB
+ * pushes equality down to PostgreSQL, never a range), so a pass costs the
+ * same however much history is stored. */
 #define BW_DB_MINUTE_MS 60000
 void bw_db_append_at(bson_t *doc, int64_t at_ms);
 

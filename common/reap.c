@@ -6,6 +6,7 @@
 #include "job.h"
 #include "log.h"
 #include "queue.h"
+#include "retain.h"
 #include "run.h"
 
 typedef struct reap_ids {
@@ -339,6 +340,8 @@ int bw_reap_repair(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
     rc = reap_runs(db, cfg, stats, error);
   if (rc == 0)
     rc = reap_forget_workers(db, cfg, error);
+  if (rc == 0)
+    rc = bw_retain_pass(db, cfg, &stats->pruned, error);
   return rc;
 }
 

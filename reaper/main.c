@@ -75,7 +75,7 @@ static int parse_args(int argc, char **argv, args_t *args) {
  * scans for what crashed processes left behind (bw_reap_repair), which cost
  * more than the dead-grader check and are not needed every tick. */
 static int reap_pass(bw_db_t *db, const bw_config_t *cfg, bool repair) {
-  bw_reap_stats_t stats = {0, 0, 0, 0};
+  bw_reap_stats_t stats = {0, 0, 0, 0, 0};
   bw_error_t error = {.code = 0, .message = ""};
   int rc = bw_reap_dead(db, cfg, &stats, &error);
 
@@ -87,10 +87,11 @@ static int reap_pass(bw_db_t *db, const bw_config_t *cfg, bool repair) {
   }
   /* Dead graders stay dead (and counted) pass after pass: worth a line only
    * when this pass did something about them. */
-  if (stats.requeued || stats.failed || stats.repaired)
-    bw_log_info("dead graders %d, jobs re-queued %d, failed %d, repaired %d",
+  if (stats.requeued || stats.failed || stats.repaired || stats.pruned)
+    bw_log_info("dead graders %d, jobs re-queued %d, failed %d, repaired %d, "
+                "results pruned %d",
                 stats.dead_workers, stats.requeued, stats.failed,
-                stats.repaired);
+                stats.repaired, stats.pruned);
   return 0;
 }
 
