@@ -42,6 +42,8 @@ static const char result_body[] =
 
 typedef struct measure {
   bench_client_t c;
+  int heartbeat;        /* seconds, from registration */
+  double next_beat;     /* when the next heartbeat is due */
   bench_samples_t create_start, poll, result, status, job;
   char (*job_ids)[25]; /* of the last drain */
   size_t n_jobs;
@@ -75,6 +77,12 @@ static int drain(measure_t *m) {
   char path[128];
   m->n_jobs = 0;
   for (;;) {
+    /* A long drain must not get this grader declared dead (then its job
+     * goes back to the queue and the result gets 409). */
+    if (bw_test_now() >= m->next_beat) {
+      bench_client_request(&m->c, "POST", "/api/v1/heartbeat", "", 0);
+      m->next_beat = bw_test_now() + m->heartbeat / 2.0;
+    }
     double t = bw_test_now();
     long status =
         bench_client_request(&m->c, "GET", "/api/v1/grading_job", NULL, 0);
@@ -122,11 +130,11 @@ static int read_many(measure_t *m, bench_samples_t *s, const char *prefix,
 
 static int measure_steps(measure_t *m, int reps, int reads) {
   char run_id[25];
-  int heartbeat;
-  if (bench_client_register(&m->c, "bench-history", &heartbeat) != 200) {
+  if (bench_client_register(&m->c, "bench-history", &m->heartbeat) != 200) {
     fprintf(stderr, "bw-history: register: %s\n", m->c.error);
     return -1;
   }
+  m->next_beat = bw_test_now() + m->heartbeat / 2.0;
   for (int r = 0; r < reps; r++)
     if (create_and_start(m, BIG_RUN, run_id) < 0 || drain(m) < 0)
       return -1;
@@ -228,14 +236,26 @@ static void clone_string(const idmap_t *map, const char *s, char *out,
   }
 }
 
+/* A top-level `at` with `minute` (bw_db_append_at) is written again with
+ * it, so the time buckets move with the date. */
 static void clone_into(const idmap_t *map, bson_iter_t *it, bson_t *out,
-                       int64_t shift_ms) {
+                       int64_t shift_ms, bool top) {
+  int64_t at = -1;
+  unsigned buckets = 0;
   while (bson_iter_next(it)) {
     const char *key = bson_iter_key(it);
     bson_iter_t child;
     bson_t sub;
     char hex[25], text[256];
     int i;
+    if (top && (strcmp(key, "minute") == 0 || strcmp(key, "day") == 0)) {
+      buckets |= key[0] == 'm' ? BW_DB_BY_MINUTE : BW_DB_BY_DAY;
+      continue;
+    }
+    if (top && strcmp(key, "at") == 0 && BSON_ITER_HOLDS_DATE_TIME(it)) {
+      at = bson_iter_date_time(it) - shift_ms;
+      continue;
+    }
     switch (bson_iter_type(it)) {
     case BSON_TYPE_OID:
       bson_oid_to_string(bson_iter_oid(it), hex);
@@ -260,7 +280,7 @@ static void clone_into(const idmap_t *map, bson_iter_t *it, bson_t *out,
         BSON_APPEND_ARRAY_BEGIN(out, key, &sub);
       else
         BSON_APPEND_DOCUMENT_BEGIN(out, key, &sub);
-      clone_into(map, &child, &sub, shift_ms);
+      clone_into(map, &child, &sub, shift_ms, false);
       if (BSON_ITER_HOLDS_ARRAY(it))
         bson_append_array_end(out, &sub);
       else
@@ -270,6 +290,8 @@ static void clone_into(const idmap_t *map, bson_iter_t *it, bson_t *out,
       bson_append_iter(out, key, -1, it);
     }
   }
+  if (at >= 0)
+    bw_db_append_at(out, at, buckets);
 }
 
 static int insert_clones(mongoc_collection_t *coll, const docs_t *d,
@@ -284,7 +306,7 @@ static int insert_clones(mongoc_collection_t *coll, const docs_t *d,
     bson_iter_t it;
     copies[i] = bson_new();
     bson_iter_init(&it, d->v[i]);
-    clone_into(map, &it, copies[i], shift_ms);
+    clone_into(map, &it, copies[i], shift_ms, true);
   }
   ok = d->n == 0 ||
        mongoc_collection_insert_many(coll, (const bson_t **)copies, d->n, NULL,

@@ -2,7 +2,6 @@
 
 #include <string.h>
 
-#define DAY_MS 86400000LL
 #define CURSOR_ID "retention"
 
 /* The first day not yet known to be fully pruned, or `fallback`. */
@@ -137,7 +136,7 @@ static int retain_day(bw_db_t *db, int64_t day, int64_t cutoff, int budget,
 int bw_retain_pass(bw_db_t *db, const bw_config_t *cfg, int *pruned,
                    bw_error_t *error) {
   int64_t cutoff = bw_db_now_ms() - cfg->keep_output * 1000LL,
-          last = cutoff / DAY_MS,
+          last = cutoff / BW_DB_DAY_MS,
           start = retain_cursor(db, last - BW_RETAIN_FIRST_DAYS), day = start;
   int budget = BW_RETAIN_BATCH, rc = 0;
 
