@@ -77,10 +77,20 @@ static int parse_args(int argc, char **argv, args_t *args) {
 static int reap_pass(bw_db_t *db, const bw_config_t *cfg, bool repair) {
   bw_reap_stats_t stats = {0, 0, 0, 0, 0};
   bw_error_t error = {.code = 0, .message = ""};
+  int64_t started = bw_db_now_ms();
   int rc = bw_reap_dead(db, cfg, &stats, &error);
 
   if (rc == 0 && repair)
     rc = bw_reap_repair(db, cfg, &stats, &error);
+  if (rc < 0 && bw_db_now_ms() - started >= cfg->db_timeout_ms) {
+    /* The driver reports a call that timed out like a broken connection:
+     * a pass that failed only after db_timeout_ms met a slow database. */
+    bw_log_error("pass failed after %lld ms: the database is slow (a call "
+                 "got no answer within db_timeout_ms = %d), not down: %s",
+                 (long long)(bw_db_now_ms() - started), cfg->db_timeout_ms,
+                 error.message);
+    return rc;
+  }
   if (rc < 0) {
     bw_log_error("pass failed: %s", error.message);
     return rc;
