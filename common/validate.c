@@ -804,16 +804,6 @@ bool bw_validate_env_name(const char *name, size_t max_len) {
   return true;
 }
 
-bool bw_validate_oid(const char *text) {
-  size_t i;
-  if (text == NULL)
-    return false;
-  for (i = 0; i < 24; i++)
-    if (bw_json_hex_value((unsigned char)text[i]) < 0)
-      return false;
-  return text[24] == '\0';
-}
-
 bool bw_validate_hostname(const char *text) {
   size_t i;
   if (text == NULL || text[0] == '\0')

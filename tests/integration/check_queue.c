@@ -61,6 +61,33 @@ static json_object *test_run_config(int students, bool post) {
   return config;
 }
 
+/* An id as the router passes it on: parsed once. */
+static bson_oid_t test_oid(const char *hex) {
+  bson_oid_t oid;
+  ck_assert(bw_db_oid_parse(hex, &oid));
+  return oid;
+}
+
+/* The calls with ids in text, as the tests keep them. */
+static int test_status(bw_db_t *db, const char *run_id, json_object **out,
+                       bw_error_t *error) {
+  bson_oid_t run = test_oid(run_id);
+  return bw_run_status(db, &run, out, error);
+}
+
+static int test_poll(bw_db_t *db, const bw_config_t *cfg, const char *worker,
+                     json_object **out, bw_error_t *error) {
+  bson_oid_t w = test_oid(worker);
+  return bw_job_poll(db, cfg, &w, out, error);
+}
+
+static int test_report(bw_db_t *db, const bw_config_t *cfg, const char *job,
+                       const char *worker, json_object *result,
+                       bw_error_t *error) {
+  bson_oid_t j = test_oid(job), w = test_oid(worker);
+  return bw_job_report(db, cfg, &j, &w, result, error);
+}
+
 /* Creates the run as the API does: from the body's text, validated. */
 static void test_create_run(bw_db_t *db, const bw_config_t *cfg, int students,
                             bool post, char run_id[25]) {
@@ -72,7 +99,7 @@ static void test_create_run(bw_db_t *db, const bw_config_t *cfg, int students,
                                            "students", &body, &list, &error),
                    0);
   ck_assert_int_eq(bw_validate_run_config(body, list, cfg, &config, &error), 0);
-  ck_assert_int_eq(bw_run_create(db, cfg, config, list, run_id, &error), 0);
+  ck_assert_int_eq(bw_run_create(db, config, list, run_id, &error), 0);
   json_object_put(config);
   json_object_put(body);
   bw_json_items_free(list);
@@ -82,8 +109,10 @@ static void test_create_run(bw_db_t *db, const bw_config_t *cfg, int students,
 static void test_create_started_run(bw_db_t *db, const bw_config_t *cfg,
                                     int students, bool post, char run_id[25]) {
   bw_error_t error;
+  bson_oid_t run;
   test_create_run(db, cfg, students, post, run_id);
-  ck_assert_int_eq(bw_run_start(db, cfg, run_id, &error), 0);
+  run = test_oid(run_id);
+  ck_assert_int_eq(bw_run_start(db, &run, &error), 0);
 }
 
 /* A child: registers, then takes jobs and reports success until the queue
@@ -99,7 +128,7 @@ static void drain_child(const bw_config_t *cfg, int out_fd) {
     _exit(2);
   while (empty < 40) {
     json_object *job = NULL;
-    int rc = bw_queue_poll(db, cfg, worker, &job, &error);
+    int rc = test_poll(db, cfg, worker, &job, &error);
     if (rc == BW_EEMPTY) {
       empty++;
       usleep(20000);
@@ -114,7 +143,7 @@ static void drain_child(const bw_config_t *cfg, int out_fd) {
     int n = snprintf(line, sizeof line, "%s\n", id);
     if (write(out_fd, line, (size_t)n) != n)
       _exit(4);
-    if (bw_job_report(db, cfg, id, worker, ok, &error) < 0)
+    if (test_report(db, cfg, id, worker, ok, &error) < 0)
       _exit(5);
     json_object_put(job);
   }
@@ -169,7 +198,7 @@ START_TEST(drain_from_many_processes_hands_each_job_out_once) {
   rewind(log);
   ck_assert_int_eq(count_lines_unique(log, &dups), 501); /* 500 + post */
   ck_assert_int_eq(dups, 0);
-  ck_assert_int_eq(bw_run_status(db, &cfg, run_id, &status, &error), 0);
+  ck_assert_int_eq(test_status(db, run_id, &status, &error), 0);
   ck_assert_str_eq(
       json_object_get_string(json_object_object_get(status, "state")),
       "succeeded");
@@ -195,7 +224,8 @@ START_TEST(concurrent_starts_start_a_run_once) {
     pids[i] = fork();
     if (pids[i] == 0) {
       bw_db_t *mine = test_db(&cfg);
-      int rc = bw_run_start(mine, &cfg, run_id, &error);
+      bson_oid_t run = test_oid(run_id);
+      int rc = bw_run_start(mine, &run, &error);
       _exit(rc == 0 ? 0 : rc == BW_EINVAL ? 1 : 2);
     }
   }
@@ -237,7 +267,7 @@ START_TEST(reapers_and_a_late_result_race_and_one_wins) {
 
   test_create_started_run(db, &cfg, 1, false, run_id);
   ck_assert_int_eq(bw_worker_register(db, "doomed", worker, &error), 0);
-  ck_assert_int_eq(bw_queue_poll(db, &cfg, worker, &job, &error), 0);
+  ck_assert_int_eq(test_poll(db, &cfg, worker, &job, &error), 0);
   bson_strncpy(job_id,
                json_object_get_string(json_object_object_get(job, "job_id")),
                sizeof job_id);
@@ -256,7 +286,7 @@ START_TEST(reapers_and_a_late_result_race_and_one_wins) {
         _exit(stats.requeued > 0 ? 10 : 0);
       }
       json_object *ok = json_tokener_parse("{\"success\":true,\"info\":[]}");
-      int rc = bw_job_report(mine, &cfg, job_id, worker, ok, &error);
+      int rc = test_report(mine, &cfg, job_id, worker, ok, &error);
       _exit(rc == 0 ? 20 : rc == BW_ECONFLICT ? 0 : 29);
     }
   }
@@ -294,7 +324,7 @@ START_TEST(an_orphan_claim_older_than_the_reaper_window_is_requeued) {
   bw_error_t error;
 
   test_create_started_run(db, &cfg, 2, false, run_id);
-  ck_assert_int_eq(bw_run_status(db, &cfg, run_id, &status, &error), 0);
+  ck_assert_int_eq(test_status(db, run_id, &status, &error), 0);
   bson_oid_init_from_string(
       &orphan,
       json_object_get_string(json_object_object_get(
@@ -332,15 +362,15 @@ START_TEST(an_orphan_claim_older_than_the_reaper_window_is_requeued) {
   json_object *ok = json_tokener_parse("{\"success\":true,\"info\":[]}");
   ck_assert_int_eq(bw_worker_register(db, "live", worker, &error), 0);
   for (int i = 0; i < 2; i++) {
-    ck_assert_int_eq(bw_queue_poll(db, &cfg, worker, &job, &error), 0);
+    ck_assert_int_eq(test_poll(db, &cfg, worker, &job, &error), 0);
     const char *id =
         json_object_get_string(json_object_object_get(job, "job_id"));
-    ck_assert_int_eq(bw_job_report(db, &cfg, id, worker, ok, &error), 0);
+    ck_assert_int_eq(test_report(db, &cfg, id, worker, ok, &error), 0);
     json_object_put(job);
   }
-  ck_assert_int_eq(bw_queue_poll(db, &cfg, worker, &job, &error), BW_EEMPTY);
+  ck_assert_int_eq(test_poll(db, &cfg, worker, &job, &error), BW_EEMPTY);
   json_object_put(ok);
-  ck_assert_int_eq(bw_run_status(db, &cfg, run_id, &status, &error), 0);
+  ck_assert_int_eq(test_status(db, run_id, &status, &error), 0);
   ck_assert_str_eq(
       json_object_get_string(json_object_object_get(status, "state")),
       "succeeded");
