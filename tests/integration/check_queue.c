@@ -1,5 +1,5 @@
-/* check_queue.c - the exactly-once machinery of common/ hammered from many
- * processes at once, straight through libmongoc against the stack's real
+/* check_queue.c - the exactly-once machinery of common/ (hand-outs, run
+ * starts, reaping, finish tickets) hammered from many processes at once, straight through libmongoc against the stack's real
  * FerretDB (no HTTP: this isolates the database layer, which is where
  * FerretDB's unlocked findAndModify could hand a job out twice). */
 #include <check.h>
@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "finish.h"
 #include "../lib/itest.h"
 #include "job.h"
 #include "json.h"
@@ -384,6 +385,103 @@ START_TEST(an_orphan_claim_older_than_the_reaper_window_is_requeued) {
 }
 END_TEST
 
+/* ---- finish tickets (common/finish.c) -------------------------------- */
+
+/* Counts the student jobs i of `jobs` (of `count`) with i % step == first,
+ * in that order.  Returns how many of them saw themselves last, or -1. */
+static int finish_share(bw_db_t *db, const bson_oid_t *run,
+                        const bson_oid_t *jobs, int count, int first,
+                        int step) {
+  int lasts = 0;
+  for (int i = first; i < count; i += step) {
+    bool last;
+    if (bw_finish_count(db, run, &jobs[i], i, count, &last, NULL) < 0)
+      return -1;
+    lasts += last;
+  }
+  return lasts;
+}
+
+/* 300 students (uneven buckets of 4 and 5) counted by 8 processes at once:
+ * exactly one sees itself last, and every ticket is taken exactly once. */
+START_TEST(finish_tickets_name_one_last_job_among_many_processes) {
+  enum { COUNT = 300 };
+  bw_config_t cfg = test_config();
+  bson_oid_t run, jobs[COUNT];
+  pid_t pids[PROCS];
+  int lasts = 0;
+
+  bson_oid_init(&run, NULL);
+  for (int i = 0; i < COUNT; i++)
+    bson_oid_init(&jobs[i], NULL);
+  for (int i = 0; i < PROCS; i++) {
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      bw_db_t *mine = test_db(&cfg);
+      int n = finish_share(mine, &run, jobs, COUNT, i, PROCS);
+      bw_db_close(mine);
+      _exit(n < 0 ? 9 : n);
+    }
+  }
+  for (int i = 0; i < PROCS; i++) {
+    int status;
+    waitpid(pids[i], &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) <= 1);
+    lasts += WEXITSTATUS(status);
+  }
+  ck_assert_int_eq(lasts, 1);
+  /* One ticket per job in its bucket, one per bucket in "all". */
+  ck_assert_int_eq(bw_test_db_count(bw_itest_stack(), "marks"),
+                   COUNT + BW_FINISH_BUCKETS);
+}
+END_TEST
+
+/* The shared hint may lag (FerretDB's unlocked updates can set it back):
+ * a process with no memory of its own tickets, starting from a hint reset
+ * to 0, still takes the right tickets, and the last job is the last. */
+START_TEST(finish_tickets_survive_a_hint_set_back) {
+  enum { COUNT = 70 };
+  bw_config_t cfg = test_config();
+  bw_db_t *db = test_db(&cfg);
+  bson_oid_t run, jobs[COUNT];
+  bson_t filter = BSON_INITIALIZER;
+  pid_t pid;
+  int status;
+
+  bson_oid_init(&run, NULL);
+  for (int i = 0; i < COUNT; i++)
+    bson_oid_init(&jobs[i], NULL);
+  /* The first half, in this process, sees no last. */
+  for (int i = 0; i < COUNT / 2; i++) {
+    bool last = true;
+    ck_assert_int_eq(
+        bw_finish_count(db, &run, &jobs[i], i, COUNT, &last, NULL), 0);
+    ck_assert(!last);
+  }
+  ck_assert(mongoc_collection_delete_many(bw_db_coll(db, BW_COLL_COUNTERS),
+                                          &filter, NULL, NULL, NULL));
+  bson_destroy(&filter);
+  /* The second half in a fresh process: only the very last is last. */
+  pid = fork();
+  if (pid == 0) {
+    bw_db_t *mine = test_db(&cfg);
+    for (int i = COUNT / 2; i < COUNT; i++) {
+      bool last;
+      if (bw_finish_count(mine, &run, &jobs[i], i, COUNT, &last, NULL) < 0)
+        _exit(9);
+      if (last != (i == COUNT - 1))
+        _exit(10 + (i == COUNT - 1));
+    }
+    bw_db_close(mine);
+    _exit(0);
+  }
+  waitpid(pid, &status, 0);
+  ck_assert(WIFEXITED(status));
+  ck_assert_int_eq(WEXITSTATUS(status), 0);
+  bw_db_close(db);
+}
+END_TEST
+
 static Suite *queue_suite(void) {
   Suite *s = suite_create("queue");
   TCase *tc = bw_itest_tcase(s, "exactly-once", 240, true);
@@ -391,6 +489,8 @@ static Suite *queue_suite(void) {
   tcase_add_test(tc, concurrent_starts_start_a_run_once);
   tcase_add_test(tc, reapers_and_a_late_result_race_and_one_wins);
   tcase_add_test(tc, an_orphan_claim_older_than_the_reaper_window_is_requeued);
+  tcase_add_test(tc, finish_tickets_name_one_last_job_among_many_processes);
+  tcase_add_test(tc, finish_tickets_survive_a_hint_set_back);
   return s;
 }
 
