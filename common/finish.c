@@ -30,7 +30,7 @@ static int64_t finish_last_ticket(const bson_oid_t *run, const char *series) {
 }
 
 static void finish_remember_ticket(const bson_oid_t *run, const char *series,
-                                int64_t ticket) {
+                                   int64_t ticket) {
   int slot = finish_ticket_slot(run, series);
   if (slot < 0) {
     slot = finish_tickets_next++ % FINISH_TICKETS;
@@ -44,7 +44,7 @@ static void finish_remember_ticket(const bson_oid_t *run, const char *series,
 /* Where a taker of `series` starts: the later of the shared hint and this
  * process's own last ticket + 1. */
 static int64_t finish_ticket_start(bw_db_t *db, const bson_oid_t *run,
-                                const char *series) {
+                                   const char *series) {
   bson_t filter = BSON_INITIALIZER, hint;
   int64_t n = finish_last_ticket(run, series) + 1;
 
@@ -60,7 +60,7 @@ static int64_t finish_ticket_start(bw_db_t *db, const bson_oid_t *run,
 /* Moves the hint of `series` to `next`.  A lost or out-of-order write only
  * costs a later taker a retry. */
 static void finish_ticket_hint(bw_db_t *db, const bson_oid_t *run,
-                            const char *series, int64_t next) {
+                               const char *series, int64_t next) {
   bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set,
          opts = BSON_INITIALIZER;
   bson_error_t driver;
@@ -79,8 +79,8 @@ static void finish_ticket_hint(bw_db_t *db, const bson_oid_t *run,
 
 /* Takes the first free ticket of `series` for `job`: *ticket is its number. */
 static int finish_take_ticket(bw_db_t *db, const bson_oid_t *run,
-                           const char *series, const bson_oid_t *job,
-                           int64_t *ticket, bw_error_t *error) {
+                              const char *series, const bson_oid_t *job,
+                              int64_t *ticket, bw_error_t *error) {
   char hex[25];
   int64_t n = finish_ticket_start(db, run, series);
   int rc;
@@ -108,8 +108,8 @@ static int finish_take_ticket(bw_db_t *db, const bson_oid_t *run,
 
 bw_finish_plan_t bw_finish_plan(int count, int index) {
   bw_finish_plan_t plan = {.bucket = index % BW_FINISH_BUCKETS};
-  plan.bucket_size = count / BW_FINISH_BUCKETS +
-                     (plan.bucket < count % BW_FINISH_BUCKETS);
+  plan.bucket_size =
+      count / BW_FINISH_BUCKETS + (plan.bucket < count % BW_FINISH_BUCKETS);
   plan.buckets = count < BW_FINISH_BUCKETS ? count : BW_FINISH_BUCKETS;
   return plan;
 }

@@ -253,7 +253,8 @@ typedef struct job_own_result {
 static bool job_is_result_of(const bson_t *outcome, const bson_oid_t *worker) {
   bson_oid_t by;
   return strcmp(bw_db_get_utf8(outcome, "kind", ""), "result") == 0 &&
-         bw_db_get_oid(outcome, "worker_id", &by) && bson_oid_equal(&by, worker);
+         bw_db_get_oid(outcome, "worker_id", &by) &&
+         bson_oid_equal(&by, worker);
 }
 
 static void job_visit_own_result(const bson_t *doc, void *ctx) {

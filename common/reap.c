@@ -257,7 +257,7 @@ enum reap_claim { REAP_UNCLAIMED, REAP_CLAIMED, REAP_ORPHANED };
  * recorded, so the poller died in between.  On a database error, say
  * "claimed": repair must never double-queue. */
 static enum reap_claim reap_claim_of(bw_db_t *db, const bw_config_t *cfg,
-                                   const bson_oid_t *job, int attempt) {
+                                     const bson_oid_t *job, int attempt) {
   bson_t found;
   bson_iter_t it;
   char id[48];
@@ -279,7 +279,7 @@ static enum reap_claim reap_claim_of(bw_db_t *db, const bw_config_t *cfg,
 
 /* The student env of a job as a BSON view into `holder` (or NULL). */
 static const bson_t *reap_job_env(const bw_run_job_t *j, bson_t *holder,
-                                 bson_t *env) {
+                                  bson_t *env) {
   if (j->student == NULL)
     return NULL;
   bw_json_append_bson(holder, "s", j->student);
@@ -293,8 +293,9 @@ static const bson_t *reap_job_env(const bw_run_job_t *j, bson_t *holder,
  * this catches the claims it never saw (the reaper was down longer than its
  * window). */
 static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
-                          const bson_oid_t *run, bw_run_job_t *j,
-                          int student_count, int *repaired, bw_error_t *error) {
+                           const bson_oid_t *run, bw_run_job_t *j,
+                           int student_count, int *repaired,
+                           bw_error_t *error) {
   bw_handout_t h = {.attempt = j->attempts + 1};
   bson_t holder = BSON_INITIALIZER, env;
   const bson_t *student;
@@ -329,7 +330,7 @@ static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
 
 /* The job of `type` (pre or post) final: re-apply its end to the run. */
 static int reap_repair_phase_end(bw_db_t *db, const bw_config_t *cfg,
-                                const bson_oid_t *run, const bw_run_job_t *j) {
+                                 const bson_oid_t *run, const bw_run_job_t *j) {
   bw_handout_t h = {.attempt = j->attempts};
   bson_oid_copy(&j->id, &h.job_id);
   bson_oid_copy(run, &h.run_id);

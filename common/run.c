@@ -520,8 +520,8 @@ static int run_student_finished(bw_db_t *db, const bw_config_t *cfg,
   if (rc == BW_EDUP)
     return 0;
   if (rc == 0)
-    rc = bw_finish_count(db, &h->run_id, &h->job_id, h->index,
-                         h->student_count, &last, error);
+    rc = bw_finish_count(db, &h->run_id, &h->job_id, h->index, h->student_count,
+                         &last, error);
   if (rc < 0 || !last)
     return rc;
   /* The last student job: exactly one caller gets here. */
@@ -674,7 +674,8 @@ int bw_run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
 /* ---- status ---------------------------------------------------------- */
 
 static int run_status_order(const void *a, const void *b) {
-  const bw_run_job_t *x = *(bw_run_job_t *const *)a, *y = *(bw_run_job_t *const *)b;
+  const bw_run_job_t *x = *(bw_run_job_t *const *)a,
+                     *y = *(bw_run_job_t *const *)b;
   int tx = strcmp(x->type, "pre") == 0    ? 0
            : strcmp(x->type, "post") == 0 ? 2
                                           : 1;
@@ -704,7 +705,8 @@ static const char *run_job_shown_state(const bw_run_job_t *j,
   return bw_run_job_state(j->type, run_state);
 }
 
-static json_object *run_status_job(const bw_run_job_t *j, const char *run_state) {
+static json_object *run_status_job(const bw_run_job_t *j,
+                                   const char *run_state) {
   json_object *job = json_object_new_object();
   char hex[25];
 
@@ -791,4 +793,3 @@ int bw_run_status(bw_db_t *db, const bson_oid_t *run, json_object **out,
   *out = status;
   return 0;
 }
-

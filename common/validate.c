@@ -8,8 +8,9 @@
 #include "env.h"
 #include "json.h"
 
-/* Everything a check needs: the limits, where to report, and the JSON path
- * of the value being checked (for the message). */
+/* What every check shares: the limits and where to report.  The JSON path
+ * of the value being checked (for the message) is each check's own
+ * argument. */
 typedef struct check {
   const bw_config_t *cfg;
   bw_error_t *error;

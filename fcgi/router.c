@@ -142,11 +142,11 @@ void bw_router_dispatch(const bw_config_t *cfg, bw_db_t *db,
   bw_error_t error = {.code = 0, .message = ""};
   int rc = router_serve(&call, &error);
 
-  if (rc < 0) {
-    error.code = rc;
-    bw_request_reply_error(req, &error, cfg->queue_empty_code);
-  } else if (req->status == 0) {
-    bw_error_set(&error, BW_EINTERNAL, "internal error: no reply");
-    bw_request_reply_error(req, &error, cfg->queue_empty_code);
-  }
+  /* The reply's status comes from what the call returned, whoever filled
+   * (or did not fill) error.message. */
+  if (rc < 0)
+    bw_request_reply_error(req, rc, error.message, cfg->queue_empty_code);
+  else if (req->status == 0)
+    bw_request_reply_error(req, BW_EINTERNAL, "internal error: no reply",
+                           cfg->queue_empty_code);
 }

@@ -1,7 +1,8 @@
 /* check_queue.c - the exactly-once machinery of common/ (hand-outs, run
- * starts, reaping, finish tickets) hammered from many processes at once, straight through libmongoc against the stack's real
- * FerretDB (no HTTP: this isolates the database layer, which is where
- * FerretDB's unlocked findAndModify could hand a job out twice). */
+ * starts, reaping, finish tickets) hammered from many processes at once,
+ * straight through libmongoc against the stack's real FerretDB (no HTTP: this
+ * isolates the database layer, which is where FerretDB's unlocked findAndModify
+ * could hand a job out twice). */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -454,8 +455,8 @@ START_TEST(finish_tickets_survive_a_hint_set_back) {
   /* The first half, in this process, sees no last. */
   for (int i = 0; i < COUNT / 2; i++) {
     bool last = true;
-    ck_assert_int_eq(
-        bw_finish_count(db, &run, &jobs[i], i, COUNT, &last, NULL), 0);
+    ck_assert_int_eq(bw_finish_count(db, &run, &jobs[i], i, COUNT, &last, NULL),
+                     0);
     ck_assert(!last);
   }
   ck_assert(mongoc_collection_delete_many(bw_db_coll(db, BW_COLL_COUNTERS),

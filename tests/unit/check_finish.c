@@ -24,8 +24,9 @@ static void check_plan(int count) {
     sizes[plan.bucket] = plan.bucket_size;
   }
   for (int b = 0; b < BW_FINISH_BUCKETS; b++) {
-    ck_assert_msg(members[b] == sizes[b], "S=%d bucket %d: %lld jobs, size %lld",
-                  count, b, (long long)members[b], (long long)sizes[b]);
+    ck_assert_msg(members[b] == sizes[b],
+                  "S=%d bucket %d: %lld jobs, size %lld", count, b,
+                  (long long)members[b], (long long)sizes[b]);
     total += members[b];
     nonempty += members[b] > 0;
   }
@@ -82,12 +83,13 @@ START_TEST(test_count_refuses_an_index_out_of_range) {
 END_TEST
 
 static Suite *finish_suite(void) {
+  const TTest *tests[] = {
+      test_plan_every_roster_size, test_plan_small_roster_one_job_per_bucket,
+      test_plan_uneven_buckets, test_count_refuses_an_index_out_of_range};
   Suite *s = suite_create("finish");
   TCase *plan = tcase_create("plan");
-  tcase_add_test(plan, test_plan_every_roster_size);
-  tcase_add_test(plan, test_plan_small_roster_one_job_per_bucket);
-  tcase_add_test(plan, test_plan_uneven_buckets);
-  tcase_add_test(plan, test_count_refuses_an_index_out_of_range);
+  for (size_t i = 0; i < sizeof tests / sizeof *tests; i++)
+    tcase_add_test(plan, tests[i]);
   suite_add_tcase(s, plan);
   return s;
 }
