@@ -3,8 +3,9 @@
  * report; and the client's view of a job.
  *
  * Where it sits: db <- queue <- run <- job <- reap, fcgi/handlers.  job.c
- * puts queue.c's storage steps together (claim, dequeue, record, give back)
- * and tells run.c when a job became final.
+ * puts queue.c's storage steps together (claim, dequeue, record), gives a
+ * hand-out that failed half-way back, and tells run.c when a job became
+ * final.
  *
  * A job's document in `jobs` is written once, at run creation.  Its state is
  * where its hand-outs are: waiting in a queue partition, being graded

@@ -101,7 +101,7 @@ static void reap_visit_lost_handout(const bson_t *doc, void *ctx) {
   reap_abandon(pass->db, pass->cfg, &h, &student, reason, pass->stats);
 }
 
-/* Hand-outs past their deadline (see queue.c): their grader is alive but
+/* Hand-outs past their deadline (job.c, job_deadline): their grader is alive but
  * lost the job, or is stuck. */
 static int reap_overdue(bw_db_t *db, const bw_config_t *cfg,
                         bw_reap_stats_t *stats, bw_error_t *error) {

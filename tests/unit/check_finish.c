@@ -3,7 +3,7 @@
  * up to the roster, every job must land in a bucket of the size the plan
  * says, and "all" must have one ticket per non-empty bucket, or no job (or
  * two) would see itself last.  The tickets themselves are taken against a
- * real database in tests/integration/check_queue.c ("finish" case). */
+ * real database in tests/integration/check_queue.c (finish_tickets_*). */
 #include <check.h>
 
 #include "finish.h"
