@@ -371,8 +371,8 @@ static int child_run(dbjob_t *d, int index, int ready_fd, int go_fd) {
 /* ---- the parent ------------------------------------------------------ */
 
 static int create_started_run(const bw_config_t *cfg, int students) {
-  char *text = bench_config_alloc(students), run_id[25];
   bson_oid_t run;
+  char *text = bench_config_alloc(students);
   json_object *body = NULL, *config = NULL;
   bw_json_items_t *list = NULL;
   bw_error_t error = {0};
@@ -384,8 +384,8 @@ static int create_started_run(const bw_config_t *cfg, int students) {
                               &body, &list, &error) == 0 &&
       bw_validate_run_config(body, list, cfg, &config, &error) == 0 &&
       bw_db_open(&db, cfg, &error) == 0 &&
-      bw_run_create(db, config, list, run_id, &error) == 0 &&
-      bw_db_oid_parse(run_id, &run) && bw_run_start(db, &run, &error) == 0)
+      bw_run_create(db, config, list, &run, &error) == 0 &&
+      bw_run_start(db, &run, &error) == 0)
     rc = 0;
   if (rc < 0)
     fprintf(stderr, "bw-dblimit: creating the run: %s\n", error.message);
@@ -520,7 +520,7 @@ static int cmd_create(dbjob_t *d, int students) {
   static const char *steps[] = {"body", "parse", "validate", "create", "start"};
   double t[5];
   long hwm[5];
-  char *text, run_id[25], key[64];
+  char *text, key[64];
   bson_oid_t run;
   json_object *body = NULL, *config = NULL;
   bw_json_items_t *list = NULL;
@@ -539,8 +539,7 @@ static int cmd_create(dbjob_t *d, int students) {
       t[1] = bw_test_now(), hwm[1] = vm_hwm_kb();
       if (bw_validate_run_config(body, list, &d->cfg, &config, &error) == 0) {
         t[2] = bw_test_now(), hwm[2] = vm_hwm_kb();
-        if (bw_run_create(db, config, list, run_id, &error) == 0 &&
-            bw_db_oid_parse(run_id, &run)) {
+        if (bw_run_create(db, config, list, &run, &error) == 0) {
           t[3] = bw_test_now(), hwm[3] = vm_hwm_kb();
           if (bw_run_start(db, &run, &error) == 0) {
             t[4] = bw_test_now(), hwm[4] = vm_hwm_kb();

@@ -200,7 +200,7 @@ static int run_insert_run(bw_db_t *db, const bson_oid_t *run,
 }
 
 int bw_run_create(bw_db_t *db, json_object *config,
-                  const bw_json_items_t *students, char run_id[25],
+                  const bw_json_items_t *students, bson_oid_t *run_id,
                   bw_error_t *error) {
   size_t n = bw_json_items_count(students);
   bson_oid_t run, pre, post, *ids;
@@ -232,7 +232,7 @@ int bw_run_create(bw_db_t *db, json_object *config,
   bson_destroy(&envs);
   bson_free(ids);
   if (rc == 0)
-    bson_oid_to_string(&run, run_id);
+    bson_oid_copy(&run, run_id);
   return rc;
 }
 

@@ -23,10 +23,10 @@
 /* Stores a validated config (from bw_validate_run_config) and its students
  * (read one at a time) as a new run in state "created" with one job per
  * student (and a pre/post job when those pipelines exist), all in bulk.
- * Writes the run id (24 hex + NUL) to run_id.  Returns 0, BW_ETOOBIG (roster
- * over a document's 16 MB), or BW_EDB. */
+ * Sets *run_id to the new run's id.  Returns 0, BW_ETOOBIG (roster over a
+ * document's 16 MB), or BW_EDB. */
 int bw_run_create(bw_db_t *db, json_object *config,
-                  const bw_json_items_t *students, char run_id[25],
+                  const bw_json_items_t *students, bson_oid_t *run_id,
                   bw_error_t *error);
 
 /* Starts a run: queues its pre-processing job, or all its student jobs.

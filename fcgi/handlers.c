@@ -36,6 +36,7 @@ static json_object *one_string(const char *key, const char *value) {
 int bw_handle_run_create(bw_call_t *call, bw_error_t *error) {
   json_object *body = NULL, *config = NULL;
   bw_json_items_t *students = NULL;
+  bson_oid_t run;
   char run_id[25];
   int rc = bw_request_read_body(call->req, call->cfg->max_body, error);
 
@@ -50,12 +51,13 @@ int bw_handle_run_create(bw_call_t *call, bw_error_t *error) {
         bw_validate_run_config(body, students, call->cfg, &config, error),
         error);
   if (rc == 0)
-    rc = bw_run_create(call->db, config, students, run_id, error);
+    rc = bw_run_create(call->db, config, students, &run, error);
   bw_json_items_free(students);
   json_object_put(config);
   json_object_put(body);
   if (rc < 0)
     return rc;
+  bson_oid_to_string(&run, run_id);
   bw_request_reply_success(call->req, one_string("grading_run_id", run_id));
   return 0;
 }

@@ -97,11 +97,13 @@ static void test_create_run(bw_db_t *db, const bw_config_t *cfg, int students,
   const char *text = json_object_to_json_string(built);
   bw_json_items_t *list;
   bw_error_t error;
+  bson_oid_t run;
   ck_assert_int_eq(bw_json_parse_body_lazy(text, strlen(text), cfg->max_depth,
                                            "students", &body, &list, &error),
                    0);
   ck_assert_int_eq(bw_validate_run_config(body, list, cfg, &config, &error), 0);
-  ck_assert_int_eq(bw_run_create(db, config, list, run_id, &error), 0);
+  ck_assert_int_eq(bw_run_create(db, config, list, &run, &error), 0);
+  bson_oid_to_string(&run, run_id);
   json_object_put(config);
   json_object_put(body);
   bw_json_items_free(list);

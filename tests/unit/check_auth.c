@@ -149,25 +149,23 @@ static void expect_worker_error(const char *header, const char *message) {
   ck_assert_str_eq(error.message, message);
 }
 
-START_TEST(test_worker_id_ok) {
+/* The header parses to the ObjectId whose text is `want`. */
+static void expect_worker_id(const char *header, const char *want) {
   bson_oid_t out;
   char hex[25];
   bw_error_t error;
-  ck_assert_int_eq(bw_auth_worker_id("5f1d0c0ffee0123456789abc", &out, &error),
-                   0);
+  ck_assert_int_eq(bw_auth_worker_id(header, &out, &error), 0);
   bson_oid_to_string(&out, hex);
-  ck_assert_str_eq(hex, "5f1d0c0ffee0123456789abc");
+  ck_assert_str_eq(hex, want);
+}
+
+START_TEST(test_worker_id_ok) {
+  expect_worker_id("5f1d0c0ffee0123456789abc", "5f1d0c0ffee0123456789abc");
 }
 END_TEST
 
 START_TEST(test_worker_id_any_case) {
-  bson_oid_t out;
-  char hex[25];
-  bw_error_t error;
-  ck_assert_int_eq(bw_auth_worker_id("5F1D0C0FFEE0123456789ABC", &out, &error),
-                   0);
-  bson_oid_to_string(&out, hex);
-  ck_assert_str_eq(hex, "5f1d0c0ffee0123456789abc");
+  expect_worker_id("5F1D0C0FFEE0123456789ABC", "5f1d0c0ffee0123456789abc");
 }
 END_TEST
 
