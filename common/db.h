@@ -131,7 +131,10 @@ int bw_db_apply_schema(bw_db_t *db, const char *schema_dir, bw_error_t *error);
 /* Milliseconds since the epoch, for timestamps stored as BSON dates. */
 int64_t bw_db_now_ms(void);
 
-/* Parses 24 hex digits into an ObjectId; false when malformed. */
+/* Parses 24 hex digits (either case) into an ObjectId; false when
+ * malformed.  The one id check of the project (libbson's
+ * bson_oid_is_valid): the router parses every id of a request with it once,
+ * and everything below takes the bson_oid_t. */
 bool bw_db_oid_parse(const char *text, bson_oid_t *oid);
 
 #endif

@@ -8,8 +8,9 @@
 #include "env.h"
 #include "json.h"
 
-/* Everything a check needs: the limits, where to report, and the JSON path
- * of the value being checked (for the message). */
+/* What every check shares: the limits and where to report.  The JSON path
+ * of the value being checked (for the message) is each check's own
+ * argument. */
 typedef struct check {
   const bw_config_t *cfg;
   bw_error_t *error;
@@ -802,16 +803,6 @@ bool bw_validate_env_name(const char *name, size_t max_len) {
       return false;
   }
   return true;
-}
-
-bool bw_validate_oid(const char *text) {
-  size_t i;
-  if (text == NULL)
-    return false;
-  for (i = 0; i < 24; i++)
-    if (bw_json_hex_value((unsigned char)text[i]) < 0)
-      return false;
-  return text[24] == '\0';
 }
 
 bool bw_validate_hostname(const char *text) {

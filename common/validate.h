@@ -67,9 +67,6 @@ int bw_validate_result(json_object *body, const bw_config_t *cfg,
 /* ENV variable name: [A-Za-z_][A-Za-z0-9_]*, at most max_len bytes. */
 bool bw_validate_env_name(const char *name, size_t max_len);
 
-/* 24 lowercase-or-uppercase hex digits: a MongoDB ObjectId in text. */
-bool bw_validate_oid(const char *text);
-
 /* A printable host name for ?hostname=: 1..255 bytes of [A-Za-z0-9.-_]. */
 bool bw_validate_hostname(const char *text);
 

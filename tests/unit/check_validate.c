@@ -738,18 +738,6 @@ START_TEST(test_env_name) {
 }
 END_TEST
 
-START_TEST(test_oid) {
-  ck_assert(bw_validate_oid("5f1d0c0ffee0123456789abc"));
-  ck_assert(bw_validate_oid("5F1D0C0FFEE0123456789ABC"));
-  ck_assert(!bw_validate_oid("5f1d0c0ffee0123456789ab"));
-  ck_assert(!bw_validate_oid("5f1d0c0ffee0123456789abcd"));
-  ck_assert(!bw_validate_oid("5f1d0c0ffee0123456789abg"));
-  ck_assert(!bw_validate_oid(" 5f1d0c0ffee0123456789abc"));
-  ck_assert(!bw_validate_oid(""));
-  ck_assert(!bw_validate_oid(NULL));
-}
-END_TEST
-
 START_TEST(test_hostname) {
   char name[300];
   ck_assert(bw_validate_hostname("grader-1.cs.example_x"));
@@ -842,7 +830,6 @@ static Suite *validate_suite(void) {
   tcase_add_test(result, test_result_size_limits);
 
   tcase_add_test(single, test_env_name);
-  tcase_add_test(single, test_oid);
   tcase_add_test(single, test_hostname);
 
   for (i = 0; i < sizeof all / sizeof all[0]; i++)
