@@ -6,11 +6,14 @@
  * sigwait() in the signal thread, so no handler runs inside libcurl or
  * malloc; the stop it triggers wakes every sleeping thread at once. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 
 #include "cgroup.h"
 #include "log.h"
@@ -117,6 +120,14 @@ static int setup_limits(gr_options_t *opt) {
                 "or output limits");
     return 0;
   }
+  /* bwrap: the job folders' tmpfs are mounted in a mount namespace of the
+   * grader's own, which the kernel tears down with the grader, so not even
+   * a SIGKILL leaves them mounted.  (The docker daemon must see them: they
+   * stay in the host's namespace.) */
+  if (opt->runner == GR_RUNNER_BWRAP &&
+      (unshare(CLONE_NEWNS) != 0 ||
+       mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0))
+    bw_log_debug("no private mount namespace: %s", strerror(errno));
   rc = gr_workdir_probe_bound(opt->work_dir);
   opt->bound_job = rc == 0;
   if (!opt->bound_job && opt->runner == GR_RUNNER_DOCKER)
