@@ -394,10 +394,10 @@ static int derive_from_data_dir(bw_config_t *cfg, bool socket_path_set,
 
 /* A stage's default limit must be one a stage could ask for. */
 static int check_limit_defaults(const bw_config_t *cfg, bw_error_t *error) {
-  const char *over = cfg->default_memory > cfg->max_memory ? "memory"
-                     : cfg->default_cpus > cfg->max_cpus   ? "cpus"
-                     : cfg->default_pids > cfg->max_pids   ? "pids"
-                     : cfg->default_disk > cfg->max_disk   ? "disk"
+  const char *over = cfg->default_memory > cfg->max_memory   ? "memory"
+                     : cfg->default_cpus > cfg->max_cpus     ? "cpus"
+                     : cfg->default_pids > cfg->max_pids     ? "pids"
+                     : cfg->default_disk > cfg->max_disk     ? "disk"
                      : cfg->default_output > cfg->max_output ? "output"
                                                              : NULL;
   if (over != NULL)

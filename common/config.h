@@ -78,8 +78,9 @@ void bw_config_init(bw_config_t *cfg);
  * the embedded FerretDB's mongodb://<percent-encoded absolute
  * <data_dir>/run/ferretdb.sock> (data_dir itself is left as given).  A
  * trailing '/' of data_dir is dropped.  default_timeout > max_timeout is an
- * error, and so is a default_<limit> over its max_<limit>.  A '#' starts a comment at the start of a line or after a blank.
- * Messages never contain the token. */
+ * error, and so is a default_<limit> over its max_<limit>.  A '#' starts a
+ * comment at the start of a line or after a blank. Messages never contain the
+ * token. */
 int bw_config_load(bw_config_t *cfg, const char *path, bw_error_t *error);
 
 /* Sets one option by its file name (`heartbeat`, `max_body`, ...).

@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,9 +168,9 @@ static int check_env_object(check_t *c, json_object *env, const char *path,
  * Stages and pipelines. */
 
 static const char *const stage_keys[] = {
-    "image",   "env",    "entry_point", "enable_networking",
-    "host_name", "timeout", "memory",   "cpus",
-    "pids",    "disk",   "output",     NULL};
+    "image",     "env",     "entry_point", "enable_networking",
+    "host_name", "timeout", "memory",      "cpus",
+    "pids",      "disk",    "output",      NULL};
 
 static int check_image(check_t *c, json_object *stage, const char *path) {
   json_object *image;
@@ -220,26 +221,25 @@ static int check_timeout(check_t *c, json_object *timeout, const char *path) {
 }
 
 /* A stage's resource limits: sizes (memory, disk, output) in bytes or as
- * text with a k/m/g suffix, cpus a number, pids a count; each from a
- * minimum to its max_<key> in the config. */
+ * text with a k/m/g suffix, cpus a number, pids a whole number; each from a
+ * floor to its max_<key> in the config. */
+enum limit_kind { LIMIT_SIZE, LIMIT_CPUS, LIMIT_COUNT };
+
 typedef struct stage_limit {
   const char *key;
+  enum limit_kind kind;
   double min;
-  double (*max)(const bw_config_t *cfg);
+  size_t max_offset; /* of max_<key> in bw_config_t */
 } stage_limit_t;
-
-static double max_memory(const bw_config_t *cfg) { return (double)cfg->max_memory; }
-static double max_cpus(const bw_config_t *cfg) { return cfg->max_cpus; }
-static double max_pids(const bw_config_t *cfg) { return cfg->max_pids; }
-static double max_disk(const bw_config_t *cfg) { return (double)cfg->max_disk; }
-static double max_output(const bw_config_t *cfg) { return (double)cfg->max_output; }
 
 /* bwrap and a shell need a few MiB and pids before the stage's own code
  * runs: a lower limit would only make a stage fail to start. */
 static const stage_limit_t stage_limits[] = {
-    {"memory", 4 << 20, max_memory}, {"cpus", 0.01, max_cpus},
-    {"pids", 4, max_pids},           {"disk", 1 << 20, max_disk},
-    {"output", 1024, max_output},
+    {"memory", LIMIT_SIZE, 4 << 20, offsetof(bw_config_t, max_memory)},
+    {"cpus", LIMIT_CPUS, 0.01, offsetof(bw_config_t, max_cpus)},
+    {"pids", LIMIT_COUNT, 4, offsetof(bw_config_t, max_pids)},
+    {"disk", LIMIT_SIZE, 1 << 20, offsetof(bw_config_t, max_disk)},
+    {"output", LIMIT_SIZE, 1024, offsetof(bw_config_t, max_output)},
 };
 
 static const stage_limit_t *find_stage_limit(const char *key) {
@@ -249,31 +249,42 @@ static const stage_limit_t *find_stage_limit(const char *key) {
   return NULL;
 }
 
+static double limit_max(const bw_config_t *cfg, const stage_limit_t *limit) {
+  const char *field = (const char *)cfg + limit->max_offset;
+
+  if (limit->kind == LIMIT_SIZE)
+    return (double)*(const size_t *)field;
+  if (limit->kind == LIMIT_CPUS)
+    return *(const double *)field;
+  return *(const int *)field;
+}
+
 static int check_limit(check_t *c, json_object *value, const char *path,
                        const stage_limit_t *limit) {
-  bool is_cpus = strcmp(limit->key, "cpus") == 0;
-  bool is_count = is_cpus || strcmp(limit->key, "pids") == 0;
   uint64_t bytes;
   double n;
 
-  if (is_cpus && (json_object_is_type(value, json_type_int) ||
-                  json_object_is_type(value, json_type_double)))
-    n = json_object_get_double(value);
-  else if (!is_cpus && bw_validate_size(value, &bytes))
+  if (limit->kind == LIMIT_SIZE) {
+    if (!bw_validate_size(value, &bytes))
+      return bw_error_set(c->error, BW_EINVAL,
+                          "%s: expected bytes, or a size such as \"512m\"",
+                          path);
     n = (double)bytes;
-  else
-    return bw_error_set(c->error, BW_EINVAL,
-                        is_cpus    ? "%s: expected a number of CPUs"
-                        : is_count ? "%s: expected a whole number"
-                                   : "%s: expected bytes, or a size such as "
-                                     "\"512m\"",
-                        path);
-  if (is_count && !is_cpus && !json_object_is_type(value, json_type_int))
-    return bw_error_set(c->error, BW_EINVAL, "%s: expected a whole number",
-                        path);
-  if (!(n >= limit->min) || n > limit->max(c->cfg))
-    return bw_error_set(c->error, BW_EINVAL, "%s: expected %.15g to %.15g", path,
-                        limit->min, limit->max(c->cfg));
+  } else if (limit->kind == LIMIT_CPUS) {
+    if (!json_object_is_type(value, json_type_int) &&
+        !json_object_is_type(value, json_type_double))
+      return bw_error_set(c->error, BW_EINVAL, "%s: expected a number of CPUs",
+                          path);
+    n = json_object_get_double(value);
+  } else {
+    if (!json_object_is_type(value, json_type_int))
+      return bw_error_set(c->error, BW_EINVAL, "%s: expected a whole number",
+                          path);
+    n = (double)json_object_get_int64(value);
+  }
+  if (!(n >= limit->min) || n > limit_max(c->cfg, limit))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected %.15g to %.15g",
+                        path, limit->min, limit_max(c->cfg, limit));
   return 0;
 }
 
@@ -304,8 +315,10 @@ static int check_stage_option(check_t *c, json_object *stage, const char *path,
 
 static int check_stage(check_t *c, json_object *stage, const char *path) {
   static const char *const options[] = {
-      "env",    "entry_point", "enable_networking", "host_name", "timeout",
-      "memory", "cpus",        "pids",              "disk",      "output"};
+      "env",       "entry_point", "enable_networking",
+      "host_name", "timeout",     "memory",
+      "cpus",      "pids",        "disk",
+      "output"};
   size_t i;
   int rc;
 

@@ -135,9 +135,9 @@ static int find_mount(const char *controller, char *point, char *root,
     if (dash == NULL || sscanf(line, "%*s %*s %*s %4095s %4095s", r, p) != 2 ||
         sscanf(dash + 3, "%63s %*s %1023s", type, opts) != 2)
       continue;
-    if (controller == NULL ? strcmp(type, "cgroup2") == 0
-                           : strcmp(type, "cgroup") == 0 &&
-                                 has_word(opts, controller, ","))
+    if (controller == NULL
+            ? strcmp(type, "cgroup2") == 0
+            : strcmp(type, "cgroup") == 0 && has_word(opts, controller, ","))
       rc = snprintf(point, cap, "%s", p) < (int)cap &&
                    snprintf(root, cap, "%s", r) < (int)cap
                ? 0
@@ -319,8 +319,8 @@ int gr_cgroup_setup(char *why, size_t why_len) {
 
 /* ---- one stage ---------------------------------------------------------- */
 
-static int set_limits_v1(const gr_cgroup_t *cg, const gr_limits_t *l,
-                         char *why, size_t why_len) {
+static int set_limits_v1(const gr_cgroup_t *cg, const gr_limits_t *l, char *why,
+                         size_t why_len) {
   char mem[32], pids[32], quota[32], period[32];
   int rc;
 
@@ -347,8 +347,8 @@ static int set_limits_v1(const gr_cgroup_t *cg, const gr_limits_t *l,
   return 0;
 }
 
-static int set_limits_v2(const gr_cgroup_t *cg, const gr_limits_t *l,
-                         char *why, size_t why_len) {
+static int set_limits_v2(const gr_cgroup_t *cg, const gr_limits_t *l, char *why,
+                         size_t why_len) {
   char mem[32], pids[32], cpu[64];
   int rc;
 

@@ -35,12 +35,12 @@ typedef struct gr_cgroup {
 
 /* What a stage used, read from its groups. */
 typedef struct gr_cgroup_usage {
-  long long oom_kills;     /* processes the kernel killed at the memory limit */
-  long long pids_refused;  /* forks refused at the pids limit */
-  long long cpu_ns;        /* CPU time of all its processes */
-  long long periods;       /* CPU periods in which it ran */
-  long long throttled;     /* ... and in which it used up its share */
-  long long memory_peak;   /* bytes, or -1 when the kernel does not say */
+  long long oom_kills;    /* processes the kernel killed at the memory limit */
+  long long pids_refused; /* forks refused at the pids limit */
+  long long cpu_ns;       /* CPU time of all its processes */
+  long long periods;      /* CPU periods in which it ran */
+  long long throttled;    /* ... and in which it used up its share */
+  long long memory_peak;  /* bytes, or -1 when the kernel does not say */
 } gr_cgroup_usage_t;
 
 /* Once, before any thread starts.  Returns 1 (v1) or 2 (v2) when stages can

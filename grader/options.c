@@ -249,14 +249,12 @@ static int parse_limit_size(const char *text, uint64_t *out) {
   return ok ? 0 : -1;
 }
 
-static int parse_number(const char *text, double min, double max,
-                        double *out) {
+static int parse_number(const char *text, double min, double max, double *out) {
   char *end;
 
   errno = 0;
   *out = strtod(text, &end);
-  return errno == 0 && end != text && *end == '\0' && *out >= min &&
-                 *out <= max
+  return errno == 0 && end != text && *end == '\0' && *out >= min && *out <= max
              ? 0
              : -1;
 }

@@ -399,8 +399,8 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
     note_to_logs(run->job, "stage %zu (%s) timed out after %d ms: killed",
                  index, stage->image, stage->timeout_ms);
   else if (out->killed_by != GR_KILLED_NONE && !result.abandoned)
-    note_to_logs(run->job, "stage %zu (%s) stopped: over its %s limit",
-                 index, stage->image, gr_killed_by_name(out->killed_by));
+    note_to_logs(run->job, "stage %zu (%s) stopped: over its %s limit", index,
+                 stage->image, gr_killed_by_name(out->killed_by));
   return !result.abandoned && !result.timed_out &&
          out->killed_by == GR_KILLED_NONE && result.exit_code == 0;
 }
@@ -526,8 +526,7 @@ int gr_pipeline_run(const gr_options_t *opt, gr_session_t *session,
                  rc < -1 ? strerror(-rc) : "out of memory");
   else {
     json_object_object_get_ex(job, "stages", &stages);
-    outcome->success =
-        run_stages(opt, session, outcome, job_id, &dir, stages);
+    outcome->success = run_stages(opt, session, outcome, job_id, &dir, stages);
   }
   rc = gr_workdir_remove(&dir);
   if (rc != 0)
@@ -577,9 +576,9 @@ static json_object *stage_json(const gr_stage_outcome_t *st, size_t max) {
   if (st->note != NULL)
     json_object_object_add(info, "note", json_object_new_string(st->note));
   if (st->killed_by != GR_KILLED_NONE) {
-    json_object_object_add(info, "killed_by",
-                           json_object_new_string(
-                               gr_killed_by_name(st->killed_by)));
+    json_object_object_add(
+        info, "killed_by",
+        json_object_new_string(gr_killed_by_name(st->killed_by)));
     json_object_object_add(
         info, "limit",
         gr_killed_by_limit(st->killed_by, &st->limits, st->timeout_ms));

@@ -2,10 +2,10 @@
  * order, and the result to report.
  *
  * The job runs to its first failing stage (non-zero exit, timeout, a limit
- * hit, or a stage that cannot start); the outcome keeps every stage that ran with the
- * tails of its output, and the job's whole output (capped) as its logs.  A
- * job abandoned because the grader is stopping has no result: it must go
- * back to the queue, not be reported as failed. */
+ * hit, or a stage that cannot start); the outcome keeps every stage that ran
+ * with the tails of its output, and the job's whole output (capped) as its
+ * logs.  A job abandoned because the grader is stopping has no result: it must
+ * go back to the queue, not be reported as failed. */
 #ifndef GR_PIPELINE_H
 #define GR_PIPELINE_H
 
@@ -23,10 +23,10 @@ typedef struct gr_stage_outcome {
   bool timed_out;
   long long duration_ms;
   gr_tail_t out, err;
-  char *error; /* why it could not start, or NULL */
-  char *note;  /* e.g. "no entry_point: nothing to run", or NULL */
-  bool limited;           /* limits were enforced: the next fields say */
-  gr_limits_t limits;     /* what it was given */
+  char *error;        /* why it could not start, or NULL */
+  char *note;         /* e.g. "no entry_point: nothing to run", or NULL */
+  bool limited;       /* limits were enforced: the next fields say */
+  gr_limits_t limits; /* what it was given */
   int timeout_ms;
   gr_killed_by_t killed_by; /* the limit it was stopped at */
   long long cpu_ms;         /* CPU time it used (-1: not measured) */

@@ -7,8 +7,9 @@
  * stays with the grader).  On the deadline, or when the caller asks to
  * abandon, or over a limit, `before_kill` runs (e.g. `docker kill`), then
  * the whole group gets SIGKILL.  A confined command is started with fork()
- * rather than posix_spawn(), to join its control groups before exec.  stdout and stderr are read concurrently with poll(), so a stage
- * that fills one pipe while we wait on the other cannot deadlock. */
+ * rather than posix_spawn(), to join its control groups before exec.  stdout
+ * and stderr are read concurrently with poll(), so a stage that fills one pipe
+ * while we wait on the other cannot deadlock. */
 #ifndef GR_PROCESS_H
 #define GR_PROCESS_H
 

@@ -115,14 +115,13 @@ static int docker_command(const gr_options_t *opt, const gr_stage_t *stage,
     const gr_limits_t *l = stage->limits;
     /* memory-swap is memory + swap: equal means no swap. */
     rc |= push_format(argv, "--memory=%llu", (unsigned long long)l->memory);
-    rc |= push_format(argv, "--memory-swap=%llu",
-                      (unsigned long long)l->memory);
+    rc |=
+        push_format(argv, "--memory-swap=%llu", (unsigned long long)l->memory);
     rc |= push_format(argv, "--cpus=%.3f", l->cpus);
     rc |= push_format(argv, "--pids-limit=%ld", l->pids);
     rc |= gr_argv_push(argv, "--ulimit=core=0:0");
     rc |= push_format(argv, "--ulimit=fsize=%llu:%llu",
-                      (unsigned long long)l->disk,
-                      (unsigned long long)l->disk);
+                      (unsigned long long)l->disk, (unsigned long long)l->disk);
   }
   for (i = 0; i < stage->n_env; i++)
     rc |= push_format(argv, "--env=%s", stage->env[i]);

@@ -50,8 +50,7 @@ int gr_workdir_create(gr_workdir_t *dir, const char *base) {
 int gr_workdir_bound(gr_workdir_t *dir, uint64_t bytes) {
   char opts[64];
 
-  snprintf(opts, sizeof opts, "size=%llu,mode=0700",
-           (unsigned long long)bytes);
+  snprintf(opts, sizeof opts, "size=%llu,mode=0700", (unsigned long long)bytes);
   if (!dir->mounted) {
     int fd;
     if (mount("tmpfs", dir->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0)

@@ -723,8 +723,7 @@ static void stop_grader_clean(grader_t *g) {
   stop_grader(g);
   ck_assert_msg(!leftover_folders(g), "job folders left in %s", g->work_dir);
   ck_assert_int_eq(scratch_mounts(), 0);
-  ck_assert_msg(!grader_cgroups(pid), "cgroups of grader %d left",
-                (int)pid);
+  ck_assert_msg(!grader_cgroups(pid), "cgroups of grader %d left", (int)pid);
   ck_assert_int_eq(marked_processes(), 0);
 }
 
@@ -790,8 +789,9 @@ static void assert_half_a_cpu(json_object *info) {
   ck_assert_msg(cpu / wall > 0.3 && cpu / wall < 0.6,
                 "spinner used %g ms of CPU in %g ms: %.2f CPUs", cpu, wall,
                 cpu / wall);
-  fprintf(stderr, "limits: the spinner used %.0f ms of CPU in %.0f ms "
-                  "(%.3f CPUs at cpus 0.5)\n",
+  fprintf(stderr,
+          "limits: the spinner used %.0f ms of CPU in %.0f ms "
+          "(%.3f CPUs at cpus 0.5)\n",
           cpu, wall, cpu / wall);
 }
 
@@ -799,8 +799,8 @@ START_TEST(test_limits_stop_hostile_students_only) {
   static const char *const env[] = {"BROADWAY_SLOTS=2", NULL};
   static const char honest_run[] =
       "{\"students\": [{\"NETID\": \"later\"}],"
-      " \"student_pipeline\": [{\"image\": \"bbox:1\", "
-      SH(": " MARK "; echo $NETID; id -u") "}]}";
+      " \"student_pipeline\": [{\"image\": \"bbox:1\", " SH(
+          ": " MARK "; echo $NETID; id -u") "}]}";
   bw_test_client_t c;
   bw_test_http_resp_t run = {0}, r = {0};
   char run_id[25];
@@ -814,16 +814,16 @@ START_TEST(test_limits_stop_hostile_students_only) {
   ck_assert_int_eq(bw_test_json_int(counts, "succeeded"), 3);
   ck_assert_int_eq(bw_test_json_int(counts, "failed"), 5);
 
-  assert_stopped_early(
-      assert_killed_by(&c, &run, "bomb", "pids", "32", &r), "bomb");
-  json_object *hog = assert_killed_by(&c, &run, "hog", "memory", "67108864",
-                                      &r);
+  assert_stopped_early(assert_killed_by(&c, &run, "bomb", "pids", "32", &r),
+                       "bomb");
+  json_object *hog =
+      assert_killed_by(&c, &run, "hog", "memory", "67108864", &r);
   assert_stopped_early(hog, "hog");
   ck_assert_int_le(bw_test_json_int(hog, "memory_peak"), 64 << 20);
   assert_stopped_early(
       assert_killed_by(&c, &run, "filler", "disk", "16777216", &r), "filler");
-  json_object *flood = assert_killed_by(&c, &run, "flood", "output", "1048576",
-                                        &r);
+  json_object *flood =
+      assert_killed_by(&c, &run, "flood", "output", "1048576", &r);
   assert_stopped_early(flood, "flood");
   assert_half_a_cpu(assert_killed_by(&c, &run, "spinner", "cpu", "0.5", &r));
   assert_honest(&c, &run, "h1");
@@ -885,16 +885,17 @@ START_TEST(test_docker_gets_the_limits) {
   wait_run_finished(&c, run_id, &run);
   json_object *job = read_job(&c, find_job(&run, "student", "argv"), &r);
   ck_assert_msg(job_success(job), "argv failed: %s", BW_BODY(&r));
-  static const char *const flags[] = {
-      "--network=none",         "--memory=67108864",
-      "--memory-swap=67108864", "--cpus=0.500",
-      "--pids-limit=32",        "--ulimit=core=0:0",
-      "--ulimit=fsize=16777216:16777216"};
+  static const char *const flags[] = {"--network=none",
+                                      "--memory=67108864",
+                                      "--memory-swap=67108864",
+                                      "--cpus=0.500",
+                                      "--pids-limit=32",
+                                      "--ulimit=core=0:0",
+                                      "--ulimit=fsize=16777216:16777216"};
   for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
     snprintf(expected, sizeof expected, "grep -qx -- '%s' '%s'", flags[i],
              args);
-    ck_assert_msg(system(expected) == 0, "docker was not given %s",
-                  flags[i]);
+    ck_assert_msg(system(expected) == 0, "docker was not given %s", flags[i]);
   }
   assert_killed_by(&c, &run, "flood", "output", "1048576", &r);
   stop_grader_clean(&g);
@@ -911,8 +912,8 @@ START_TEST(test_refuses_to_start_without_enforcement) {
   start_grader_with(&g, "noenf", env);
   int status = wait_grader(&g, 20);
   ck_assert_msg(status != -1, "the grader started");
-  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2,
-                "wait status %d", status);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2, "wait status %d",
+                status);
   ck_assert_msg(log_contains(&g, "cannot enforce the disk limit"),
                 "no reason given");
 }
