@@ -124,6 +124,10 @@ static void exec_grader(const grader_t *g, const bw_test_stack_t *stack) {
   setenv("BROADWAY_IMAGES", images_dir, 1);
   setenv("BROADWAY_WORK_DIR", g->work_dir, 1);
   setenv("BROADWAY_HOSTNAME", g->name, 1);
+  /* Only root can bound /job (and, on cgroup v1, make cgroups): elsewhere
+   * the grader would refuse to start. */
+  if (geteuid() != 0)
+    setenv("BROADWAY_LIMITS", "off", 1);
   for (const char *const *e = g->env; e != NULL && *e != NULL; e++)
     putenv((char *)*e);
   execl(grader_bin, grader_bin, (char *)NULL);
@@ -652,6 +656,16 @@ static const char hostile_run[] =
        " esac") "}]}";
 // clang-format on
 
+/* Enforcing limits takes root (CI runs as root); elsewhere these tests say
+ * so and pass. */
+static bool skipped_without_root(void) {
+  if (geteuid() == 0)
+    return false;
+  fprintf(stderr, "limits: skipped: the grader enforces limits only as "
+                  "root\n");
+  return true;
+}
+
 /* `got` is the JSON value `text` (types too: 1.0 is not 1). */
 static void assert_json_eq_text(json_object *got, const char *text) {
   json_object *want = json_tokener_parse(text);
@@ -806,6 +820,8 @@ START_TEST(test_limits_stop_hostile_students_only) {
   char run_id[25];
   grader_t g;
 
+  if (skipped_without_root())
+    return;
   bw_itest_client(&c);
   start_grader_with(&g, "lim", env);
   start_run(&c, hostile_run, run_id);
@@ -862,6 +878,8 @@ START_TEST(test_docker_gets_the_limits) {
   char run_id[25];
   grader_t g;
 
+  if (skipped_without_root())
+    return;
   snprintf(bin_dir, sizeof bin_dir, "%s/fake-docker-%d", scratch_dir,
            (int)getpid());
   ck_assert_int_eq(mkdir(bin_dir, 0700), 0);
@@ -906,7 +924,8 @@ END_TEST
 
 /* Asked for limits it cannot enforce, the grader does not start. */
 START_TEST(test_refuses_to_start_without_enforcement) {
-  static const char *const env[] = {"BROADWAY_WORK_DIR=/proc", NULL};
+  static const char *const env[] = {"BROADWAY_WORK_DIR=/proc",
+                                    "BROADWAY_LIMITS=on", NULL};
   grader_t g;
 
   start_grader_with(&g, "noenf", env);
