@@ -309,6 +309,27 @@ static int job_not_held(bw_db_t *db, const bw_config_t *cfg,
                               : "it was never handed to it");
 }
 
+/* Why a failed result failed, for the run's status: the first stage the
+ * grader stopped at a limit ("stage 1 killed_by memory (67108864)"), or
+ * NULL.  `why` holds the text. */
+static const char *job_result_reason(json_object *result, char *why,
+                                     size_t len) {
+  json_object *info = json_object_object_get(result, "info"), *by, *limit;
+
+  for (size_t i = 0; i < json_object_array_length(info); i++) {
+    json_object *stage = json_object_array_get_idx(info, i);
+    if (!json_object_object_get_ex(stage, "killed_by", &by) ||
+        !json_object_is_type(by, json_type_string))
+      continue;
+    json_object_object_get_ex(stage, "limit", &limit);
+    snprintf(why, len, "stage %zu killed_by %.32s (%.64s)", i,
+             json_object_get_string(by),
+             limit ? json_object_get_string(limit) : "?");
+    return why;
+  }
+  return NULL;
+}
+
 int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *oid,
                   const bson_oid_t *worker, json_object *result,
                   bw_error_t *error) {
@@ -317,7 +338,7 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *oid,
   bson_oid_t holder;
   bson_t active, outcome;
   bw_handout_t h;
-  char job_id[25];
+  char job_id[25], why[160];
   int rc;
 
   rc = bw_queue_find_active(db, oid, &active, error);
@@ -331,8 +352,9 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *oid,
   if (rc == 0)
     rc = job_insert_result(db, &h, worker, result, error);
   if (rc == 0)
-    rc = job_insert_outcome(db, &h, "result", worker, success, NULL, &outcome,
-                            error);
+    rc = job_insert_outcome(db, &h, "result", worker, success,
+                            job_result_reason(result, why, sizeof why),
+                            &outcome, error);
   if (rc == 0) {
     rc = job_apply(db, cfg, &h, NULL, &outcome, error);
     bson_destroy(&outcome);

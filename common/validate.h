@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "error.h"
@@ -44,7 +45,13 @@
  *     longest value any layer has for it) is over max_env_value is refused:
  *     "student_pipeline[0].env.V: expands to up to N bytes, over the limit
  *     of 65536", so a job's env stays bounded;
- *   - entry_point may be empty; host_name is any string up to max_string. */
+ *   - entry_point may be empty; host_name is any string up to max_string;
+ *   - limits: memory, disk and output are bytes (an integer) or a size text
+ *     ("512m"; k, m, g are powers of 1024), cpus a number, pids an integer,
+ *     each from a floor (memory 4 MiB, cpus 0.01, pids 4, disk 1 MiB, output
+ *     1 KiB) to its max_<key>: "student_pipeline[0].memory: expected
+ *     4194304 to 17179869184"; a stage without one gets default_<key>
+ *     in *out. */
 int bw_validate_run_config(json_object *body, const bw_json_items_t *students,
                            const bw_config_t *cfg, json_object **out,
                            bw_error_t *error);
@@ -63,6 +70,11 @@ json_object *bw_validate_env_text(json_object *env);
  * naming the field and the limit. */
 int bw_validate_result(json_object *body, const bw_config_t *cfg,
                        json_object **out, bw_error_t *error);
+
+/* A size as a stage gives it: a non-negative integer of bytes, or text of
+ * digits with an optional k, m or g suffix (powers of 1024).  False for
+ * anything else or an overflow. */
+bool bw_validate_size(json_object *value, uint64_t *bytes);
 
 /* ENV variable name: [A-Za-z_][A-Za-z0-9_]*, at most max_len bytes. */
 bool bw_validate_env_name(const char *name, size_t max_len);
