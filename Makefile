@@ -3,7 +3,8 @@
 #
 #   make            build bin/
 #   make run        the whole service on the embedded FerretDB, foreground
-#   make test       every test (unit, then integration against the real stack)
+#   make test       every test (the include-cycle check of common/, unit, then
+#                   integration against the real stack)
 #   make bench      the benchmark (BENCH_QUICK=1 for the short one)
 #   make SAN=1 ...  the same with AddressSanitizer + UBSan (objects in build/san)
 #   make format     clang-format the tree
@@ -94,6 +95,7 @@ integration: all $(INTEG_BIN)
 
 test: deps
 	@$(MAKE) --no-print-directory all
+	@scripts/check-includes
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30

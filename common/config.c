@@ -39,12 +39,23 @@ void bw_config_init(bw_config_t *cfg) {
   cfg->max_info_bytes = (size_t)4 << 20;
   cfg->max_logs_bytes = (size_t)4 << 20;
   cfg->max_depth = 32;
+
+  cfg->default_memory = (size_t)1 << 30;
+  cfg->max_memory = (size_t)16 << 30;
+  cfg->default_cpus = 1;
+  cfg->max_cpus = 64;
+  cfg->default_pids = 256;
+  cfg->max_pids = 65536;
+  cfg->default_disk = (size_t)1 << 30;
+  cfg->max_disk = (size_t)64 << 30;
+  cfg->default_output = (size_t)64 << 20;
+  cfg->max_output = (size_t)4 << 30;
 }
 
 /* ------------------------------------------------------------------------
  * One option: a table from the file's key to the struct field. */
 
-enum option_type { OPT_INT, OPT_SIZE, OPT_STRING };
+enum option_type { OPT_INT, OPT_SIZE, OPT_STRING, OPT_CPUS };
 
 typedef struct option {
   const char *key;
@@ -59,6 +70,9 @@ typedef struct option {
   { #field, OPT_INT, offsetof(bw_config_t, field), 0, lo, hi }
 #define SIZE_OPT(field, lo)                                                    \
   { #field, OPT_SIZE, offsetof(bw_config_t, field), 0, lo, LLONG_MAX }
+/* A fraction of CPUs, 0.01 to 1024. */
+#define CPUS_OPT(field)                                                        \
+  { #field, OPT_CPUS, offsetof(bw_config_t, field), 0, 0, 0 }
 #define STRING_OPT(field)                                                      \
   {                                                                            \
 #field, OPT_STRING, offsetof(bw_config_t, field),                          \
@@ -94,6 +108,16 @@ static const option_t options[] = {
     SIZE_OPT(max_info_bytes, 1),
     SIZE_OPT(max_logs_bytes, 1),
     INT_OPT(max_depth, 1, 1000),
+    SIZE_OPT(default_memory, 4 << 20),
+    SIZE_OPT(max_memory, 4 << 20),
+    CPUS_OPT(default_cpus),
+    CPUS_OPT(max_cpus),
+    INT_OPT(default_pids, 1, INT_MAX),
+    INT_OPT(max_pids, 1, INT_MAX),
+    SIZE_OPT(default_disk, 1 << 20),
+    SIZE_OPT(max_disk, 1 << 20),
+    SIZE_OPT(default_output, 1),
+    SIZE_OPT(max_output, 1),
 };
 
 static const option_t *find_option(const char *key) {
@@ -140,6 +164,22 @@ static int set_string(bw_config_t *cfg, const option_t *opt, const char *value,
   return 0;
 }
 
+static int set_cpus(bw_config_t *cfg, const option_t *opt, const char *value,
+                    bw_error_t *error) {
+  char *end;
+  double n;
+
+  errno = 0;
+  n = (value[0] >= '0' && value[0] <= '9') ? strtod(value, &end) : -1;
+  if (n < 0.01 || n > 1024 || errno != 0 || *end != '\0')
+    return bw_error_set(error, BW_EINVAL,
+                        "%s: expected a number of CPUs in 0.01..1024, got "
+                        "\"%s\"",
+                        opt->key, value);
+  *(double *)((char *)cfg + opt->offset) = n;
+  return 0;
+}
+
 int bw_config_set(bw_config_t *cfg, const char *key, const char *value,
                   bw_error_t *error) {
   const option_t *opt = find_option(key);
@@ -149,6 +189,8 @@ int bw_config_set(bw_config_t *cfg, const char *key, const char *value,
     return bw_error_set(error, BW_EINVAL, "%s: unknown key", key);
   if (opt->type == OPT_STRING)
     return set_string(cfg, opt, value, error);
+  if (opt->type == OPT_CPUS)
+    return set_cpus(cfg, opt, value, error);
   if (!parse_integer(value, opt->min, opt->max, &n)) {
     if (opt->max == LLONG_MAX)
       return bw_error_set(error, BW_EINVAL,
@@ -352,6 +394,20 @@ static int derive_from_data_dir(bw_config_t *cfg, bool socket_path_set,
   return 0;
 }
 
+/* A stage's default limit must be one a stage could ask for. */
+static int check_limit_defaults(const bw_config_t *cfg, bw_error_t *error) {
+  const char *over = cfg->default_memory > cfg->max_memory   ? "memory"
+                     : cfg->default_cpus > cfg->max_cpus     ? "cpus"
+                     : cfg->default_pids > cfg->max_pids     ? "pids"
+                     : cfg->default_disk > cfg->max_disk     ? "disk"
+                     : cfg->default_output > cfg->max_output ? "output"
+                                                             : NULL;
+  if (over != NULL)
+    return bw_error_set(error, BW_EINVAL, "default_%s: over max_%s", over,
+                        over);
+  return 0;
+}
+
 int bw_config_load(bw_config_t *cfg, const char *path, bw_error_t *error) {
   int rc;
 
@@ -368,5 +424,7 @@ int bw_config_load(bw_config_t *cfg, const char *path, bw_error_t *error) {
     return bw_error_set(error, BW_EINVAL,
                         "default_timeout: %d is over max_timeout %d",
                         cfg->default_timeout, cfg->max_timeout);
+  if ((rc = check_limit_defaults(cfg, error)) < 0)
+    return rc;
   return derive_from_data_dir(cfg, cfg->socket_path[0] != '\0', error);
 }

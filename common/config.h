@@ -48,6 +48,19 @@ typedef struct bw_config {
   size_t max_info_bytes; /* 4 MiB: a result's `info`, serialised */
   size_t max_logs_bytes; /* 4 MiB: a result's `logs`, serialised */
   int max_depth;         /* 32: JSON nesting depth */
+
+  /* what a stage may use on a grader (its keys memory, cpus, pids, disk,
+   * output): the default when a stage gives none, and the most it may ask */
+  size_t default_memory; /* 1 GiB of RAM, no swap */
+  size_t max_memory;     /* 16 GiB */
+  double default_cpus;   /* 1 CPU */
+  double max_cpus;       /* 64 CPUs */
+  int default_pids;      /* 256 processes and threads */
+  int max_pids;          /* 65536 */
+  size_t default_disk;   /* 1 GiB: the size of /job */
+  size_t max_disk;       /* 64 GiB */
+  size_t default_output; /* 64 MiB of stdout + stderr */
+  size_t max_output;     /* 4 GiB */
 } bw_config_t;
 
 /* Defaults only; never fails, touches no file.  socket_path is
@@ -66,8 +79,9 @@ void bw_config_init(bw_config_t *cfg);
  * the embedded FerretDB's mongodb://<percent-encoded absolute
  * <data_dir>/run/ferretdb.sock> (data_dir itself is left as given).  A
  * trailing '/' of data_dir is dropped.  default_timeout > max_timeout is an
- * error.  A '#' starts a comment at the start of a line or after a blank.
- * Messages never contain the token. */
+ * error, and so is a default_<limit> over its max_<limit>.  A '#' starts a
+ * comment at the start of a line or after a blank. Messages never contain the
+ * token. */
 int bw_config_load(bw_config_t *cfg, const char *path, bw_error_t *error);
 
 /* Sets one option by its file name (`heartbeat`, `max_body`, ...).

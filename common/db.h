@@ -144,7 +144,10 @@ int64_t bw_db_now_ms(void);
 #define BW_DB_BY_DAY 2u
 void bw_db_append_at(bson_t *doc, int64_t at_ms, unsigned buckets);
 
-/* Parses 24 hex digits into an ObjectId; false when malformed. */
+/* Parses 24 hex digits (either case) into an ObjectId; false when
+ * malformed.  The one id check of the project (libbson's
+ * bson_oid_is_valid): the router parses every id of a request with it once,
+ * and everything below takes the bson_oid_t. */
 bool bw_db_oid_parse(const char *text, bson_oid_t *oid);
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "job.h"
+#include "json.h"
 #include "log.h"
 #include "queue.h"
 #include "retain.h"
@@ -101,7 +102,7 @@ static void reap_visit_lost_handout(const bson_t *doc, void *ctx) {
   reap_abandon(pass->db, pass->cfg, &h, &student, reason, pass->stats);
 }
 
-/* Hand-outs past their deadline (see queue.c): their grader is alive but
+/* Hand-outs past their deadline (job.c, job_deadline): their grader is alive but
  * lost the job, or is stuck. */
 static int reap_overdue(bw_db_t *db, const bw_config_t *cfg,
                         bw_reap_stats_t *stats, bw_error_t *error) {
@@ -267,6 +268,146 @@ static int reap_claims(bw_db_t *db, const bw_config_t *cfg,
   return rc;
 }
 
+/* ---- run repair --------------------------------------------------- */
+
+/* What became of a job's next attempt, as far as its claim tells. */
+enum reap_claim { REAP_UNCLAIMED, REAP_CLAIMED, REAP_ORPHANED };
+
+/* REAP_ORPHANED: claimed over claim_grace ago yet (the caller knows) never
+ * recorded, so the poller died in between.  On a database error, say
+ * "claimed": repair must never double-queue. */
+static enum reap_claim reap_claim_of(bw_db_t *db, const bw_config_t *cfg,
+                                     const bson_oid_t *job, int attempt) {
+  bson_t found;
+  bson_iter_t it;
+  char id[48];
+  enum reap_claim state = REAP_CLAIMED;
+  int rc;
+
+  bw_queue_entry_id(job, attempt, id);
+  rc = bw_db_find_by_id(db, BW_COLL_CLAIMS, id, &found, NULL);
+  if (rc == BW_ENOTFOUND)
+    state = REAP_UNCLAIMED;
+  else if (rc == 0 && bson_iter_init_find(&it, &found, "at") &&
+           BSON_ITER_HOLDS_DATE_TIME(&it) &&
+           bson_iter_date_time(&it) <
+               bw_db_now_ms() - cfg->claim_grace * 1000LL)
+    state = REAP_ORPHANED;
+  bson_destroy(&found);
+  return state;
+}
+
+/* The student env of a job as a BSON view into `holder` (or NULL). */
+static const bson_t *reap_job_env(const bw_run_job_t *j, bson_t *holder,
+                                  bson_t *env) {
+  if (j->student == NULL)
+    return NULL;
+  bw_json_append_bson(holder, "s", j->student);
+  return bw_db_get_doc(holder, "s", env) ? env : NULL;
+}
+
+/* Re-queues one job that nothing will hand out: not final, not being
+ * graded, and either never queued for its next attempt (no entry waiting,
+ * no claim) or claimed long ago by a poller that died before recording the
+ * hand-out.  The reaper's claim check catches the latter within minutes;
+ * this catches the claims it never saw (the reaper was down longer than its
+ * window). */
+static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
+                           const bson_oid_t *run, bw_run_job_t *j,
+                           int student_count, int *repaired,
+                           bw_error_t *error) {
+  bw_handout_t h = {.attempt = j->attempts + 1};
+  bson_t holder = BSON_INITIALIZER, env;
+  const bson_t *student;
+  enum reap_claim claim;
+  bool failed;
+  int rc;
+
+  if (j->final || j->active)
+    return 0;
+  claim = reap_claim_of(db, cfg, &j->id, h.attempt);
+  if (claim == REAP_CLAIMED || (claim == REAP_UNCLAIMED && j->waiting))
+    return 0;
+  bson_oid_copy(&j->id, &h.job_id);
+  bson_oid_copy(run, &h.run_id);
+  bson_strncpy(h.type, j->type, sizeof h.type);
+  h.student_count = student_count;
+  h.index = j->index;
+  student = reap_job_env(j, &holder, &env);
+  if (claim == REAP_ORPHANED) {
+    rc = bw_job_abandon(db, cfg, &h, student,
+                        "its hand-out never reached a grader", &failed, error);
+    if (rc == BW_EDUP) /* the reaper's claim check got there first */
+      rc = 0;
+  } else {
+    rc = bw_queue_push(db, &h, student, error);
+  }
+  bson_destroy(&holder);
+  if (rc == 0)
+    (*repaired)++;
+  return rc;
+}
+
+/* The job of `type` (pre or post) final: re-apply its end to the run. */
+static int reap_repair_phase_end(bw_db_t *db, const bw_config_t *cfg,
+                                 const bson_oid_t *run, const bw_run_job_t *j) {
+  bw_handout_t h = {.attempt = j->attempts};
+  bson_oid_copy(&j->id, &h.job_id);
+  bson_oid_copy(run, &h.run_id);
+  bson_strncpy(h.type, j->type, sizeof h.type);
+  return bw_run_job_finished(db, cfg, &h, j->final == 1, NULL);
+}
+
+/* Re-drives an active run (after crashes): re-queues jobs of its current
+ * phase that are neither final, nor waiting, nor being graded, nor claimed;
+ * and moves the run on when its phase's jobs are all final but it did not
+ * advance.  Every step is idempotent or guarded by a once-only mark.  Adds
+ * the number of fixes to *repaired.  Returns 0 or BW_EDB. */
+static int reap_run(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
+                    int *repaired, bw_error_t *error) {
+  bson_t doc;
+  bw_run_jobs_t t;
+  char phase_type[8];
+  const char *state;
+  int rc, student_count, final = 0, phase_jobs = 0;
+
+  rc = bw_run_find(db, run, false, &doc, error);
+  if (rc < 0) {
+    bson_destroy(&doc);
+    return rc == BW_ENOTFOUND ? 0 : rc;
+  }
+  state = bw_db_get_utf8(&doc, "state", "created");
+  student_count = (int)bw_db_get_int(&doc, "student_count");
+  bson_strncpy(phase_type,
+               strcmp(state, "pre_processing") == 0    ? "pre"
+               : strcmp(state, "post_processing") == 0 ? "post"
+               : strcmp(state, "students") == 0        ? "student"
+                                                       : "",
+               sizeof phase_type);
+  bson_destroy(&doc);
+  if (phase_type[0] == '\0')
+    return 0;
+
+  rc = bw_run_jobs_load(db, run, true, &t, error);
+  for (size_t i = 0; rc == 0 && i < t.n; i++) {
+    bw_run_job_t *j = &t.jobs[i];
+    if (strcmp(j->type, phase_type) != 0)
+      continue;
+    phase_jobs++;
+    final += j->final != 0;
+    rc = reap_repair_job(db, cfg, run, j, student_count, repaired, error);
+    if (rc == 0 && j->final && strcmp(phase_type, "student") != 0)
+      rc = reap_repair_phase_end(db, cfg, run, j);
+  }
+  /* Every student job is final but the run did not move on: the last
+   * finisher died between its steps.  The marks keep this once-only. */
+  if (rc == 0 && strcmp(phase_type, "student") == 0 && phase_jobs > 0 &&
+      final == phase_jobs)
+    rc = bw_run_after_students(db, cfg, run, true, error);
+  bw_run_jobs_cleanup(&t);
+  return rc;
+}
+
 typedef struct reap_runs {
   bson_oid_t *ids;
   size_t n, cap;
@@ -308,7 +449,7 @@ static int reap_runs(bw_db_t *db, const bw_config_t *cfg,
     bson_destroy(&filter);
   }
   for (size_t i = 0; rc == 0 && i < runs.n; i++)
-    rc = bw_run_repair(db, cfg, &runs.ids[i], &stats->repaired, error);
+    rc = reap_run(db, cfg, &runs.ids[i], &stats->repaired, error);
   bson_free(runs.ids);
   bson_destroy(&opts);
   return rc;

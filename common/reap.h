@@ -4,8 +4,10 @@
  * intervals and puts each job it held back in the queue as a new attempt, or
  * fails the job once cfg->max_attempts hand-outs are used up.  Also re-queues
  * hand-outs whose poller died between claiming and recording them, and
- * finishes any run a crashed process left one step short.  Every action is
- * decided by a once-only insert, so any number of reapers may run at once. */
+ * finishes any run a crashed process left one step short (run repair lives
+ * here, its only caller, built on run.h's reads and job.h's abandon).  Every
+ * action is decided by a once-only insert, so any number of reapers may run
+ * at once.  The end of the line db <- queue <- run <- job <- reap. */
 #ifndef BW_REAP_H
 #define BW_REAP_H
 

@@ -4,9 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "job.h"
+#include "finish.h"
 #include "json.h"
-#include "log.h"
 #include "validate.h"
 
 /* BSON documents over this are refused by MongoDB; say so before trying. */
@@ -200,8 +199,8 @@ static int run_insert_run(bw_db_t *db, const bson_oid_t *run,
   return rc;
 }
 
-int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
-                  const bw_json_items_t *students, char run_id[25],
+int bw_run_create(bw_db_t *db, json_object *config,
+                  const bw_json_items_t *students, bson_oid_t *run_id,
                   bw_error_t *error) {
   size_t n = bw_json_items_count(students);
   bson_oid_t run, pre, post, *ids;
@@ -210,7 +209,6 @@ int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
        has_post = json_object_object_get(config, "post_processing_pipeline"),
        differs;
   int rc;
-  (void)cfg;
 
   ids = bson_malloc(sizeof *ids * (n ? n : 1));
   bson_oid_init(&run, NULL);
@@ -234,14 +232,14 @@ int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
   bson_destroy(&envs);
   bson_free(ids);
   if (rc == 0)
-    bson_oid_to_string(&run, run_id);
+    bson_oid_copy(&run, run_id);
   return rc;
 }
 
 /* ---- reads ----------------------------------------------------------- */
 
-static int run_find(bw_db_t *db, const bson_oid_t *run, bool with_config,
-                    bson_t *out, bw_error_t *error) {
+int bw_run_find(bw_db_t *db, const bson_oid_t *run, bool with_config,
+                bson_t *out, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
   char hex[25];
   int rc;
@@ -265,7 +263,7 @@ static int run_find(bw_db_t *db, const bson_oid_t *run, bool with_config,
 void bw_run_state(bw_db_t *db, const bson_oid_t *run, char *buf, size_t len) {
   bson_t doc;
   bson_strncpy(buf, "created", len);
-  if (run_find(db, run, false, &doc, NULL) == 0)
+  if (bw_run_find(db, run, false, &doc, NULL) == 0)
     bson_strncpy(buf, bw_db_get_utf8(&doc, "state", "created"), len);
   bson_destroy(&doc);
 }
@@ -287,7 +285,7 @@ int bw_run_config(bw_db_t *db, const bson_oid_t *run, json_object **out,
       *out = json_object_get(run_cache[i].config);
       return 0;
     }
-  rc = run_find(db, run, true, &doc, error);
+  rc = bw_run_find(db, run, true, &doc, error);
   if (rc == 0 && !bson_iter_init_find(&it, &doc, "config"))
     rc = bw_error_set(error, BW_EINTERNAL, "run without config");
   if (rc == 0) {
@@ -464,182 +462,36 @@ static int run_finish(bw_db_t *db, const bw_config_t *cfg,
                           "finished_at", success, error);
 }
 
-int bw_run_start(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
-                 bw_error_t *error) {
-  bson_oid_t run, pre;
+int bw_run_start(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
+  bson_oid_t pre;
   bson_t doc;
-  int rc;
-  (void)cfg;
+  char run_id[25];
+  int rc = bw_run_find(db, run, false, &doc, error);
 
-  if (!bw_db_oid_parse(run_id, &run))
-    return bw_error_set(error, BW_EINVAL,
-                        "grading_run_id: expected 24 hex digits");
-  rc = run_find(db, &run, false, &doc, error);
   if (rc == 0) {
-    rc = run_mark_once(db, &run, "start", error);
+    rc = run_mark_once(db, run, "start", error);
+    bson_oid_to_string(run, run_id);
     if (rc == BW_EDUP)
       rc = bw_error_set(error, BW_EINVAL, "grading run %s was already started",
                         run_id);
   }
   if (rc == 0 && bw_db_get_oid(&doc, "pre_job_id", &pre)) {
-    rc = run_update_state(db, &run, "pre_processing", "started_at", -1, error);
+    rc = run_update_state(db, run, "pre_processing", "started_at", -1, error);
     if (rc == 0)
-      rc = run_queue_single(db, &run, &pre, "pre", error);
+      rc = run_queue_single(db, run, &pre, "pre", error);
   } else if (rc == 0) {
-    rc = run_enter_students(db, &run, "started_at", error);
+    rc = run_enter_students(db, run, "started_at", error);
   }
   bson_destroy(&doc);
   return rc;
 }
 
-/* Finish tickets: how the last student job to finish is known, exactly
- * once, with nothing but unique inserts.
- *
- * A series of tickets is dense: the k-th taker inserts marks
- * "<run>:fin:<series>:<k>", starting at or below the first free k and
- * moving up on a duplicate, so whoever takes ticket N-1 of a series of N is
- * its last, however many arrive at once.  One series for the whole run made
- * concurrent reporters collide (11.6 inserts per job with 16 processes), so
- * a student job first takes a ticket in its bucket (its index mod
- * RUN_FIN_BUCKETS, each with a known size), and the last of each bucket then
- * takes one in the run's series "all" of min(S, RUN_FIN_BUCKETS) tickets.
- *
- * counters/"<run>" holds, per series, a hint of where to start; like this
- * process's own last ticket, it may lag, never lead. */
-#define RUN_FIN_BUCKETS 64
-#define RUN_TICKETS 128
-
-/* The last ticket this process took per run and series: a better start than
- * the shared hint, which concurrent writers (FerretDB's unlocked updates)
- * can set back. */
-static struct {
-  bson_oid_t run;
-  char series[8];
-  int64_t ticket;
-} run_tickets[RUN_TICKETS];
-static int run_tickets_next;
-
-static int run_ticket_slot(const bson_oid_t *run, const char *series) {
-  for (int i = 0; i < RUN_TICKETS; i++)
-    if (bson_oid_equal(&run_tickets[i].run, run) &&
-        strcmp(run_tickets[i].series, series) == 0)
-      return i;
-  return -1;
-}
-
-static int64_t run_last_ticket(const bson_oid_t *run, const char *series) {
-  int slot = run_ticket_slot(run, series);
-  return slot < 0 ? -1 : run_tickets[slot].ticket;
-}
-
-static void run_remember_ticket(const bson_oid_t *run, const char *series,
-                                int64_t ticket) {
-  int slot = run_ticket_slot(run, series);
-  if (slot < 0) {
-    slot = run_tickets_next++ % RUN_TICKETS;
-    bson_oid_copy(run, &run_tickets[slot].run);
-    bson_strncpy(run_tickets[slot].series, series,
-                 sizeof run_tickets[slot].series);
-  }
-  run_tickets[slot].ticket = ticket;
-}
-
-/* Where a taker of `series` starts: the later of the shared hint and this
- * process's own last ticket + 1. */
-static int64_t run_ticket_start(bw_db_t *db, const bson_oid_t *run,
-                                const char *series) {
-  bson_t filter = BSON_INITIALIZER, hint;
-  int64_t n = run_last_ticket(run, series) + 1;
-
-  BSON_APPEND_OID(&filter, "_id", run);
-  if (bw_db_find_one(db, BW_COLL_COUNTERS, &filter, NULL, &hint, NULL) == 0 &&
-      bw_db_get_int(&hint, series) > n)
-    n = bw_db_get_int(&hint, series);
-  bson_destroy(&hint);
-  bson_destroy(&filter);
-  return n;
-}
-
-/* Moves the hint of `series` to `next`.  A lost or out-of-order write only
- * costs a later taker a retry. */
-static void run_ticket_hint(bw_db_t *db, const bson_oid_t *run,
-                            const char *series, int64_t next) {
-  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set,
-         opts = BSON_INITIALIZER;
-  bson_error_t driver;
-
-  BSON_APPEND_OID(&filter, "_id", run);
-  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-  BSON_APPEND_INT64(&set, series, next);
-  bson_append_document_end(&update, &set);
-  BSON_APPEND_BOOL(&opts, "upsert", true);
-  mongoc_collection_update_one(bw_db_coll(db, BW_COLL_COUNTERS), &filter,
-                               &update, &opts, NULL, &driver);
-  bson_destroy(&filter);
-  bson_destroy(&update);
-  bson_destroy(&opts);
-}
-
-/* Takes the first free ticket of `series` for `job`: *ticket is its number. */
-static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
-                           const char *series, const bson_oid_t *job,
-                           int64_t *ticket, bw_error_t *error) {
-  char hex[25];
-  int64_t n = run_ticket_start(db, run, series);
-  int rc;
-
-  bson_oid_to_string(run, hex);
-  for (;; n++) {
-    bson_t doc = BSON_INITIALIZER;
-    char tid[80];
-    snprintf(tid, sizeof tid, "%s:fin:%s:%lld", hex, series, (long long)n);
-    BSON_APPEND_UTF8(&doc, "_id", tid);
-    BSON_APPEND_OID(&doc, "run_id", run);
-    BSON_APPEND_OID(&doc, "job_id", job);
-    rc = bw_db_insert_once(db, BW_COLL_MARKS, &doc, error);
-    bson_destroy(&doc);
-    if (rc != BW_EDUP)
-      break;
-  }
-  if (rc == 0) {
-    *ticket = n;
-    run_remember_ticket(run, series, n);
-    run_ticket_hint(db, run, series, n + 1);
-  }
-  return rc;
-}
-
-/* True when `h`, a student job just counted once, is the run's last:
- * exactly one caller per run sees true. */
-static int run_last_student(bw_db_t *db, const bw_handout_t *h, bool *last,
-                            bw_error_t *error) {
-  int count = h->student_count, b = h->index % RUN_FIN_BUCKETS;
-  int64_t size = count / RUN_FIN_BUCKETS + (b < count % RUN_FIN_BUCKETS),
-          buckets = count < RUN_FIN_BUCKETS ? count : RUN_FIN_BUCKETS, ticket;
-  char series[8];
-  int rc;
-
-  *last = false;
-  if (h->index < 0 || h->index >= count)
-    return bw_error_set(error, BW_EINTERNAL,
-                        "student job of index %d in a run of %d", h->index,
-                        count);
-  snprintf(series, sizeof series, "b%d", b);
-  rc = run_take_ticket(db, &h->run_id, series, &h->job_id, &ticket, error);
-  if (rc < 0 || ticket != size - 1)
-    return rc;
-  rc = run_take_ticket(db, &h->run_id, "all", &h->job_id, &ticket, error);
-  *last = rc == 0 && ticket == buckets - 1;
-  return rc;
-}
-
-/* After the last student job: the post job, or the end of the run. */
-static int run_after_students(bw_db_t *db, const bw_config_t *cfg,
-                              const bson_oid_t *run, bool stale_ok,
-                              bw_error_t *error) {
+int bw_run_after_students(bw_db_t *db, const bw_config_t *cfg,
+                          const bson_oid_t *run, bool stale_ok,
+                          bw_error_t *error) {
   bson_oid_t post;
   bson_t doc;
-  int rc = run_find(db, run, false, &doc, error);
+  int rc = bw_run_find(db, run, false, &doc, error);
 
   if (rc == 0 && bw_db_get_oid(&doc, "post_job_id", &post)) {
     rc = stale_ok ? run_mark_once_or_stale(db, cfg, run, "post", error)
@@ -668,11 +520,12 @@ static int run_student_finished(bw_db_t *db, const bw_config_t *cfg,
   if (rc == BW_EDUP)
     return 0;
   if (rc == 0)
-    rc = run_last_student(db, h, &last, error);
+    rc = bw_finish_count(db, &h->run_id, &h->job_id, h->index, h->student_count,
+                         &last, error);
   if (rc < 0 || !last)
     return rc;
   /* The last student job: exactly one caller gets here. */
-  return run_after_students(db, cfg, &h->run_id, false, error);
+  return bw_run_after_students(db, cfg, &h->run_id, false, error);
 }
 
 int bw_run_job_finished(bw_db_t *db, const bw_config_t *cfg,
@@ -694,39 +547,20 @@ int bw_run_job_finished(bw_db_t *db, const bw_config_t *cfg,
 
 /* ---- the jobs of a run, as status and repair see them ------------------ */
 
-typedef struct run_job {
-  bson_oid_t id;
-  char type[8];
-  int index;
-  int attempts; /* the highest attempt seen: hand-outs so far */
-  int final;    /* 0: not final, 1: succeeded, 2: failed */
-  bool active;  /* being graded now */
-  bool waiting; /* an entry is in the queue (repair only looks) */
-  char worker[25];
-  char reason[256];
-  int64_t started_at, finished_at;
-  json_object *student;
-} run_job_t;
-
-typedef struct run_jobs {
-  run_job_t *jobs;
-  size_t n;
-} run_jobs_t;
-
 static int run_job_cmp(const void *a, const void *b) {
-  return bson_oid_compare(&((const run_job_t *)a)->id,
-                          &((const run_job_t *)b)->id);
+  return bson_oid_compare(&((const bw_run_job_t *)a)->id,
+                          &((const bw_run_job_t *)b)->id);
 }
 
-static run_job_t *run_jobs_find(run_jobs_t *t, const bson_oid_t *id) {
-  run_job_t key;
+static bw_run_job_t *run_jobs_find(bw_run_jobs_t *t, const bson_oid_t *id) {
+  bw_run_job_t key;
   if (t->n == 0)
     return NULL;
   bson_oid_copy(id, &key.id);
   return bsearch(&key, t->jobs, t->n, sizeof key, run_job_cmp);
 }
 
-static void run_jobs_cleanup(run_jobs_t *t) {
+void bw_run_jobs_cleanup(bw_run_jobs_t *t) {
   for (size_t i = 0; i < t->n; i++)
     json_object_put(t->jobs[i].student);
   bson_free(t->jobs);
@@ -736,7 +570,7 @@ static void run_jobs_cleanup(run_jobs_t *t) {
 
 /* Runs `visit` on every document of `coll` whose run_id is `run`. */
 static int run_each(mongoc_collection_t *coll, const bson_oid_t *run,
-                    bw_db_visit_fn visit, run_jobs_t *t, bw_error_t *error) {
+                    bw_db_visit_fn visit, bw_run_jobs_t *t, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER;
   int rc;
   BSON_APPEND_OID(&filter, "run_id", run);
@@ -746,8 +580,8 @@ static int run_each(mongoc_collection_t *coll, const bson_oid_t *run,
 }
 
 static void run_visit_job(const bson_t *doc, void *ctx) {
-  run_jobs_t *t = ctx;
-  run_job_t *j;
+  bw_run_jobs_t *t = ctx;
+  bw_run_job_t *j;
   bson_iter_t it;
 
   t->jobs = bson_realloc(t->jobs, (t->n + 1) * sizeof *t->jobs);
@@ -762,10 +596,10 @@ static void run_visit_job(const bson_t *doc, void *ctx) {
 }
 
 static void run_visit_outcome(const bson_t *doc, void *ctx) {
-  run_jobs_t *t = ctx;
+  bw_run_jobs_t *t = ctx;
   bson_oid_t id;
   bson_iter_t it;
-  run_job_t *j;
+  bw_run_job_t *j;
   const char *kind = bw_db_get_utf8(doc, "kind", "");
 
   if (!bw_db_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)))
@@ -788,10 +622,10 @@ static void run_visit_outcome(const bson_t *doc, void *ctx) {
 }
 
 static void run_visit_active(const bson_t *doc, void *ctx) {
-  run_jobs_t *t = ctx;
+  bw_run_jobs_t *t = ctx;
   bson_oid_t id;
   bson_iter_t it;
-  run_job_t *j;
+  bw_run_job_t *j;
 
   if (!bw_db_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)) ||
       j->final)
@@ -806,17 +640,15 @@ static void run_visit_active(const bson_t *doc, void *ctx) {
 }
 
 static void run_visit_waiting(const bson_t *doc, void *ctx) {
-  run_jobs_t *t = ctx;
+  bw_run_jobs_t *t = ctx;
   bson_oid_t id;
-  run_job_t *j;
+  bw_run_job_t *j;
   if (bw_db_get_oid(doc, "job_id", &id) && (j = run_jobs_find(t, &id)))
     j->waiting = true;
 }
 
-/* Reads every job of the run with where its hand-outs are.  With `queue`
- * it also scans the queue partitions (repair needs it, status does not). */
-static int run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
-                         run_jobs_t *t, bw_error_t *error) {
+int bw_run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
+                     bw_run_jobs_t *t, bw_error_t *error) {
   int rc;
 
   t->jobs = NULL;
@@ -835,14 +667,15 @@ static int run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
   /* On failure the caller owns nothing (the database may go away between
    * two of the scans, after the jobs and their student envs are loaded). */
   if (rc < 0)
-    run_jobs_cleanup(t);
+    bw_run_jobs_cleanup(t);
   return rc;
 }
 
 /* ---- status ---------------------------------------------------------- */
 
 static int run_status_order(const void *a, const void *b) {
-  const run_job_t *x = *(run_job_t *const *)a, *y = *(run_job_t *const *)b;
+  const bw_run_job_t *x = *(bw_run_job_t *const *)a,
+                     *y = *(bw_run_job_t *const *)b;
   int tx = strcmp(x->type, "pre") == 0    ? 0
            : strcmp(x->type, "post") == 0 ? 2
                                           : 1;
@@ -863,7 +696,7 @@ static json_object *run_date(int64_t ms) {
   return out;
 }
 
-static const char *run_job_shown_state(const run_job_t *j,
+static const char *run_job_shown_state(const bw_run_job_t *j,
                                        const char *run_state) {
   if (j->final)
     return j->final == 1 ? "succeeded" : "failed";
@@ -872,7 +705,8 @@ static const char *run_job_shown_state(const run_job_t *j,
   return bw_run_job_state(j->type, run_state);
 }
 
-static json_object *run_status_job(const run_job_t *j, const char *run_state) {
+static json_object *run_status_job(const bw_run_job_t *j,
+                                   const char *run_state) {
   json_object *job = json_object_new_object();
   char hex[25];
 
@@ -918,12 +752,12 @@ static json_object *run_page_info(const bw_run_page_t *page, size_t first,
   return info;
 }
 
-static void run_status_jobs(run_jobs_t *t, const char *run_state,
+static void run_status_jobs(bw_run_jobs_t *t, const char *run_state,
                             const bw_run_page_t *page, json_object *status) {
   static const char *states[] = {"created", "queued", "running", "succeeded",
                                  "failed"};
   json_object *jobs = NULL, *counts = json_object_new_object();
-  run_job_t **order = bson_malloc(sizeof *order * (t->n ? t->n : 1));
+  bw_run_job_t **order = bson_malloc(sizeof *order * (t->n ? t->n : 1));
   size_t limit = page->limit > 0 ? (size_t)page->limit : BW_RUN_PAGE_MAX;
   size_t first = (size_t)page->offset < t->n ? (size_t)page->offset : t->n;
   size_t end = t->n - first > limit ? first + limit : t->n;
@@ -953,36 +787,33 @@ static void run_status_jobs(run_jobs_t *t, const char *run_state,
   bson_free(order);
 }
 
-int bw_run_status(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
-                  json_object **out, bw_error_t *error) {
-  return bw_run_status_page(db, cfg, run_id, NULL, out, error);
+int bw_run_status(bw_db_t *db, const bson_oid_t *run, json_object **out,
+                  bw_error_t *error) {
+  return bw_run_status_page(db, run, NULL, out, error);
 }
 
-int bw_run_status_page(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
+int bw_run_status_page(bw_db_t *db, const bson_oid_t *run,
                        const bw_run_page_t *page, json_object **out,
                        bw_error_t *error) {
   static const bw_run_page_t first_page = {false, 0, 0};
   static const char *copied[] = {"state",      "success",     "created_at",
                                  "started_at", "finished_at", "student_count",
                                  "pre_job_id", "post_job_id"};
-  bson_oid_t run;
   bson_t doc;
-  run_jobs_t t;
+  bw_run_jobs_t t;
   json_object *status, *all, *v;
+  char run_id[25];
   int rc;
-  (void)cfg;
 
   *out = NULL;
-  if (!bw_db_oid_parse(run_id, &run))
-    return bw_error_set(error, BW_EINVAL,
-                        "grading_run_id: expected 24 hex digits");
-  rc = run_find(db, &run, false, &doc, error);
+  rc = bw_run_find(db, run, false, &doc, error);
   if (rc == 0)
-    rc = run_jobs_load(db, &run, false, &t, error);
+    rc = bw_run_jobs_load(db, run, false, &t, error);
   if (rc < 0) {
     bson_destroy(&doc);
     return rc;
   }
+  bson_oid_to_string(run, run_id);
   all = bw_json_from_bson(&doc);
   status = json_object_new_object();
   json_object_object_add(status, "grading_run_id",
@@ -992,143 +823,9 @@ int bw_run_status_page(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
       json_object_object_add(status, copied[i], json_object_get(v));
   run_status_jobs(&t, bw_db_get_utf8(&doc, "state", "created"),
                   page ? page : &first_page, status);
-  run_jobs_cleanup(&t);
+  bw_run_jobs_cleanup(&t);
   json_object_put(all);
   bson_destroy(&doc);
   *out = status;
   return 0;
-}
-
-/* ---- repair ---------------------------------------------------------- */
-
-/* What became of a job's next attempt, as far as its claim tells. */
-enum run_claim { RUN_UNCLAIMED, RUN_CLAIMED, RUN_ORPHANED };
-
-/* RUN_ORPHANED: claimed over claim_grace ago yet (the caller knows) never
- * recorded, so the poller died in between.  On a database error, say
- * "claimed": repair must never double-queue. */
-static enum run_claim run_claim_of(bw_db_t *db, const bw_config_t *cfg,
-                                   const bson_oid_t *job, int attempt) {
-  bson_t found;
-  bson_iter_t it;
-  char id[48];
-  enum run_claim state = RUN_CLAIMED;
-  int rc;
-
-  bw_queue_entry_id(job, attempt, id);
-  rc = bw_db_find_by_id(db, BW_COLL_CLAIMS, id, &found, NULL);
-  if (rc == BW_ENOTFOUND)
-    state = RUN_UNCLAIMED;
-  else if (rc == 0 && bson_iter_init_find(&it, &found, "at") &&
-           BSON_ITER_HOLDS_DATE_TIME(&it) &&
-           bson_iter_date_time(&it) <
-               bw_db_now_ms() - cfg->claim_grace * 1000LL)
-    state = RUN_ORPHANED;
-  bson_destroy(&found);
-  return state;
-}
-
-/* The student env of a job as a BSON view into `holder` (or NULL). */
-static const bson_t *run_job_env(const run_job_t *j, bson_t *holder,
-                                 bson_t *env) {
-  if (j->student == NULL)
-    return NULL;
-  bw_json_append_bson(holder, "s", j->student);
-  return bw_db_get_doc(holder, "s", env) ? env : NULL;
-}
-
-/* Re-queues one job that nothing will hand out: not final, not being
- * graded, and either never queued for its next attempt (no entry waiting,
- * no claim) or claimed long ago by a poller that died before recording the
- * hand-out.  The reaper's claim check catches the latter within minutes;
- * this catches the claims it never saw (the reaper was down longer than its
- * window). */
-static int run_repair_job(bw_db_t *db, const bw_config_t *cfg,
-                          const bson_oid_t *run, run_job_t *j,
-                          int student_count, int *repaired, bw_error_t *error) {
-  bw_handout_t h = {.attempt = j->attempts + 1};
-  bson_t holder = BSON_INITIALIZER, env;
-  const bson_t *student;
-  enum run_claim claim;
-  bool failed;
-  int rc;
-
-  if (j->final || j->active)
-    return 0;
-  claim = run_claim_of(db, cfg, &j->id, h.attempt);
-  if (claim == RUN_CLAIMED || (claim == RUN_UNCLAIMED && j->waiting))
-    return 0;
-  bson_oid_copy(&j->id, &h.job_id);
-  bson_oid_copy(run, &h.run_id);
-  bson_strncpy(h.type, j->type, sizeof h.type);
-  h.student_count = student_count;
-  h.index = j->index;
-  student = run_job_env(j, &holder, &env);
-  if (claim == RUN_ORPHANED) {
-    rc = bw_job_abandon(db, cfg, &h, student,
-                        "its hand-out never reached a grader", &failed, error);
-    if (rc == BW_EDUP) /* the reaper's claim check got there first */
-      rc = 0;
-  } else {
-    rc = bw_queue_push(db, &h, student, error);
-  }
-  bson_destroy(&holder);
-  if (rc == 0)
-    (*repaired)++;
-  return rc;
-}
-
-/* The job of `type` (pre or post) final: re-apply its end to the run. */
-static int run_repair_phase_end(bw_db_t *db, const bw_config_t *cfg,
-                                const bson_oid_t *run, const run_job_t *j) {
-  bw_handout_t h = {.attempt = j->attempts};
-  bson_oid_copy(&j->id, &h.job_id);
-  bson_oid_copy(run, &h.run_id);
-  bson_strncpy(h.type, j->type, sizeof h.type);
-  return bw_run_job_finished(db, cfg, &h, j->final == 1, NULL);
-}
-
-int bw_run_repair(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
-                  int *repaired, bw_error_t *error) {
-  bson_t doc;
-  run_jobs_t t;
-  char phase_type[8];
-  const char *state;
-  int rc, student_count, final = 0, phase_jobs = 0;
-
-  rc = run_find(db, run, false, &doc, error);
-  if (rc < 0) {
-    bson_destroy(&doc);
-    return rc == BW_ENOTFOUND ? 0 : rc;
-  }
-  state = bw_db_get_utf8(&doc, "state", "created");
-  student_count = (int)bw_db_get_int(&doc, "student_count");
-  bson_strncpy(phase_type,
-               strcmp(state, "pre_processing") == 0    ? "pre"
-               : strcmp(state, "post_processing") == 0 ? "post"
-               : strcmp(state, "students") == 0        ? "student"
-                                                       : "",
-               sizeof phase_type);
-  bson_destroy(&doc);
-  if (phase_type[0] == '\0')
-    return 0;
-
-  rc = run_jobs_load(db, run, true, &t, error);
-  for (size_t i = 0; rc == 0 && i < t.n; i++) {
-    run_job_t *j = &t.jobs[i];
-    if (strcmp(j->type, phase_type) != 0)
-      continue;
-    phase_jobs++;
-    final += j->final != 0;
-    rc = run_repair_job(db, cfg, run, j, student_count, repaired, error);
-    if (rc == 0 && j->final && strcmp(phase_type, "student") != 0)
-      rc = run_repair_phase_end(db, cfg, run, j);
-  }
-  /* Every student job is final but the run did not move on: the last
-   * finisher died between its steps.  The marks keep this once-only. */
-  if (rc == 0 && strcmp(phase_type, "student") == 0 && phase_jobs > 0 &&
-      final == phase_jobs)
-    rc = run_after_students(db, cfg, run, true, error);
-  run_jobs_cleanup(&t);
-  return rc;
 }

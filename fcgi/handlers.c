@@ -2,7 +2,6 @@
 
 #include "job.h"
 #include "json.h"
-#include "queue.h"
 #include "run.h"
 #include "validate.h"
 #include "worker.h"
@@ -37,6 +36,7 @@ static json_object *one_string(const char *key, const char *value) {
 int bw_handle_run_create(bw_call_t *call, bw_error_t *error) {
   json_object *body = NULL, *config = NULL;
   bw_json_items_t *students = NULL;
+  bson_oid_t run;
   char run_id[25];
   int rc = bw_request_read_body(call->req, call->cfg->max_body, error);
 
@@ -51,18 +51,19 @@ int bw_handle_run_create(bw_call_t *call, bw_error_t *error) {
         bw_validate_run_config(body, students, call->cfg, &config, error),
         error);
   if (rc == 0)
-    rc = bw_run_create(call->db, call->cfg, config, students, run_id, error);
+    rc = bw_run_create(call->db, config, students, &run, error);
   bw_json_items_free(students);
   json_object_put(config);
   json_object_put(body);
   if (rc < 0)
     return rc;
+  bson_oid_to_string(&run, run_id);
   bw_request_reply_success(call->req, one_string("grading_run_id", run_id));
   return 0;
 }
 
 int bw_handle_run_start(bw_call_t *call, bw_error_t *error) {
-  int rc = bw_run_start(call->db, call->cfg, call->path_id, error);
+  int rc = bw_run_start(call->db, &call->path_id, error);
   if (rc < 0)
     return rc;
   bw_request_reply_success(call->req, NULL);
@@ -92,7 +93,7 @@ int bw_handle_run_status(bw_call_t *call, bw_error_t *error) {
   if (rc == 0)
     rc = bw_validate_run_page(given[0], given[1], given[2], &page, error);
   if (rc == 0)
-    rc = bw_run_status_page(call->db, call->cfg, call->path_id, &page, &status,
+    rc = bw_run_status_page(call->db, &call->path_id, &page, &status,
                             error);
   if (rc < 0)
     return rc;
@@ -102,7 +103,7 @@ int bw_handle_run_status(bw_call_t *call, bw_error_t *error) {
 
 int bw_handle_job_get(bw_call_t *call, bw_error_t *error) {
   json_object *job = NULL;
-  int rc = bw_job_get(call->db, call->cfg, call->path_id, &job, error);
+  int rc = bw_job_get(call->db, &call->path_id, &job, error);
   if (rc < 0)
     return rc;
   bw_request_reply_success(call->req, job);
@@ -134,7 +135,7 @@ int bw_handle_worker_register(bw_call_t *call, bw_error_t *error) {
 
 int bw_handle_job_poll(bw_call_t *call, bw_error_t *error) {
   json_object *job = NULL;
-  int rc = bw_queue_poll(call->db, call->cfg, call->worker_id, &job, error);
+  int rc = bw_job_poll(call->db, call->cfg, &call->worker_id, &job, error);
   if (rc == BW_EEMPTY)
     return bw_error_set(error, BW_EEMPTY, "queue is empty");
   if (rc < 0)
@@ -151,7 +152,7 @@ int bw_handle_job_report(bw_call_t *call, bw_error_t *error) {
     rc =
         as_bad_body(bw_validate_result(body, call->cfg, &result, error), error);
   if (rc == 0)
-    rc = bw_job_report(call->db, call->cfg, call->path_id, call->worker_id,
+    rc = bw_job_report(call->db, call->cfg, &call->path_id, &call->worker_id,
                        result, error);
   json_object_put(result);
   json_object_put(body);
@@ -162,7 +163,7 @@ int bw_handle_job_report(bw_call_t *call, bw_error_t *error) {
 }
 
 int bw_handle_heartbeat(bw_call_t *call, bw_error_t *error) {
-  int rc = bw_worker_heartbeat(call->db, call->worker_id, error);
+  int rc = bw_worker_heartbeat(call->db, &call->worker_id, error);
   if (rc < 0)
     return rc;
   bw_request_reply_success(call->req, NULL);

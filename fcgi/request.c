@@ -275,15 +275,14 @@ void bw_request_reply_success(bw_request_t *req, json_object *data) {
   bw_request_reply(req, 200, bw_jsend_success(data));
 }
 
-void bw_request_reply_error(bw_request_t *req, const bw_error_t *error,
+void bw_request_reply_error(bw_request_t *req, int code, const char *message,
                             int queue_empty_code) {
-  int status = bw_error_http_status(error->code, queue_empty_code);
-  const char *message = error->message;
+  int status = bw_error_http_status(code, queue_empty_code);
 
-  if (message[0] == '\0')
+  if (message == NULL || message[0] == '\0')
     message = status >= 500 ? "internal error" : "bad request";
-  if (status >= 500 && error->code != BW_EEMPTY) {
-    bw_log_warn("%d %s: %s", status, bw_error_name(error->code), message);
+  if (status >= 500 && code != BW_EEMPTY) {
+    bw_log_warn("%d %s: %s", status, bw_error_name(code), message);
     bw_request_reply(req, status, bw_jsend_error(message, status));
   } else {
     bw_request_reply(req, status, bw_jsend_fail(message));

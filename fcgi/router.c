@@ -1,13 +1,11 @@
 #include "router.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "auth.h"
 #include "handlers.h"
 #include "json.h"
-#include "validate.h"
 #include "worker.h"
 
 /* Who may call a route, beyond holding the cluster token. */
@@ -92,24 +90,18 @@ static void router_reply_405(bw_request_t *req) {
   bw_request_reply(req, 405, bw_jsend_fail(message));
 }
 
-static void copy_lower(char out[25], const char *hex) {
-  for (int i = 0; i < 24; i++)
-    out[i] = (char)tolower((unsigned char)hex[i]);
-  out[24] = '\0';
-}
-
 static int router_check_worker_id(bw_call_t *call, enum route_caller caller,
                                   bw_error_t *error) {
   if (caller == CALLER_ANY)
     return 0;
-  return bw_auth_worker_id(call->req->worker_id, call->worker_id, error);
+  return bw_auth_worker_id(call->req->worker_id, &call->worker_id, error);
 }
 
 static int router_check_registered(bw_call_t *call, enum route_caller caller,
                                    bw_error_t *error) {
   if (caller != CALLER_WORKER)
     return 0;
-  return bw_worker_check(call->db, call->worker_id, error);
+  return bw_worker_check(call->db, &call->worker_id, error);
 }
 
 static int router_serve(bw_call_t *call, bw_error_t *error) {
@@ -127,12 +119,9 @@ static int router_serve(bw_call_t *call, bw_error_t *error) {
   }
   if (route == NULL)
     return bw_error_set(error, BW_ENOTFOUND, "not found");
-  if (route->id_field != NULL) {
-    if (!bw_validate_oid(id))
-      return bw_error_set(error, BW_EINVAL, "%s: expected 24 hex digits",
-                          route->id_field);
-    copy_lower(call->path_id, id);
-  }
+  if (route->id_field != NULL && !bw_db_oid_parse(id, &call->path_id))
+    return bw_error_set(error, BW_EINVAL, "%s: expected 24 hex digits",
+                        route->id_field);
   rc = router_check_worker_id(call, route->caller, error);
   if (rc < 0)
     return rc;
@@ -153,11 +142,11 @@ void bw_router_dispatch(const bw_config_t *cfg, bw_db_t *db,
   bw_error_t error = {.code = 0, .message = ""};
   int rc = router_serve(&call, &error);
 
-  if (rc < 0) {
-    error.code = rc;
-    bw_request_reply_error(req, &error, cfg->queue_empty_code);
-  } else if (req->status == 0) {
-    bw_error_set(&error, BW_EINTERNAL, "internal error: no reply");
-    bw_request_reply_error(req, &error, cfg->queue_empty_code);
-  }
+  /* The reply's status comes from what the call returned, whoever filled
+   * (or did not fill) error.message. */
+  if (rc < 0)
+    bw_request_reply_error(req, rc, error.message, cfg->queue_empty_code);
+  else if (req->status == 0)
+    bw_request_reply_error(req, BW_EINTERNAL, "internal error: no reply",
+                           cfg->queue_empty_code);
 }

@@ -8,7 +8,10 @@
 #define GR_OPTIONS_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "limits.h"
 
 enum { GR_RUNNER_DOCKER, GR_RUNNER_BWRAP };
 
@@ -23,6 +26,13 @@ typedef struct gr_options {
   int slots;                 /* BROADWAY_SLOTS, 1: jobs run at once */
   size_t tail_bytes;         /* BROADWAY_TAIL_BYTES, 64 KiB per stage stream */
   size_t logs_bytes;         /* BROADWAY_LOGS_BYTES, 1 MiB per job stream */
+  /* BROADWAY_MEMORY, _CPUS, _PIDS, _DISK, _OUTPUT: a stage's limits when
+   * it gives none, and the most it gets (gr_limits_default) */
+  gr_limits_t limits;
+  bool enforce; /* BROADWAY_LIMITS: on (default) | off */
+  /* Found at start-up, not options: how limits are enforced here. */
+  int cgroup_version; /* 1 or 2 (bwrap), 0 (docker, or limits off) */
+  bool bound_job;     /* /job is a tmpfs of the stage's disk size */
 } gr_options_t;
 
 /* Parses argv and the environment.  Returns 0 to run, 1 when --help was

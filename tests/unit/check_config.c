@@ -48,7 +48,17 @@ static const char *const all_keys[] = {"port",
                                        "max_logs_bytes",
                                        "max_depth",
                                        "queue_partitions",
-                                       "forget_workers"};
+                                       "forget_workers",
+                                       "default_memory",
+                                       "max_memory",
+                                       "default_cpus",
+                                       "max_cpus",
+                                       "default_pids",
+                                       "max_pids",
+                                       "default_disk",
+                                       "max_disk",
+                                       "default_output",
+                                       "max_output"};
 
 static char repo_conf[PATH_MAX]; /* <repo>/broadway.conf, found in main() */
 static char old_cwd[PATH_MAX];
