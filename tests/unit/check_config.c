@@ -30,6 +30,15 @@ static const char *const all_keys[] = {"port",
                                        "db_name",
                                        "socket_path",
                                        "workers",
+                                       "listen",
+                                       "listen_owner",
+                                       "listen_group",
+                                       "listen_mode",
+                                       "user",
+                                       "group",
+                                       "log_file",
+                                       "stop_timeout",
+                                       "reaper_timeout_ms",
                                        "heartbeat",
                                        "queue_empty_code",
                                        "max_attempts",
@@ -447,11 +456,11 @@ START_TEST(test_set_errors) {
   expect_set_error("max_body", "12abc",
                    "max_body: expected an integer >= 1, got \"12abc\"");
   expect_set_error("workers", "0",
-                   "workers: expected an integer in 1..1024, got \"0\"");
+                   "workers: expected an integer in 1..256, got \"0\"");
   expect_set_error("workers", "+4",
-                   "workers: expected an integer in 1..1024, got \"+4\"");
+                   "workers: expected an integer in 1..256, got \"+4\"");
   expect_set_error("workers", "\t4",
-                   "workers: expected an integer in 1..1024, got \"\t4\"");
+                   "workers: expected an integer in 1..256, got \"\t4\"");
   expect_set_error("port", "99999999999999999999",
                    "port: expected an integer in 1..65535, got "
                    "\"99999999999999999999\"");
