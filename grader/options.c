@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "version.h"
+
 static const char usage_text[] =
     "usage: broadway-grader [options]\n"
     "Registers with a Broadway API, polls it for grading jobs and runs them.\n"
@@ -31,7 +33,10 @@ static const char usage_text[] =
     "  --hostname NAME     BROADWAY_HOSTNAME  name sent at registration\n"
     "  --work-dir DIR      BROADWAY_WORK_DIR  where job folders are made\n"
     "                                       ($TMPDIR or /tmp)\n"
-    "  --help\n"
+    "  --ca-file PATH      BROADWAY_CA_FILE  CA certificates (PEM) to check\n"
+    "                                       an https:// API against (a self-\n"
+    "                                       signed one: its own certificate)\n"
+    "  --version, --help\n"
     "SIGTERM, SIGINT or SIGHUP: stop polling, abandon running jobs (the\n"
     "API's reaper re-queues them), exit 0.  "
     "BROADWAY_LOG=debug|info|warn|error.\n";
@@ -47,13 +52,15 @@ enum {
   OPT_LOGS,
   OPT_HOSTNAME,
   OPT_WORK_DIR,
-  OPT_HELP
+  OPT_CA_FILE,
+  OPT_HELP,
+  OPT_VERSION
 };
 
 /* The raw strings, flag over variable, before they are checked. */
 typedef struct raw_options {
   const char *api, *token, *token_file, *runner, *images, *slots, *tail, *logs,
-      *hostname, *work_dir;
+      *hostname, *work_dir, *ca_file;
 } raw_options_t;
 
 static int copy_string(char *dst, size_t cap, const char *src,
@@ -244,6 +251,18 @@ static int load_api(gr_options_t *opt, const raw_options_t *raw) {
   return 0;
 }
 
+static int load_ca_file(gr_options_t *opt, const raw_options_t *raw) {
+  if (raw->ca_file == NULL || raw->ca_file[0] == '\0')
+    return 0;
+  if (access(raw->ca_file, R_OK) != 0) {
+    fprintf(stderr, "broadway-grader: ca file: cannot read %s: %s\n",
+            raw->ca_file, strerror(errno));
+    return -1;
+  }
+  return copy_string(opt->ca_file, sizeof opt->ca_file, raw->ca_file,
+                     "ca file");
+}
+
 static void raw_from_env(raw_options_t *raw) {
   raw->api = getenv("BROADWAY_API");
   raw->token = getenv("BROADWAY_TOKEN");
@@ -255,6 +274,7 @@ static void raw_from_env(raw_options_t *raw) {
   raw->logs = getenv("BROADWAY_LOGS_BYTES");
   raw->hostname = getenv("BROADWAY_HOSTNAME");
   raw->work_dir = getenv("BROADWAY_WORK_DIR");
+  raw->ca_file = getenv("BROADWAY_CA_FILE");
   if (raw->token != NULL && raw->token[0] == '\0')
     raw->token = NULL;
 }
@@ -272,7 +292,9 @@ static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
       {"logs-bytes", required_argument, NULL, OPT_LOGS},
       {"hostname", required_argument, NULL, OPT_HOSTNAME},
       {"work-dir", required_argument, NULL, OPT_WORK_DIR},
+      {"ca-file", required_argument, NULL, OPT_CA_FILE},
       {"help", no_argument, NULL, OPT_HELP},
+      {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0}};
   const char **slot[] = {[OPT_API] = &raw->api,
                          [OPT_TOKEN] = &raw->token,
@@ -283,7 +305,8 @@ static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
                          [OPT_TAIL] = &raw->tail,
                          [OPT_LOGS] = &raw->logs,
                          [OPT_HOSTNAME] = &raw->hostname,
-                         [OPT_WORK_DIR] = &raw->work_dir};
+                         [OPT_WORK_DIR] = &raw->work_dir,
+                         [OPT_CA_FILE] = &raw->ca_file};
   int c;
 
   optind = 1;
@@ -292,7 +315,11 @@ static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
       fputs(usage_text, stdout);
       return 1;
     }
-    if (c < OPT_API || c > OPT_WORK_DIR) {
+    if (c == OPT_VERSION) {
+      printf("broadway-grader %s\n", BW_VERSION);
+      return 1;
+    }
+    if (c < OPT_API || c > OPT_CA_FILE) {
       fputs(usage_text, stderr);
       return -1;
     }
@@ -316,7 +343,8 @@ int gr_options_load(gr_options_t *opt, int argc, char **argv) {
     return rc;
   if (load_api(opt, &raw) != 0 || load_token(opt, &raw) != 0 ||
       load_runner(opt, &raw) != 0 || load_work_dir(opt, &raw) != 0 ||
-      load_numbers(opt, &raw) != 0 || load_hostname(opt, &raw) != 0)
+      load_numbers(opt, &raw) != 0 || load_hostname(opt, &raw) != 0 ||
+      load_ca_file(opt, &raw) != 0)
     return -1;
   return 0;
 }

@@ -23,10 +23,13 @@ typedef struct gr_options {
   int slots;                 /* BROADWAY_SLOTS, 1: jobs run at once */
   size_t tail_bytes;         /* BROADWAY_TAIL_BYTES, 64 KiB per stage stream */
   size_t logs_bytes;         /* BROADWAY_LOGS_BYTES, 1 MiB per job stream */
+  char ca_file[PATH_MAX];    /* BROADWAY_CA_FILE: CA bundle (PEM) the API's
+                                HTTPS certificate is checked against; ""
+                                for the system's */
 } gr_options_t;
 
-/* Parses argv and the environment.  Returns 0 to run, 1 when --help was
- * printed, or -1 after printing what is wrong to stderr. */
+/* Parses argv and the environment.  Returns 0 to run, 1 when --help or
+ * --version was printed, or -1 after printing what is wrong to stderr. */
 int gr_options_load(gr_options_t *opt, int argc, char **argv);
 
 const char *gr_options_runner_name(int runner);
