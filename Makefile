@@ -96,7 +96,15 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory deploy-test
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
+
+# The production deployment end to end (tests/deploy/check-deploy: make deb,
+# make install into a scratch root, private nginx and Apache instances over
+# HTTPS, reload/stop under load); about 2 minutes, killed after 10.
+.PHONY: deploy-test
+deploy-test: all
+	@timeout -k 10 600 tests/deploy/check-deploy
 
 # --- bench ---
 # The benchmark (issue 5, docs/BENCHMARKS.md): bench/run-bench starts the
@@ -142,7 +150,7 @@ format:
 clean:
 	rm -rf build bin/broadway-*
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -name '*.d' -type f 2>/dev/null)
 
 # --- fuzz ---
 # libFuzzer over the body parser, the validators and the env resolver (pure
@@ -283,6 +291,6 @@ deb: all
 	  deploy/debian/control.in > $(DEB_ROOT)/DEBIAN/control
 	cd $(DEB_ROOT) && find etc -type f | sed 's|^|/|' > DEBIAN/conffiles
 	install -m 0755 deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm $(DEB_ROOT)/DEBIAN/
-	dpkg-deb --root-owner-group -Zxz --build $(DEB_ROOT) $(DEB_FILE) >/dev/null
+	dpkg-deb --root-owner-group -Zgzip --build $(DEB_ROOT) $(DEB_FILE) >/dev/null
 	@echo "deb: $(DEB_FILE)"
 # --- end install / deb ---
