@@ -54,8 +54,17 @@ int bw_daemon_log(const bw_config_t *cfg, bw_error_t *error) {
 }
 
 int bw_daemon_make_data_dir(const bw_config_t *cfg, bw_error_t *error) {
+  char cwd[8];
   struct stat st;
 
+  /* The default "var", started from / without a config (a unit file with
+   * no -c and no /etc/broadway/broadway.conf), would be the system's /var. */
+  if (cfg->data_dir[0] != '/' && getcwd(cwd, sizeof cwd) != NULL &&
+      strcmp(cwd, "/") == 0)
+    return bw_error_set(error, BW_EINVAL,
+                        "data_dir: relative (\"%s\") while running in /: give "
+                        "an absolute data_dir or -c CONFIG",
+                        cfg->data_dir);
   if (stat(cfg->data_dir, &st) == 0) {
     if (!S_ISDIR(st.st_mode))
       return bw_error_set(error, BW_EINVAL, "data_dir: %s is not a directory",

@@ -25,7 +25,8 @@ int bw_daemon_ids(const bw_config_t *cfg, uid_t *uid, gid_t *gid,
 int bw_daemon_log(const bw_config_t *cfg, bw_error_t *error);
 
 /* Creates cfg->data_dir (0700) when missing, owned by the service's user
- * when we are root.  Returns 0 or BW_EINVAL naming data_dir. */
+ * when we are root.  Returns 0 or BW_EINVAL naming data_dir (also for a
+ * relative data_dir while the working directory is /). */
 int bw_daemon_make_data_dir(const bw_config_t *cfg, bw_error_t *error);
 
 /* When root and cfg->user is set: takes that user's groups, gid and uid for
