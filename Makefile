@@ -101,7 +101,7 @@ test: deps
 
 # The production deployment end to end (tests/deploy/check-deploy: make deb,
 # make install into a scratch root, private nginx and Apache instances over
-# HTTPS, reload/stop under load); about 2 minutes, killed after 10.
+# HTTPS, reload/stop under load); 30 to 90 s here, killed after 10 min.
 .PHONY: deploy-test
 deploy-test: all
 	@timeout -k 10 600 tests/deploy/check-deploy
