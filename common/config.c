@@ -377,8 +377,8 @@ static int derive_from_data_dir(bw_config_t *cfg, bool socket_path_set,
       return bw_error_set(error, BW_EINVAL, "data_dir: path too long");
   }
   if (cfg->listen[0] == '\0') {
-    int n = snprintf(cfg->listen, sizeof cfg->listen, "unix:%s",
-                     cfg->socket_path);
+    int n =
+        snprintf(cfg->listen, sizeof cfg->listen, "unix:%s", cfg->socket_path);
     if (n < 0 || (size_t)n >= sizeof cfg->listen)
       return bw_error_set(error, BW_EINVAL, "socket_path: path too long");
   } else if (strncmp(cfg->listen, "unix:", 5) == 0) {

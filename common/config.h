@@ -26,20 +26,22 @@ typedef struct bw_config {
   int workers;                   /* BROADWAY_WORKERS, 4 FastCGI processes */
 
   /* deployment (names as php-fpm has them; see fcgi/listen.h) */
-  char listen[BW_PATH_MAX];  /* "unix:PATH" or "HOST:PORT"; "" until loaded,
-                                then unix:<socket_path> unless the file set
-                                it */
-  char listen_owner[64];     /* "": the user the pool runs as */
-  char listen_group[64];     /* "": that user's group */
-  int listen_mode;           /* 0600: of the unix socket */
-  char user[64];             /* "": when started as root, stay root */
-  char group[64];            /* "": the user's primary group */
+  char listen[BW_PATH_MAX];   /* "unix:PATH" or "HOST:PORT"; "" until loaded,
+                                 then unix:<socket_path> unless the file set
+                                 it */
+  char listen_owner[64];      /* "": the user the pool runs as */
+  char listen_group[64];      /* "": that user's group */
+  int listen_mode;            /* 0600: of the unix socket */
+  char user[64];              /* "": when started as root, stay root */
+  char group[64];             /* "": the user's primary group */
   char log_file[BW_PATH_MAX]; /* "": stderr; else appended, reopened on
                                  SIGUSR1 */
-  int stop_timeout;          /* 10 s: requests in flight finish on stop and
-                                reload, then workers are killed */
-  int reaper_timeout_ms;     /* 60000: a reaper pass's database call may take
-                                this long before it counts as slow */
+  int stop_timeout;           /* 10 s: requests in flight finish on stop and
+                                 reload, then workers are killed */
+  int reaper_timeout_ms;      /* 60000: a reaper pass's database call may take
+                                 this long before it counts as slow */
+  int socket_timeout_ms;      /* 0: db_timeout_ms; not a file key (the reaper
+                                 sets it to reaper_timeout_ms) */
 
   /* protocol */
   int heartbeat;        /* BROADWAY_HEARTBEAT, 10 s between grader heartbeats */
@@ -49,8 +51,6 @@ typedef struct bw_config {
   int default_timeout;  /* 30 s stage timeout when a stage gives none */
   int max_timeout;      /* 86400 s: the largest stage timeout accepted */
   int db_timeout_ms;    /* 5000: no database call blocks a request longer */
-  int socket_timeout_ms; /* 0: db_timeout_ms; not a file key (the reaper
-                            sets it to reaper_timeout_ms) */
   int queue_partitions; /* 16 queue collections: see queue.h for why */
   int forget_workers;   /* 86400 s: the reaper deletes graders silent longer */
 

@@ -55,10 +55,9 @@ static mongoc_uri_t *db_uri_new(const bw_config_t *cfg, bw_error_t *error) {
                                  cfg->db_timeout_ms);
   mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS,
                                  cfg->db_timeout_ms);
-  mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS,
-                                 cfg->socket_timeout_ms > 0
-                                     ? cfg->socket_timeout_ms
-                                     : cfg->db_timeout_ms);
+  mongoc_uri_set_option_as_int32(
+      uri, MONGOC_URI_SOCKETTIMEOUTMS,
+      cfg->socket_timeout_ms > 0 ? cfg->socket_timeout_ms : cfg->db_timeout_ms);
   /* A write the driver retried by itself could meet its own first try as a
    * duplicate key and take it for someone else's decision.  Off: a failed
    * write is reported, and the caller's resend (or the reaper) settles it. */

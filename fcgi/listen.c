@@ -65,8 +65,7 @@ static int socket_ids(const bw_config_t *cfg, uid_t *uid, gid_t *gid,
   if (cfg->listen_owner[0] != '\0') {
     struct passwd *pw = getpwnam(cfg->listen_owner);
     if (pw == NULL)
-      return bw_error_set(error, BW_EINVAL,
-                          "listen_owner: no such user \"%s\"",
+      return bw_error_set(error, BW_EINVAL, "listen_owner: no such user \"%s\"",
                           cfg->listen_owner);
     *uid = pw->pw_uid;
   }
@@ -83,8 +82,8 @@ static int socket_ids(const bw_config_t *cfg, uid_t *uid, gid_t *gid,
 
 /* The socket's directory, when missing: private (0700) unless the socket
  * is meant for its group (0750) or everyone (0755). */
-static int make_socket_dir(const char *path, const bw_config_t *cfg,
-                           uid_t uid, gid_t gid, bw_error_t *error) {
+static int make_socket_dir(const char *path, const bw_config_t *cfg, uid_t uid,
+                           gid_t gid, bw_error_t *error) {
   char copy[BW_PATH_MAX];
   mode_t mode = (cfg->listen_mode & 007)   ? 0755
                 : (cfg->listen_mode & 070) ? 0750
@@ -105,8 +104,8 @@ static int make_socket_dir(const char *path, const bw_config_t *cfg,
   return 0;
 }
 
-static int open_unix(bw_listen_t *out, const char *path,
-                     const bw_config_t *cfg, bw_error_t *error) {
+static int open_unix(bw_listen_t *out, const char *path, const bw_config_t *cfg,
+                     bw_error_t *error) {
   struct sockaddr_un sa;
   mode_t old_mask;
   uid_t uid;
@@ -134,8 +133,7 @@ static int open_unix(bw_listen_t *out, const char *path,
   fd = FCGX_OpenSocket(path, LISTEN_BACKLOG);
   umask(old_mask);
   if (fd < 0)
-    return bw_error_set(error, BW_EINVAL, "listen: cannot listen on %s",
-                        path);
+    return bw_error_set(error, BW_EINVAL, "listen: cannot listen on %s", path);
   snprintf(out->unlink_path, sizeof out->unlink_path, "%s", path);
   if ((geteuid() == 0 && chown(path, uid, gid) < 0) ||
       chmod(path, (mode_t)cfg->listen_mode) < 0) {

@@ -19,14 +19,13 @@
 
 typedef struct bw_listen {
   int fd;
-  char name[BW_PATH_MAX + 8]; /* for logs: "unix:/run/..", "fd 0", ... */
+  char name[BW_PATH_MAX + 8];    /* for logs: "unix:/run/..", "fd 0", ... */
   char unlink_path[BW_PATH_MAX]; /* the socket file we made, else "" */
 } bw_listen_t;
 
 /* Returns 0, or BW_EINVAL with `listen` (or listen_owner, listen_group)
  * named in the message. */
-int bw_listen_open(bw_listen_t *out, const bw_config_t *cfg,
-                   bw_error_t *error);
+int bw_listen_open(bw_listen_t *out, const bw_config_t *cfg, bw_error_t *error);
 void bw_listen_close(bw_listen_t *l);
 
 /* true when the settings that shape the socket or the process identity

@@ -268,10 +268,8 @@ static void pool_reload(pool_t *pool) {
                 "keeping %s",
                 pool->cfg.listen);
     memcpy(next.listen, pool->cfg.listen, sizeof next.listen);
-    memcpy(next.listen_owner, pool->cfg.listen_owner,
-           sizeof next.listen_owner);
-    memcpy(next.listen_group, pool->cfg.listen_group,
-           sizeof next.listen_group);
+    memcpy(next.listen_owner, pool->cfg.listen_owner, sizeof next.listen_owner);
+    memcpy(next.listen_group, pool->cfg.listen_group, sizeof next.listen_group);
     next.listen_mode = pool->cfg.listen_mode;
     memcpy(next.user, pool->cfg.user, sizeof next.user);
     memcpy(next.group, pool->cfg.group, sizeof next.group);

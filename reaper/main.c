@@ -45,20 +45,19 @@ typedef struct args {
 } args_t;
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: broadway-reaper [-c CONFIG] [--once | --loop SECONDS]\n"
-          "Declares dead the graders that stopped heartbeating and puts "
-          "their jobs back\nin the queue; repairs what crashed processes "
-          "left behind.\n"
-          "  -c CONFIG        the config file (default ./broadway.conf if "
-          "present,\n"
-          "                   else " BW_SYSTEM_CONFIG ")\n"
-          "  --once           one pass (the default)\n"
-          "  --loop SECONDS   a pass every SECONDS until SIGTERM\n"
-          "  --version, --help\n"
-          "Exit status: 0 done, 1 bad config, 2 bad usage, 3 database "
-          "unreachable,\n4 database slow or failing.  See "
-          "broadway-reaper(8).\n");
+  fprintf(out, "usage: broadway-reaper [-c CONFIG] [--once | --loop SECONDS]\n"
+               "Declares dead the graders that stopped heartbeating and puts "
+               "their jobs back\nin the queue; repairs what crashed processes "
+               "left behind.\n"
+               "  -c CONFIG        the config file (default ./broadway.conf if "
+               "present,\n"
+               "                   else " BW_SYSTEM_CONFIG ")\n"
+               "  --once           one pass (the default)\n"
+               "  --loop SECONDS   a pass every SECONDS until SIGTERM\n"
+               "  --version, --help\n"
+               "Exit status: 0 done, 1 bad config, 2 bad usage, 3 database "
+               "unreachable,\n4 database slow or failing.  See "
+               "broadway-reaper(8).\n");
 }
 
 /* Returns 0, 1 for "exit 0 (help)", -1 for a usage error. */
