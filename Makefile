@@ -98,7 +98,15 @@ test: deps
 	@scripts/check-includes
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory deploy-test
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
+
+# The production deployment end to end (tests/deploy/check-deploy: make deb,
+# make install into a scratch root, private nginx and Apache instances over
+# HTTPS, reload/stop under load); 30 to 90 s here, killed after 10 min.
+.PHONY: deploy-test
+deploy-test: all
+	@timeout -k 10 600 tests/deploy/check-deploy
 
 # --- bench ---
 # The benchmark (issue 5, docs/BENCHMARKS.md): bench/run-bench starts the
@@ -150,7 +158,7 @@ format:
 clean:
 	rm -rf build bin/broadway-*
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -name '*.d' -type f 2>/dev/null)
 
 # --- fuzz ---
 # libFuzzer over the body parser, the validators and the env resolver (pure
@@ -232,3 +240,65 @@ valgrind: all $(VALGRIND_TESTS:%=$(BUILD)/tests/%)
 	  for f in $$bad $$leaks; do echo "== $$f"; tail -n 60 $$f; done; exit 1; \
 	fi; \
 	echo "valgrind: $$logs FastCGI processes, no error, no leak"
+
+# --- install / deb ---
+# `make install DESTDIR= PREFIX=/usr/local`: the programs, the config
+# (/etc/broadway/broadway.conf, kept if present), systemd units, the nginx
+# snippet and upstream, the Apache conf, logrotate, man pages, the schema
+# and deploy/setup-system (the user, data dir and token; run it once as
+# root after installing).  `make deb`: the same with PREFIX=/usr as a
+# Debian package whose postinst runs setup-system.  docs/DEPLOY.md.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+VERSION    := $(shell sed -n 's/^\#define BW_VERSION "\(.*\)"/\1/p' common/version.h)
+I_BIN      := $(DESTDIR)$(PREFIX)/bin
+I_LIB      := $(DESTDIR)$(PREFIX)/lib/broadway
+I_SHARE    := $(DESTDIR)$(PREFIX)/share/broadway
+I_MAN      := $(DESTDIR)$(PREFIX)/share/man/man8
+I_UNITS    := $(DESTDIR)$(PREFIX)/lib/systemd/system
+I_ETC      := $(DESTDIR)/etc
+UNIT_SED   := -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SHAREDIR@|$(PREFIX)/share/broadway|g' \
+              -e 's|@LIBDIR@|$(PREFIX)/lib/broadway|g'
+UNITS      := broadway-fcgi.service broadway-reaper.service broadway-reaper.timer
+ifneq ($(wildcard bin/ferretdb),)
+  UNITS    += broadway-ferretdb.service
+endif
+
+.PHONY: install deb
+install: all
+	install -d $(I_BIN) $(I_SHARE)/sql-free-schema $(I_MAN) $(I_UNITS) \
+	  $(I_ETC)/broadway $(I_ETC)/nginx/snippets $(I_ETC)/nginx/conf.d \
+	  $(I_ETC)/apache2/conf-available $(I_ETC)/logrotate.d
+	install -m 0755 $(PROGRAMS) $(I_BIN)/
+	install -m 0644 sql-free-schema/*.json $(I_SHARE)/sql-free-schema/
+	install -m 0755 deploy/setup-system $(I_SHARE)/setup-system
+	sed -f deploy/installed-conf.sed broadway.conf > $(I_SHARE)/broadway.conf.dist
+	@if [ -e $(I_ETC)/broadway/broadway.conf ]; then \
+	  echo "install: keeping $(I_ETC)/broadway/broadway.conf" \
+	    "(the new defaults are in $(I_SHARE)/broadway.conf.dist)"; \
+	else install -m 0640 $(I_SHARE)/broadway.conf.dist $(I_ETC)/broadway/broadway.conf; fi
+	for u in $(UNITS); do \
+	  sed $(UNIT_SED) deploy/$$u.in > $(I_UNITS)/$$u && chmod 0644 $(I_UNITS)/$$u; done
+	if [ -x bin/ferretdb ]; then install -d $(I_LIB) && \
+	  install -m 0755 bin/ferretdb $(I_LIB)/ferretdb; fi
+	install -m 0644 deploy/nginx-snippet.conf $(I_ETC)/nginx/snippets/broadway.conf
+	install -m 0644 deploy/nginx-upstream.conf $(I_ETC)/nginx/conf.d/broadway.conf
+	install -m 0644 deploy/apache.conf $(I_ETC)/apache2/conf-available/broadway.conf
+	install -m 0644 deploy/logrotate $(I_ETC)/logrotate.d/broadway
+	for p in fcgi reaper grader; do \
+	  sed 's|@VERSION@|$(VERSION)|' deploy/man/broadway-$$p.8 | gzip -9n > $(I_MAN)/broadway-$$p.8.gz; done
+
+DEB_ROOT := build/deb/root
+DEB_FILE := build/broadway_$(VERSION)_$(shell dpkg --print-architecture 2>/dev/null || echo amd64).deb
+deb: all
+	rm -rf $(DEB_ROOT) && mkdir -p $(DEB_ROOT)/DEBIAN
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEB_ROOT) PREFIX=/usr >/dev/null
+	sed -e 's|@VERSION@|$(VERSION)|' \
+	  -e "s|@ARCH@|$$(dpkg --print-architecture)|" \
+	  -e "s|@SIZE@|$$(du -sk $(DEB_ROOT) | cut -f1)|" \
+	  deploy/debian/control.in > $(DEB_ROOT)/DEBIAN/control
+	cd $(DEB_ROOT) && find etc -type f | sed 's|^|/|' > DEBIAN/conffiles
+	install -m 0755 deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm $(DEB_ROOT)/DEBIAN/
+	dpkg-deb --root-owner-group -Zgzip --build $(DEB_ROOT) $(DEB_FILE) >/dev/null
+	@echo "deb: $(DEB_FILE)"
+# --- end install / deb ---

@@ -17,6 +17,9 @@ void bw_config_init(bw_config_t *cfg) {
   snprintf(cfg->db_name, sizeof cfg->db_name, "broadway");
   snprintf(cfg->socket_path, sizeof cfg->socket_path, "var/run/fcgi.sock");
   cfg->workers = 4;
+  cfg->listen_mode = 0600;
+  cfg->stop_timeout = 10;
+  cfg->reaper_timeout_ms = 60000;
 
   cfg->heartbeat = 10;
   cfg->queue_empty_code = 498;
@@ -55,7 +58,7 @@ void bw_config_init(bw_config_t *cfg) {
 /* ------------------------------------------------------------------------
  * One option: a table from the file's key to the struct field. */
 
-enum option_type { OPT_INT, OPT_SIZE, OPT_STRING, OPT_CPUS };
+enum option_type { OPT_INT, OPT_SIZE, OPT_STRING, OPT_CPUS, OPT_MODE };
 
 typedef struct option {
   const char *key;
@@ -73,6 +76,8 @@ typedef struct option {
 /* A fraction of CPUs, 0.01 to 1024. */
 #define CPUS_OPT(field)                                                        \
   { #field, OPT_CPUS, offsetof(bw_config_t, field), 0, 0, 0 }
+#define MODE_OPT(field)                                                        \
+  { #field, OPT_MODE, offsetof(bw_config_t, field), 0, 0, 0777 }
 #define STRING_OPT(field)                                                      \
   {                                                                            \
 #field, OPT_STRING, offsetof(bw_config_t, field),                          \
@@ -87,7 +92,16 @@ static const option_t options[] = {
     STRING_OPT(mongo_uri),
     STRING_OPT(db_name),
     STRING_OPT(socket_path),
-    INT_OPT(workers, 1, 1024),
+    INT_OPT(workers, 1, 256),
+    STRING_OPT(listen),
+    STRING_OPT(listen_owner),
+    STRING_OPT(listen_group),
+    MODE_OPT(listen_mode),
+    STRING_OPT(user),
+    STRING_OPT(group),
+    STRING_OPT(log_file),
+    INT_OPT(stop_timeout, 1, 3600),
+    INT_OPT(reaper_timeout_ms, 1, INT_MAX),
     INT_OPT(heartbeat, 1, 86400),
     INT_OPT(queue_empty_code, 200, 599),
     INT_OPT(max_attempts, 1, 1000),
@@ -180,6 +194,23 @@ static int set_cpus(bw_config_t *cfg, const option_t *opt, const char *value,
   return 0;
 }
 
+/* A file mode in octal, as chmod and php-fpm write it ("0660", "660"). */
+static int set_mode(bw_config_t *cfg, const option_t *opt, const char *value,
+                    bw_error_t *error) {
+  char *end;
+  long n;
+
+  errno = 0;
+  n = strtol(value, &end, 8);
+  if (value[0] < '0' || value[0] > '7' || errno != 0 || *end != '\0' ||
+      n < opt->min || n > opt->max)
+    return bw_error_set(error, BW_EINVAL,
+                        "%s: expected an octal mode such as 0660, got \"%s\"",
+                        opt->key, value);
+  *(int *)((char *)cfg + opt->offset) = (int)n;
+  return 0;
+}
+
 int bw_config_set(bw_config_t *cfg, const char *key, const char *value,
                   bw_error_t *error) {
   const option_t *opt = find_option(key);
@@ -191,6 +222,8 @@ int bw_config_set(bw_config_t *cfg, const char *key, const char *value,
     return set_string(cfg, opt, value, error);
   if (opt->type == OPT_CPUS)
     return set_cpus(cfg, opt, value, error);
+  if (opt->type == OPT_MODE)
+    return set_mode(cfg, opt, value, error);
   if (!parse_integer(value, opt->min, opt->max, &n)) {
     if (opt->max == LLONG_MAX)
       return bw_error_set(error, BW_EINVAL,
@@ -387,6 +420,15 @@ static int derive_from_data_dir(bw_config_t *cfg, bool socket_path_set,
     if (n < 0 || (size_t)n >= sizeof cfg->socket_path)
       return bw_error_set(error, BW_EINVAL, "data_dir: path too long");
   }
+  if (cfg->listen[0] == '\0') {
+    int n =
+        snprintf(cfg->listen, sizeof cfg->listen, "unix:%s", cfg->socket_path);
+    if (n < 0 || (size_t)n >= sizeof cfg->listen)
+      return bw_error_set(error, BW_EINVAL, "socket_path: path too long");
+  } else if (strncmp(cfg->listen, "unix:", 5) == 0) {
+    /* One socket path, whichever key named it (scripts read socket_path). */
+    snprintf(cfg->socket_path, sizeof cfg->socket_path, "%s", cfg->listen + 5);
+  }
   if (cfg->token[0] == '\0' && (rc = read_token_file(cfg, error)) < 0)
     return rc;
   if (cfg->mongo_uri[0] == '\0' && (rc = ferretdb_uri(cfg, error)) < 0)
@@ -406,6 +448,14 @@ static int check_limit_defaults(const bw_config_t *cfg, bw_error_t *error) {
     return bw_error_set(error, BW_EINVAL, "default_%s: over max_%s", over,
                         over);
   return 0;
+}
+
+const char *bw_config_default_path(void) {
+  if (access("broadway.conf", F_OK) == 0)
+    return "broadway.conf";
+  if (access(BW_SYSTEM_CONFIG, F_OK) == 0)
+    return BW_SYSTEM_CONFIG;
+  return NULL;
 }
 
 int bw_config_load(bw_config_t *cfg, const char *path, bw_error_t *error) {

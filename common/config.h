@@ -25,6 +25,24 @@ typedef struct bw_config {
   char socket_path[BW_PATH_MAX]; /* FastCGI socket, <data_dir>/run/fcgi.sock */
   int workers;                   /* BROADWAY_WORKERS, 4 FastCGI processes */
 
+  /* deployment (names as php-fpm has them; see fcgi/listen.h) */
+  char listen[BW_PATH_MAX];   /* "unix:PATH" or "HOST:PORT"; "" until loaded,
+                                 then unix:<socket_path> unless the file set
+                                 it */
+  char listen_owner[64];      /* "": the user the pool runs as */
+  char listen_group[64];      /* "": that user's group */
+  int listen_mode;            /* 0600: of the unix socket */
+  char user[64];              /* "": when started as root, stay root */
+  char group[64];             /* "": the user's primary group */
+  char log_file[BW_PATH_MAX]; /* "": stderr; else appended, reopened on
+                                 SIGUSR1 */
+  int stop_timeout;           /* 10 s: requests in flight finish on stop and
+                                 reload, then workers are killed */
+  int reaper_timeout_ms;      /* 60000: a reaper pass's database call may take
+                                 this long before it counts as slow */
+  int socket_timeout_ms;      /* 0: db_timeout_ms; not a file key (the reaper
+                                 sets it to reaper_timeout_ms) */
+
   /* protocol */
   int heartbeat;        /* BROADWAY_HEARTBEAT, 10 s between grader heartbeats */
   int queue_empty_code; /* 498 */
@@ -88,5 +106,11 @@ int bw_config_load(bw_config_t *cfg, const char *path, bw_error_t *error);
  * Returns 0, or BW_EINVAL for an unknown key or a bad value. */
 int bw_config_set(bw_config_t *cfg, const char *key, const char *value,
                   bw_error_t *error);
+
+/* The config file a program reads when given no -c: ./broadway.conf when
+ * it exists (a source tree, `make run`), else BW_SYSTEM_CONFIG when it
+ * exists (an installed service), else NULL (defaults and environment). */
+#define BW_SYSTEM_CONFIG "/etc/broadway/broadway.conf"
+const char *bw_config_default_path(void);
 
 #endif

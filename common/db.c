@@ -63,8 +63,9 @@ static mongoc_uri_t *db_uri_new(const bw_config_t *cfg, bw_error_t *error) {
                                  cfg->db_timeout_ms);
   mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS,
                                  cfg->db_timeout_ms);
-  mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS,
-                                 cfg->db_timeout_ms);
+  mongoc_uri_set_option_as_int32(
+      uri, MONGOC_URI_SOCKETTIMEOUTMS,
+      cfg->socket_timeout_ms > 0 ? cfg->socket_timeout_ms : cfg->db_timeout_ms);
   /* A write the driver retried by itself could meet its own first try as a
    * duplicate key and take it for someone else's decision.  Off: a failed
    * write is reported, and the caller's resend (or the reaper) settles it. */
@@ -115,6 +116,27 @@ int bw_db_open(bw_db_t **out, const bw_config_t *cfg, bw_error_t *error) {
   }
   *out = db;
   return 0;
+}
+
+int bw_db_check_uri(const bw_config_t *cfg, bw_error_t *error) {
+  bson_error_t driver;
+  mongoc_uri_t *uri = mongoc_uri_new_with_error(cfg->mongo_uri, &driver);
+
+  if (uri == NULL)
+    return bw_error_set(error, BW_EINVAL, "mongo_uri: %s", driver.message);
+  mongoc_uri_destroy(uri);
+  return 0;
+}
+
+int bw_db_ping(bw_db_t *db, bw_error_t *error) {
+  bson_t cmd = BSON_INITIALIZER;
+  bson_error_t driver;
+  bool ok;
+
+  BSON_APPEND_INT32(&cmd, "ping", 1);
+  ok = mongoc_database_command_simple(db->database, &cmd, NULL, NULL, &driver);
+  bson_destroy(&cmd);
+  return ok ? 0 : bw_db_error(&driver, error);
 }
 
 void bw_db_close(bw_db_t *db) {

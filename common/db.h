@@ -52,6 +52,14 @@ typedef struct bw_db bw_db_t;
 int bw_db_open(bw_db_t **out, const bw_config_t *cfg, bw_error_t *error);
 void bw_db_close(bw_db_t *db);
 
+/* Parses cfg->mongo_uri as bw_db_open would, without connecting (and
+ * without mongoc_init: safe in a parent that forks clients later).
+ * Returns 0 or BW_EINVAL naming mongo_uri. */
+int bw_db_check_uri(const bw_config_t *cfg, bw_error_t *error);
+
+/* One round trip ("ping"): 0 when the database answers, else BW_EDB. */
+int bw_db_ping(bw_db_t *db, bw_error_t *error);
+
 mongoc_collection_t *bw_db_coll(bw_db_t *db, bw_coll_t which);
 
 /* The queue is cfg->queue_partitions collections "queue_00", "queue_01", ...

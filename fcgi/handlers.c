@@ -1,5 +1,8 @@
 #include "handlers.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "job.h"
 #include "json.h"
 #include "run.h"
@@ -167,5 +170,21 @@ int bw_handle_heartbeat(bw_call_t *call, bw_error_t *error) {
   if (rc < 0)
     return rc;
   bw_request_reply_success(call->req, NULL);
+  return 0;
+}
+
+int bw_handle_health(bw_call_t *call, bw_error_t *error) {
+  int rc;
+
+  if (strcmp(call->req->method, "GET") != 0) {
+    snprintf(call->req->allow, sizeof call->req->allow, "GET");
+    bw_request_reply(call->req, 405,
+                     bw_jsend_fail("method not allowed (allowed: GET)"));
+    return 0;
+  }
+  rc = bw_db_ping(call->db, error);
+  if (rc < 0)
+    return rc;
+  bw_request_reply_success(call->req, one_string("database", "ok"));
   return 0;
 }

@@ -32,4 +32,10 @@ int bw_handle_job_poll(bw_call_t *call, bw_error_t *error);
 int bw_handle_job_report(bw_call_t *call, bw_error_t *error);
 int bw_handle_heartbeat(bw_call_t *call, bw_error_t *error);
 
+/* GET /api/v1/health, the one route without the token (for load balancers
+ * and monitoring): 200 when the database answers a ping, 503 when not.  It
+ * says nothing a stranger could use. */
+#define BW_HEALTH_PATH "/api/v1/health"
+int bw_handle_health(bw_call_t *call, bw_error_t *error);
+
 #endif

@@ -109,6 +109,8 @@ static int router_serve(bw_call_t *call, bw_error_t *error) {
   const char *id = NULL;
   int rc;
 
+  if (strcmp(call->req->path, BW_HEALTH_PATH) == 0)
+    return bw_handle_health(call, error); /* no token: see handlers.h */
   rc = bw_auth_check(call->req->authorization, call->cfg->token, error);
   if (rc < 0)
     return rc;

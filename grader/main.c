@@ -176,6 +176,7 @@ int main(int argc, char **argv) {
     bw_log_error("libcurl failed to initialise");
     return 1;
   }
+  gr_http_set_ca_file(opt.ca_file);
   bw_log_info("api %s, runner %s, %d slot(s), host %s", opt.api,
               gr_options_runner_name(opt.runner), opt.slots, opt.hostname);
   rc = gr_workdir_sweep(opt.work_dir);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "validate.h"
+#include "version.h"
 
 static const char usage_text[] =
     "usage: broadway-grader [options]\n"
@@ -47,7 +48,10 @@ static const char usage_text[] =
     "                                       without cgroups; the grader "
     "refuses\n"
     "                                       to start when on and it cannot)\n"
-    "  --help\n"
+    "  --ca-file PATH      BROADWAY_CA_FILE  CA certificates (PEM) to check\n"
+    "                                       an https:// API against (a self-\n"
+    "                                       signed one: its own certificate)\n"
+    "  --version, --help\n"
     "SIGTERM, SIGINT or SIGHUP: stop polling, abandon running jobs (the\n"
     "API's reaper re-queues them), exit 0.  "
     "BROADWAY_LOG=debug|info|warn|error.\n";
@@ -69,13 +73,16 @@ enum {
   OPT_DISK,
   OPT_OUTPUT,
   OPT_LIMITS,
-  OPT_HELP
+  OPT_CA_FILE,
+  OPT_HELP,
+  OPT_VERSION
 };
 
 /* The raw strings, flag over variable, before they are checked. */
 typedef struct raw_options {
   const char *api, *token, *token_file, *runner, *images, *slots, *tail, *logs,
-      *hostname, *work_dir, *memory, *cpus, *pids, *disk, *output, *limits;
+      *hostname, *work_dir, *memory, *cpus, *pids, *disk, *output, *limits,
+      *ca_file;
 } raw_options_t;
 
 static int copy_string(char *dst, size_t cap, const char *src,
@@ -316,6 +323,18 @@ static int load_api(gr_options_t *opt, const raw_options_t *raw) {
   return 0;
 }
 
+static int load_ca_file(gr_options_t *opt, const raw_options_t *raw) {
+  if (raw->ca_file == NULL || raw->ca_file[0] == '\0')
+    return 0;
+  if (access(raw->ca_file, R_OK) != 0) {
+    fprintf(stderr, "broadway-grader: ca file: cannot read %s: %s\n",
+            raw->ca_file, strerror(errno));
+    return -1;
+  }
+  return copy_string(opt->ca_file, sizeof opt->ca_file, raw->ca_file,
+                     "ca file");
+}
+
 static void raw_from_env(raw_options_t *raw) {
   raw->api = getenv("BROADWAY_API");
   raw->token = getenv("BROADWAY_TOKEN");
@@ -333,6 +352,7 @@ static void raw_from_env(raw_options_t *raw) {
   raw->disk = getenv("BROADWAY_DISK");
   raw->output = getenv("BROADWAY_OUTPUT");
   raw->limits = getenv("BROADWAY_LIMITS");
+  raw->ca_file = getenv("BROADWAY_CA_FILE");
   if (raw->token != NULL && raw->token[0] == '\0')
     raw->token = NULL;
 }
@@ -356,7 +376,9 @@ static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
       {"disk", required_argument, NULL, OPT_DISK},
       {"output", required_argument, NULL, OPT_OUTPUT},
       {"limits", required_argument, NULL, OPT_LIMITS},
+      {"ca-file", required_argument, NULL, OPT_CA_FILE},
       {"help", no_argument, NULL, OPT_HELP},
+      {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0}};
   const char **slot[] = {[OPT_API] = &raw->api,
                          [OPT_TOKEN] = &raw->token,
@@ -373,7 +395,8 @@ static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
                          [OPT_PIDS] = &raw->pids,
                          [OPT_DISK] = &raw->disk,
                          [OPT_OUTPUT] = &raw->output,
-                         [OPT_LIMITS] = &raw->limits};
+                         [OPT_LIMITS] = &raw->limits,
+                         [OPT_CA_FILE] = &raw->ca_file};
   int c;
 
   optind = 1;
@@ -382,7 +405,11 @@ static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
       fputs(usage_text, stdout);
       return 1;
     }
-    if (c < OPT_API || c > OPT_LIMITS) {
+    if (c == OPT_VERSION) {
+      printf("broadway-grader %s\n", BW_VERSION);
+      return 1;
+    }
+    if (c < OPT_API || c > OPT_CA_FILE) {
       fputs(usage_text, stderr);
       return -1;
     }
@@ -407,7 +434,7 @@ int gr_options_load(gr_options_t *opt, int argc, char **argv) {
   if (load_api(opt, &raw) != 0 || load_token(opt, &raw) != 0 ||
       load_runner(opt, &raw) != 0 || load_work_dir(opt, &raw) != 0 ||
       load_numbers(opt, &raw) != 0 || load_limits(opt, &raw) != 0 ||
-      load_hostname(opt, &raw) != 0)
+      load_hostname(opt, &raw) != 0 || load_ca_file(opt, &raw) != 0)
     return -1;
   return 0;
 }

@@ -33,10 +33,13 @@ typedef struct gr_options {
   /* Found at start-up, not options: how limits are enforced here. */
   int cgroup_version; /* 1 or 2 (bwrap), 0 (docker, or limits off) */
   bool bound_job;     /* /job is a tmpfs of the stage's disk size */
+  char ca_file[PATH_MAX];    /* BROADWAY_CA_FILE: CA bundle (PEM) the API's
+                                HTTPS certificate is checked against; ""
+                                for the system's */
 } gr_options_t;
 
-/* Parses argv and the environment.  Returns 0 to run, 1 when --help was
- * printed, or -1 after printing what is wrong to stderr. */
+/* Parses argv and the environment.  Returns 0 to run, 1 when --help or
+ * --version was printed, or -1 after printing what is wrong to stderr. */
 int gr_options_load(gr_options_t *opt, int argc, char **argv);
 
 const char *gr_options_runner_name(int runner);

@@ -226,6 +226,26 @@ START_TEST(test_auth_missing_token_is_401_on_every_endpoint) {
 }
 END_TEST
 
+/* The one route without the token, for load balancers: it tells whether
+ * the database answers and nothing else (docs/DEPLOY.md). */
+START_TEST(test_health_needs_no_token) {
+  bw_test_http_resp_t r;
+  raw("GET", "/api/v1/health", NULL, NULL, NULL, NULL, &r);
+  BW_ASSERT_SUCCESS(&r, 200);
+  ck_assert_str_eq(bw_test_json_str(bw_test_http_data(&r), "database"), "ok");
+  bw_test_http_resp_cleanup(&r);
+  raw("GET", "/api/v1/health", "not-the-token", NULL, NULL, NULL, &r);
+  BW_ASSERT_SUCCESS(&r, 200);
+  bw_test_http_resp_cleanup(&r);
+  raw("POST", "/api/v1/health", NULL, NULL, NULL, "{}", &r);
+  BW_ASSERT_FAIL(&r, 405, "allowed: GET");
+  bw_test_http_resp_cleanup(&r);
+  raw("GET", "/api/v1/health/x", NULL, NULL, NULL, NULL, &r);
+  BW_ASSERT_FAIL(&r, 401, ""); /* only the exact path is open */
+  bw_test_http_resp_cleanup(&r);
+}
+END_TEST
+
 START_TEST(test_auth_wrong_token_is_401_on_every_endpoint) {
   bw_test_client_t w;
   new_worker(&w);
@@ -1556,6 +1576,7 @@ static Suite *api_suite(void) {
   Suite *s = suite_create("api");
   TCase *tc = bw_itest_tcase(s, "auth", 120, true);
   tcase_add_test(tc, test_auth_missing_token_is_401_on_every_endpoint);
+  tcase_add_test(tc, test_health_needs_no_token);
   tcase_add_test(tc, test_auth_wrong_token_is_401_on_every_endpoint);
   tcase_add_test(tc, test_auth_token_prefix_or_extension_is_401);
   tcase_add_test(tc, test_auth_bearer_form_is_accepted);
