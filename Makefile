@@ -114,7 +114,7 @@ deploy-test: all
 # table.  BENCH_QUICK=1 for the short version, BENCH_GRADERS=G (16).
 BENCH_OUT      := $(BUILD)/bench
 BENCH_PROGRAMS := $(BENCH_OUT)/bw-load $(BENCH_OUT)/bw-dblimit \
-                  $(BENCH_OUT)/bw-nullfcgi
+                  $(BENCH_OUT)/bw-nullfcgi $(BENCH_OUT)/bw-history
 # bw-dblimit counts and times the driver calls common/ makes (dblimit.c).
 BENCH_WRAPPED  := mongoc_collection_insert_one mongoc_collection_find_with_opts \
                   mongoc_cursor_next mongoc_cursor_destroy \
@@ -136,6 +136,12 @@ $(BENCH_OUT)/bw-dblimit: $(BUILD)/bench/dblimit.o $(BUILD)/bench/bench.o \
                          $(BENCH_UTIL) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(BENCH_WRAP) -o $@ $^ $(LDLIBS)
+
+# bw-history: the history phase (fills the database through the driver).
+$(BENCH_OUT)/bw-history: $(BUILD)/bench/history.o $(BUILD)/bench/client.o \
+                         $(BUILD)/bench/bench.o $(BENCH_UTIL) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lcurl $(LDLIBS)
 
 $(BENCH_OUT)/bw-nullfcgi: $(BUILD)/bench/nullfcgi.o
 	@mkdir -p $(dir $@)

@@ -30,6 +30,7 @@ void bw_config_init(bw_config_t *cfg) {
   cfg->db_timeout_ms = 5000;
   cfg->queue_partitions = 16;
   cfg->forget_workers = 86400;
+  cfg->keep_output = 0;
 
   cfg->max_body = (size_t)64 << 20;
   cfg->max_students = 100000;
@@ -110,6 +111,7 @@ static const option_t options[] = {
     INT_OPT(db_timeout_ms, 1, INT_MAX),
     INT_OPT(queue_partitions, 1, 256),
     INT_OPT(forget_workers, 60, INT_MAX),
+    INT_OPT(keep_output, 0, INT_MAX),
     SIZE_OPT(max_body, 1),
     INT_OPT(max_students, 1, INT_MAX),
     INT_OPT(max_stages, 1, INT_MAX),

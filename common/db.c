@@ -35,6 +35,14 @@ int64_t bw_db_now_ms(void) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+void bw_db_append_at(bson_t *doc, int64_t at_ms, unsigned buckets) {
+  BSON_APPEND_DATE_TIME(doc, "at", at_ms);
+  if (buckets & BW_DB_BY_MINUTE)
+    BSON_APPEND_INT64(doc, "minute", at_ms / BW_DB_MINUTE_MS);
+  if (buckets & BW_DB_BY_DAY)
+    BSON_APPEND_INT64(doc, "day", at_ms / BW_DB_DAY_MS);
+}
+
 bool bw_db_oid_parse(const char *text, bson_oid_t *oid) {
   if (text == NULL || strlen(text) != 24 || !bson_oid_is_valid(text, 24))
     return false;

@@ -139,6 +139,19 @@ int bw_db_apply_schema(bw_db_t *db, const char *schema_dir, bw_error_t *error);
 /* Milliseconds since the epoch, for timestamps stored as BSON dates. */
 int64_t bw_db_now_ms(void);
 
+/* Documents the reaper reads by time carry `at` (a date) and a bucket of
+ * it: claims and outcomes `minute` = at / BW_DB_MINUTE_MS, results `day` =
+ * at / BW_DB_DAY_MS.  The reaper reads a window minute by minute (retention:
+ * day by day) with equality filters, which every backend answers from an
+ * index (FerretDB pushes equality down to PostgreSQL, never a range), so a
+ * pass costs the same however much history is stored.  `buckets`: any of
+ * BW_DB_BY_MINUTE, BW_DB_BY_DAY. */
+#define BW_DB_MINUTE_MS 60000
+#define BW_DB_DAY_MS 86400000LL
+#define BW_DB_BY_MINUTE 1u
+#define BW_DB_BY_DAY 2u
+void bw_db_append_at(bson_t *doc, int64_t at_ms, unsigned buckets);
+
 /* Parses 24 hex digits (either case) into an ObjectId; false when
  * malformed.  The one id check of the project (libbson's
  * bson_oid_is_valid): the router parses every id of a request with it once,

@@ -72,6 +72,10 @@ static const char *job_view_final(bw_db_t *db, const bson_t *outcome,
   if (bw_db_find_by_id(db, BW_COLL_RESULTS, bw_db_get_utf8(outcome, "_id", ""),
                        &result, NULL) == 0)
     job_copy_fields(view, &result, (const char *const[]){"info", "logs"}, 2);
+  /* Retention (retain.h) removed the stage output: say so, and when. */
+  if (bson_iter_init_find(&it, &result, "pruned_at"))
+    json_object_object_add(view, "output_pruned_at",
+                           bw_json_from_bson_iter(&it));
   bson_destroy(&result);
   return ok ? "succeeded" : "failed";
 }
@@ -157,7 +161,7 @@ static int job_insert_outcome(bw_db_t *db, const bw_handout_t *h,
     BSON_APPEND_BOOL(&doc, "success", success != 0);
   if (reason != NULL)
     BSON_APPEND_UTF8(&doc, "reason", reason);
-  BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
+  bw_db_append_at(&doc, bw_db_now_ms(), BW_DB_BY_MINUTE);
   rc = bw_db_insert_once(db, BW_COLL_OUTCOMES, &doc, error);
   /* On success *out is the outcome (no need to read it back). */
   if (rc == 0 && out != NULL)
@@ -190,7 +194,7 @@ static int job_insert_result(bw_db_t *db, const bw_handout_t *h,
     bw_json_append_bson(&doc, "info", v);
   if (json_object_object_get_ex(result, "logs", &v))
     bw_json_append_bson(&doc, "logs", v);
-  BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
+  bw_db_append_at(&doc, bw_db_now_ms(), BW_DB_BY_DAY);
   rc = bw_db_insert_once(db, BW_COLL_RESULTS, &doc, error);
   bson_destroy(&doc);
   return rc == BW_EDUP ? 0 : rc; /* a resend: the first copy stands */

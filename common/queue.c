@@ -187,7 +187,7 @@ int bw_queue_claim(bw_db_t *db, const char *id, const bw_handout_t *h,
   BSON_APPEND_UTF8(&doc, "_id", id);
   bw_handout_append(&doc, h, NULL);
   BSON_APPEND_OID(&doc, "worker_id", worker);
-  BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
+  bw_db_append_at(&doc, bw_db_now_ms(), BW_DB_BY_MINUTE);
   rc = bw_db_insert_once(db, BW_COLL_CLAIMS, &doc, error);
   bson_destroy(&doc);
   return rc;

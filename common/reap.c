@@ -7,6 +7,7 @@
 #include "json.h"
 #include "log.h"
 #include "queue.h"
+#include "retain.h"
 #include "run.h"
 
 typedef struct reap_ids {
@@ -168,28 +169,53 @@ static bool reap_set_has(const reap_set_t *set, const char *id) {
          bsearch(id, set->ids, set->n, sizeof *set->ids, reap_id_cmp) != NULL;
 }
 
+/* More minutes than this in a window: one range read instead. */
+#define REAP_MAX_MINUTES 64
+
+/* Visits the documents of `coll` whose `at` is in [from, to), minute by
+ * minute (bw_db_append_at): equality reads, indexed on every backend,
+ * where a range is a scan of the whole history on FerretDB. */
+static int reap_each_between(mongoc_collection_t *coll, int64_t from,
+                             int64_t to, const bson_t *opts,
+                             bw_db_visit_fn visit, void *ctx,
+                             bw_error_t *error) {
+  int64_t first = from / BW_DB_MINUTE_MS, last = (to - 1) / BW_DB_MINUTE_MS;
+  bool by_minute = last - first < REAP_MAX_MINUTES;
+  int rc = 0;
+
+  for (int64_t m = first; rc == 0 && m <= (by_minute ? last : first); m++) {
+    bson_t filter = BSON_INITIALIZER, range;
+    if (by_minute)
+      BSON_APPEND_INT64(&filter, "minute", m);
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &range);
+    BSON_APPEND_DATE_TIME(&range, "$gte", from);
+    BSON_APPEND_DATE_TIME(&range, "$lt", to);
+    bson_append_document_end(&filter, &range);
+    rc = bw_db_each(coll, &filter, opts, visit, ctx, error);
+    bson_destroy(&filter);
+  }
+  return rc;
+}
+
 /* The hand-outs that were recorded: active now, or ended since `since`. */
 static int reap_recorded(bw_db_t *db, int64_t since, reap_set_t *set,
                          bw_error_t *error) {
-  bson_t all = BSON_INITIALIZER, recent = BSON_INITIALIZER, range,
-         opts = BSON_INITIALIZER, proj;
+  bson_t all = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
   int rc;
 
   BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
   BSON_APPEND_INT32(&proj, "_id", 1);
   bson_append_document_end(&opts, &proj);
-  BSON_APPEND_DOCUMENT_BEGIN(&recent, "at", &range);
-  BSON_APPEND_DATE_TIME(&range, "$gte", since);
-  bson_append_document_end(&recent, &range);
   rc = bw_db_each(bw_db_coll(db, BW_COLL_ACTIVE), &all, &opts, reap_visit_id,
                   set, error);
+  /* to: a little ahead, for outcomes stamped by a clock slightly ahead. */
   if (rc == 0)
-    rc = bw_db_each(bw_db_coll(db, BW_COLL_OUTCOMES), &recent, &opts,
-                    reap_visit_id, set, error);
+    rc = reap_each_between(bw_db_coll(db, BW_COLL_OUTCOMES), since,
+                           bw_db_now_ms() + BW_DB_MINUTE_MS, &opts,
+                           reap_visit_id, set, error);
   if (set->n > 0)
     qsort(set->ids, set->n, sizeof *set->ids, reap_id_cmp);
   bson_destroy(&all);
-  bson_destroy(&recent);
   bson_destroy(&opts);
   return rc;
 }
@@ -229,22 +255,16 @@ static void reap_visit_claim(const bson_t *claim, void *ctx) {
 static int reap_claims(bw_db_t *db, const bw_config_t *cfg,
                        bw_reap_stats_t *stats, bw_error_t *error) {
   int64_t now = bw_db_now_ms(), grace = cfg->claim_grace * 1000LL;
-  bson_t filter = BSON_INITIALIZER, range;
   reap_claim_pass_t cp = {{db, cfg, stats, false}, {NULL, 0, 0}};
   int rc;
 
   /* An attempt ends after its claim, so outcomes since the window's start
    * cover every claim in it. */
   rc = reap_recorded(db, now - 3 * grace, &cp.recorded, error);
-  BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &range);
-  BSON_APPEND_DATE_TIME(&range, "$gte", now - 3 * grace);
-  BSON_APPEND_DATE_TIME(&range, "$lt", now - grace);
-  bson_append_document_end(&filter, &range);
   if (rc == 0)
-    rc = bw_db_each(bw_db_coll(db, BW_COLL_CLAIMS), &filter, NULL,
-                    reap_visit_claim, &cp, error);
+    rc = reap_each_between(bw_db_coll(db, BW_COLL_CLAIMS), now - 3 * grace,
+                           now - grace, NULL, reap_visit_claim, &cp, error);
   bson_free(cp.recorded.ids);
-  bson_destroy(&filter);
   return rc;
 }
 
@@ -408,28 +428,29 @@ static void reap_visit_run(const bson_t *doc, void *ctx) {
 
 static int reap_runs(bw_db_t *db, const bw_config_t *cfg,
                      bw_reap_stats_t *stats, bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, in, list, opts = BSON_INITIALIZER, proj;
+  /* One equality read per active state, not one `$in`: FerretDB pushes
+   * equality down to an index and evaluates `$in` over every run stored. */
+  static const char *const active[] = {"pre_processing", "students",
+                                       "post_processing"};
+  bson_t opts = BSON_INITIALIZER, proj;
   reap_runs_t runs = {NULL, 0, 0};
-  int rc;
+  int rc = 0;
 
-  BSON_APPEND_DOCUMENT_BEGIN(&filter, "state", &in);
-  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
-  BSON_APPEND_UTF8(&list, "0", "pre_processing");
-  BSON_APPEND_UTF8(&list, "1", "students");
-  BSON_APPEND_UTF8(&list, "2", "post_processing");
-  bson_append_array_end(&in, &list);
-  bson_append_document_end(&filter, &in);
   BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
   BSON_APPEND_INT32(&proj, "_id", 1);
   bson_append_document_end(&opts, &proj);
   /* Collect first: repairing while the cursor is open would hold it across
    * many other queries. */
-  rc = bw_db_each(bw_db_coll(db, BW_COLL_RUNS), &filter, &opts, reap_visit_run,
-                  &runs, error);
+  for (size_t s = 0; rc == 0 && s < sizeof active / sizeof *active; s++) {
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "state", active[s]);
+    rc = bw_db_each(bw_db_coll(db, BW_COLL_RUNS), &filter, &opts,
+                    reap_visit_run, &runs, error);
+    bson_destroy(&filter);
+  }
   for (size_t i = 0; rc == 0 && i < runs.n; i++)
     rc = reap_run(db, cfg, &runs.ids[i], &stats->repaired, error);
   bson_free(runs.ids);
-  bson_destroy(&filter);
   bson_destroy(&opts);
   return rc;
 }
@@ -460,6 +481,8 @@ int bw_reap_repair(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
     rc = reap_runs(db, cfg, stats, error);
   if (rc == 0)
     rc = reap_forget_workers(db, cfg, error);
+  if (rc == 0)
+    rc = bw_retain_pass(db, cfg, &stats->pruned, error);
   return rc;
 }
 

@@ -20,6 +20,7 @@ typedef struct bw_reap_stats {
   int requeued;     /* jobs put back in the queue by this call */
   int failed;       /* jobs failed for running out of attempts */
   int repaired;     /* orphan claims and stuck runs moved on */
+  int pruned;       /* results whose stage output retention removed */
 } bw_reap_stats_t;
 
 /* Dead graders: re-queues (or fails) every job held by a grader whose last
@@ -30,8 +31,9 @@ int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
 
 /* Repairs what a process killed mid-request can leave behind: claims older
  * than cfg->claim_grace whose hand-out was never recorded, waiting jobs with
- * no queue entry, and active runs one step short of their next phase.
- * Scans more: run it every claim_grace/2 seconds.  Adds to *stats. */
+ * no queue entry, and active runs one step short of their next phase; then
+ * one bounded retention pass (retain.h).  Scans more: run it every
+ * claim_grace/2 seconds.  Adds to *stats. */
 int bw_reap_repair(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
                    bw_error_t *error);
 

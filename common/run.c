@@ -734,33 +734,68 @@ static json_object *run_status_job(const bw_run_job_t *j,
   return job;
 }
 
+/* "jobs_page" of a status: which part of the run's jobs "jobs" holds. */
+static json_object *run_page_info(const bw_run_page_t *page, size_t first,
+                                  size_t end, size_t total) {
+  json_object *info = json_object_new_object();
+  if (!page->summary) {
+    json_object_object_add(info, "offset", json_object_new_int64((int64_t)first));
+    json_object_object_add(info, "limit",
+                           json_object_new_int64(page->limit > 0
+                                                     ? page->limit
+                                                     : BW_RUN_PAGE_MAX));
+  }
+  json_object_object_add(info, "total", json_object_new_int64((int64_t)total));
+  if (!page->summary && end < total)
+    json_object_object_add(info, "next_offset",
+                           json_object_new_int64((int64_t)end));
+  return info;
+}
+
 static void run_status_jobs(bw_run_jobs_t *t, const char *run_state,
-                            json_object *status) {
+                            const bw_run_page_t *page, json_object *status) {
   static const char *states[] = {"created", "queued", "running", "succeeded",
                                  "failed"};
-  json_object *jobs = json_object_new_array_ext((int)t->n),
-              *counts = json_object_new_object();
+  json_object *jobs = NULL, *counts = json_object_new_object();
   bw_run_job_t **order = bson_malloc(sizeof *order * (t->n ? t->n : 1));
+  size_t limit = page->limit > 0 ? (size_t)page->limit : BW_RUN_PAGE_MAX;
+  size_t first = (size_t)page->offset < t->n ? (size_t)page->offset : t->n;
+  size_t end = t->n - first > limit ? first + limit : t->n;
   int n[5] = {0};
 
   for (size_t i = 0; i < t->n; i++)
     order[i] = &t->jobs[i];
   qsort(order, t->n, sizeof *order, run_status_order);
+  if (!page->summary)
+    jobs = json_object_new_array_ext((int)(end - first));
   for (size_t i = 0; i < t->n; i++) {
     const char *state = run_job_shown_state(order[i], run_state);
     for (int k = 0; k < 5; k++)
       n[k] += strcmp(state, states[k]) == 0;
-    json_object_array_add(jobs, run_status_job(order[i], run_state));
+    if (jobs && i >= first && i < end)
+      json_object_array_add(jobs, run_status_job(order[i], run_state));
   }
   for (int k = 0; k < 5; k++)
     json_object_object_add(counts, states[k], json_object_new_int(n[k]));
   json_object_object_add(status, "counts", counts);
-  json_object_object_add(status, "jobs", jobs);
+  if (jobs)
+    json_object_object_add(status, "jobs", jobs);
+  /* The seed's response, unchanged, whenever it lists the whole run. */
+  if (page->summary || first > 0 || end < t->n)
+    json_object_object_add(status, "jobs_page",
+                           run_page_info(page, first, end, t->n));
   bson_free(order);
 }
 
 int bw_run_status(bw_db_t *db, const bson_oid_t *run, json_object **out,
                   bw_error_t *error) {
+  return bw_run_status_page(db, run, NULL, out, error);
+}
+
+int bw_run_status_page(bw_db_t *db, const bson_oid_t *run,
+                       const bw_run_page_t *page, json_object **out,
+                       bw_error_t *error) {
+  static const bw_run_page_t first_page = {false, 0, 0};
   static const char *copied[] = {"state",      "success",     "created_at",
                                  "started_at", "finished_at", "student_count",
                                  "pre_job_id", "post_job_id"};
@@ -786,7 +821,8 @@ int bw_run_status(bw_db_t *db, const bson_oid_t *run, json_object **out,
   for (size_t i = 0; i < sizeof copied / sizeof *copied; i++)
     if (json_object_object_get_ex(all, copied[i], &v))
       json_object_object_add(status, copied[i], json_object_get(v));
-  run_status_jobs(&t, bw_db_get_utf8(&doc, "state", "created"), status);
+  run_status_jobs(&t, bw_db_get_utf8(&doc, "state", "created"),
+                  page ? page : &first_page, status);
   bw_run_jobs_cleanup(&t);
   json_object_put(all);
   bson_destroy(&doc);

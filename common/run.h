@@ -19,6 +19,7 @@
 #include "error.h"
 #include "json.h"
 #include "queue.h"
+#include "validate.h"
 
 /* Stores a validated config (from bw_validate_run_config) and its students
  * (read one at a time) as a new run in state "created" with one job per
@@ -44,6 +45,11 @@ int bw_run_status(bw_db_t *db, const bson_oid_t *run, json_object **out,
  * initialised whatever the result, and the caller bson_destroy()s it. */
 int bw_run_find(bw_db_t *db, const bson_oid_t *run, bool with_config,
                 bson_t *out, bw_error_t *error);
+
+/* bw_run_status listing only `page` of the jobs (NULL: the default). */
+int bw_run_status_page(bw_db_t *db, const bson_oid_t *run,
+                       const bw_run_page_t *page, json_object **out,
+                       bw_error_t *error);
 
 /* The run's config without the roster ({env, *_pipeline}).  Pipelines never
  * change once stored, so each process keeps the last few it read: a poll

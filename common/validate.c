@@ -989,3 +989,37 @@ bool bw_validate_hostname(const char *text) {
   }
   return true;
 }
+
+/* A decimal integer in [min, max], nothing else; false otherwise. */
+static bool validate_query_long(const char *text, long min, long max,
+                                long *out) {
+  char *end;
+  long v;
+  if (text[0] < '0' || text[0] > '9' || strlen(text) > 18)
+    return false;
+  v = strtol(text, &end, 10);
+  if (*end != '\0' || v < min || v > max)
+    return false;
+  *out = v;
+  return true;
+}
+
+int bw_validate_run_page(const char *offset, const char *limit,
+                         const char *summary, bw_run_page_t *page,
+                         bw_error_t *error) {
+  memset(page, 0, sizeof *page);
+  if (offset && !validate_query_long(offset, 0, 1000000000L, &page->offset))
+    return bw_error_set(error, BW_EINVAL,
+                        "offset: expected an integer >= 0");
+  if (limit && !validate_query_long(limit, 1, BW_RUN_PAGE_MAX, &page->limit))
+    return bw_error_set(error, BW_EINVAL,
+                        "limit: expected an integer from 1 to %d",
+                        BW_RUN_PAGE_MAX);
+  if (summary && (strcmp(summary, "1") == 0 || strcmp(summary, "true") == 0))
+    page->summary = true;
+  else if (summary && strcmp(summary, "0") != 0 &&
+           strcmp(summary, "false") != 0)
+    return bw_error_set(error, BW_EINVAL,
+                        "summary: expected 1, true, 0 or false");
+  return 0;
+}

@@ -82,4 +82,26 @@ bool bw_validate_env_name(const char *name, size_t max_len);
 /* A printable host name for ?hostname=: 1..255 bytes of [A-Za-z0-9.-_]. */
 bool bw_validate_hostname(const char *text);
 
+/* Which jobs a status lists (GET grading_run/{id}?offset=&limit=&summary=,
+ * docs/PROTOCOL.md; bw_validate_run_page reads them).
+ * Jobs are in roster order (pre, students by index, post).  A run of more
+ * than BW_RUN_PAGE_MAX jobs read with neither offset nor limit lists its
+ * first BW_RUN_PAGE_MAX: a response holds at most that many jobs however
+ * large the run.  Whenever the list is not the whole run, the status says so in
+ * "jobs_page": {offset, limit, total[, next_offset]}. */
+#define BW_RUN_PAGE_MAX 1000
+typedef struct bw_run_page {
+  bool summary; /* counts only: no "jobs", "jobs_page" has only "total" */
+  long offset;  /* >= 0 */
+  long limit;   /* 1..BW_RUN_PAGE_MAX; 0: not given */
+} bw_run_page_t;
+
+/* The query of GET grading_run/{id}: offset, limit and summary as given
+ * (NULL when absent).  offset: an integer >= 0; limit: 1..BW_RUN_PAGE_MAX;
+ * summary: 1/true or 0/false.  Returns 0 and *page, or BW_EINVAL naming the
+ * parameter. */
+int bw_validate_run_page(const char *offset, const char *limit,
+                         const char *summary, bw_run_page_t *page,
+                         bw_error_t *error);
+
 #endif

@@ -73,9 +73,31 @@ int bw_handle_run_start(bw_call_t *call, bw_error_t *error) {
   return 0;
 }
 
+/* offset, limit, summary: each NULL when absent from the query. */
+static int read_page_query(bw_call_t *call, char text[3][24],
+                           const char *given[3], bw_error_t *error) {
+  static const char *names[] = {"offset", "limit", "summary"};
+  for (int i = 0; i < 3; i++) {
+    int found = bw_request_query_param(call->req, names[i], text[i], 24, error);
+    if (found < 0)
+      return found;
+    given[i] = found ? text[i] : NULL;
+  }
+  return 0;
+}
+
 int bw_handle_run_status(bw_call_t *call, bw_error_t *error) {
   json_object *status = NULL;
-  int rc = bw_run_status(call->db, &call->path_id, &status, error);
+  char text[3][24];
+  const char *given[3];
+  bw_run_page_t page;
+  int rc = read_page_query(call, text, given, error);
+
+  if (rc == 0)
+    rc = bw_validate_run_page(given[0], given[1], given[2], &page, error);
+  if (rc == 0)
+    rc = bw_run_status_page(call->db, &call->path_id, &page, &status,
+                            error);
   if (rc < 0)
     return rc;
   bw_request_reply_success(call->req, status);

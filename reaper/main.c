@@ -113,7 +113,7 @@ static int reap_failure(bw_db_t *db, const bw_config_t *cfg,
  * more than the dead-grader check and are not needed every tick.  Returns
  * 0 or the exit status of a failure. */
 static int reap_pass(bw_db_t *db, const bw_config_t *cfg, bool repair) {
-  bw_reap_stats_t stats = {0, 0, 0, 0};
+  bw_reap_stats_t stats = {0, 0, 0, 0, 0};
   bw_error_t error = {.code = 0, .message = ""};
   int rc = bw_reap_dead(db, cfg, &stats, &error);
 
@@ -123,10 +123,11 @@ static int reap_pass(bw_db_t *db, const bw_config_t *cfg, bool repair) {
     return reap_failure(db, cfg, &error);
   /* Dead graders stay dead (and counted) pass after pass: worth a line only
    * when this pass did something about them. */
-  if (stats.requeued || stats.failed || stats.repaired)
-    bw_log_info("dead graders %d, jobs re-queued %d, failed %d, repaired %d",
+  if (stats.requeued || stats.failed || stats.repaired || stats.pruned)
+    bw_log_info("dead graders %d, jobs re-queued %d, failed %d, repaired %d, "
+                "results pruned %d",
                 stats.dead_workers, stats.requeued, stats.failed,
-                stats.repaired);
+                stats.repaired, stats.pruned);
   return 0;
 }
 
