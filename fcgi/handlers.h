@@ -32,4 +32,11 @@ int bw_handle_job_poll(bw_call_t *call, bw_error_t *error);
 int bw_handle_job_report(bw_call_t *call, bw_error_t *error);
 int bw_handle_heartbeat(bw_call_t *call, bw_error_t *error);
 
+/* Course staff's endpoints (staff_handlers.c). */
+int bw_handle_run_cancel(bw_call_t *call, bw_error_t *error);
+int bw_handle_run_retry(bw_call_t *call, bw_error_t *error);
+int bw_handle_runs_list(bw_call_t *call, bw_error_t *error);
+int bw_handle_workers_list(bw_call_t *call, bw_error_t *error);
+int bw_handle_queue_view(bw_call_t *call, bw_error_t *error);
+
 #endif

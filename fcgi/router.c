@@ -39,6 +39,14 @@ static const route_t routes[] = {
     {"GET", "/api/v1/grader_register", NULL, CALLER_ANY,
      bw_handle_worker_register},
     {"POST", "/api/v1/heartbeat", NULL, CALLER_WORKER_ID, bw_handle_heartbeat},
+    /* Course staff (issue 15). */
+    {"POST", "/api/v1/grading_run_cancel", "grading_run_id", CALLER_ANY,
+     bw_handle_run_cancel},
+    {"POST", "/api/v1/grading_run_retry", "grading_run_id", CALLER_ANY,
+     bw_handle_run_retry},
+    {"GET", "/api/v1/grading_runs", NULL, CALLER_ANY, bw_handle_runs_list},
+    {"GET", "/api/v1/workers", NULL, CALLER_ANY, bw_handle_workers_list},
+    {"GET", "/api/v1/queue", NULL, CALLER_ANY, bw_handle_queue_view},
 };
 
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])
