@@ -37,8 +37,9 @@ FCGI_SRC   := $(sort $(wildcard fcgi/*.c))
 REAPER_SRC := $(sort $(wildcard reaper/*.c))
 GRADER_SRC := $(sort $(wildcard grader/*.c))
 BENCH_SRC  := $(sort $(wildcard bench/*.c))
+CLI_SRC    := $(sort $(wildcard cli/*.c))
 
-PROGRAMS := $(BIN)/broadway-fcgi $(BIN)/broadway-reaper
+PROGRAMS := $(BIN)/broadway-fcgi $(BIN)/broadway-reaper $(BIN)/broadway
 ifneq ($(GRADER_SRC),)
   PROGRAMS += $(BIN)/broadway-grader
 endif
@@ -75,6 +76,11 @@ $(BIN)/broadway-reaper: $(REAPER_SRC:%.c=$(BUILD)/%.o) $(COMMON_LIB)
 $(BIN)/broadway-grader: $(GRADER_SRC:%.c=$(BUILD)/%.o) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lcurl $(LDLIBS) -lpthread
+
+# The staff's command: json-c and libcurl only (no libbroadway).
+$(BIN)/broadway: $(CLI_SRC:%.c=$(BUILD)/%.o)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lcurl -ljson-c
 
 $(BUILD)/tests/check_%: $(BUILD)/tests/unit/check_%.o $(TESTLIB_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)

@@ -333,7 +333,7 @@ START_TEST(test_unknown_path_under_api_is_404) {
   bw_test_client_t w;
   new_worker(&w);
   const char *paths[] = {"/api/v1/nope",
-                         "/api/v1/grading_runs",
+                         "/api/v1/grading_runz",
                          "/api/v2/grading_run",
                          "/api/v1/",
                          "/api/",
