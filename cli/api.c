@@ -68,6 +68,12 @@ static int api_read_file(cli_api_t *api, bool want_url, bool want_token) {
 int cli_api_init(cli_api_t *api, const char *url, const char *token) {
   const char *env_url = getenv("BROADWAY_API"),
              *env_token = getenv("BROADWAY_TOKEN");
+
+  /* Set but empty is unset (`BROADWAY_TOKEN= broadway ...`). */
+  if (env_url != NULL && env_url[0] == '\0')
+    env_url = NULL;
+  if (env_token != NULL && env_token[0] == '\0')
+    env_token = NULL;
   size_t len;
   int rc;
 

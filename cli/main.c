@@ -280,7 +280,9 @@ static json_object *cli_job_output(json_object *job, int lines) {
                  ? json_object_array_length(info)
                  : 0;
 
-  if (logs[0] != '\0')
+  /* Graders send logs as {"stdout", "stderr"}; older ones as text. */
+  if (n == 0 && json_object_is_type(json_object_object_get(job, "logs"),
+                                    json_type_string))
     return cli_tail(logs, lines);
   if (n == 0)
     return json_object_new_string("");
@@ -393,7 +395,7 @@ static int cmd_logs(cli_t *cli) {
     if (str(s, "stderr")[0])
       printf("[stderr]\n%s\n", str(s, "stderr"));
   }
-  if (str(job, "logs")[0])
+  if (json_object_array_length(info) == 0 && str(job, "logs")[0])
     printf("-- logs\n%s\n", str(job, "logs"));
   json_object_put(job);
   return CLI_OK;
