@@ -51,7 +51,7 @@ INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 TESTLIB_SRC := $(sort $(wildcard tests/lib/*.c))
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps run test unit integration bench format clean
+.PHONY: all deps run test unit integration web-test bench format clean
 all: $(PROGRAMS)
 
 deps:
@@ -96,6 +96,13 @@ run: deps all
 unit: $(UNIT_BIN)
 	@scripts/run-tests $(UNIT_BIN)
 
+# The status page in headless chromium (Debian's, via chromium-driver and
+# python3-selenium) against scripts/broadway-run; at most 240 s (about 40 s
+# here).  Screenshots: build/web-test/.
+web-test: all
+	@echo "== tests/web/test_status_page.py"
+	@/usr/bin/python3 tests/web/test_status_page.py
+
 integration: all $(INTEG_BIN)
 	@BROADWAY_BIN=$(CURDIR)/$(BIN) scripts/run-tests $(INTEG_BIN)
 
@@ -104,6 +111,7 @@ test: deps
 	@scripts/check-includes
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory web-test
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 
 # --- bench ---
