@@ -25,7 +25,9 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
+#include "router.h"
 
 #define DEFAULT_CONFIG "broadway.conf"
 #define SCHEMA_WAIT_S 30
@@ -205,6 +207,9 @@ static int serve(const bw_config_t *cfg) {
   fd = open_listen_socket(cfg->socket_path);
   if (fd < 0)
     return 1;
+  /* Shared by the whole pool: mapped before the workers are forked. */
+  if (bw_metrics_init(bw_router_route_count()) < 0)
+    bw_log_warn("metrics: no shared memory: request counts are off");
   rc = bw_fcgi_pool_run(fd, cfg);
   close(fd);
   unlink(cfg->socket_path);

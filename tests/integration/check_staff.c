@@ -451,6 +451,67 @@ START_TEST(lists_runs_workers_queue) {
 }
 END_TEST
 
+/* ---- metrics ------------------------------------------------------------ */
+
+/* The value of the sample line starting with `series` (-1 when absent). */
+static double sample(const char *text, const char *series) {
+  const char *p = text;
+  size_t n = strlen(series);
+  while (p && *p) {
+    if (strncmp(p, series, n) == 0 && p[n] == ' ')
+      return atof(p + n + 1);
+    p = strchr(p, '\n');
+    p = p ? p + 1 : NULL;
+  }
+  return -1;
+}
+
+START_TEST(metrics_in_prometheus_text) {
+  bw_test_client_t c = staff(), g = grader(), bearer = c;
+  bw_test_http_resp_t r = {0};
+  char run[25], jobs[3][25];
+  double requests;
+
+  start_run(&c, 3, false, run);
+  ck_assert_int_eq(poll_all(&g, jobs, 1), 1);
+  report_all(&g, jobs, 1, true);
+  bw_test_http_call(&c, "GET", "/api/v1/queue", NULL, NULL);
+  snprintf(bearer.token, sizeof bearer.token, "Bearer %.200s", c.token);
+  bw_test_http_call(&bearer, "GET", "/metrics", NULL, &r);
+  BW_ASSERT_STATUS(&r, 200);
+  ck_assert_msg(strncmp(r.content_type, "text/plain; version=0.0.4", 25) == 0,
+                "Content-Type %s", r.content_type);
+  ck_assert_double_eq(sample(r.body, "broadway_jobs_queued"), 2);
+  ck_assert_double_eq(sample(r.body, "broadway_jobs_running"), 0);
+  ck_assert_double_eq(sample(r.body, "broadway_handouts_total"), 1);
+  ck_assert_double_eq(sample(r.body, "broadway_results_total"), 1);
+  ck_assert_double_eq(sample(r.body, "broadway_graders{state=\"alive\"}"), 1);
+  ck_assert(sample(r.body, "broadway_queue_oldest_wait_seconds") >= 0);
+  requests = sample(r.body, "broadway_http_requests_total{route=\"GET "
+                            "/api/v1/queue\",code=\"200\"}");
+  ck_assert_msg(requests >= 1, "no count for GET /api/v1/queue: %s", r.body);
+  ck_assert(sample(r.body, "broadway_http_request_duration_seconds_count{"
+                           "route=\"GET /api/v1/queue\"}") >= 1);
+  ck_assert(sample(r.body, "broadway_http_request_duration_seconds_bucket{"
+                           "route=\"POST /api/v1/grading_run/{id}\",le="
+                           "\"+Inf\"}") >= 1);
+  /* Counted across the pool: whichever worker answers, the count grows. */
+  for (int i = 0; i < 8; i++)
+    bw_test_http_call(&c, "GET", "/api/v1/queue", NULL, NULL);
+  bw_test_http_call(&c, "GET", "/metrics", NULL, &r);
+  ck_assert_double_eq(sample(r.body, "broadway_http_requests_total{route="
+                                     "\"GET /api/v1/queue\",code=\"200\"}"),
+                      requests + 8);
+  {
+    bw_test_client_t anon = c;
+    anon.token[0] = '\0';
+    ck_assert_int_eq(bw_test_http_call(&anon, "GET", "/metrics", NULL, NULL),
+                     401);
+  }
+  bw_test_http_resp_cleanup(&r);
+}
+END_TEST
+
 static Suite *staff_suite(void) {
   Suite *s = suite_create("staff");
   TCase *tc = bw_itest_tcase(s, "cancel", 60, true);
@@ -463,6 +524,7 @@ static Suite *staff_suite(void) {
   tcase_add_loop_test(tc, retry_races_late_results_and_retries, 0, 3);
   tc = bw_itest_tcase(s, "lists", 60, true);
   tcase_add_test(tc, lists_runs_workers_queue);
+  tcase_add_test(tc, metrics_in_prometheus_text);
   return s;
 }
 
