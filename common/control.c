@@ -37,6 +37,17 @@ static int control_block_phases(bw_db_t *db, const bson_oid_t *run, int round,
   return 0;
 }
 
+/* What follows the end mark; idempotent. */
+static int control_cancel_steps(bw_db_t *db, const bson_oid_t *run, int round,
+                                bw_error_t *error) {
+  int rc = control_block_phases(db, run, round, error);
+  if (rc == 0)
+    rc = bw_run_set_state(db, run, "cancelled", "finished_at", 0, error);
+  if (rc == 0)
+    rc = bw_queue_cancel_run(db, run, error);
+  return rc;
+}
+
 int bw_control_cancel(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
   bson_t doc;
   int round, rc = bw_run_find(db, run, false, &doc, error);
@@ -44,14 +55,15 @@ int bw_control_cancel(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
   round = rc == 0 ? (int)bw_db_get_int(&doc, "round") : 0;
   if (rc == 0)
     rc = bw_run_mark(db, run, round, "end", true, error);
+  if (rc == 0)
+    rc = control_cancel_steps(db, run, round, error);
+  /* Cancelled before: the steps again (its canceller may have died after
+   * the mark), then 409 all the same. */
+  if (rc == BW_EDUP && bw_run_cancelled(db, run, round) &&
+      strcmp(bw_db_get_utf8(&doc, "state", ""), "cancelled") != 0)
+    rc = control_cancel_steps(db, run, round, error) < 0 ? BW_EDB : BW_EDUP;
   if (rc == BW_EDUP)
     rc = control_already_over(db, run, round, &doc, error);
-  if (rc == 0)
-    rc = control_block_phases(db, run, round, error);
-  if (rc == 0)
-    rc = bw_run_set_state(db, run, "cancelled", "finished_at", 0, error);
-  if (rc == 0)
-    rc = bw_queue_cancel_run(db, run, error);
   bson_destroy(&doc);
   return rc;
 }
@@ -198,7 +210,9 @@ int bw_control_retry(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
   }
   if (rc == 0) {
     round = (int)bw_db_get_int(&doc, "round") + 1;
-    rc = bw_run_mark(db, run, round, "retry", false, error);
+    /* A retry mark older than claim_grace on a run still finished: its
+     * maker died before reopening it; the steps after it are idempotent. */
+    rc = bw_run_mark_or_stale(db, cfg, run, round, "retry", error);
     bson_oid_to_string(run, hex);
     if (rc == BW_EDUP)
       rc = bw_error_set(error, BW_ECONFLICT,

@@ -383,12 +383,12 @@ bool bw_run_cancelled(bw_db_t *db, const bson_oid_t *run, int round) {
   return cancelled;
 }
 
-/* Like run_mark_once, but also 0 when the mark exists and is older than
+/* Like bw_run_mark, but also 0 when the mark exists and is older than
  * cfg->claim_grace: its maker died between the mark and the steps after it,
  * and those steps are idempotent, so the caller redoes them. */
-static int run_mark_once_or_stale(bw_db_t *db, const bw_config_t *cfg,
-                                  const bson_oid_t *run, int round,
-                                  const char *what, bw_error_t *error) {
+int bw_run_mark_or_stale(bw_db_t *db, const bw_config_t *cfg,
+                         const bson_oid_t *run, int round, const char *what,
+                         bw_error_t *error) {
   bson_t mark;
   bson_iter_t it;
   char id[128];
@@ -505,7 +505,7 @@ static int run_enter_post(bw_db_t *db, const bson_oid_t *run, int round,
 static int run_finish(bw_db_t *db, const bw_config_t *cfg,
                       const bson_oid_t *run, int round, bool success,
                       bw_error_t *error) {
-  int rc = run_mark_once_or_stale(db, cfg, run, round, "end", error);
+  int rc = bw_run_mark_or_stale(db, cfg, run, round, "end", error);
   if (rc == BW_EDUP)
     return 0;
   if (rc < 0)
@@ -549,7 +549,7 @@ int bw_run_after_students(bw_db_t *db, const bw_config_t *cfg,
       round = (int)bw_db_get_int(&doc, "round");
 
   if (rc == 0 && bw_db_get_oid(&doc, "post_job_id", &post)) {
-    rc = stale_ok ? run_mark_once_or_stale(db, cfg, run, round, "post", error)
+    rc = stale_ok ? bw_run_mark_or_stale(db, cfg, run, round, "post", error)
                   : bw_run_mark(db, run, round, "post", false, error);
     if (rc == 0)
       rc = run_enter_post(db, run, round,
@@ -592,7 +592,7 @@ int bw_run_job_finished(bw_db_t *db, const bw_config_t *cfg,
     int rc;
     if (!success)
       return run_finish(db, cfg, &h->run_id, h->round, false, error);
-    rc = run_mark_once_or_stale(db, cfg, &h->run_id, h->round, "students",
+    rc = bw_run_mark_or_stale(db, cfg, &h->run_id, h->round, "students",
                                 error);
     if (rc == BW_EDUP)
       return 0;

@@ -113,6 +113,13 @@ bool bw_run_retry_of(const bson_t *run_doc, const bson_oid_t *job,
 int bw_run_mark(bw_db_t *db, const bson_oid_t *run, int round,
                 const char *what, bool cancelled, bw_error_t *error);
 
+/* The same, but also 0 when the mark exists, is older than
+ * cfg->claim_grace and is not a cancel's: its maker died between the mark
+ * and the (idempotent) steps after it, which the caller redoes. */
+int bw_run_mark_or_stale(bw_db_t *db, const bw_config_t *cfg,
+                         const bson_oid_t *run, int round, const char *what,
+                         bw_error_t *error);
+
 /* True when a cancel took the end mark of the run's `round`. */
 bool bw_run_cancelled(bw_db_t *db, const bson_oid_t *run, int round);
 
