@@ -869,8 +869,7 @@ int bw_run_status(bw_db_t *db, const bson_oid_t *run, json_object **out,
                   bw_error_t *error) {
   static const char *copied[] = {"state",      "success",     "created_at",
                                  "started_at", "finished_at", "student_count",
-                                 "pre_job_id", "post_job_id", "round",
-                                 "cancelled_at"};
+                                 "pre_job_id", "post_job_id", "round"};
   bson_t doc;
   bw_run_jobs_t t;
   json_object *status, *all, *v;
