@@ -21,8 +21,8 @@ enum {
 };
 
 typedef struct cli_api {
-  char url[512];   /* base, without a trailing slash */
-  char token[512]; /* "" when none was found */
+  char url[512];     /* base, without a trailing slash */
+  char token[512];   /* "" when none was found */
   char source[1100]; /* where the token came from, for the 401 message */
 } cli_api_t;
 

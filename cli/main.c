@@ -28,7 +28,8 @@ static const char usage[] =
     "usage: broadway [--api URL] [--json] COMMAND ...\n"
     "  run CONFIG.json [--wait] [--interval S]  create and start a run\n"
     "  status RUN                     state and job counts\n"
-    "  failed RUN [--lines N]         each failed student: env, reason, output\n"
+    "  failed RUN [--lines N]         each failed student: env, reason, "
+    "output\n"
     "  logs JOB                       a job's stages and output\n"
     "  cancel RUN                     stop a run\n"
     "  retry RUN [--failed|--all]     grade failed (or all) students again\n"
@@ -45,8 +46,9 @@ static double cli_now(void) {
 }
 
 static void cli_print_json(json_object *data) {
-  printf("%s\n", json_object_to_json_string_ext(
-                     data, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+  printf("%s\n",
+         json_object_to_json_string_ext(
+             data, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 static const char *str(json_object *o, const char *key) {
@@ -191,8 +193,9 @@ static int cli_wait(const cli_t *cli, const char *run) {
   if (tty)
     printf("\n");
   if (cli_stop) {
-    fprintf(stderr, "broadway: stopped watching; run %s goes on (broadway "
-                    "cancel %s stops it)\n",
+    fprintf(stderr,
+            "broadway: stopped watching; run %s goes on (broadway "
+            "cancel %s stops it)\n",
             run, run);
     return CLI_RUN_FAILED;
   }
@@ -237,8 +240,8 @@ static int cmd_run(cli_t *cli) {
     fprintf(stderr, "broadway: run: cannot read %s\n", cli->args[0]);
     return CLI_USAGE;
   }
-  rc = cli_api_call(&cli->api, "POST", "/api/v1/grading_run", body, &data,
-                    NULL);
+  rc =
+      cli_api_call(&cli->api, "POST", "/api/v1/grading_run", body, &data, NULL);
   free(body);
   if (rc != CLI_OK)
     return rc;
@@ -297,9 +300,11 @@ static json_object *cli_failed_entry(const cli_t *cli, json_object *job) {
   const char *id = str(job, "job_id");
 
   json_object_object_add(entry, "job_id", json_object_new_string(id));
-  json_object_object_add(entry, "type", json_object_new_string(str(job, "type")));
-  json_object_object_add(entry, "student",
-                         json_object_get(json_object_object_get(job, "student")));
+  json_object_object_add(entry, "type",
+                         json_object_new_string(str(job, "type")));
+  json_object_object_add(
+      entry, "student",
+      json_object_get(json_object_object_get(job, "student")));
   json_object_object_add(entry, "reason",
                          json_object_new_string(str(job, "reason")));
   if (cli_get(cli, "/api/v1/grading_job/%s", id, &full) == CLI_OK) {
@@ -391,7 +396,8 @@ static int cmd_logs(cli_t *cli) {
            str(s, "killed_by")[0] ? "  killed_by " : "", str(s, "killed_by"));
     if (str(s, "stdout")[0])
       printf("%s%s", str(s, "stdout"),
-             str(s, "stdout")[strlen(str(s, "stdout")) - 1] == '\n' ? "" : "\n");
+             str(s, "stdout")[strlen(str(s, "stdout")) - 1] == '\n' ? ""
+                                                                    : "\n");
     if (str(s, "stderr")[0])
       printf("[stderr]\n%s\n", str(s, "stderr"));
   }
@@ -503,8 +509,8 @@ static int cmd_queue(cli_t *cli) {
     json_object_put(data);
     return CLI_OK;
   }
-  printf("%d waiting, %d running, oldest waiting %.1f s\n", num(data, "waiting"),
-         num(data, "running"),
+  printf("%d waiting, %d running, oldest waiting %.1f s\n",
+         num(data, "waiting"), num(data, "running"),
          json_object_get_double(json_object_object_get(data, "oldest_wait_s")));
   runs = json_object_object_get(data, "runs");
   for (size_t i = 0; i < json_object_array_length(runs); i++) {
@@ -521,11 +527,10 @@ static int cmd_queue(cli_t *cli) {
 static const struct {
   const char *name;
   int (*fn)(cli_t *);
-} commands[] = {{"run", cmd_run},         {"status", cmd_status},
-                {"failed", cmd_failed},   {"logs", cmd_logs},
-                {"cancel", cmd_cancel},   {"retry", cmd_retry},
-                {"runs", cmd_runs},       {"workers", cmd_workers},
-                {"queue", cmd_queue}};
+} commands[] = {
+    {"run", cmd_run},   {"status", cmd_status},   {"failed", cmd_failed},
+    {"logs", cmd_logs}, {"cancel", cmd_cancel},   {"retry", cmd_retry},
+    {"runs", cmd_runs}, {"workers", cmd_workers}, {"queue", cmd_queue}};
 
 /* Options may come anywhere; what is left are the command and its args. */
 static int cli_parse(cli_t *cli, int argc, char **argv, const char **command,

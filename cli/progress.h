@@ -11,7 +11,7 @@ typedef struct cli_counts {
 } cli_counts_t;
 
 typedef struct cli_progress {
-  double started;   /* when watching began (seconds, monotonic) */
+  double started;    /* when watching began (seconds, monotonic) */
   int done_at_start; /* jobs already final then: the rate counts only ours */
 } cli_progress_t;
 

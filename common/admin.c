@@ -12,8 +12,8 @@ typedef struct admin_list {
 } admin_list_t;
 
 static void admin_visit_run(const bson_t *doc, void *ctx) {
-  static const char *copied[] = {"state",       "success",    "created_at",
-                                 "started_at",  "finished_at", "student_count",
+  static const char *copied[] = {"state",      "success",     "created_at",
+                                 "started_at", "finished_at", "student_count",
                                  "round"};
   admin_list_t *list = ctx;
   json_object *run = json_object_new_object();
@@ -166,15 +166,15 @@ static void admin_visit_worker(const bson_t *doc, void *ctx) {
   if (bson_iter_init_find(&it, doc, "registered_at"))
     json_object_object_add(w, "registered_at", bw_json_from_bson_iter(&it));
   json_object_object_get_ex(l->held->by_id, hex, &slot);
-  json_object_object_add(w, "jobs",
-                         slot ? json_object_get(json_object_object_get(
-                                    slot, "jobs"))
-                              : json_object_new_array());
-  json_object_object_add(w, "jobs_done",
-                         json_object_new_int(
-                             slot ? json_object_get_int(json_object_object_get(
-                                        slot, "jobs_done"))
-                                  : 0));
+  json_object_object_add(
+      w, "jobs",
+      slot ? json_object_get(json_object_object_get(slot, "jobs"))
+           : json_object_new_array());
+  json_object_object_add(
+      w, "jobs_done",
+      json_object_new_int(
+          slot ? json_object_get_int(json_object_object_get(slot, "jobs_done"))
+               : 0));
   alive ? l->alive++ : l->dead++;
   json_object_array_add(l->items, w);
 }
@@ -309,9 +309,9 @@ int bw_admin_queue(bw_db_t *db, json_object **out, bw_error_t *error) {
     json_object *oldest;
     (void)key;
     if (json_object_object_get_ex(slot, "oldest_ms", &oldest)) {
-      json_object_object_add(
-          slot, "oldest_wait_s",
-          json_object_new_double(admin_age_s(now, json_object_get_int64(oldest))));
+      json_object_object_add(slot, "oldest_wait_s",
+                             json_object_new_double(admin_age_s(
+                                 now, json_object_get_int64(oldest))));
       json_object_object_del(slot, "oldest_ms");
     }
     json_object_array_add(runs, json_object_get(slot));

@@ -19,8 +19,8 @@
 
 typedef struct bw_admin_runs_query {
   const char *state; /* NULL: any */
-  int offset, limit;  /* limit 1..BW_ADMIN_RUNS_MAX */
-  bool counts;        /* add each run's job counts (reads its jobs) */
+  int offset, limit; /* limit 1..BW_ADMIN_RUNS_MAX */
+  bool counts;       /* add each run's job counts (reads its jobs) */
 } bw_admin_runs_query_t;
 
 /* Runs, newest first: {"runs": [{grading_run_id, state, success,

@@ -11,13 +11,13 @@
 #include "json.h"
 
 /* Statuses counted apart; any other is counted as "other". */
-static const int metrics_codes[] = {200, 400, 401, 404, 405, 409,
-                                    413, 498, 500, 503};
+static const int metrics_codes[] = {200, 400, 401, 404, 405,
+                                    409, 413, 498, 500, 503};
 #define CODES (int)(sizeof metrics_codes / sizeof *metrics_codes)
 /* Histogram bounds (seconds): a poll takes milliseconds, a run's creation
  * of 10,000 students a second or more. */
-static const double metrics_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1,
-                                        0.25,  0.5,  1,     2.5,  5,   10};
+static const double metrics_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                        0.5,   1,    2.5,   5,    10};
 #define BOUNDS (int)(sizeof metrics_bounds / sizeof *metrics_bounds)
 
 typedef struct metrics_route {
@@ -98,13 +98,15 @@ static void metrics_requests(metrics_text_t *t) {
       if (n == 0)
         continue;
       snprintf(code, sizeof code, "%d", c < CODES ? metrics_codes[c] : 0);
-      metrics_printf(t, "broadway_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
-                     bw_router_route_name(r, name, sizeof name),
-                     c < CODES ? code : "other", n);
+      metrics_printf(
+          t, "broadway_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
+          bw_router_route_name(r, name, sizeof name),
+          c < CODES ? code : "other", n);
     }
-  metrics_printf(t, "# HELP broadway_http_request_duration_seconds Time from "
-                    "the request's arrival at a worker to its reply.\n"
-                    "# TYPE broadway_http_request_duration_seconds histogram\n");
+  metrics_printf(t,
+                 "# HELP broadway_http_request_duration_seconds Time from "
+                 "the request's arrival at a worker to its reply.\n"
+                 "# TYPE broadway_http_request_duration_seconds histogram\n");
   for (int r = 0; r <= metrics_routes; r++) {
     unsigned long long count = atomic_load(&metrics[r].count), seen = 0;
     if (count == 0)
@@ -112,14 +114,19 @@ static void metrics_requests(metrics_text_t *t) {
     bw_router_route_name(r, name, sizeof name);
     for (int b = 0; b < BOUNDS; b++) {
       seen += atomic_load(&metrics[r].buckets[b]);
-      metrics_printf(t, "broadway_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+      metrics_printf(t,
+                     "broadway_http_request_duration_seconds_bucket{route=\"%"
+                     "s\",le=\"%g\"} %llu\n",
                      name, metrics_bounds[b], seen);
     }
-    metrics_printf(t, "broadway_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
-                      "broadway_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
-                      "broadway_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                   name, count, name,
-                   (double)atomic_load(&metrics[r].sum_us) / 1e6, name, count);
+    metrics_printf(
+        t,
+        "broadway_http_request_duration_seconds_bucket{route=\"%s\",le=\"+"
+        "Inf\"} %llu\n"
+        "broadway_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+        "broadway_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+        name, count, name, (double)atomic_load(&metrics[r].sum_us) / 1e6, name,
+        count);
   }
 }
 
@@ -150,9 +157,9 @@ static int metrics_database(bw_call_t *call, metrics_text_t *t,
     bson_t filter = BSON_INITIALIZER;
     bson_error_t driver;
     BSON_APPEND_BOOL(&filter, "cancelled", true);
-    cancelled = mongoc_collection_count_documents(
-        bw_db_coll(call->db, BW_COLL_CLAIMS), &filter, NULL, NULL, NULL,
-        &driver);
+    cancelled =
+        mongoc_collection_count_documents(bw_db_coll(call->db, BW_COLL_CLAIMS),
+                                          &filter, NULL, NULL, NULL, &driver);
     bson_destroy(&filter);
     if (cancelled < 0)
       rc = bw_db_error(&driver, error);
@@ -176,20 +183,24 @@ static int metrics_database(bw_call_t *call, metrics_text_t *t,
         "# HELP broadway_jobs_running Jobs held by graders now.\n"
         "# TYPE broadway_jobs_running gauge\n"
         "broadway_jobs_running %lld\n"
-        "# HELP broadway_queue_oldest_wait_seconds Age of the oldest waiting job.\n"
+        "# HELP broadway_queue_oldest_wait_seconds Age of the oldest waiting "
+        "job.\n"
         "# TYPE broadway_queue_oldest_wait_seconds gauge\n"
         "broadway_queue_oldest_wait_seconds %.3f\n"
         "# HELP broadway_run_jobs_queued Jobs waiting, per run (a course label "
         "comes with courses).\n"
         "# TYPE broadway_run_jobs_queued gauge\n",
-        (long long)json_object_get_int64(json_object_object_get(queue, "waiting")),
-        (long long)json_object_get_int64(json_object_object_get(queue, "running")),
+        (long long)json_object_get_int64(
+            json_object_object_get(queue, "waiting")),
+        (long long)json_object_get_int64(
+            json_object_object_get(queue, "running")),
         json_object_get_double(json_object_object_get(queue, "oldest_wait_s")));
     for (size_t i = 0; i < json_object_array_length(runs); i++) {
       json_object *r = json_object_array_get_idx(runs, i);
-      metrics_printf(t, "broadway_run_jobs_queued{run=\"%s\"} %d\n",
-                     json_object_get_string(json_object_object_get(r, "grading_run_id")),
-                     json_object_get_int(json_object_object_get(r, "waiting")));
+      metrics_printf(
+          t, "broadway_run_jobs_queued{run=\"%s\"} %d\n",
+          json_object_get_string(json_object_object_get(r, "grading_run_id")),
+          json_object_get_int(json_object_object_get(r, "waiting")));
     }
     metrics_printf(
         t,

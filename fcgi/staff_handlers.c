@@ -43,23 +43,23 @@ static int staff_int_param(bw_call_t *call, const char *name, int min, int max,
     return rc;
   v = strtol(text, &end, 10);
   if (end == text || *end != '\0' || v < min || v > max)
-    return bw_error_set(error, BW_EINVAL, "%s: expected a whole number %d to %d",
-                        name, min, max);
+    return bw_error_set(error, BW_EINVAL,
+                        "%s: expected a whole number %d to %d", name, min, max);
   *out = (int)v;
   return 0;
 }
 
 int bw_handle_runs_list(bw_call_t *call, bw_error_t *error) {
-  static const char *states[] = {"created",         "pre_processing",
-                                 "students",        "post_processing",
-                                 "succeeded",       "failed",
-                                 "cancelled"};
+  static const char *states[] = {
+      "created",   "pre_processing", "students", "post_processing",
+      "succeeded", "failed",         "cancelled"};
   bw_admin_runs_query_t q = {.limit = 20};
   char state[32], counts[8] = "";
   json_object *out = NULL;
   int found, rc;
 
-  found = bw_request_query_param(call->req, "state", state, sizeof state, error);
+  found =
+      bw_request_query_param(call->req, "state", state, sizeof state, error);
   if (found < 0)
     return found;
   for (size_t i = 0; found && i < sizeof states / sizeof *states; i++)

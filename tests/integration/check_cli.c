@@ -115,8 +115,8 @@ static void stop(pid_t pid) {
 
 static char *config_file(int students, bool post) {
   static char path[64];
-  char *config = bw_itest_run_config(students, "{\"image\": \"grader\"}",
-                                     false, post);
+  char *config =
+      bw_itest_run_config(students, "{\"image\": \"grader\"}", false, post);
   snprintf(path, sizeof path, "/tmp/cli-config-%d.json", (int)getpid());
   ck_assert_int_eq(bw_test_write_file(path, config), 0);
   free(config);
@@ -133,8 +133,8 @@ static void first_line(const char *text, char run[25]) {
 START_TEST(run_wait_then_read_commands) {
   pid_t g = fake_grader("s1 s3", 60);
   char run[25], job[25];
-  cli_out_t o = cli(NULL, ARGS("run", config_file(5, true), "--wait",
-                               "--interval", "0.5"));
+  cli_out_t o = cli(
+      NULL, ARGS("run", config_file(5, true), "--wait", "--interval", "0.5"));
   json_object *failed;
 
   ck_assert_msg(o.status == 0, "exit %d: %s %s", o.status, o.out, o.err);
@@ -151,18 +151,20 @@ START_TEST(run_wait_then_read_commands) {
   cli_out_free(&o);
   o = cli(NULL, ARGS("status", run, "--json"));
   ck_assert_int_eq(o.status, 0);
-  ck_assert_ptr_nonnull(json_tokener_parse(o.out));
+  failed = json_tokener_parse(o.out);
+  ck_assert_str_eq(bw_test_json_str(failed, "state"), "succeeded");
+  json_object_put(failed);
   cli_out_free(&o);
 
   o = cli(NULL, ARGS("failed", run, "--json"));
   ck_assert_int_eq(o.status, 0);
   failed = json_tokener_parse(o.out);
   ck_assert_msg(failed && json_object_array_length(failed) == 2, "%s", o.out);
-  ck_assert_str_eq(bw_test_json_str(
-                       bw_test_json_get(json_object_array_get_idx(failed, 0),
-                                        "student"),
-                       "NETID"),
-                   "s1");
+  ck_assert_str_eq(
+      bw_test_json_str(
+          bw_test_json_get(json_object_array_get_idx(failed, 0), "student"),
+          "NETID"),
+      "s1");
   ASSERT_HAS(bw_test_json_str(json_object_array_get_idx(failed, 0), "output"),
              "assertion failed: sort");
   ASSERT_HAS(bw_test_json_str(json_object_array_get_idx(failed, 0), "reason"),

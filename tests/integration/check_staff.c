@@ -42,6 +42,8 @@ static long staff_post(const bw_test_client_t *c, const char *what,
   char path[160];
   snprintf(path, sizeof path, "/api/v1/grading_run_%s/%s%s", what, run_id,
            query ? query : "");
+  if (resp != NULL)
+    bw_test_http_resp_cleanup(resp); /* it may be a reused one */
   return bw_test_http_call(c, "POST", path, NULL, resp);
 }
 
@@ -50,6 +52,7 @@ static const char *run_state(const bw_test_client_t *c, const char *run_id,
                              char out[32], const char *count_of, int *count) {
   bw_test_http_resp_t r = {0};
   json_object *data;
+  bw_test_http_resp_cleanup(&r);
   bw_test_http_run_status(c, run_id, &r);
   BW_ASSERT_SUCCESS(&r, 200);
   data = bw_test_http_data(&r);
@@ -63,8 +66,10 @@ static const char *run_state(const bw_test_client_t *c, const char *run_id,
 static int poll_all(const bw_test_client_t *c, char ids[][25], int max) {
   bw_test_http_resp_t r = {0};
   int n = 0;
-  while (n < max && bw_test_http_poll(c, &r, ids[n]) == 200)
+  while (n < max && bw_test_http_poll(c, &r, ids[n]) == 200) {
+    bw_test_http_resp_cleanup(&r);
     n++;
+  }
   bw_test_http_resp_cleanup(&r);
   return n;
 }
@@ -73,6 +78,7 @@ static void report_all(const bw_test_client_t *c, char ids[][25], int n,
                        bool success) {
   for (int i = 0; i < n; i++) {
     bw_test_http_resp_t r = {0};
+    bw_test_http_resp_cleanup(&r);
     bw_test_http_report(c, ids[i], success, &r);
     BW_ASSERT_SUCCESS(&r, 200);
     bw_test_http_resp_cleanup(&r);
@@ -110,6 +116,7 @@ START_TEST(cancel_drops_queued_keeps_running) {
   run_state(&c, run, state, "running", &n);
   ck_assert_int_eq(n, 1);
   /* Nothing more is handed out. */
+  bw_test_http_resp_cleanup(&r);
   ck_assert_int_eq(bw_test_http_poll(&g, &r, NULL), 498);
   bw_test_http_resp_cleanup(&r);
   /* The running job's late result is accepted; the run stays cancelled
@@ -117,6 +124,7 @@ START_TEST(cancel_drops_queued_keeps_running) {
   report_all(&g, job, 1, true);
   ck_assert_str_eq(run_state(&c, run, state, "succeeded", &n), "cancelled");
   ck_assert_int_eq(n, 1);
+  bw_test_http_resp_cleanup(&r);
   ck_assert_int_eq(bw_test_http_poll(&g, &r, NULL), 498);
   bw_test_http_resp_cleanup(&r);
   /* A second cancel, an unknown run, a bad id. */
@@ -152,6 +160,7 @@ START_TEST(cancel_finished_or_unstarted) {
   BW_ASSERT_SUCCESS(&r, 200);
   bw_test_http_start_run(&c, run);
   ck_assert_str_eq(run_state(&c, run, state, NULL, NULL), "cancelled");
+  bw_test_http_resp_cleanup(&r);
   ck_assert_int_eq(bw_test_http_poll(&g, &r, NULL), 498);
   bw_test_http_resp_cleanup(&r);
 }
@@ -186,6 +195,7 @@ START_TEST(retry_failed_then_post_again) {
   /* The failed ones come back, as their second attempt. */
   ck_assert_int_eq(poll_all(&g, again, 4), 2);
   for (int i = 0; i < 2; i++) {
+    bw_test_http_resp_cleanup(&r);
     bw_test_http_get_job(&c, again[i], &r);
     ck_assert_int_eq(bw_test_json_int(bw_test_http_data(&r), "attempts"), 2);
     ck_assert_str_eq(bw_test_json_str(bw_test_http_data(&r), "state"),
@@ -200,6 +210,7 @@ START_TEST(retry_failed_then_post_again) {
   ck_assert(wait_state(&c, run, "succeeded", 10));
   run_state(&c, run, state, "succeeded", &n);
   ck_assert_int_eq(n, 4);
+  bw_test_http_resp_cleanup(&r);
   ck_assert_int_eq(bw_test_http_poll(&g, &r, NULL), 498);
   staff_post(&c, "retry", run, NULL, &r);
   BW_ASSERT_FAIL(&r, 409, "no failed jobs");
@@ -306,10 +317,11 @@ START_TEST(cancel_races_results_pollers_reaper) {
   ck_assert_int_eq(n, 0);
   {
     bw_test_http_resp_t r = {0};
+    bw_test_http_resp_cleanup(&r);
     ck_assert_int_eq(bw_test_http_poll(&g, &r, NULL), 498);
-    bw_test_http_call(&c, "GET", "/api/v1/queue", NULL,
-                                            &r);
-  BW_ASSERT_SUCCESS(&r, 200);
+    bw_test_http_resp_cleanup(&r);
+    bw_test_http_call(&c, "GET", "/api/v1/queue", NULL, &r);
+    BW_ASSERT_SUCCESS(&r, 200);
     ck_assert_int_eq(bw_test_json_int(bw_test_http_data(&r), "waiting"), 0);
     bw_test_http_resp_cleanup(&r);
   }
@@ -357,6 +369,7 @@ START_TEST(retry_races_late_results_and_retries) {
   ck_assert_str_eq(again[0], jobs[4]);
   report_all(&g, again, 1, true);
   ck_assert(wait_state(&c, run, "succeeded", 10));
+  bw_test_http_resp_cleanup(&r);
   ck_assert_int_eq(bw_test_http_poll(&g, &r, NULL), 498);
   bw_test_http_resp_cleanup(&r);
 }
@@ -375,9 +388,9 @@ START_TEST(lists_runs_workers_queue) {
   staff_post(&c, "cancel", runs[0], NULL, &r);
   ck_assert_int_eq(poll_all(&g, job, 1), 1);
 
-  bw_test_http_call(&c, "GET",
-                                          "/api/v1/grading_runs?limit=2&counts=1",
-                                          NULL, &r);
+  bw_test_http_resp_cleanup(&r);
+  bw_test_http_call(&c, "GET", "/api/v1/grading_runs?limit=2&counts=1", NULL,
+                    &r);
   BW_ASSERT_SUCCESS(&r, 200);
   data = bw_test_http_data(&r);
   list = bw_test_json_get(data, "runs");
@@ -387,33 +400,35 @@ START_TEST(lists_runs_workers_queue) {
   ck_assert_str_eq(
       bw_test_json_str(json_object_array_get_idx(list, 0), "grading_run_id"),
       runs[2]);
-  ck_assert_int_eq(bw_test_json_int(bw_test_json_get(
-                                        json_object_array_get_idx(list, 1),
-                                        "counts"),
-                                    "queued") +
-                       bw_test_json_int(bw_test_json_get(
-                                            json_object_array_get_idx(list, 1),
-                                            "counts"),
-                                        "running"),
-                   2);
-  bw_test_http_call(
-                            &c, "GET", "/api/v1/grading_runs?state=cancelled",
-                            NULL, &r);
+  ck_assert_int_eq(
+      bw_test_json_int(
+          bw_test_json_get(json_object_array_get_idx(list, 1), "counts"),
+          "queued") +
+          bw_test_json_int(
+              bw_test_json_get(json_object_array_get_idx(list, 1), "counts"),
+              "running"),
+      2);
+  bw_test_http_resp_cleanup(&r);
+  bw_test_http_call(&c, "GET", "/api/v1/grading_runs?state=cancelled", NULL,
+                    &r);
   BW_ASSERT_SUCCESS(&r, 200);
   list = bw_test_json_get(bw_test_http_data(&r), "runs");
   ck_assert_int_eq((int)json_object_array_length(list), 1);
   ck_assert_str_eq(
       bw_test_json_str(json_object_array_get_idx(list, 0), "grading_run_id"),
       runs[0]);
+  bw_test_http_resp_cleanup(&r);
   bw_test_http_call(&c, "GET", "/api/v1/grading_runs?state=done", NULL, &r);
   BW_ASSERT_FAIL(&r, 400, "state");
+  bw_test_http_resp_cleanup(&r);
   bw_test_http_call(&c, "GET", "/api/v1/grading_runs?limit=0", NULL, &r);
   BW_ASSERT_FAIL(&r, 400, "limit");
+  bw_test_http_resp_cleanup(&r);
   bw_test_http_call(&c, "GET", "/api/v1/grading_runs?offset=x", NULL, &r);
   BW_ASSERT_FAIL(&r, 400, "offset");
 
-  bw_test_http_call(&c, "GET", "/api/v1/workers", NULL,
-                                          &r);
+  bw_test_http_resp_cleanup(&r);
+  bw_test_http_call(&c, "GET", "/api/v1/workers", NULL, &r);
   BW_ASSERT_SUCCESS(&r, 200);
   list = bw_test_json_get(bw_test_http_data(&r), "workers");
   ck_assert_int_eq((int)json_object_array_length(list), 1);
@@ -425,27 +440,27 @@ START_TEST(lists_runs_workers_queue) {
                    1);
   ck_assert_int_eq(bw_test_json_int(w, "jobs_done"), 0);
   report_all(&g, job, 1, true);
+  bw_test_http_resp_cleanup(&r);
   bw_test_http_call(&c, "GET", "/api/v1/workers", NULL, &r);
   w = json_object_array_get_idx(
       bw_test_json_get(bw_test_http_data(&r), "workers"), 0);
   ck_assert_int_eq(bw_test_json_int(w, "jobs_done"), 1);
 
-  bw_test_http_call(&c, "GET", "/api/v1/queue", NULL,
-                                          &r);
+  bw_test_http_resp_cleanup(&r);
+  bw_test_http_call(&c, "GET", "/api/v1/queue", NULL, &r);
   BW_ASSERT_SUCCESS(&r, 200);
   data = bw_test_http_data(&r);
   ck_assert_int_eq(bw_test_json_int(data, "waiting"), 3);
-  ck_assert_int_eq((int)json_object_array_length(bw_test_json_get(data, "runs")),
-                   2);
+  ck_assert_int_eq(
+      (int)json_object_array_length(bw_test_json_get(data, "runs")), 2);
   ck_assert(json_object_get_double(bw_test_json_get(data, "oldest_wait_s")) >=
             0);
   /* Every staff endpoint wants the token. */
   {
     bw_test_client_t anon = c;
     anon.token[0] = '\0';
-    ck_assert_int_eq(bw_test_http_call(&anon, "GET", "/api/v1/queue", NULL,
-                                       NULL),
-                     401);
+    ck_assert_int_eq(
+        bw_test_http_call(&anon, "GET", "/api/v1/queue", NULL, NULL), 401);
   }
   bw_test_http_resp_cleanup(&r);
 }
@@ -477,6 +492,7 @@ START_TEST(metrics_in_prometheus_text) {
   report_all(&g, jobs, 1, true);
   bw_test_http_call(&c, "GET", "/api/v1/queue", NULL, NULL);
   snprintf(bearer.token, sizeof bearer.token, "Bearer %.200s", c.token);
+  bw_test_http_resp_cleanup(&r);
   bw_test_http_call(&bearer, "GET", "/metrics", NULL, &r);
   BW_ASSERT_STATUS(&r, 200);
   ck_assert_msg(strncmp(r.content_type, "text/plain; version=0.0.4", 25) == 0,
@@ -498,6 +514,7 @@ START_TEST(metrics_in_prometheus_text) {
   /* Counted across the pool: whichever worker answers, the count grows. */
   for (int i = 0; i < 8; i++)
     bw_test_http_call(&c, "GET", "/api/v1/queue", NULL, NULL);
+  bw_test_http_resp_cleanup(&r);
   bw_test_http_call(&c, "GET", "/metrics", NULL, &r);
   ck_assert_double_eq(sample(r.body, "broadway_http_requests_total{route="
                                      "\"GET /api/v1/queue\",code=\"200\"}"),
