@@ -97,7 +97,7 @@ unit: $(UNIT_BIN)
 	@scripts/run-tests $(UNIT_BIN)
 
 # The status page in headless chromium (Debian's, via chromium-driver and
-# python3-selenium) against scripts/broadway-run; at most 240 s (about 40 s
+# python3-selenium) against scripts/broadway-run; at most 240 s (13 s
 # here).  Screenshots: build/web-test/.
 web-test: all
 	@echo "== tests/web/test_status_page.py"
