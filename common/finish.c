@@ -11,7 +11,7 @@
  * can set back. */
 static struct {
   bson_oid_t run;
-  char series[8];
+  char series[16];
   int64_t ticket;
 } finish_tickets[FINISH_TICKETS];
 static int finish_tickets_next;
@@ -116,9 +116,15 @@ bw_finish_plan_t bw_finish_plan(int count, int index) {
 
 int bw_finish_count(bw_db_t *db, const bson_oid_t *run, const bson_oid_t *job,
                     int index, int count, bool *last, bw_error_t *error) {
+  return bw_finish_count_round(db, run, job, 0, index, count, last, error);
+}
+
+int bw_finish_count_round(bw_db_t *db, const bson_oid_t *run,
+                          const bson_oid_t *job, int round, int index,
+                          int count, bool *last, bw_error_t *error) {
   bw_finish_plan_t plan;
   int64_t ticket;
-  char series[8];
+  char series[16], all[16] = "all", prefix[8] = "";
   int rc;
 
   *last = false;
@@ -126,11 +132,14 @@ int bw_finish_count(bw_db_t *db, const bson_oid_t *run, const bson_oid_t *job,
     return bw_error_set(error, BW_EINTERNAL,
                         "student job of index %d in a run of %d", index, count);
   plan = bw_finish_plan(count, index);
-  snprintf(series, sizeof series, "b%d", plan.bucket);
+  if (round > 0)
+    snprintf(prefix, sizeof prefix, "r%d", round % 100000);
+  snprintf(series, sizeof series, "%sb%d", prefix, plan.bucket);
+  snprintf(all, sizeof all, "%sall", prefix);
   rc = finish_take_ticket(db, run, series, job, &ticket, error);
   if (rc < 0 || ticket != plan.bucket_size - 1)
     return rc;
-  rc = finish_take_ticket(db, run, "all", job, &ticket, error);
+  rc = finish_take_ticket(db, run, all, job, &ticket, error);
   *last = rc == 0 && ticket == plan.buckets - 1;
   return rc;
 }

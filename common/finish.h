@@ -40,4 +40,11 @@ bw_finish_plan_t bw_finish_plan(int count, int index);
 int bw_finish_count(bw_db_t *db, const bson_oid_t *run, const bson_oid_t *job,
                     int index, int count, bool *last, bw_error_t *error);
 
+/* The same for the student jobs of retry `round` (> 0; round 0 is
+ * bw_finish_count), `count` being how many that retry queued: its tickets
+ * are series of their own ("r<round>b<bucket>", "r<round>all"). */
+int bw_finish_count_round(bw_db_t *db, const bson_oid_t *run,
+                          const bson_oid_t *job, int round, int index,
+                          int count, bool *last, bw_error_t *error);
+
 #endif

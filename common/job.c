@@ -24,22 +24,30 @@ static void job_copy_fields(json_object *view, const bson_t *doc,
 /* A job's ended attempts, read from outcomes. */
 typedef struct job_history {
   int attempts; /* attempts that ended */
-  bson_t final; /* the outcome that made the job final, if any */
+  int last;     /* the latest of them */
+  bson_t final; /* the latest outcome, when it made the job final */
   bool has_final;
-  char reason[256]; /* the last re-queue's reason */
+  char reason[256]; /* the latest re-queue's reason */
 } job_history_t;
 
+/* The latest ended attempt decides: after a retry, an earlier final one is
+ * history. */
 static void job_visit_outcome(const bson_t *doc, void *ctx) {
   job_history_t *h = ctx;
   const char *kind = bw_db_get_utf8(doc, "kind", "");
+  int attempt = (int)bw_db_get_int(doc, "attempt");
   h->attempts++;
-  if (strcmp(kind, "requeued") == 0)
+  if (attempt < h->last)
+    return;
+  h->last = attempt;
+  if (h->has_final)
+    bson_destroy(&h->final);
+  h->has_final = strcmp(kind, "requeued") != 0;
+  if (h->has_final)
+    bson_copy_to(doc, &h->final);
+  else
     bson_strncpy(h->reason, bw_db_get_utf8(doc, "reason", ""),
                  sizeof h->reason);
-  else if (!h->has_final) {
-    bson_copy_to(doc, &h->final);
-    h->has_final = true;
-  }
 }
 
 static void job_read_history(bw_db_t *db, const bson_oid_t *job,
@@ -83,13 +91,13 @@ static const char *job_view_final(bw_db_t *db, const bson_t *outcome,
 int bw_job_get(bw_db_t *db, const bson_oid_t *oid, json_object **out,
                bw_error_t *error) {
   bson_oid_t run;
-  bson_t job, active;
+  bson_t job, active, run_doc;
   bson_iter_t it;
   char hex[25], run_state[32], job_id[25];
   job_history_t history;
   const char *state;
   json_object *view;
-  int rc, attempts;
+  int rc, attempts, retry_attempt = 0, retry_index;
 
   *out = NULL;
   bson_oid_to_string(oid, job_id);
@@ -109,10 +117,21 @@ int bw_job_get(bw_db_t *db, const bson_oid_t *oid, json_object **out,
       (const char *const[]){"type", "index", "student", "created_at"}, 4);
   bson_iter_init_find(&it, &job, "run_id");
   bson_oid_copy(bson_iter_oid(&it), &run);
-  bw_run_state(db, &run, run_state, sizeof run_state);
+  bson_strncpy(run_state, "created", sizeof run_state);
+  if (bw_run_find(db, &run, false, &run_doc, NULL) == 0) {
+    bson_strncpy(run_state, bw_db_get_utf8(&run_doc, "state", "created"),
+                 sizeof run_state);
+    bw_run_retry_of(&run_doc, oid, &retry_attempt, &retry_index);
+  }
+  bson_destroy(&run_doc);
 
   job_read_history(db, oid, &history);
   attempts = history.attempts;
+  if (history.has_final && retry_attempt > history.last) {
+    /* Retried: the final attempt is history, the new one waits or runs. */
+    bson_destroy(&history.final);
+    history.has_final = false;
+  }
   if (history.has_final) {
     bson_init(&active);
     state = job_view_final(db, &history.final, view);
@@ -218,6 +237,10 @@ static int job_apply(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
     rc = bw_queue_push(db, &next, student, error);
     if (rc == 0)
       rc = bw_queue_end_active(db, &h->job_id, h->attempt, error);
+    /* Checked after the push: a cancel either is seen here or comes after
+     * it and drops the entry itself. */
+    if (rc == 0 && bw_run_cancelled(db, &h->run_id, h->round))
+      rc = bw_queue_cancel_run(db, &h->run_id, error);
     return rc;
   }
   rc = bw_queue_end_active(db, &h->job_id, h->attempt, error);

@@ -19,6 +19,8 @@ void bw_handout_append(bson_t *doc, const bw_handout_t *h,
     BSON_APPEND_INT32(doc, "student_count", h->student_count);
     BSON_APPEND_INT32(doc, "index", h->index);
   }
+  if (h->round > 0)
+    BSON_APPEND_INT32(doc, "round", h->round);
   if (student != NULL)
     BSON_APPEND_DOCUMENT(doc, "student", student);
 }
@@ -46,6 +48,7 @@ bool bw_handout_from_bson(const bson_t *doc, bw_handout_t *h, bson_t *student) {
   h->index = bson_iter_init_find(&it, doc, "index")
                  ? (int)bson_iter_as_int64(&it)
                  : -1;
+  h->round = (int)bw_db_get_int(doc, "round");
   if (student != NULL)
     bw_db_get_doc(doc, "student", student);
   return true;
@@ -248,6 +251,66 @@ int bw_queue_end_active(bw_db_t *db, const bson_oid_t *job_id, int attempt,
   if (!mongoc_collection_delete_one(bw_db_coll(db, BW_COLL_ACTIVE), &filter,
                                     NULL, NULL, &driver))
     rc = bw_db_error(&driver, error);
+  bson_destroy(&filter);
+  return rc;
+}
+
+/* ---- cancelling a run ------------------------------------------------ */
+
+typedef struct queue_ids {
+  char (*ids)[48];
+  bw_handout_t *h;
+  size_t n;
+} queue_ids_t;
+
+static void queue_visit_run_entry(const bson_t *doc, void *ctx) {
+  queue_ids_t *t = ctx;
+  bson_iter_t it;
+  if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&it))
+    return;
+  t->ids = bson_realloc(t->ids, (t->n + 1) * sizeof *t->ids);
+  t->h = bson_realloc(t->h, (t->n + 1) * sizeof *t->h);
+  if (!bw_handout_from_bson(doc, &t->h[t->n], NULL))
+    return;
+  bson_strncpy(t->ids[t->n], bson_iter_utf8(&it, NULL), sizeof t->ids[0]);
+  t->n++;
+}
+
+/* Claims one entry for the cancel (no worker: a zero id) and drops it. */
+static int queue_cancel_entry(bw_db_t *db, const char *id,
+                              const bw_handout_t *h, bw_error_t *error) {
+  bson_t doc = BSON_INITIALIZER;
+  bson_oid_t nobody;
+  int rc;
+
+  memset(&nobody, 0, sizeof nobody);
+  BSON_APPEND_UTF8(&doc, "_id", id);
+  bw_handout_append(&doc, h, NULL);
+  BSON_APPEND_OID(&doc, "worker_id", &nobody);
+  BSON_APPEND_BOOL(&doc, "cancelled", true);
+  BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
+  rc = bw_db_insert_once(db, BW_COLL_CLAIMS, &doc, error);
+  bson_destroy(&doc);
+  /* Lost the claim: a poller has the job (or an earlier cancel dropped it). */
+  if (rc == 0 || rc == BW_EDUP)
+    rc = bw_queue_drop(db, id, h, error);
+  return rc;
+}
+
+int bw_queue_cancel_run(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  int rc = 0;
+
+  BSON_APPEND_OID(&filter, "run_id", run);
+  for (int p = 0; rc == 0 && p < bw_db_queue_partitions(db); p++) {
+    queue_ids_t t = {NULL, NULL, 0};
+    rc = bw_db_each(bw_db_queue(db, p), &filter, NULL, queue_visit_run_entry,
+                    &t, error);
+    for (size_t i = 0; rc == 0 && i < t.n; i++)
+      rc = queue_cancel_entry(db, t.ids[i], &t.h[i], error);
+    bson_free(t.ids);
+    bson_free(t.h);
+  }
   bson_destroy(&filter);
   return rc;
 }

@@ -35,6 +35,7 @@ typedef struct bw_handout {
   int attempt;       /* 1-based */
   int student_count; /* the run's, for student jobs (finish tickets) */
   int index;         /* a student job's place in the roster (finish tickets) */
+  int round;         /* 0, or the retry that queued it (run.c's marks) */
 } bw_handout_t;
 
 /* The _id of a queue entry, claim, active record or outcome:
@@ -100,6 +101,12 @@ int bw_queue_record_active(bw_db_t *db, const char *id, const bw_handout_t *h,
                            int64_t deadline, bw_error_t *error);
 int bw_queue_drop(bw_db_t *db, const char *id, const bw_handout_t *h,
                   bw_error_t *error);
+
+/* Cancelling a run: every waiting entry of `run` is claimed (a claim
+ * flagged "cancelled", which the reaper leaves alone) and dropped, so no
+ * poller can take it; an entry a poller claimed first is being graded and
+ * its result is still accepted.  Idempotent.  Returns 0 or BW_EDB. */
+int bw_queue_cancel_run(bw_db_t *db, const bson_oid_t *run, bw_error_t *error);
 
 /* The active record of the job's current hand-out, if any: returns 0 and
  * *out, BW_ENOTFOUND, or BW_EDB.  *out is initialised whatever the result

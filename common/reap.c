@@ -235,7 +235,8 @@ static void reap_visit_claim(const bson_t *claim, void *ctx) {
   bw_handout_t h;
   bool has_env;
 
-  if (!bson_iter_init_find(&it, claim, "_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
+  if (bson_iter_init_find(&it, claim, "cancelled") ||
+      !bson_iter_init_find(&it, claim, "_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
       !bw_handout_from_bson(claim, &h, NULL) ||
       reap_set_has(&cp->recorded, bson_iter_utf8(&it, NULL)))
     return;
@@ -314,9 +315,10 @@ static const bson_t *reap_job_env(const bw_run_job_t *j, bson_t *holder,
  * window). */
 static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
                            const bson_oid_t *run, bw_run_job_t *j,
-                           int student_count, int *repaired,
+                           const bson_t *run_doc, int *repaired,
                            bw_error_t *error) {
-  bw_handout_t h = {.attempt = j->attempts + 1};
+  bw_handout_t h = {.attempt = j->attempts + 1,
+                    .round = (int)bw_db_get_int(run_doc, "round")};
   bson_t holder = BSON_INITIALIZER, env;
   const bson_t *student;
   enum reap_claim claim;
@@ -331,8 +333,10 @@ static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
   bson_oid_copy(&j->id, &h.job_id);
   bson_oid_copy(run, &h.run_id);
   bson_strncpy(h.type, j->type, sizeof h.type);
-  h.student_count = student_count;
-  h.index = j->index;
+  /* A retried job counts among its retry's jobs (run.h). */
+  h.student_count = (int)bw_db_get_int(
+      run_doc, j->retry_index >= 0 ? "retry_count" : "student_count");
+  h.index = j->retry_index >= 0 ? j->retry_index : j->index;
   student = reap_job_env(j, &holder, &env);
   if (claim == REAP_ORPHANED) {
     rc = bw_job_abandon(db, cfg, &h, student,
@@ -350,8 +354,9 @@ static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
 
 /* The job of `type` (pre or post) final: re-apply its end to the run. */
 static int reap_repair_phase_end(bw_db_t *db, const bw_config_t *cfg,
-                                 const bson_oid_t *run, const bw_run_job_t *j) {
-  bw_handout_t h = {.attempt = j->attempts};
+                                 const bson_oid_t *run, const bw_run_job_t *j,
+                                 int round) {
+  bw_handout_t h = {.attempt = j->attempts, .round = round};
   bson_oid_copy(&j->id, &h.job_id);
   bson_oid_copy(run, &h.run_id);
   bson_strncpy(h.type, j->type, sizeof h.type);
@@ -369,7 +374,7 @@ static int reap_run(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
   bw_run_jobs_t t;
   char phase_type[8];
   const char *state;
-  int rc, student_count, final = 0, phase_jobs = 0;
+  int rc, round, final = 0, phase_jobs = 0;
 
   rc = bw_run_find(db, run, false, &doc, error);
   if (rc < 0) {
@@ -377,16 +382,17 @@ static int reap_run(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
     return rc == BW_ENOTFOUND ? 0 : rc;
   }
   state = bw_db_get_utf8(&doc, "state", "created");
-  student_count = (int)bw_db_get_int(&doc, "student_count");
+  round = (int)bw_db_get_int(&doc, "round");
   bson_strncpy(phase_type,
                strcmp(state, "pre_processing") == 0    ? "pre"
                : strcmp(state, "post_processing") == 0 ? "post"
                : strcmp(state, "students") == 0        ? "student"
                                                        : "",
                sizeof phase_type);
-  bson_destroy(&doc);
-  if (phase_type[0] == '\0')
+  if (phase_type[0] == '\0') {
+    bson_destroy(&doc);
     return 0;
+  }
 
   rc = bw_run_jobs_load(db, run, true, &t, error);
   for (size_t i = 0; rc == 0 && i < t.n; i++) {
@@ -395,9 +401,9 @@ static int reap_run(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
       continue;
     phase_jobs++;
     final += j->final != 0;
-    rc = reap_repair_job(db, cfg, run, j, student_count, repaired, error);
+    rc = reap_repair_job(db, cfg, run, j, &doc, repaired, error);
     if (rc == 0 && j->final && strcmp(phase_type, "student") != 0)
-      rc = reap_repair_phase_end(db, cfg, run, j);
+      rc = reap_repair_phase_end(db, cfg, run, j, round);
   }
   /* Every student job is final but the run did not move on: the last
    * finisher died between its steps.  The marks keep this once-only. */
@@ -405,6 +411,7 @@ static int reap_run(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
       final == phase_jobs)
     rc = bw_run_after_students(db, cfg, run, true, error);
   bw_run_jobs_cleanup(&t);
+  bson_destroy(&doc);
   return rc;
 }
 

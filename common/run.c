@@ -16,6 +16,8 @@
 #define RUN_INSERT_BATCH 1000
 
 const char *bw_run_job_state(const char *type, const char *run_state) {
+  if (strcmp(run_state, "cancelled") == 0)
+    return "cancelled";
   const char *queued_in = strcmp(type, "pre") == 0    ? "pre_processing"
                           : strcmp(type, "post") == 0 ? "post_processing"
                                                       : "students";
@@ -260,14 +262,6 @@ int bw_run_find(bw_db_t *db, const bson_oid_t *run, bool with_config,
   return rc;
 }
 
-void bw_run_state(bw_db_t *db, const bson_oid_t *run, char *buf, size_t len) {
-  bson_t doc;
-  bson_strncpy(buf, "created", len);
-  if (bw_run_find(db, run, false, &doc, NULL) == 0)
-    bson_strncpy(buf, bw_db_get_utf8(&doc, "state", "created"), len);
-  bson_destroy(&doc);
-}
-
 static struct {
   bson_oid_t run;
   json_object *config;
@@ -339,40 +333,73 @@ static int run_update_state(bw_db_t *db, const bson_oid_t *run,
   return rc;
 }
 
-/* A once-only mark under marks/_id "<run>:<what>".  Returns 0 when this call
- * made it, BW_EDUP when it existed, BW_EDB. */
-static int run_mark_once(bw_db_t *db, const bson_oid_t *run, const char *what,
-                         bw_error_t *error) {
+/* The _id of mark `what` of the run's round: "<run>:<what>" for the first
+ * pass, "<run>:r<round>:<what>" for a retry's. */
+static void run_mark_id(const bson_oid_t *run, int round, const char *what,
+                        char id[128]) {
+  char hex[25];
+  bson_oid_to_string(run, hex);
+  if (round > 0)
+    snprintf(id, 128, "%s:r%d:%s", hex, round, what);
+  else
+    snprintf(id, 128, "%s:%s", hex, what);
+}
+
+int bw_run_mark(bw_db_t *db, const bson_oid_t *run, int round,
+                const char *what, bool cancelled, bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER;
-  char hex[25], id[128];
+  char id[128];
   int rc;
 
-  bson_oid_to_string(run, hex);
-  snprintf(id, sizeof id, "%s:%s", hex, what);
+  run_mark_id(run, round, what, id);
   BSON_APPEND_UTF8(&doc, "_id", id);
   BSON_APPEND_OID(&doc, "run_id", run);
   BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
+  if (cancelled)
+    BSON_APPEND_BOOL(&doc, "cancelled", true);
   rc = bw_db_insert_once(db, BW_COLL_MARKS, &doc, error);
   bson_destroy(&doc);
   return rc;
 }
 
-/* Like run_mark_once, but also 0 when the mark exists and is older than
- * cfg->claim_grace: its maker died between the mark and the steps after it,
- * and those steps are idempotent, so the caller redoes them. */
-static int run_mark_once_or_stale(bw_db_t *db, const bw_config_t *cfg,
-                                  const bson_oid_t *run, const char *what,
-                                  bw_error_t *error) {
+/* A once-only mark of the first pass.  Returns 0 when this call made it,
+ * BW_EDUP when it existed, BW_EDB. */
+static int run_mark_once(bw_db_t *db, const bson_oid_t *run, const char *what,
+                         bw_error_t *error) {
+  return bw_run_mark(db, run, 0, what, false, error);
+}
+
+bool bw_run_cancelled(bw_db_t *db, const bson_oid_t *run, int round) {
   bson_t mark;
   bson_iter_t it;
-  char hex[25], id[128];
-  int rc = run_mark_once(db, run, what, error);
+  char id[128];
+  bool cancelled;
+
+  run_mark_id(run, round, "end", id);
+  cancelled = bw_db_find_by_id(db, BW_COLL_MARKS, id, &mark, NULL) == 0 &&
+              bson_iter_init_find(&it, &mark, "cancelled") &&
+              bson_iter_as_bool(&it);
+  bson_destroy(&mark);
+  return cancelled;
+}
+
+/* Like bw_run_mark, but also 0 when the mark exists and is older than
+ * cfg->claim_grace: its maker died between the mark and the steps after it,
+ * and those steps are idempotent, so the caller redoes them. */
+int bw_run_mark_or_stale(bw_db_t *db, const bw_config_t *cfg,
+                         const bson_oid_t *run, int round, const char *what,
+                         bw_error_t *error) {
+  bson_t mark;
+  bson_iter_t it;
+  char id[128];
+  int rc = bw_run_mark(db, run, round, what, false, error);
 
   if (rc != BW_EDUP)
     return rc;
-  bson_oid_to_string(run, hex);
-  snprintf(id, sizeof id, "%s:%s", hex, what);
+  run_mark_id(run, round, what, id);
+  /* A cancel's mark is never stale: it was the whole decision. */
   if (bw_db_find_by_id(db, BW_COLL_MARKS, id, &mark, NULL) == 0 &&
+      !bson_iter_init_find(&it, &mark, "cancelled") &&
       bson_iter_init_find(&it, &mark, "at") && BSON_ITER_HOLDS_DATE_TIME(&it) &&
       bson_iter_date_time(&it) < bw_db_now_ms() - cfg->claim_grace * 1000LL)
     rc = 0;
@@ -380,11 +407,11 @@ static int run_mark_once_or_stale(bw_db_t *db, const bw_config_t *cfg,
   return rc;
 }
 
-/* Queues the run's pre or post job. */
+/* Queues the run's pre or post job (attempt 1, or a retry's). */
 static int run_queue_single(bw_db_t *db, const bson_oid_t *run,
-                            const bson_oid_t *job, const char *type,
-                            bw_error_t *error) {
-  bw_handout_t h = {.attempt = 1};
+                            const bson_oid_t *job, const char *type, int round,
+                            int attempt, bw_error_t *error) {
+  bw_handout_t h = {.attempt = attempt > 0 ? attempt : 1, .round = round};
   bson_oid_copy(job, &h.job_id);
   bson_oid_copy(run, &h.run_id);
   bson_strncpy(h.type, type, sizeof h.type);
@@ -437,23 +464,48 @@ static int run_queue_students(bw_db_t *db, const bson_oid_t *run,
   return rc;
 }
 
-/* The state is written before the jobs are queued: a job finishing at once
- * must never see its run's state overwritten by an older step. */
-static int run_enter_students(bw_db_t *db, const bson_oid_t *run,
-                              const char *stamp, bw_error_t *error) {
-  int rc = run_update_state(db, run, "students", stamp, -1, error);
-  return rc < 0 ? rc : run_queue_students(db, run, error);
+int bw_run_set_state(bw_db_t *db, const bson_oid_t *run, const char *state,
+                     const char *stamp, int success, bw_error_t *error) {
+  return run_update_state(db, run, state, stamp, success, error);
 }
 
-static int run_enter_post(bw_db_t *db, const bson_oid_t *run,
-                          const bson_oid_t *post, bw_error_t *error) {
+/* A phase was entered (state written, jobs queued) by a mark taken before a
+ * cancel of the round took the end mark: the cancel may have written its
+ * state and dropped the queue before this, so it is done again here.
+ * Checked after the writes, so either this sees the cancel or the cancel
+ * comes after them (control.h). */
+static int run_guard_cancel(bw_db_t *db, const bson_oid_t *run, int round,
+                            bw_error_t *error) {
+  int rc;
+  if (!bw_run_cancelled(db, run, round))
+    return 0;
+  rc = run_update_state(db, run, "cancelled", NULL, 0, error);
+  return rc < 0 ? rc : bw_queue_cancel_run(db, run, error);
+}
+
+/* The state is written before the jobs are queued: a job finishing at once
+ * must never see its run's state overwritten by an older step. */
+static int run_enter_students(bw_db_t *db, const bson_oid_t *run, int round,
+                              const char *stamp, bw_error_t *error) {
+  int rc = run_update_state(db, run, "students", stamp, -1, error);
+  if (rc == 0)
+    rc = run_queue_students(db, run, error);
+  return rc < 0 ? rc : run_guard_cancel(db, run, round, error);
+}
+
+static int run_enter_post(bw_db_t *db, const bson_oid_t *run, int round,
+                          int attempt, const bson_oid_t *post,
+                          bw_error_t *error) {
   int rc = run_update_state(db, run, "post_processing", NULL, -1, error);
-  return rc < 0 ? rc : run_queue_single(db, run, post, "post", error);
+  if (rc == 0)
+    rc = run_queue_single(db, run, post, "post", round, attempt, error);
+  return rc < 0 ? rc : run_guard_cancel(db, run, round, error);
 }
 
 static int run_finish(bw_db_t *db, const bw_config_t *cfg,
-                      const bson_oid_t *run, bool success, bw_error_t *error) {
-  int rc = run_mark_once_or_stale(db, cfg, run, "end", error);
+                      const bson_oid_t *run, int round, bool success,
+                      bw_error_t *error) {
+  int rc = bw_run_mark_or_stale(db, cfg, run, round, "end", error);
   if (rc == BW_EDUP)
     return 0;
   if (rc < 0)
@@ -478,9 +530,11 @@ int bw_run_start(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
   if (rc == 0 && bw_db_get_oid(&doc, "pre_job_id", &pre)) {
     rc = run_update_state(db, run, "pre_processing", "started_at", -1, error);
     if (rc == 0)
-      rc = run_queue_single(db, run, &pre, "pre", error);
+      rc = run_queue_single(db, run, &pre, "pre", 0, 1, error);
+    if (rc == 0)
+      rc = run_guard_cancel(db, run, 0, error);
   } else if (rc == 0) {
-    rc = run_enter_students(db, run, "started_at", error);
+    rc = run_enter_students(db, run, 0, "started_at", error);
   }
   bson_destroy(&doc);
   return rc;
@@ -491,17 +545,20 @@ int bw_run_after_students(bw_db_t *db, const bw_config_t *cfg,
                           bw_error_t *error) {
   bson_oid_t post;
   bson_t doc;
-  int rc = bw_run_find(db, run, false, &doc, error);
+  int rc = bw_run_find(db, run, false, &doc, error),
+      round = (int)bw_db_get_int(&doc, "round");
 
   if (rc == 0 && bw_db_get_oid(&doc, "post_job_id", &post)) {
-    rc = stale_ok ? run_mark_once_or_stale(db, cfg, run, "post", error)
-                  : run_mark_once(db, run, "post", error);
+    rc = stale_ok ? bw_run_mark_or_stale(db, cfg, run, round, "post", error)
+                  : bw_run_mark(db, run, round, "post", false, error);
     if (rc == 0)
-      rc = run_enter_post(db, run, &post, error);
+      rc = run_enter_post(db, run, round,
+                          (int)bw_db_get_int(&doc, "post_attempt"), &post,
+                          error);
     if (rc == BW_EDUP)
       rc = 0;
   } else if (rc == 0) {
-    rc = run_finish(db, cfg, run, true, error);
+    rc = run_finish(db, cfg, run, round, true, error);
   }
   bson_destroy(&doc);
   return rc;
@@ -515,13 +572,13 @@ static int run_student_finished(bw_db_t *db, const bw_config_t *cfg,
 
   bson_oid_to_string(&h->job_id, hex);
   snprintf(done, sizeof done, "done:%s", hex);
-  /* Count each job once, even if its end is applied twice. */
-  rc = run_mark_once(db, &h->run_id, done, error);
+  /* Count each job once per round, even if its end is applied twice. */
+  rc = bw_run_mark(db, &h->run_id, h->round, done, false, error);
   if (rc == BW_EDUP)
     return 0;
   if (rc == 0)
-    rc = bw_finish_count(db, &h->run_id, &h->job_id, h->index, h->student_count,
-                         &last, error);
+    rc = bw_finish_count_round(db, &h->run_id, &h->job_id, h->round, h->index,
+                               h->student_count, &last, error);
   if (rc < 0 || !last)
     return rc;
   /* The last student job: exactly one caller gets here. */
@@ -534,14 +591,16 @@ int bw_run_job_finished(bw_db_t *db, const bw_config_t *cfg,
   if (strcmp(h->type, "pre") == 0) {
     int rc;
     if (!success)
-      return run_finish(db, cfg, &h->run_id, false, error);
-    rc = run_mark_once_or_stale(db, cfg, &h->run_id, "students", error);
+      return run_finish(db, cfg, &h->run_id, h->round, false, error);
+    rc = bw_run_mark_or_stale(db, cfg, &h->run_id, h->round, "students",
+                                error);
     if (rc == BW_EDUP)
       return 0;
-    return rc < 0 ? rc : run_enter_students(db, &h->run_id, NULL, error);
+    return rc < 0 ? rc
+                  : run_enter_students(db, &h->run_id, h->round, NULL, error);
   }
   if (strcmp(h->type, "post") == 0)
-    return run_finish(db, cfg, &h->run_id, success, error);
+    return run_finish(db, cfg, &h->run_id, h->round, success, error);
   return run_student_finished(db, cfg, h, error);
 }
 
@@ -586,6 +645,7 @@ static void run_visit_job(const bson_t *doc, void *ctx) {
 
   t->jobs = bson_realloc(t->jobs, (t->n + 1) * sizeof *t->jobs);
   j = memset(&t->jobs[t->n], 0, sizeof *j);
+  j->retry_index = -1;
   if (!bw_db_get_oid(doc, "_id", &j->id))
     return;
   bson_strncpy(j->type, bw_db_get_utf8(doc, "type", "student"), sizeof j->type);
@@ -601,11 +661,20 @@ static void run_visit_outcome(const bson_t *doc, void *ctx) {
   bson_iter_t it;
   bw_run_job_t *j;
   const char *kind = bw_db_get_utf8(doc, "kind", "");
+  int attempt = (int)bw_db_get_int(doc, "attempt");
 
   if (!bw_db_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)))
     return;
-  if (bw_db_get_int(doc, "attempt") > j->attempts)
-    j->attempts = (int)bw_db_get_int(doc, "attempt");
+  if (attempt > j->attempts)
+    j->attempts = attempt;
+  /* The latest ended attempt says where the job is (a retry starts a new
+   * attempt after a final one). */
+  if (attempt < j->decided)
+    return;
+  j->decided = attempt;
+  j->final = 0;
+  j->finished_at = 0;
+  j->reason[0] = '\0';
   if (bson_iter_init_find(&it, doc, "reason") && BSON_ITER_HOLDS_UTF8(&it))
     bson_strncpy(j->reason, bson_iter_utf8(&it, NULL), sizeof j->reason);
   if (strcmp(kind, "result") == 0) {
@@ -628,9 +697,10 @@ static void run_visit_active(const bson_t *doc, void *ctx) {
   bw_run_job_t *j;
 
   if (!bw_db_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)) ||
-      j->final)
+      bw_db_get_int(doc, "attempt") <= j->decided)
     return;
   j->active = true;
+  j->final = 0;
   if (bw_db_get_int(doc, "attempt") > j->attempts)
     j->attempts = (int)bw_db_get_int(doc, "attempt");
   if (bson_iter_init_find(&it, doc, "worker_id") && BSON_ITER_HOLDS_OID(&it))
@@ -645,6 +715,40 @@ static void run_visit_waiting(const bson_t *doc, void *ctx) {
   bw_run_job_t *j;
   if (bw_db_get_oid(doc, "job_id", &id) && (j = run_jobs_find(t, &id)))
     j->waiting = true;
+}
+
+bool bw_run_retry_of(const bson_t *run_doc, const bson_oid_t *job,
+                     int *attempt, int *index) {
+  bson_t retry, entry;
+  char hex[25];
+  bson_oid_to_string(job, hex);
+  if (!bw_db_get_doc(run_doc, "retry", &retry) ||
+      !bw_db_get_doc(&retry, hex, &entry))
+    return false;
+  *attempt = (int)bw_db_get_int(&entry, "attempt");
+  *index = (int)bw_db_get_int(&entry, "index");
+  return true;
+}
+
+/* The jobs the run's last retry queued again: waiting for that attempt
+ * unless it already ended or is being graded. */
+static int run_jobs_retried(bw_db_t *db, const bson_oid_t *run,
+                            bw_run_jobs_t *t, bw_error_t *error) {
+  bson_t doc;
+  int rc = bw_run_find(db, run, false, &doc, error);
+  for (size_t i = 0; rc == 0 && i < t->n; i++) {
+    bw_run_job_t *j = &t->jobs[i];
+    j->retry_index = -1;
+    if (!bw_run_retry_of(&doc, &j->id, &j->retry_attempt, &j->retry_index))
+      continue;
+    if (j->retry_attempt > j->decided && !j->active) {
+      j->final = 0;
+      j->finished_at = 0;
+      j->reason[0] = '\0';
+    }
+  }
+  bson_destroy(&doc);
+  return rc == BW_ENOTFOUND ? 0 : rc;
 }
 
 int bw_run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
@@ -662,6 +766,8 @@ int bw_run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
   if (rc == 0)
     rc = run_each(bw_db_coll(db, BW_COLL_ACTIVE), run, run_visit_active, t,
                   error);
+  if (rc == 0)
+    rc = run_jobs_retried(db, run, t, error);
   for (int p = 0; queue && rc == 0 && p < bw_db_queue_partitions(db); p++)
     rc = run_each(bw_db_queue(db, p), run, run_visit_waiting, t, error);
   /* On failure the caller owns nothing (the database may go away between
@@ -754,14 +860,14 @@ static json_object *run_page_info(const bw_run_page_t *page, size_t first,
 
 static void run_status_jobs(bw_run_jobs_t *t, const char *run_state,
                             const bw_run_page_t *page, json_object *status) {
-  static const char *states[] = {"created", "queued", "running", "succeeded",
-                                 "failed"};
+  static const char *states[] = {"created",   "queued", "running",
+                                 "succeeded", "failed", "cancelled"};
   json_object *jobs = NULL, *counts = json_object_new_object();
   bw_run_job_t **order = bson_malloc(sizeof *order * (t->n ? t->n : 1));
   size_t limit = page->limit > 0 ? (size_t)page->limit : BW_RUN_PAGE_MAX;
   size_t first = (size_t)page->offset < t->n ? (size_t)page->offset : t->n;
   size_t end = t->n - first > limit ? first + limit : t->n;
-  int n[5] = {0};
+  int n[6] = {0};
 
   for (size_t i = 0; i < t->n; i++)
     order[i] = &t->jobs[i];
@@ -770,12 +876,12 @@ static void run_status_jobs(bw_run_jobs_t *t, const char *run_state,
     jobs = json_object_new_array_ext((int)(end - first));
   for (size_t i = 0; i < t->n; i++) {
     const char *state = run_job_shown_state(order[i], run_state);
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < 6; k++)
       n[k] += strcmp(state, states[k]) == 0;
     if (jobs && i >= first && i < end)
       json_object_array_add(jobs, run_status_job(order[i], run_state));
   }
-  for (int k = 0; k < 5; k++)
+  for (int k = 0; k < 6; k++)
     json_object_object_add(counts, states[k], json_object_new_int(n[k]));
   json_object_object_add(status, "counts", counts);
   if (jobs)
@@ -798,7 +904,7 @@ int bw_run_status_page(bw_db_t *db, const bson_oid_t *run,
   static const bw_run_page_t first_page = {false, 0, 0};
   static const char *copied[] = {"state",      "success",     "created_at",
                                  "started_at", "finished_at", "student_count",
-                                 "pre_job_id", "post_job_id"};
+                                 "pre_job_id", "post_job_id", "round"};
   bson_t doc;
   bw_run_jobs_t t;
   json_object *status, *all, *v;

@@ -61,9 +61,6 @@ int bw_run_config(bw_db_t *db, const bson_oid_t *run, json_object **out,
 int bw_run_roster(bw_db_t *db, const bson_oid_t *run, json_object **out,
                   bw_error_t *error);
 
-/* Copies the run's state into buf ("created" if unknown). */
-void bw_run_state(bw_db_t *db, const bson_oid_t *run, char *buf, size_t len);
-
 /* Called once per job that reached a final state, by whoever made it final
  * (`h` is its last hand-out).  Moves the run on: a pre job's end queues the
  * students or fails the run; the last student job's end queues the post job
@@ -95,6 +92,9 @@ typedef struct bw_run_job {
   char reason[256];
   int64_t started_at, finished_at;
   json_object *student;
+  int decided;       /* the attempt of the outcome final/reason come from */
+  int retry_attempt; /* the last retry's attempt of this job, if any */
+  int retry_index;   /* its place among that retry's jobs, or -1 */
 } bw_run_job_t;
 
 typedef struct bw_run_jobs {
@@ -106,9 +106,37 @@ int bw_run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
                      bw_run_jobs_t *t, bw_error_t *error);
 void bw_run_jobs_cleanup(bw_run_jobs_t *t);
 
+/* The attempt and place the run's last retry gave `job` (run_doc is the
+ * run's document); false when that retry did not queue it. */
+bool bw_run_retry_of(const bson_t *run_doc, const bson_oid_t *job,
+                     int *attempt, int *index);
+
+/* ---- what cancel and retry (control.c) build on ---------------------- */
+
+/* Inserts the once-only mark `what` of the run's `round` (0: the first
+ * pass, else a retry's), flagged `cancelled` when a cancel takes it.
+ * Returns 0 when this call made it, BW_EDUP when it existed, BW_EDB. */
+int bw_run_mark(bw_db_t *db, const bson_oid_t *run, int round,
+                const char *what, bool cancelled, bw_error_t *error);
+
+/* The same, but also 0 when the mark exists, is older than
+ * cfg->claim_grace and is not a cancel's: its maker died between the mark
+ * and the (idempotent) steps after it, which the caller redoes. */
+int bw_run_mark_or_stale(bw_db_t *db, const bw_config_t *cfg,
+                         const bson_oid_t *run, int round, const char *what,
+                         bw_error_t *error);
+
+/* True when a cancel took the end mark of the run's `round`. */
+bool bw_run_cancelled(bw_db_t *db, const bson_oid_t *run, int round);
+
+/* Sets the run's state (and the time `stamp` when not NULL, and success
+ * when >= 0).  Only the owner of a mark calls it.  0 or BW_EDB. */
+int bw_run_set_state(bw_db_t *db, const bson_oid_t *run, const char *state,
+                     const char *stamp, int success, bw_error_t *error);
+
 /* What a client is shown for a job of `type` that is neither being graded
- * nor final, in a run in `run_state`: "queued" once the run's phase has
- * queued it, else "created" (so starting a run of 10,000 students writes no
+ * nor final, in a run in `run_state`: "cancelled" in a cancelled run,
+ * "queued" once the run's phase has queued it, else "created" (so starting a run of 10,000 students writes no
  * job document). */
 const char *bw_run_job_state(const char *type, const char *run_state);
 

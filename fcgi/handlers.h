@@ -38,4 +38,11 @@ int bw_handle_heartbeat(bw_call_t *call, bw_error_t *error);
 #define BW_HEALTH_PATH "/api/v1/health"
 int bw_handle_health(bw_call_t *call, bw_error_t *error);
 
+/* Course staff's endpoints (staff_handlers.c). */
+int bw_handle_run_cancel(bw_call_t *call, bw_error_t *error);
+int bw_handle_run_retry(bw_call_t *call, bw_error_t *error);
+int bw_handle_runs_list(bw_call_t *call, bw_error_t *error);
+int bw_handle_workers_list(bw_call_t *call, bw_error_t *error);
+int bw_handle_queue_view(bw_call_t *call, bw_error_t *error);
+
 #endif

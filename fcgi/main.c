@@ -21,7 +21,9 @@
 #include "db.h"
 #include "listen.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
+#include "router.h"
 #include "version.h"
 
 #define SCHEMA_WAIT_S 30
@@ -174,6 +176,9 @@ static int serve(const bw_config_t *cfg, const char *config_path) {
     bw_listen_close(&listener);
     return 1;
   }
+  /* Shared by the whole pool: mapped before the workers are forked. */
+  if (bw_metrics_init(bw_router_route_count()) < 0)
+    bw_log_warn("metrics: no shared memory: request counts are off");
   rc = bw_fcgi_pool_run(listener.fd, listener.name, cfg, load_config,
                         config_path);
   bw_listen_close(&listener);

@@ -50,6 +50,11 @@ int bw_request_query_param(const bw_request_t *req, const char *name, char *out,
  * the first reply of a request is sent. */
 void bw_request_reply(bw_request_t *req, int status, json_object *body);
 
+/* A reply that is not JSON (GET /metrics): `len` bytes of `text` as
+ * Content-Type `type`.  Only the first reply of a request is sent. */
+void bw_request_reply_text(bw_request_t *req, int status, const char *type,
+                           const char *text, size_t len);
+
 /* 200 with {"status":"success","data":data} (data taken over, may be NULL). */
 void bw_request_reply_success(bw_request_t *req, json_object *data);
 

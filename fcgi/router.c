@@ -2,10 +2,12 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
 #include "handlers.h"
 #include "json.h"
+#include "metrics.h"
 #include "worker.h"
 
 /* Who may call a route, beyond holding the cluster token. */
@@ -39,6 +41,15 @@ static const route_t routes[] = {
     {"GET", "/api/v1/grader_register", NULL, CALLER_ANY,
      bw_handle_worker_register},
     {"POST", "/api/v1/heartbeat", NULL, CALLER_WORKER_ID, bw_handle_heartbeat},
+    /* Course staff (issue 15). */
+    {"POST", "/api/v1/grading_run_cancel", "grading_run_id", CALLER_ANY,
+     bw_handle_run_cancel},
+    {"POST", "/api/v1/grading_run_retry", "grading_run_id", CALLER_ANY,
+     bw_handle_run_retry},
+    {"GET", "/api/v1/grading_runs", NULL, CALLER_ANY, bw_handle_runs_list},
+    {"GET", "/api/v1/workers", NULL, CALLER_ANY, bw_handle_workers_list},
+    {"GET", "/api/v1/queue", NULL, CALLER_ANY, bw_handle_queue_view},
+    {"GET", "/metrics", NULL, CALLER_ANY, bw_handle_metrics},
 };
 
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])
@@ -104,7 +115,18 @@ static int router_check_registered(bw_call_t *call, enum route_caller caller,
   return bw_worker_check(call->db, &call->worker_id, error);
 }
 
-static int router_serve(bw_call_t *call, bw_error_t *error) {
+const char *bw_router_route_name(int route, char *buf, size_t len) {
+  if (route < 0 || route >= (int)ROUTE_COUNT)
+    snprintf(buf, len, "none");
+  else
+    snprintf(buf, len, "%s %s%s", routes[route].method, routes[route].path,
+             routes[route].id_field ? "/{id}" : "");
+  return buf;
+}
+
+int bw_router_route_count(void) { return (int)ROUTE_COUNT; }
+
+static int router_serve(bw_call_t *call, int *index, bw_error_t *error) {
   const route_t *route = NULL;
   const char *id = NULL;
   int rc;
@@ -121,6 +143,7 @@ static int router_serve(bw_call_t *call, bw_error_t *error) {
   }
   if (route == NULL)
     return bw_error_set(error, BW_ENOTFOUND, "not found");
+  *index = (int)(route - routes);
   if (route->id_field != NULL && !bw_db_oid_parse(id, &call->path_id))
     return bw_error_set(error, BW_EINVAL, "%s: expected 24 hex digits",
                         route->id_field);
@@ -142,7 +165,11 @@ void bw_router_dispatch(const bw_config_t *cfg, bw_db_t *db,
                         bw_request_t *req) {
   bw_call_t call = {.cfg = cfg, .db = db, .req = req};
   bw_error_t error = {.code = 0, .message = ""};
-  int rc = router_serve(&call, &error);
+  struct timespec start, end;
+  int index = -1, rc;
+
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  rc = router_serve(&call, &index, &error);
 
   /* The reply's status comes from what the call returned, whoever filled
    * (or did not fill) error.message. */
@@ -151,4 +178,8 @@ void bw_router_dispatch(const bw_config_t *cfg, bw_db_t *db,
   else if (req->status == 0)
     bw_request_reply_error(req, BW_EINTERNAL, "internal error: no reply",
                            cfg->queue_empty_code);
+  clock_gettime(CLOCK_MONOTONIC, &end);
+  bw_metrics_observe(index, req->status,
+                     (double)(end.tv_sec - start.tv_sec) +
+                         (end.tv_nsec - start.tv_nsec) / 1e9);
 }
