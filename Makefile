@@ -256,7 +256,8 @@ valgrind: all $(VALGRIND_TESTS:%=$(BUILD)/tests/%)
 	echo "valgrind: $$logs FastCGI processes, no error, no leak"
 
 # --- install / deb ---
-# `make install DESTDIR= PREFIX=/usr/local`: the programs, the config
+# `make install DESTDIR= PREFIX=/usr/local`: the programs (bin/broadway too),
+# the status page (share/broadway/web), the config
 # (/etc/broadway/broadway.conf, kept if present), systemd units, the nginx
 # snippet and upstream, the Apache conf, logrotate, man pages, the schema
 # and deploy/setup-system (the user, data dir and token; run it once as
@@ -269,6 +270,7 @@ I_BIN      := $(DESTDIR)$(PREFIX)/bin
 I_LIB      := $(DESTDIR)$(PREFIX)/lib/broadway
 I_SHARE    := $(DESTDIR)$(PREFIX)/share/broadway
 I_MAN      := $(DESTDIR)$(PREFIX)/share/man/man8
+I_MAN1     := $(DESTDIR)$(PREFIX)/share/man/man1
 I_UNITS    := $(DESTDIR)$(PREFIX)/lib/systemd/system
 I_ETC      := $(DESTDIR)/etc
 UNIT_SED   := -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SHAREDIR@|$(PREFIX)/share/broadway|g' \
@@ -280,7 +282,7 @@ endif
 
 .PHONY: install deb
 install: all
-	install -d $(I_BIN) $(I_SHARE)/sql-free-schema $(I_MAN) $(I_UNITS) \
+	install -d $(I_BIN) $(I_SHARE)/sql-free-schema $(I_SHARE)/web $(I_MAN) $(I_MAN1) $(I_UNITS) \
 	  $(I_ETC)/broadway $(I_ETC)/nginx/snippets $(I_ETC)/nginx/conf.d \
 	  $(I_ETC)/apache2/conf-available $(I_ETC)/logrotate.d
 	install -m 0755 $(PROGRAMS) $(I_BIN)/
@@ -297,10 +299,13 @@ install: all
 	  install -m 0755 bin/ferretdb $(I_LIB)/ferretdb; fi
 	install -m 0644 deploy/nginx-snippet.conf $(I_ETC)/nginx/snippets/broadway.conf
 	install -m 0644 deploy/nginx-upstream.conf $(I_ETC)/nginx/conf.d/broadway.conf
+	sed $(UNIT_SED) deploy/nginx-status-page.conf.in > $(I_ETC)/nginx/snippets/broadway-status-page.conf
+	install -m 0644 web/index.html web/app.css web/app.js $(I_SHARE)/web/
 	install -m 0644 deploy/apache.conf $(I_ETC)/apache2/conf-available/broadway.conf
 	install -m 0644 deploy/logrotate $(I_ETC)/logrotate.d/broadway
 	for p in fcgi reaper grader; do \
 	  sed 's|@VERSION@|$(VERSION)|' deploy/man/broadway-$$p.8 | gzip -9n > $(I_MAN)/broadway-$$p.8.gz; done
+	gzip -9n < cli/broadway.1 > $(I_MAN1)/broadway.1.gz
 
 DEB_ROOT := build/deb/root
 DEB_FILE := build/broadway_$(VERSION)_$(shell dpkg --print-architecture 2>/dev/null || echo amd64).deb
