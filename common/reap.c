@@ -118,14 +118,49 @@ static int reap_overdue(bw_db_t *db, const bw_config_t *cfg,
   return rc;
 }
 
-int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
-                 bw_error_t *error) {
-  int64_t cutoff = bw_db_now_ms() - 2000LL * cfg->heartbeat;
+/* Records one answer (or failure) of the database, from start to end. */
+static void reap_watch_saw(bw_reap_watch_t *w, const bw_config_t *cfg,
+                           int64_t start, int64_t end, bool ok) {
+  int64_t interval = cfg->heartbeat * 1000LL;
+
+  if (!ok) {
+    if (w->up_since != 0)
+      bw_log_warn("reaper: the database is not answering: no grader is "
+                  "declared dead until it has answered for %d s",
+                  2 * cfg->heartbeat);
+    w->up_since = 0;
+    return;
+  }
+  if (w->up_since == 0 || end - start > interval / 2 ||
+      start - w->last_ok > interval) {
+    if (w->up_since != 0)
+      bw_log_warn("reaper: the database was away or slow (%lld ms to answer, "
+                  "%lld ms since its last answer): its graders get %d s",
+                  (long long)(end - start), (long long)(start - w->last_ok),
+                  2 * cfg->heartbeat);
+    w->up_since = end;
+  }
+  w->last_ok = end;
+}
+
+int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_watch_t *watch,
+                 bw_reap_stats_t *stats, bw_error_t *error) {
+  int64_t start = bw_db_now_ms(), cutoff = start - 2000LL * cfg->heartbeat;
   bson_t dead = BSON_INITIALIZER, filter = BSON_INITIALIZER, in;
   reap_pass_t pass = {db, cfg, stats, false};
   int n, rc;
 
   rc = reap_dead_workers(db, cutoff, &dead, &n, error);
+  if (watch != NULL) {
+    int64_t end = bw_db_now_ms();
+    reap_watch_saw(watch, cfg, start, end, rc == 0);
+    /* Silent graders may only have been unable to reach the database. */
+    if (rc == 0 && end - watch->up_since < 2000LL * cfg->heartbeat) {
+      stats->deferred += n;
+      bson_destroy(&dead);
+      return 0;
+    }
+  }
   if (rc == 0 && n > 0) {
     stats->dead_workers += n;
     BSON_APPEND_DOCUMENT_BEGIN(&filter, "worker_id", &in);
@@ -467,6 +502,6 @@ int bw_reap_once(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
                  bw_error_t *error) {
   int rc;
   memset(stats, 0, sizeof *stats);
-  rc = bw_reap_dead(db, cfg, stats, error);
+  rc = bw_reap_dead(db, cfg, NULL, stats, error);
   return rc < 0 ? rc : bw_reap_repair(db, cfg, stats, error);
 }

@@ -260,12 +260,13 @@ int bw_run_find(bw_db_t *db, const bson_oid_t *run, bool with_config,
   return rc;
 }
 
-void bw_run_state(bw_db_t *db, const bson_oid_t *run, char *buf, size_t len) {
+int bw_run_state(bw_db_t *db, const bson_oid_t *run, char *buf, size_t len,
+                 bw_error_t *error) {
   bson_t doc;
-  bson_strncpy(buf, "created", len);
-  if (bw_run_find(db, run, false, &doc, NULL) == 0)
-    bson_strncpy(buf, bw_db_get_utf8(&doc, "state", "created"), len);
+  int rc = bw_run_find(db, run, false, &doc, error);
+  bson_strncpy(buf, bw_db_get_utf8(&doc, "state", "created"), len);
   bson_destroy(&doc);
+  return rc == BW_ENOTFOUND ? 0 : rc;
 }
 
 static struct {

@@ -55,8 +55,10 @@ int bw_run_config(bw_db_t *db, const bson_oid_t *run, json_object **out,
 int bw_run_roster(bw_db_t *db, const bson_oid_t *run, json_object **out,
                   bw_error_t *error);
 
-/* Copies the run's state into buf ("created" if unknown). */
-void bw_run_state(bw_db_t *db, const bson_oid_t *run, char *buf, size_t len);
+/* Copies the run's state into buf ("created" if there is no such run).
+ * Returns 0 or BW_EDB: a reader must not show a state it could not read. */
+int bw_run_state(bw_db_t *db, const bson_oid_t *run, char *buf, size_t len,
+                 bw_error_t *error);
 
 /* Called once per job that reached a final state, by whoever made it final
  * (`h` is its last hand-out).  Moves the run on: a pre job's end queues the

@@ -74,10 +74,11 @@ static int parse_args(int argc, char **argv, args_t *args) {
 /* One pass; logs what it did when it did anything.  `repair` adds the
  * scans for what crashed processes left behind (bw_reap_repair), which cost
  * more than the dead-grader check and are not needed every tick. */
-static int reap_pass(bw_db_t *db, const bw_config_t *cfg, bool repair) {
-  bw_reap_stats_t stats = {0, 0, 0, 0};
+static int reap_pass(bw_db_t *db, const bw_config_t *cfg,
+                     bw_reap_watch_t *watch, bool repair) {
+  bw_reap_stats_t stats = {0, 0, 0, 0, 0};
   bw_error_t error = {.code = 0, .message = ""};
-  int rc = bw_reap_dead(db, cfg, &stats, &error);
+  int rc = bw_reap_dead(db, cfg, watch, &stats, &error);
 
   if (rc == 0 && repair)
     rc = bw_reap_repair(db, cfg, &stats, &error);
@@ -91,6 +92,10 @@ static int reap_pass(bw_db_t *db, const bw_config_t *cfg, bool repair) {
     bw_log_info("dead graders %d, jobs re-queued %d, failed %d, repaired %d",
                 stats.dead_workers, stats.requeued, stats.failed,
                 stats.repaired);
+  if (stats.deferred)
+    bw_log_info("graders past their heartbeat deadline %d: not declared dead "
+                "yet, the database has been up for less than 2 intervals",
+                stats.deferred);
   return 0;
 }
 
@@ -111,6 +116,7 @@ static void reap_loop(bw_db_t *db, const bw_config_t *cfg, int seconds) {
   struct timespec interval = {.tv_sec = seconds, .tv_nsec = 0};
   int repair_every = cfg->claim_grace / 2 > seconds ? cfg->claim_grace / 2 : 1;
   time_t last_repair = 0;
+  bw_reap_watch_t watch = {0, 0};
   sigset_t stops;
 
   block_stop_signals(&stops);
@@ -121,7 +127,7 @@ static void reap_loop(bw_db_t *db, const bw_config_t *cfg, int seconds) {
     bool repair = time(NULL) - last_repair >= repair_every;
     if (repair)
       last_repair = time(NULL);
-    reap_pass(db, cfg, repair); /* a failed pass is retried next tick */
+    reap_pass(db, cfg, &watch, repair); /* a failed pass: retried next tick */
     sig = sigtimedwait(&stops, NULL, &interval);
     if (sig > 0) {
       bw_log_info("%s: stopping", strsignal(sig));
@@ -154,7 +160,7 @@ int main(int argc, char **argv) {
   if (args.loop_seconds > 0)
     reap_loop(db, &cfg, args.loop_seconds);
   else
-    rc = reap_pass(db, &cfg, true) < 0 ? 1 : 0;
+    rc = reap_pass(db, &cfg, NULL, true) < 0 ? 1 : 0;
   bw_db_close(db);
   mongoc_cleanup();
   return rc;
