@@ -407,6 +407,94 @@ static int finish_share(bw_db_t *db, const bson_oid_t *run,
 
 /* 300 students (uneven buckets of 4 and 5) counted by 8 processes at once:
  * exactly one sees itself last, and every ticket is taken exactly once. */
+/* A grader child for the repair test: registers, then polls, heartbeats
+ * while it holds each job (a few ms to ~0.1 s), and reports; exits 1 if any
+ * result is refused.  Stops after the queue was empty for 3 s. */
+static void live_grader_child(const bw_config_t *cfg) {
+  bw_db_t *db = test_db(cfg);
+  json_object *ok = json_tokener_parse("{\"success\":true,\"info\":[]}");
+  char worker[25];
+  bw_error_t error;
+  int empty = 0, refused = 0;
+  bson_oid_t w;
+
+  srand((unsigned)getpid());
+  if (bw_worker_register(db, "live", worker, &error) < 0)
+    _exit(2);
+  w = test_oid(worker);
+  while (empty < 30) {
+    json_object *job = NULL;
+    int rc = test_poll(db, cfg, worker, &job, &error);
+    bw_worker_heartbeat(db, &w, &error);
+    if (rc != 0) {
+      empty++;
+      usleep(100 * 1000);
+      continue;
+    }
+    empty = 0;
+    usleep((useconds_t)(rand() % 100) * 1000);
+    bw_worker_heartbeat(db, &w, &error);
+    if (test_report(db, cfg,
+                    json_object_get_string(json_object_object_get(job, "job_id")),
+                    worker, ok, &error) < 0)
+      refused++;
+    json_object_put(job);
+  }
+  json_object_put(ok);
+  bw_db_close(db);
+  _exit(refused ? 1 : 0);
+}
+
+/* Issue 11: with no fault, repair repairs nothing and no pass takes a job
+ * from a grader that heartbeats and is within its deadline, while a large
+ * run is being started (its jobs queued after its state is written: the
+ * reaper used to "repair" hundreds of them, `repaired 375`) and graded. */
+START_TEST(repair_never_takes_a_live_graders_job) {
+  bw_config_t cfg = test_config();
+  bw_db_t *db = test_db(&cfg);
+  bw_reap_stats_t stats, sum = {0, 0, 0, 0, 0};
+  bw_error_t error;
+  json_object *status = NULL;
+  pid_t pids[4 + 1];
+  char run_id[25];
+  bson_oid_t run;
+  int passes = 0;
+
+  test_create_run(db, &cfg, 1000, true, run_id);
+  run = test_oid(run_id);
+  fflush(NULL);
+  for (int i = 0; i < 4; i++)
+    if ((pids[i] = fork()) == 0)
+      live_grader_child(&cfg);
+  if ((pids[4] = fork()) == 0) {
+    bw_db_t *mine = test_db(&cfg);
+    int rc = bw_run_start(mine, &run, &error);
+    bw_db_close(mine);
+    _exit(rc == 0 ? 0 : 1);
+  }
+  for (double end = bw_test_now() + 180; bw_test_now() < end; passes++) {
+    ck_assert_int_eq(bw_reap_once(db, &cfg, &stats, &error), 0);
+    sum.requeued += stats.requeued;
+    sum.failed += stats.failed;
+    sum.repaired += stats.repaired;
+    ck_assert_int_eq(test_status(db, run_id, &status, &error), 0);
+    bool done = strcmp(json_object_get_string(
+                           json_object_object_get(status, "state")),
+                       "succeeded") == 0;
+    json_object_put(status);
+    if (done)
+      break;
+  }
+  wait_children(pids, 5);
+  fprintf(stderr, "repair test: %d reaper passes, repaired %d, re-queued %d\n",
+          passes, sum.repaired, sum.requeued);
+  ck_assert_int_eq(sum.repaired, 0);
+  ck_assert_int_eq(sum.requeued, 0);
+  ck_assert_int_eq(sum.failed, 0);
+  bw_db_close(db);
+}
+END_TEST
+
 START_TEST(finish_tickets_name_one_last_job_among_many_processes) {
   enum { COUNT = 300 };
   bw_config_t cfg = test_config();
@@ -492,6 +580,7 @@ static Suite *queue_suite(void) {
   tcase_add_test(tc, concurrent_starts_start_a_run_once);
   tcase_add_test(tc, reapers_and_a_late_result_race_and_one_wins);
   tcase_add_test(tc, an_orphan_claim_older_than_the_reaper_window_is_requeued);
+  tcase_add_test(tc, repair_never_takes_a_live_graders_job);
   tcase_add_test(tc, finish_tickets_name_one_last_job_among_many_processes);
   tcase_add_test(tc, finish_tickets_survive_a_hint_set_back);
   return s;
