@@ -1,7 +1,9 @@
 /* reap.h - what the reaper binary does on each tick.
  *
  * Declares dead every grader whose last heartbeat is older than 2 heartbeat
- * intervals and puts each job it held back in the queue as a new attempt, or
+ * intervals (of database time: a --loop reaper does not count time the
+ * database was away, see bw_reap_watch_t) and puts each job it held back in
+ * the queue as a new attempt, or
  * fails the job once cfg->max_attempts hand-outs are used up.  Also re-queues
  * hand-outs whose poller died between claiming and recording them, and
  * finishes any run a crashed process left one step short (run repair lives
