@@ -522,7 +522,7 @@ START_TEST(repair_never_takes_a_live_graders_job) {
   bson_oid_t run;
   bool done = false;
 
-  test_create_run(db, &cfg, 2000, true, run_id);
+  test_create_run(db, &cfg, 1000, true, run_id);
   run = test_oid(run_id);
   fflush(NULL);
   if ((reaper = fork()) == 0)
