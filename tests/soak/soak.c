@@ -584,9 +584,10 @@ static void one_group_kill(soak_t *s) {
   exit(2);
 }
 
-/* One fault, drawn from `rng`.  Weights per minute follow the issue's
- * soak: ~10 FastCGI workers, 4 nginx workers, 3 reapers, 6 database
- * stops, 2 graders killed from outside, 0.4 whole-group kills. */
+/* One fault, drawn from `rng`, weights out of 254 in the proportions of
+ * issue 11's soak: FastCGI worker 100, nginx worker 40, reaper 30, database
+ * stop 60, grader 20, whole group 4 (when `group_ok`).  A 600 s soak draws
+ * about 230. */
 static void one_fault(soak_t *s, unsigned long long *rng, bool group_ok) {
   pid_t pgid = bw_fault_stack_pgid_of(s->stack), victim;
   int roll = rng_below(rng, 254);
