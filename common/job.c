@@ -62,9 +62,8 @@ static int job_read_history(bw_db_t *db, const bson_oid_t *job,
 /* A final job: its success, who finished it and when, what the grader
  * sent (info, logs), or why the service gave it up.  Sets *state; returns 0
  * or BW_EDB (a result without its info and logs is not shown). */
-static int job_view_final(bw_db_t *db, const bson_t *outcome,
-                          json_object *view, const char **state,
-                          bw_error_t *error) {
+static int job_view_final(bw_db_t *db, const bson_t *outcome, json_object *view,
+                          const char **state, bw_error_t *error) {
   bson_t result;
   bson_iter_t it;
   char hex[25];

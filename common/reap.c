@@ -404,10 +404,9 @@ static int reap_repair_phase_end(bw_db_t *db, const bw_config_t *cfg,
 /* How long ago the run entered its phase `state`: the age of the mark
  * that decided it ("start", "students" after a pre job, "post"); 0 when
  * there is none (not an active phase). */
-static int reap_phase_age(bw_db_t *db, const bson_oid_t *run,
-                          const char *state, bool has_pre, int64_t *age_ms,
-                          bw_error_t *error) {
-  const char *what = strcmp(state, "post_processing") == 0 ? "post"
+static int reap_phase_age(bw_db_t *db, const bson_oid_t *run, const char *state,
+                          bool has_pre, int64_t *age_ms, bw_error_t *error) {
+  const char *what = strcmp(state, "post_processing") == 0       ? "post"
                      : strcmp(state, "students") == 0 && has_pre ? "students"
                                                                  : "start";
   bson_t mark;
@@ -471,8 +470,8 @@ static int reap_run(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
       continue;
     phase_jobs++;
     final += j->final != 0;
-    rc = reap_repair_job(db, cfg, run, j, student_count, phase_age_ms,
-                         repaired, error);
+    rc = reap_repair_job(db, cfg, run, j, student_count, phase_age_ms, repaired,
+                         error);
     if (rc == 0 && j->final && strcmp(phase_type, "student") != 0)
       rc = reap_repair_phase_end(db, cfg, run, j);
   }

@@ -72,7 +72,6 @@ static void event_log_init(event_log_t *log) {
   close(fd);
 }
 
-
 typedef struct tally {
   char job[25];
   int got, accepted, conflicts, other;
@@ -698,8 +697,8 @@ static void prober_main(const char *base, const char *tok,
     int ms = (int)((bw_test_now() - t0) * 1000);
     const char *js = bw_test_http_jsend_status(&r);
     long long code = bw_test_json_int(r.json, "code");
-    bw_test_event(fd, "P %ld %d %s %lld %s", r.status, ms, js[0] ? js : "-", code,
-          calls[k].path);
+    bw_test_event(fd, "P %ld %d %s %lld %s", r.status, ms, js[0] ? js : "-",
+                  code, calls[k].path);
     bw_test_http_resp_cleanup(&r);
     bw_test_sleep_ms(30);
   }

@@ -434,9 +434,10 @@ static void live_grader_child(const bw_config_t *cfg) {
     empty = 0;
     usleep((useconds_t)(rand() % 20) * 1000);
     bw_worker_heartbeat(db, &w, &error);
-    if (test_report(db, cfg,
-                    json_object_get_string(json_object_object_get(job, "job_id")),
-                    worker, ok, &error) < 0)
+    if (test_report(
+            db, cfg,
+            json_object_get_string(json_object_object_get(job, "job_id")),
+            worker, ok, &error) < 0)
       refused++;
     json_object_put(job);
   }
@@ -535,9 +536,9 @@ START_TEST(repair_never_takes_a_live_graders_job) {
   for (double end = bw_test_now() + 180; !done && bw_test_now() < end;) {
     usleep(500 * 1000);
     ck_assert_int_eq(test_status(db, run_id, &status, &error), 0);
-    done = strcmp(json_object_get_string(
-                      json_object_object_get(status, "state")),
-                  "succeeded") == 0;
+    done =
+        strcmp(json_object_get_string(json_object_object_get(status, "state")),
+               "succeeded") == 0;
     json_object_put(status);
   }
   kill(reaper, SIGKILL);

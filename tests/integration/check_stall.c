@@ -250,9 +250,8 @@ START_TEST(a_stall_costs_live_graders_nothing_and_hides_no_death) {
   enum { LIVE = 4 };
   bw_test_client_t c;
   char run_id[25], jobs[LIVE + 1][25];
-  char *config =
-      bw_itest_run_config(LIVE + 1, "{\"image\": \"x\", \"timeout\": 120}",
-                          false, false);
+  char *config = bw_itest_run_config(
+      LIVE + 1, "{\"image\": \"x\", \"timeout\": 120}", false, false);
   int fds[2], status;
   pid_t pids[LIVE + 1], db = ferretdb_pid(), watchdog;
   double back, requeued_after = -1;
@@ -309,8 +308,9 @@ START_TEST(a_stall_costs_live_graders_nothing_and_hides_no_death) {
                   "live grader %d: its result was refused (status %d)", i,
                   status);
   }
-  fprintf(stderr, "stall heartbeats: dead grader's job re-queued %.1f s after "
-                  "the database came back\n",
+  fprintf(stderr,
+          "stall heartbeats: dead grader's job re-queued %.1f s after "
+          "the database came back\n",
           requeued_after);
   ck_assert_msg(requeued_after >= 0,
                 "the dead grader's job was not re-queued within %d s of the "

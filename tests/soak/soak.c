@@ -55,7 +55,8 @@
   "claim_grace = 5\n"                                                          \
   "db_timeout_ms = 1000\n"
 
-/* ---- seeded randomness ---------------------------------------------------- */
+/* ---- seeded randomness ----------------------------------------------------
+ */
 
 static unsigned long long rng_state;
 
@@ -70,12 +71,13 @@ static int rng_below(unsigned long long *s, int n) {
   return (int)(rng_next(s) % (unsigned)n);
 }
 
-/* ---- the event log (graders append whole lines) ---------------------------- */
+/* ---- the event log (graders append whole lines) ----------------------------
+ */
 
 static char log_path[256];
 
-
-/* ---- graders --------------------------------------------------------------- */
+/* ---- graders ---------------------------------------------------------------
+ */
 
 static volatile sig_atomic_t grader_stopping, grader_behave;
 
@@ -133,8 +135,8 @@ static void hold(const bw_test_client_t *c, int ms, bool silent) {
 static void grader_main(const char *url, const char *token,
                         unsigned long long seed) {
   bw_test_client_t c;
-  int fd = open(log_path, O_WRONLY | O_APPEND), null = open("/dev/null",
-                                                               O_WRONLY);
+  int fd = open(log_path, O_WRONLY | O_APPEND),
+      null = open("/dev/null", O_WRONLY);
   double beat = 0;
   if (fd < 0)
     _exit(91);
@@ -197,7 +199,8 @@ static pid_t grader_spawn(const char *url, const char *token,
   return pid;
 }
 
-/* ---- faults ---------------------------------------------------------------- */
+/* ---- faults ----------------------------------------------------------------
+ */
 
 typedef struct counts {
   int fcgi, nginx, reaper, db_stops, group_kills, grader_kills, self_stops,
@@ -247,7 +250,8 @@ static void stop_db_for(pid_t pgid, int ms, counts_t *n) {
   n->db_stops++;
 }
 
-/* ---- runs ------------------------------------------------------------------ */
+/* ---- runs ------------------------------------------------------------------
+ */
 
 static char runs[MAX_RUNS][25];
 static int run_count;
@@ -286,8 +290,7 @@ static bool run_done(const char *state) {
 static bool start_run(const bw_test_client_t *c, unsigned long long *rng) {
   char config[4096], id[25];
   run_config(rng, config, sizeof config);
-  if (run_count >= MAX_RUNS ||
-      bw_test_http_create_run(c, config, id) != 200)
+  if (run_count >= MAX_RUNS || bw_test_http_create_run(c, config, id) != 200)
     return false;
   for (double end = bw_test_now() + 30; bw_test_now() < end;
        bw_test_sleep_ms(300)) {
@@ -300,7 +303,8 @@ static bool start_run(const bw_test_client_t *c, unsigned long long *rng) {
   return false;
 }
 
-/* ---- invariants, from the database ------------------------------------------- */
+/* ---- invariants, from the database
+ * ------------------------------------------- */
 
 typedef struct job_rec {
   char id[25], run[25], type[8];
@@ -314,7 +318,8 @@ static job_rec_t *jobs;
 static size_t njobs;
 static int violations;
 
-static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void violation(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 static void violation(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -363,12 +368,11 @@ static int64_t date_of(const bson_t *doc, const char *key) {
 
 typedef void (*visit_fn)(const bson_t *doc);
 
-static long long each(mongoc_database_t *db, const char *coll,
-                      visit_fn visit) {
+static long long each(mongoc_database_t *db, const char *coll, visit_fn visit) {
   mongoc_collection_t *c = mongoc_database_get_collection(db, coll);
   bson_t filter = BSON_INITIALIZER;
-  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, &filter, NULL,
-                                                          NULL);
+  mongoc_cursor_t *cur =
+      mongoc_collection_find_with_opts(c, &filter, NULL, NULL);
   const bson_t *doc;
   bson_error_t error;
   long long n = 0;
@@ -409,8 +413,8 @@ static void visit_outcome(const bson_t *doc) {
   if (strcmp(kind, "result") == 0) {
     bson_iter_t it;
     j->results++;
-    j->success = bson_iter_init_find(&it, doc, "success") &&
-                 bson_iter_as_bool(&it);
+    j->success =
+        bson_iter_init_find(&it, doc, "success") && bson_iter_as_bool(&it);
     oid_hex(doc, "worker_id", j->result_by);
   }
   if (strcmp(kind, "requeued") != 0) {
@@ -434,8 +438,7 @@ static void visit_claim(const bson_t *doc) {
 }
 
 /* The graders' log: hand-outs (G) and first-report acceptances (A). */
-static void read_events(int *accepted, int *refused, int *resends,
-                        int *died) {
+static void read_events(int *accepted, int *refused, int *resends, int *died) {
   FILE *f = fopen(log_path, "r");
   char line[256], kind, id[64], who[64];
   while (f && fgets(line, sizeof line, f)) {
@@ -521,8 +524,7 @@ static void check_invariants(const char *mongo_uri) {
         violation("post job %s handed out before student job %s was final",
                   j->id, jobs[k].id);
   }
-  char **names = mongoc_database_get_collection_names_with_opts(db, NULL,
-                                                                NULL);
+  char **names = mongoc_database_get_collection_names_with_opts(db, NULL, NULL);
   for (size_t i = 0; names && names[i]; i++)
     if (strncmp(names[i], "queue_", 6) == 0)
       left += each(db, names[i], NULL) > 0;
@@ -541,7 +543,8 @@ static void check_invariants(const char *mongo_uri) {
   mongoc_client_destroy(client);
 }
 
-/* ---- the soak ---------------------------------------------------------------- */
+/* ---- the soak
+ * ---------------------------------------------------------------- */
 
 typedef struct soak {
   bw_fault_stack_t *stack;
@@ -632,10 +635,10 @@ static int unfinished_runs(soak_t *s, char *first, size_t cap) {
 int main(void) {
   const char *secs = getenv("SOAK_SECONDS"), *seed_text = getenv("SOAK_SEED");
   int seconds = secs && *secs ? atoi(secs) : 60;
-  unsigned long long seed =
-      seed_text && *seed_text ? strtoull(seed_text, NULL, 10)
-                              : (unsigned long long)time(NULL) ^
-                                    ((unsigned long long)getpid() << 20);
+  unsigned long long seed = seed_text && *seed_text
+                                ? strtoull(seed_text, NULL, 10)
+                                : (unsigned long long)time(NULL) ^
+                                      ((unsigned long long)getpid() << 20);
   soak_t s;
   char first[128] = "";
   int open;
@@ -644,8 +647,9 @@ int main(void) {
     fprintf(stderr, "soak: SOAK_SECONDS must be at least 10\n");
     return 2;
   }
-  fprintf(stderr, "soak: seed %llu, %d s (replay: make soak SOAK_SECONDS=%d "
-                  "SOAK_SEED=%llu)\n",
+  fprintf(stderr,
+          "soak: seed %llu, %d s (replay: make soak SOAK_SECONDS=%d "
+          "SOAK_SEED=%llu)\n",
           seed, seconds, seconds, seed);
   memset(&s, 0, sizeof s);
   rng_state = seed ? seed : 1;
@@ -671,8 +675,7 @@ int main(void) {
   /* Faults: one every 0.5-2.5 s (a database stop lasts its 1-5 s); the
    * whole group is killed only in the middle 80 %, 60 s apart at least,
    * and at least once (at half time if the draw has not done it). */
-  double start = bw_test_now(), end = start + seconds,
-         last_group = start - 60;
+  double start = bw_test_now(), end = start + seconds, last_group = start - 60;
   while (bw_test_now() < end) {
     char state[32];
     int open_now = 0;
