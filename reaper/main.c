@@ -16,7 +16,10 @@
  * dead grader's jobs then wait at most 2 heartbeat intervals plus a minute.
  * When that is too slow (short heartbeats, as in `make run` and the tests),
  * run `--loop N` with N at most half the heartbeat: a grader that stopped
- * is then noticed within 3 intervals.  scripts/broadway-run does that. */
+ * is then noticed within 3 intervals.  scripts/broadway-run does that.  A
+ * --loop reaper also watches the database (bw_reap_watch_t): time it was
+ * away does not count against graders, whose heartbeats could not be
+ * recorded then; a --once pass cannot tell and trusts the heartbeats. */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
