@@ -123,28 +123,40 @@ static int reap_overdue(bw_db_t *db, const bw_config_t *cfg,
 }
 
 /* Records one answer (or failure) of the database, from start to end. */
+static void reap_watch_down(bw_reap_watch_t *w, const bw_config_t *cfg) {
+  if (w->up_since != 0)
+    bw_log_warn("reaper: the database is not answering: no grader is "
+                "declared dead until it has answered for %d s",
+                2 * cfg->heartbeat);
+  w->up_since = 0;
+}
+
 static void reap_watch_saw(bw_reap_watch_t *w, const bw_config_t *cfg,
                            int64_t start, int64_t end, bool ok) {
-  int64_t interval = cfg->heartbeat * 1000LL;
+  int64_t half = cfg->heartbeat * 500LL;
 
   if (!ok) {
-    if (w->up_since != 0)
-      bw_log_warn("reaper: the database is not answering: no grader is "
-                  "declared dead until it has answered for %d s",
-                  2 * cfg->heartbeat);
-    w->up_since = 0;
+    reap_watch_down(w, cfg);
     return;
   }
-  if (w->up_since == 0 || end - start > interval / 2 ||
-      start - w->last_ok > interval) {
+  if (w->up_since == 0 || end - start > half ||
+      start - w->last_ok > w->every_ms + half) {
     if (w->up_since != 0)
       bw_log_warn("reaper: the database was away or slow (%lld ms to answer, "
-                  "%lld ms since its last answer): its graders get %d s",
+                  "%lld ms since the last good pass): its graders get %d s",
                   (long long)(end - start), (long long)(start - w->last_ok),
                   2 * cfg->heartbeat);
     w->up_since = end;
   }
   w->last_ok = end;
+}
+
+void bw_reap_watch_pass(bw_reap_watch_t *watch, const bw_config_t *cfg,
+                        bool ok) {
+  if (!ok)
+    reap_watch_down(watch, cfg);
+  else if (watch->up_since != 0)
+    watch->last_ok = bw_db_now_ms();
 }
 
 int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_watch_t *watch,

@@ -30,13 +30,19 @@ typedef struct bw_reap_stats {
  * was away does not count against graders: their heartbeats could not be
  * recorded then.  The database counts as up from the end of the first
  * prompt answer (within heartbeat/2) that follows a failure, a slow answer,
- * or a heartbeat interval without any answer (the reaper itself was
- * stopped or restarted).  Zero it before the first pass: a fresh reaper
- * knows nothing, so it waits 2 intervals before declaring anyone dead. */
+ * or a gap of more than every_ms + heartbeat/2 since the end of the last
+ * good pass (the reaper itself was stopped, or restarted).  Set every_ms
+ * and zero the rest before the first pass: a fresh reaper knows nothing,
+ * so it waits 2 intervals before declaring anyone dead. */
 typedef struct bw_reap_watch {
+  int64_t every_ms; /* the caller's time between passes */
   int64_t up_since; /* ms; 0: not seen up yet */
-  int64_t last_ok;  /* ms: the end of its last prompt answer */
+  int64_t last_ok;  /* ms: the end of its last good pass or prompt answer */
 } bw_reap_watch_t;
+
+/* The end of one pass: `ok` when every call of it succeeded. */
+void bw_reap_watch_pass(bw_reap_watch_t *watch, const bw_config_t *cfg,
+                        bool ok);
 
 /* Dead graders: re-queues (or fails) every job held by a grader whose last
  * heartbeat is older than 2 intervals, and every hand-out past its

@@ -85,6 +85,8 @@ static int reap_pass(bw_db_t *db, const bw_config_t *cfg,
 
   if (rc == 0 && repair)
     rc = bw_reap_repair(db, cfg, &stats, &error);
+  if (watch != NULL)
+    bw_reap_watch_pass(watch, cfg, rc == 0);
   if (rc < 0) {
     bw_log_error("pass failed: %s", error.message);
     return rc;
@@ -119,7 +121,7 @@ static void reap_loop(bw_db_t *db, const bw_config_t *cfg, int seconds) {
   struct timespec interval = {.tv_sec = seconds, .tv_nsec = 0};
   int repair_every = cfg->claim_grace / 2 > seconds ? cfg->claim_grace / 2 : 1;
   time_t last_repair = 0;
-  bw_reap_watch_t watch = {0, 0};
+  bw_reap_watch_t watch = {.every_ms = seconds * 1000LL};
   sigset_t stops;
 
   block_stop_signals(&stops);
