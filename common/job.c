@@ -50,23 +50,32 @@ static void job_visit_outcome(const bson_t *doc, void *ctx) {
                  sizeof h->reason);
 }
 
-static void job_read_history(bw_db_t *db, const bson_oid_t *job,
-                             job_history_t *h) {
+/* Returns 0 or BW_EDB; on error *h holds nothing to free. */
+static int job_read_history(bw_db_t *db, const bson_oid_t *job,
+                            job_history_t *h, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER;
+  int rc;
   memset(h, 0, sizeof *h);
   BSON_APPEND_OID(&filter, "job_id", job);
-  bw_db_each(bw_db_coll(db, BW_COLL_OUTCOMES), &filter, NULL, job_visit_outcome,
-             h, NULL);
+  rc = bw_db_each(bw_db_coll(db, BW_COLL_OUTCOMES), &filter, NULL,
+                  job_visit_outcome, h, error);
   bson_destroy(&filter);
+  if (rc < 0 && h->has_final) {
+    bson_destroy(&h->final);
+    h->has_final = false;
+  }
+  return rc;
 }
 
 /* A final job: its success, who finished it and when, what the grader
- * sent (info, logs), or why the service gave it up. */
-static const char *job_view_final(bw_db_t *db, const bson_t *outcome,
-                                  json_object *view) {
+ * sent (info, logs), or why the service gave it up.  Sets *state; returns 0
+ * or BW_EDB (a result without its info and logs is not shown). */
+static int job_view_final(bw_db_t *db, const bson_t *outcome, json_object *view,
+                          const char **state, bw_error_t *error) {
   bson_t result;
   bson_iter_t it;
   char hex[25];
+  int rc;
   bool ok = strcmp(bw_db_get_utf8(outcome, "kind", ""), "result") == 0 &&
             bson_iter_init_find(&it, outcome, "success") &&
             bson_iter_as_bool(&it);
@@ -77,27 +86,87 @@ static const char *job_view_final(bw_db_t *db, const bson_t *outcome,
     json_object_object_add(view, "finished_at", bw_json_from_bson_iter(&it));
   if (bw_db_get_oid_hex(outcome, "worker_id", hex))
     json_object_object_add(view, "worker_id", json_object_new_string(hex));
-  if (bw_db_find_by_id(db, BW_COLL_RESULTS, bw_db_get_utf8(outcome, "_id", ""),
-                       &result, NULL) == 0)
+  /* Not found is an attempt the service ended: it has no body. */
+  rc = bw_db_find_by_id(db, BW_COLL_RESULTS, bw_db_get_utf8(outcome, "_id", ""),
+                        &result, error);
+  if (rc == 0)
     job_copy_fields(view, &result, (const char *const[]){"info", "logs"}, 2);
   /* Retention (retain.h) removed the stage output: say so, and when. */
   if (bson_iter_init_find(&it, &result, "pruned_at"))
     json_object_object_add(view, "output_pruned_at",
                            bw_json_from_bson_iter(&it));
   bson_destroy(&result);
-  return ok ? "succeeded" : "failed";
+  *state = ok ? "succeeded" : "failed";
+  return rc == BW_ENOTFOUND ? 0 : rc;
+}
+
+/* The job's state from its attempts: final, running (its hand-out is in
+ * `active`), or what its run's phase says.  Adds what it read to view. */
+static int job_view_state(bw_db_t *db, const bson_oid_t *oid, const bson_t *job,
+                          json_object *view, bw_error_t *error) {
+  bson_oid_t run;
+  bson_t active = BSON_INITIALIZER, run_doc;
+  char hex[25], run_state[32];
+  job_history_t history;
+  const char *state = NULL;
+  int rc, attempts, retry_attempt = 0, retry_index;
+
+  if (!bw_db_get_oid(job, "run_id", &run))
+    return bw_error_set(error, BW_EINTERNAL, "job without run_id");
+  /* The run's state, and whether staff retried this job (no run: a job
+   * being created, "created"). */
+  rc = bw_run_find(db, &run, false, &run_doc, error);
+  bson_strncpy(run_state, bw_db_get_utf8(&run_doc, "state", "created"),
+               sizeof run_state);
+  if (rc == 0)
+    bw_run_retry_of(&run_doc, oid, &retry_attempt, &retry_index);
+  bson_destroy(&run_doc);
+  if (rc == BW_ENOTFOUND)
+    rc = 0;
+  if (rc == 0)
+    rc = job_read_history(db, oid, &history, error);
+  if (rc < 0)
+    return rc;
+  attempts = history.attempts;
+  if (history.has_final && retry_attempt > history.last) {
+    /* Retried: the final attempt is history, the new one waits or runs. */
+    bson_destroy(&history.final);
+    history.has_final = false;
+  }
+  if (history.has_final) {
+    rc = job_view_final(db, &history.final, view, &state, error);
+    bson_destroy(&history.final);
+  } else {
+    bson_destroy(&active);
+    rc = bw_queue_find_active(db, oid, &active, error);
+  }
+  if (rc == 0 && state == NULL) {
+    state = "running";
+    attempts++;
+    job_copy_fields(view, &active, (const char *const[]){"started_at"}, 1);
+    if (bw_db_get_oid_hex(&active, "worker_id", hex))
+      json_object_object_add(view, "worker_id", json_object_new_string(hex));
+  } else if (rc == BW_ENOTFOUND) {
+    rc = 0;
+    state = bw_run_job_state(bw_db_get_utf8(job, "type", "student"), run_state);
+  }
+  bson_destroy(&active);
+  if (rc < 0)
+    return rc;
+  if (history.reason[0] != '\0' && !history.has_final)
+    json_object_object_add(view, "reason",
+                           json_object_new_string(history.reason));
+  json_object_object_add(view, "state", json_object_new_string(state));
+  json_object_object_add(view, "attempts", json_object_new_int(attempts));
+  return 0;
 }
 
 int bw_job_get(bw_db_t *db, const bson_oid_t *oid, json_object **out,
                bw_error_t *error) {
-  bson_oid_t run;
-  bson_t job, active, run_doc;
-  bson_iter_t it;
-  char hex[25], run_state[32], job_id[25];
-  job_history_t history;
-  const char *state;
+  bson_t job;
+  char hex[25], job_id[25];
   json_object *view;
-  int rc, attempts, retry_attempt = 0, retry_index;
+  int rc;
 
   *out = NULL;
   bson_oid_to_string(oid, job_id);
@@ -115,44 +184,13 @@ int bw_job_get(bw_db_t *db, const bson_oid_t *oid, json_object **out,
   job_copy_fields(
       view, &job,
       (const char *const[]){"type", "index", "student", "created_at"}, 4);
-  bson_iter_init_find(&it, &job, "run_id");
-  bson_oid_copy(bson_iter_oid(&it), &run);
-  bson_strncpy(run_state, "created", sizeof run_state);
-  if (bw_run_find(db, &run, false, &run_doc, NULL) == 0) {
-    bson_strncpy(run_state, bw_db_get_utf8(&run_doc, "state", "created"),
-                 sizeof run_state);
-    bw_run_retry_of(&run_doc, oid, &retry_attempt, &retry_index);
-  }
-  bson_destroy(&run_doc);
-
-  job_read_history(db, oid, &history);
-  attempts = history.attempts;
-  if (history.has_final && retry_attempt > history.last) {
-    /* Retried: the final attempt is history, the new one waits or runs. */
-    bson_destroy(&history.final);
-    history.has_final = false;
-  }
-  if (history.has_final) {
-    bson_init(&active);
-    state = job_view_final(db, &history.final, view);
-    bson_destroy(&history.final);
-  } else if (bw_queue_find_active(db, oid, &active, NULL) == 0) {
-    state = "running";
-    attempts++;
-    job_copy_fields(view, &active, (const char *const[]){"started_at"}, 1);
-    if (bw_db_get_oid_hex(&active, "worker_id", hex))
-      json_object_object_add(view, "worker_id", json_object_new_string(hex));
-  } else {
-    state =
-        bw_run_job_state(bw_db_get_utf8(&job, "type", "student"), run_state);
-  }
-  if (history.reason[0] != '\0' && !history.has_final)
-    json_object_object_add(view, "reason",
-                           json_object_new_string(history.reason));
-  bson_destroy(&active);
+  /* Any step that fails fails the read: never a 200 from part of it. */
+  rc = job_view_state(db, oid, &job, view, error);
   bson_destroy(&job);
-  json_object_object_add(view, "state", json_object_new_string(state));
-  json_object_object_add(view, "attempts", json_object_new_int(attempts));
+  if (rc < 0) {
+    json_object_put(view);
+    return rc;
+  }
   *out = view;
   return 0;
 }

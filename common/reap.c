@@ -48,9 +48,11 @@ static int reap_dead_workers(bw_db_t *db, int64_t cutoff, bson_t *ids,
   return rc;
 }
 
-static void reap_abandon(bw_db_t *db, const bw_config_t *cfg,
-                         const bw_handout_t *h, const bson_t *student,
-                         const char *reason, bw_reap_stats_t *stats) {
+/* Ends attempt h->attempt for `reason`.  Returns 0 when this call decided
+ * it (re-queued or failed), 1 when it had already ended, or an error. */
+static int reap_abandon(bw_db_t *db, const bw_config_t *cfg,
+                        const bw_handout_t *h, const bson_t *student,
+                        const char *reason, bw_reap_stats_t *stats) {
   bw_error_t error;
   bool failed;
   char hex[25];
@@ -69,9 +71,11 @@ static void reap_abandon(bw_db_t *db, const bw_config_t *cfg,
      * still here: whoever decided died or timed out half-way.  Finish it. */
     if (bw_job_settle(db, cfg, h, student, &error) < 0)
       bw_log_warn("reaper: job %s: %s", hex, error.message);
+    return 1;
   } else {
     bw_log_warn("reaper: job %s: %s", hex, error.message);
   }
+  return rc;
 }
 
 typedef struct reap_pass {
@@ -119,14 +123,61 @@ static int reap_overdue(bw_db_t *db, const bw_config_t *cfg,
   return rc;
 }
 
-int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
-                 bw_error_t *error) {
-  int64_t cutoff = bw_db_now_ms() - 2000LL * cfg->heartbeat;
+/* Records one answer (or failure) of the database, from start to end. */
+static void reap_watch_down(bw_reap_watch_t *w, const bw_config_t *cfg) {
+  if (w->up_since != 0)
+    bw_log_warn("reaper: the database is not answering: no grader is "
+                "declared dead until it has answered for %d s",
+                2 * cfg->heartbeat);
+  w->up_since = 0;
+}
+
+static void reap_watch_saw(bw_reap_watch_t *w, const bw_config_t *cfg,
+                           int64_t start, int64_t end, bool ok) {
+  int64_t half = cfg->heartbeat * 500LL;
+
+  if (!ok) {
+    reap_watch_down(w, cfg);
+    return;
+  }
+  if (w->up_since == 0 || end - start > half ||
+      start - w->last_ok > w->every_ms + half) {
+    if (w->up_since != 0)
+      bw_log_warn("reaper: the database was away or slow (%lld ms to answer, "
+                  "%lld ms since the last good pass): its graders get %d s",
+                  (long long)(end - start), (long long)(start - w->last_ok),
+                  2 * cfg->heartbeat);
+    w->up_since = end;
+  }
+  w->last_ok = end;
+}
+
+void bw_reap_watch_pass(bw_reap_watch_t *watch, const bw_config_t *cfg,
+                        bool ok) {
+  if (!ok)
+    reap_watch_down(watch, cfg);
+  else if (watch->up_since != 0)
+    watch->last_ok = bw_db_now_ms();
+}
+
+int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_watch_t *watch,
+                 bw_reap_stats_t *stats, bw_error_t *error) {
+  int64_t start = bw_db_now_ms(), cutoff = start - 2000LL * cfg->heartbeat;
   bson_t dead = BSON_INITIALIZER, filter = BSON_INITIALIZER, in;
   reap_pass_t pass = {db, cfg, stats, false};
   int n, rc;
 
   rc = reap_dead_workers(db, cutoff, &dead, &n, error);
+  if (watch != NULL) {
+    int64_t end = bw_db_now_ms();
+    reap_watch_saw(watch, cfg, start, end, rc == 0);
+    /* Silent graders may only have been unable to reach the database. */
+    if (rc == 0 && end - watch->up_since < 2000LL * cfg->heartbeat) {
+      stats->deferred += n;
+      bson_destroy(&dead);
+      return 0;
+    }
+  }
   if (rc == 0 && n > 0) {
     stats->dead_workers += n;
     BSON_APPEND_DOCUMENT_BEGIN(&filter, "worker_id", &in);
@@ -244,9 +295,15 @@ static void reap_visit_claim(const bson_t *claim, void *ctx) {
   has_env =
       bw_db_find_by_oid(db, BW_COLL_JOBS, "_id", &h.job_id, &job, NULL) == 0 &&
       bw_db_get_doc(&job, "student", &env) && !bson_empty(&env);
-  cp->pass.stats->repaired++;
-  reap_abandon(db, cp->pass.cfg, &h, has_env ? &env : NULL,
-               "its hand-out never reached a grader", cp->pass.stats);
+  /* A repair, not a grader's job taken: counted only when this pass ended
+   * the attempt (and as failed if that used up its attempts). */
+  bw_reap_stats_t mine = {0};
+  if (reap_abandon(db, cp->pass.cfg, &h, has_env ? &env : NULL,
+                   "repair: its claim is over claim_grace old and its "
+                   "hand-out was never recorded (the poller died)",
+                   &mine) == 0)
+    cp->pass.stats->repaired++;
+  cp->pass.stats->failed += mine.failed;
   bson_destroy(&job);
 }
 
@@ -312,23 +369,31 @@ static const bson_t *reap_job_env(const bw_run_job_t *j, bson_t *holder,
  * no claim) or claimed long ago by a poller that died before recording the
  * hand-out.  The reaper's claim check catches the latter within minutes;
  * this catches the claims it never saw (the reaper was down longer than its
- * window). */
+ * window).  A job never handed out is only looked at once its phase began
+ * over claim_grace ago (`phase_age_ms`): the process that entered the phase
+ * queues its jobs after writing the run's state, and a large run takes a
+ * while (issue 11: 375 "repairs" of a 10,000-student run still being
+ * queued, pushing entries its starter was about to push). */
 static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
                            const bson_oid_t *run, bw_run_job_t *j,
-                           const bson_t *run_doc, int *repaired,
-                           bw_error_t *error) {
+                           const bson_t *run_doc, int64_t phase_age_ms,
+                           int *repaired, bw_error_t *error) {
   bw_handout_t h = {.attempt = j->attempts + 1,
                     .round = (int)bw_db_get_int(run_doc, "round")};
   bson_t holder = BSON_INITIALIZER, env;
   const bson_t *student;
   enum reap_claim claim;
+  const char *why;
+  char hex[25];
   bool failed;
   int rc;
 
   if (j->final || j->active)
     return 0;
   claim = reap_claim_of(db, cfg, &j->id, h.attempt);
-  if (claim == REAP_CLAIMED || (claim == REAP_UNCLAIMED && j->waiting))
+  if (claim == REAP_CLAIMED || (claim == REAP_UNCLAIMED && j->waiting) ||
+      (claim == REAP_UNCLAIMED && j->attempts == 0 &&
+       phase_age_ms < cfg->claim_grace * 1000LL))
     return 0;
   bson_oid_copy(&j->id, &h.job_id);
   bson_oid_copy(run, &h.run_id);
@@ -339,17 +404,27 @@ static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
   h.index = j->retry_index >= 0 ? j->retry_index : j->index;
   student = reap_job_env(j, &holder, &env);
   if (claim == REAP_ORPHANED) {
-    rc = bw_job_abandon(db, cfg, &h, student,
-                        "its hand-out never reached a grader", &failed, error);
+    why = "its claim is over claim_grace old and its hand-out was never "
+          "recorded (the poller died; the claim check never saw it)";
+    rc = bw_job_abandon(db, cfg, &h, student, why, &failed, error);
     if (rc == BW_EDUP) /* the reaper's claim check got there first */
-      rc = 0;
+      rc = 1;
   } else {
+    why = h.attempt == 1
+              ? "never queued, its phase began over claim_grace ago (the "
+                "process entering the phase died)"
+              : "its previous attempt ended but this one was never queued "
+                "(the process that ended it died)";
     rc = bw_queue_push(db, &h, student, error);
   }
   bson_destroy(&holder);
-  if (rc == 0)
+  if (rc == 0) {
     (*repaired)++;
-  return rc;
+    bson_oid_to_string(&j->id, hex);
+    bw_log_info("reaper: repair: job %s attempt %d queued: %s", hex, h.attempt,
+                why);
+  }
+  return rc < 0 ? rc : 0;
 }
 
 /* The job of `type` (pre or post) final: re-apply its end to the run. */
@@ -363,6 +438,34 @@ static int reap_repair_phase_end(bw_db_t *db, const bw_config_t *cfg,
   return bw_run_job_finished(db, cfg, &h, j->final == 1, NULL);
 }
 
+/* How long ago the run entered its phase `state`: the age of the mark
+ * that decided it ("start", "students" after a pre job, "post"); 0 when
+ * there is none (not an active phase). */
+static int reap_phase_age(bw_db_t *db, const bson_oid_t *run, int round,
+                          const char *state, bool has_pre, int64_t *age_ms,
+                          bw_error_t *error) {
+  /* A retry's round (control.h) begins its students phase at its retry
+   * mark. */
+  const char *what = strcmp(state, "post_processing") == 0 ? "post"
+                     : strcmp(state, "students") != 0      ? "start"
+                     : round > 0                           ? "retry"
+                     : has_pre                             ? "students"
+                                                           : "start";
+  bson_t mark;
+  bson_iter_t it;
+  char id[128];
+  int rc;
+
+  *age_ms = 0;
+  bw_run_mark_id(run, strcmp(what, "start") == 0 ? 0 : round, what, id);
+  rc = bw_db_find_by_id(db, BW_COLL_MARKS, id, &mark, error);
+  if (rc == 0 && bson_iter_init_find(&it, &mark, "at") &&
+      BSON_ITER_HOLDS_DATE_TIME(&it))
+    *age_ms = bw_db_now_ms() - bson_iter_date_time(&it);
+  bson_destroy(&mark);
+  return rc == BW_ENOTFOUND ? 0 : rc;
+}
+
 /* Re-drives an active run (after crashes): re-queues jobs of its current
  * phase that are neither final, nor waiting, nor being graded, nor claimed;
  * and moves the run on when its phase's jobs are all final but it did not
@@ -371,9 +474,11 @@ static int reap_repair_phase_end(bw_db_t *db, const bw_config_t *cfg,
 static int reap_run(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
                     int *repaired, bw_error_t *error) {
   bson_t doc;
+  bson_oid_t pre;
   bw_run_jobs_t t;
   char phase_type[8];
   const char *state;
+  int64_t phase_age_ms;
   int rc, round, final = 0, phase_jobs = 0;
 
   rc = bw_run_find(db, run, false, &doc, error);
@@ -383,6 +488,13 @@ static int reap_run(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
   }
   state = bw_db_get_utf8(&doc, "state", "created");
   round = (int)bw_db_get_int(&doc, "round");
+  rc = reap_phase_age(db, run, round, state,
+                      bw_db_get_oid(&doc, "pre_job_id", &pre), &phase_age_ms,
+                      error);
+  if (rc < 0) {
+    bson_destroy(&doc);
+    return rc;
+  }
   bson_strncpy(phase_type,
                strcmp(state, "pre_processing") == 0    ? "pre"
                : strcmp(state, "post_processing") == 0 ? "post"
@@ -401,7 +513,8 @@ static int reap_run(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
       continue;
     phase_jobs++;
     final += j->final != 0;
-    rc = reap_repair_job(db, cfg, run, j, &doc, repaired, error);
+    rc = reap_repair_job(db, cfg, run, j, &doc, phase_age_ms, repaired,
+                         error);
     if (rc == 0 && j->final && strcmp(phase_type, "student") != 0)
       rc = reap_repair_phase_end(db, cfg, run, j, round);
   }
@@ -497,6 +610,6 @@ int bw_reap_once(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
                  bw_error_t *error) {
   int rc;
   memset(stats, 0, sizeof *stats);
-  rc = bw_reap_dead(db, cfg, stats, error);
+  rc = bw_reap_dead(db, cfg, NULL, stats, error);
   return rc < 0 ? rc : bw_reap_repair(db, cfg, stats, error);
 }

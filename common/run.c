@@ -333,10 +333,8 @@ static int run_update_state(bw_db_t *db, const bson_oid_t *run,
   return rc;
 }
 
-/* The _id of mark `what` of the run's round: "<run>:<what>" for the first
- * pass, "<run>:r<round>:<what>" for a retry's. */
-static void run_mark_id(const bson_oid_t *run, int round, const char *what,
-                        char id[128]) {
+void bw_run_mark_id(const bson_oid_t *run, int round, const char *what,
+                    char id[128]) {
   char hex[25];
   bson_oid_to_string(run, hex);
   if (round > 0)
@@ -351,7 +349,7 @@ int bw_run_mark(bw_db_t *db, const bson_oid_t *run, int round,
   char id[128];
   int rc;
 
-  run_mark_id(run, round, what, id);
+  bw_run_mark_id(run, round, what, id);
   BSON_APPEND_UTF8(&doc, "_id", id);
   BSON_APPEND_OID(&doc, "run_id", run);
   BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
@@ -375,7 +373,7 @@ bool bw_run_cancelled(bw_db_t *db, const bson_oid_t *run, int round) {
   char id[128];
   bool cancelled;
 
-  run_mark_id(run, round, "end", id);
+  bw_run_mark_id(run, round, "end", id);
   cancelled = bw_db_find_by_id(db, BW_COLL_MARKS, id, &mark, NULL) == 0 &&
               bson_iter_init_find(&it, &mark, "cancelled") &&
               bson_iter_as_bool(&it);
@@ -396,7 +394,7 @@ int bw_run_mark_or_stale(bw_db_t *db, const bw_config_t *cfg,
 
   if (rc != BW_EDUP)
     return rc;
-  run_mark_id(run, round, what, id);
+  bw_run_mark_id(run, round, what, id);
   /* A cancel's mark is never stale: it was the whole decision. */
   if (bw_db_find_by_id(db, BW_COLL_MARKS, id, &mark, NULL) == 0 &&
       !bson_iter_init_find(&it, &mark, "cancelled") &&

@@ -113,6 +113,11 @@ bool bw_run_retry_of(const bson_t *run_doc, const bson_oid_t *job,
 
 /* ---- what cancel and retry (control.c) build on ---------------------- */
 
+/* The _id of mark `what` of the run's round: "<run>:<what>" for the first
+ * pass, "<run>:r<round>:<what>" for a retry's. */
+void bw_run_mark_id(const bson_oid_t *run, int round, const char *what,
+                    char id[128]);
+
 /* Inserts the once-only mark `what` of the run's `round` (0: the first
  * pass, else a retry's), flagged `cancelled` when a cancel takes it.
  * Returns 0 when this call made it, BW_EDUP when it existed, BW_EDB. */

@@ -21,7 +21,10 @@
  * dead grader's jobs then wait at most 2 heartbeat intervals plus a minute.
  * When that is too slow (short heartbeats, as in `make run` and the tests),
  * run `--loop N` with N at most half the heartbeat: a grader that stopped
- * is then noticed within 3 intervals.  scripts/broadway-run does that. */
+ * is then noticed within 3 intervals.  scripts/broadway-run does that.  A
+ * --loop reaper also watches the database (bw_reap_watch_t): time it was
+ * away does not count against graders, whose heartbeats could not be
+ * recorded then; a --once pass cannot tell and trusts the heartbeats. */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -110,15 +113,19 @@ static int reap_failure(bw_db_t *db, const bw_config_t *cfg,
 
 /* One pass; logs what it did when it did anything.  `repair` adds the
  * scans for what crashed processes left behind (bw_reap_repair), which cost
- * more than the dead-grader check and are not needed every tick.  Returns
- * 0 or the exit status of a failure. */
-static int reap_pass(bw_db_t *db, const bw_config_t *cfg, bool repair) {
-  bw_reap_stats_t stats = {0, 0, 0, 0, 0};
+ * more than the dead-grader check and are not needed every tick.  `watch`
+ * (a --loop reaper's, else NULL) learns whether the database answered.
+ * Returns 0 or the exit status of a failure. */
+static int reap_pass(bw_db_t *db, const bw_config_t *cfg,
+                     bw_reap_watch_t *watch, bool repair) {
+  bw_reap_stats_t stats = {0};
   bw_error_t error = {.code = 0, .message = ""};
-  int rc = bw_reap_dead(db, cfg, &stats, &error);
+  int rc = bw_reap_dead(db, cfg, watch, &stats, &error);
 
   if (rc == 0 && repair)
     rc = bw_reap_repair(db, cfg, &stats, &error);
+  if (watch != NULL)
+    bw_reap_watch_pass(watch, cfg, rc == 0);
   if (rc < 0)
     return reap_failure(db, cfg, &error);
   /* Dead graders stay dead (and counted) pass after pass: worth a line only
@@ -128,6 +135,10 @@ static int reap_pass(bw_db_t *db, const bw_config_t *cfg, bool repair) {
                 "results pruned %d",
                 stats.dead_workers, stats.requeued, stats.failed,
                 stats.repaired, stats.pruned);
+  if (stats.deferred)
+    bw_log_info("graders past their heartbeat deadline %d: not declared dead "
+                "yet, the database has been up for less than 2 intervals",
+                stats.deferred);
   return 0;
 }
 
@@ -148,6 +159,7 @@ static void reap_loop(bw_db_t *db, const bw_config_t *cfg, int seconds) {
   struct timespec interval = {.tv_sec = seconds, .tv_nsec = 0};
   int repair_every = cfg->claim_grace / 2 > seconds ? cfg->claim_grace / 2 : 1;
   time_t last_repair = 0;
+  bw_reap_watch_t watch = {.every_ms = seconds * 1000LL};
   sigset_t stops;
 
   block_stop_signals(&stops);
@@ -158,7 +170,7 @@ static void reap_loop(bw_db_t *db, const bw_config_t *cfg, int seconds) {
     bool repair = time(NULL) - last_repair >= repair_every;
     if (repair)
       last_repair = time(NULL);
-    reap_pass(db, cfg, repair); /* a failed pass is retried next tick */
+    reap_pass(db, cfg, &watch, repair); /* a failed pass: retried next tick */
     sig = sigtimedwait(&stops, NULL, &interval);
     if (sig == SIGUSR1) { /* logrotate moved log_file */
       bw_error_t error;
@@ -201,7 +213,7 @@ int main(int argc, char **argv) {
   if (args.loop_seconds > 0)
     reap_loop(db, &cfg, args.loop_seconds);
   else
-    rc = reap_pass(db, &cfg, true);
+    rc = reap_pass(db, &cfg, NULL, true);
   bw_db_close(db);
   mongoc_cleanup();
   return rc;

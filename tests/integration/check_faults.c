@@ -72,23 +72,6 @@ static void event_log_init(event_log_t *log) {
   close(fd);
 }
 
-static void event(int fd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void event(int fd, const char *fmt, ...) {
-  char line[256];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return;
-  if ((size_t)n > sizeof line - 2)
-    n = (int)sizeof line - 2;
-  line[n++] = '\n';
-  if (write(fd, line, (size_t)n) != n)
-    _exit(90);
-}
-
 typedef struct tally {
   char job[25];
   int got, accepted, conflicts, other;
@@ -154,15 +137,15 @@ static void grader_report(const bw_test_client_t *c, int fd, const char *job,
   for (;;) {
     long status = bw_test_http_report(c, job, true, NULL);
     if (status == 200) {
-      event(fd, "A %s", job);
+      bw_test_event(fd, "A %s", job);
       return;
     }
     if (status == 409) {
-      event(fd, "C %s", job);
+      bw_test_event(fd, "C %s", job);
       return;
     }
     if (!transient(status) || bw_test_now() > deadline) {
-      event(fd, "X %s %ld", job, status);
+      bw_test_event(fd, "X %s %ld", job, status);
       return;
     }
     bw_test_http_heartbeat(c);
@@ -212,7 +195,7 @@ static void grader_main(const char *url, const char *token,
       _exit(92);
     bw_test_sleep_ms(100);
   }
-  event(fd, "W %s", c.worker_id);
+  bw_test_event(fd, "W %s", c.worker_id);
   while (bw_test_now() < deadline && !grader_stopping) {
     if (o->heartbeats && bw_test_now() - last_beat > 0.2) {
       bw_test_http_heartbeat(&c);
@@ -229,7 +212,7 @@ static void grader_main(const char *url, const char *token,
       continue;
     }
     taken++;
-    event(fd, "G %s", job);
+    bw_test_event(fd, "G %s", job);
     if (o->no_reports)
       continue;
     if (o->hold_ms > 0)
@@ -714,8 +697,8 @@ static void prober_main(const char *base, const char *tok,
     int ms = (int)((bw_test_now() - t0) * 1000);
     const char *js = bw_test_http_jsend_status(&r);
     long long code = bw_test_json_int(r.json, "code");
-    event(fd, "P %ld %d %s %lld %s", r.status, ms, js[0] ? js : "-", code,
-          calls[k].path);
+    bw_test_event(fd, "P %ld %d %s %lld %s", r.status, ms, js[0] ? js : "-",
+                  code, calls[k].path);
     bw_test_http_resp_cleanup(&r);
     bw_test_sleep_ms(30);
   }
@@ -988,15 +971,15 @@ START_TEST(test_whole_stack_kill9_then_restart_loses_nothing) {
   int fd = open(log.path, O_WRONLY | O_APPEND);
   bw_test_client_init(&g, base, tok);
   ck_assert_int_eq(bw_test_http_register(&g, "g", NULL), 200);
-  event(fd, "W %s", g.worker_id);
+  bw_test_event(fd, "W %s", g.worker_id);
   started_run(&g, students, true, run_id);
   for (int i = 0; i < finished + held; i++) {
     char *job = i < finished ? done[i] : kept[i - finished];
     ck_assert_int_eq(bw_test_http_poll(&g, NULL, job), 200);
-    event(fd, "G %s", job);
+    bw_test_event(fd, "G %s", job);
     if (i < finished) {
       ck_assert_int_eq(bw_test_http_report(&g, job, true, NULL), 200);
-      event(fd, "A %s", job);
+      bw_test_event(fd, "A %s", job);
     }
   }
   for (int i = 0; i < graders; i++)
@@ -1022,7 +1005,7 @@ START_TEST(test_whole_stack_kill9_then_restart_loses_nothing) {
   ck_assert_int_eq(bw_test_http_heartbeat(&g), 200);
   for (int i = 0; i < held; i++) {
     ck_assert_int_eq(bw_test_http_report(&g, kept[i], true, NULL), 200);
-    event(fd, "A %s", kept[i]);
+    bw_test_event(fd, "A %s", kept[i]);
   }
   close(fd);
 

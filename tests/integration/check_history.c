@@ -178,7 +178,7 @@ static int reaper_pass(int keep_output) {
   bw_config_t cfg;
   bw_db_t *db = NULL;
   bw_error_t error;
-  bw_reap_stats_t stats = {0, 0, 0, 0, 0};
+  bw_reap_stats_t stats = {0};
   bw_config_init(&cfg);
   bson_strncpy(cfg.mongo_uri, bw_test_stack_mongo_uri(bw_itest_stack()),
                sizeof cfg.mongo_uri);

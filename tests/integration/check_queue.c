@@ -407,6 +407,163 @@ static int finish_share(bw_db_t *db, const bson_oid_t *run,
 
 /* 300 students (uneven buckets of 4 and 5) counted by 8 processes at once:
  * exactly one sees itself last, and every ticket is taken exactly once. */
+/* A grader child for the repair test: registers, then polls, heartbeats
+ * while it holds each job (up to 20 ms), and reports; exits 1 if any
+ * result is refused.  Stops after the queue was empty for 3 s. */
+static void live_grader_child(const bw_config_t *cfg) {
+  bw_db_t *db = test_db(cfg);
+  json_object *ok = json_tokener_parse("{\"success\":true,\"info\":[]}");
+  char worker[25];
+  bw_error_t error;
+  int empty = 0, refused = 0;
+  bson_oid_t w;
+
+  srand((unsigned)getpid());
+  if (bw_worker_register(db, "live", worker, &error) < 0)
+    _exit(2);
+  w = test_oid(worker);
+  while (empty < 30) {
+    json_object *job = NULL;
+    int rc = test_poll(db, cfg, worker, &job, &error);
+    bw_worker_heartbeat(db, &w, &error);
+    if (rc != 0) {
+      empty++;
+      usleep(100 * 1000);
+      continue;
+    }
+    empty = 0;
+    usleep((useconds_t)(rand() % 20) * 1000);
+    bw_worker_heartbeat(db, &w, &error);
+    if (test_report(
+            db, cfg,
+            json_object_get_string(json_object_object_get(job, "job_id")),
+            worker, ok, &error) < 0)
+      refused++;
+    json_object_put(job);
+  }
+  json_object_put(ok);
+  bw_db_close(db);
+  _exit(refused ? 1 : 0);
+}
+
+/* Issue 11's `repaired 375`: a run whose state says "students" while its
+ * starter is still queueing its jobs looks, to run repair, like one whose
+ * starter died.  Here the window is held open (entries removed right after
+ * the start): repair leaves the run alone while its phase is younger than
+ * claim_grace, and queues every job once it is older (the starter died). */
+START_TEST(repair_waits_for_a_phase_still_being_queued) {
+  bw_config_t cfg = test_config();
+  bw_db_t *db = test_db(&cfg);
+  bw_reap_stats_t stats;
+  bw_error_t error;
+  char run_id[25], mark[64];
+  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
+
+  test_create_started_run(db, &cfg, 20, false, run_id);
+  for (int p = 0; p < bw_db_queue_partitions(db); p++) {
+    bson_t all = BSON_INITIALIZER;
+    ck_assert(mongoc_collection_delete_many(bw_db_queue(db, p), &all, NULL,
+                                            NULL, NULL));
+    bson_destroy(&all);
+  }
+  ck_assert_int_eq(bw_reap_once(db, &cfg, &stats, &error), 0);
+  ck_assert_int_eq(stats.repaired, 0);
+
+  snprintf(mark, sizeof mark, "%s:start", run_id);
+  BSON_APPEND_UTF8(&filter, "_id", mark);
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+  BSON_APPEND_DATE_TIME(&set, "at",
+                        bw_db_now_ms() - 2 * cfg.claim_grace * 1000LL);
+  bson_append_document_end(&update, &set);
+  ck_assert(mongoc_collection_update_one(bw_db_coll(db, BW_COLL_MARKS), &filter,
+                                         &update, NULL, NULL, NULL));
+  ck_assert_int_eq(bw_reap_once(db, &cfg, &stats, &error), 0);
+  ck_assert_int_eq(stats.repaired, 20);
+  ck_assert_int_eq(bw_reap_once(db, &cfg, &stats, &error), 0);
+  ck_assert_int_eq(stats.repaired, 0);
+  bson_destroy(&filter);
+  bson_destroy(&update);
+  bw_db_close(db);
+}
+END_TEST
+
+/* A reaper child: passes back to back until killed; appends the counts of
+ * every pass that did something ("repaired requeued failed") to out_fd. */
+static void reaper_child(const bw_config_t *cfg, int out_fd) {
+  bw_db_t *db = test_db(cfg);
+  bw_reap_stats_t stats;
+  bw_error_t error;
+  char line[64];
+  for (;;) {
+    if (bw_reap_once(db, cfg, &stats, &error) < 0)
+      continue;
+    if (stats.repaired || stats.requeued || stats.failed) {
+      int n = snprintf(line, sizeof line, "%d %d %d\n", stats.repaired,
+                       stats.requeued, stats.failed);
+      if (write(out_fd, line, (size_t)n) != n)
+        _exit(1);
+    }
+  }
+}
+
+/* Issue 11: with no fault, repair repairs nothing and no pass takes a job
+ * from a grader that heartbeats and is within its deadline, while a large
+ * run is being started (its jobs are queued after its state is written:
+ * the reaper used to "repair" hundreds of them, `repaired 375`) and
+ * graded. */
+START_TEST(repair_never_takes_a_live_graders_job) {
+  bw_config_t cfg = test_config();
+  bw_db_t *db = test_db(&cfg);
+  bw_reap_stats_t sum = {0};
+  bw_error_t error;
+  json_object *status = NULL;
+  FILE *log = tmpfile();
+  pid_t pids[4], reaper;
+  char run_id[25], line[64];
+  bson_oid_t run;
+  bool done = false;
+
+  test_create_run(db, &cfg, 1000, true, run_id);
+  run = test_oid(run_id);
+  fflush(NULL);
+  if ((reaper = fork()) == 0)
+    reaper_child(&cfg, fileno(log));
+  usleep(300 * 1000);
+  for (int i = 0; i < 4; i++)
+    if ((pids[i] = fork()) == 0)
+      live_grader_child(&cfg);
+  ck_assert_int_eq(bw_run_start(db, &run, &error), 0);
+  for (double end = bw_test_now() + 180; !done && bw_test_now() < end;) {
+    usleep(500 * 1000);
+    ck_assert_int_eq(test_status(db, run_id, &status, &error), 0);
+    done =
+        strcmp(json_object_get_string(json_object_object_get(status, "state")),
+               "succeeded") == 0;
+    json_object_put(status);
+  }
+  kill(reaper, SIGKILL);
+  waitpid(reaper, NULL, 0);
+  wait_children(pids, 4);
+  rewind(log);
+  while (fgets(line, sizeof line, log)) {
+    int r, q, f;
+    if (sscanf(line, "%d %d %d", &r, &q, &f) == 3) {
+      sum.repaired += r;
+      sum.requeued += q;
+      sum.failed += f;
+    }
+  }
+  fclose(log);
+  fprintf(stderr, "repair test: repaired %d, re-queued %d, failed %d\n",
+          sum.repaired, sum.requeued, sum.failed);
+  ck_assert_msg(done, "the run did not succeed within 180 s");
+  ck_assert_int_eq(sum.repaired, 0);
+  ck_assert_int_eq(sum.requeued, 0);
+  ck_assert_int_eq(sum.failed, 0);
+  bw_db_close(db);
+}
+END_TEST
+
 START_TEST(finish_tickets_name_one_last_job_among_many_processes) {
   enum { COUNT = 300 };
   bw_config_t cfg = test_config();
@@ -492,6 +649,8 @@ static Suite *queue_suite(void) {
   tcase_add_test(tc, concurrent_starts_start_a_run_once);
   tcase_add_test(tc, reapers_and_a_late_result_race_and_one_wins);
   tcase_add_test(tc, an_orphan_claim_older_than_the_reaper_window_is_requeued);
+  tcase_add_test(tc, repair_waits_for_a_phase_still_being_queued);
+  tcase_add_test(tc, repair_never_takes_a_live_graders_job);
   tcase_add_test(tc, finish_tickets_name_one_last_job_among_many_processes);
   tcase_add_test(tc, finish_tickets_survive_a_hint_set_back);
   return s;

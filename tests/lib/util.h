@@ -36,6 +36,13 @@ char *bw_test_read_file(const char *path, size_t *len);
 /* rm -rf dir. */
 void bw_test_remove_tree(const char *dir);
 
+/* One line (printf format, newline added, cut at 255 bytes) written whole
+ * with one write(2) to fd: processes sharing an O_APPEND event log never
+ * interleave.  _exit(90) when the write fails (a forked helper's log is
+ * its result). */
+void bw_test_event(int fd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* A port of first..last that nothing listens on right now, starting at a
  * place that depends on the pid and the time (so parallel binaries spread
  * out), skipping those `taken` (may be NULL) says are promised elsewhere.
