@@ -148,8 +148,56 @@ static void reap_watch_saw(bw_reap_watch_t *w, const bw_config_t *cfg,
                   (long long)(end - start), (long long)(start - w->last_ok),
                   2 * cfg->heartbeat);
     w->up_since = end;
+    w->api_since = 0;
   }
   w->last_ok = end;
+}
+
+/* The first heartbeat recorded at or after `since` (ms) into *at, or 0 when
+ * there is none yet.  `workers` is small: one row per grader. */
+static int reap_first_heartbeat_since(bw_db_t *db, int64_t since, int64_t *at,
+                                      bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, gte, opts = BSON_INITIALIZER, sort, doc;
+  bson_iter_t it;
+  int rc;
+
+  BSON_APPEND_DOCUMENT_BEGIN(&filter, "last_heartbeat", &gte);
+  BSON_APPEND_DATE_TIME(&gte, "$gte", since);
+  bson_append_document_end(&filter, &gte);
+  BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+  BSON_APPEND_INT32(&sort, "last_heartbeat", 1);
+  bson_append_document_end(&opts, &sort);
+  rc = bw_db_find_one(db, BW_COLL_WORKERS, &filter, &opts, &doc, error);
+  *at = rc == 0 && bson_iter_init_find(&it, &doc, "last_heartbeat") &&
+                BSON_ITER_HOLDS_DATE_TIME(&it)
+            ? bson_iter_date_time(&it)
+            : 0;
+  bson_destroy(&doc);
+  bson_destroy(&filter);
+  bson_destroy(&opts);
+  return rc == BW_ENOTFOUND ? 0 : rc;
+}
+
+/* Whether silent graders may only have been unable to reach the database:
+ * the API has not yet recorded heartbeats for 2 intervals since it came
+ * back.  With no heartbeat at all since then (every grader died, or the
+ * API is still cut off), 4 intervals of the reaper's own view decide. */
+static int reap_watch_defers(bw_db_t *db, const bw_config_t *cfg,
+                             bw_reap_watch_t *w, int64_t now, bool *defer,
+                             bw_error_t *error) {
+  int64_t grace = 2000LL * cfg->heartbeat;
+  int rc = 0;
+
+  *defer = now - w->up_since < grace;
+  if (*defer)
+    return 0;
+  if (w->api_since == 0)
+    rc = reap_first_heartbeat_since(db, w->up_since, &w->api_since, error);
+  if (rc < 0)
+    return rc;
+  *defer = w->api_since != 0 ? now - w->api_since < grace
+                             : now - w->up_since < 2 * grace;
+  return 0;
 }
 
 void bw_reap_watch_pass(bw_reap_watch_t *watch, const bw_config_t *cfg,
@@ -170,9 +218,11 @@ int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_watch_t *watch,
   rc = reap_dead_workers(db, cutoff, &dead, &n, error);
   if (watch != NULL) {
     int64_t end = bw_db_now_ms();
+    bool defer = false;
     reap_watch_saw(watch, cfg, start, end, rc == 0);
-    /* Silent graders may only have been unable to reach the database. */
-    if (rc == 0 && end - watch->up_since < 2000LL * cfg->heartbeat) {
+    if (rc == 0)
+      rc = reap_watch_defers(db, cfg, watch, end, &defer, error);
+    if (rc == 0 && defer) {
       stats->deferred += n;
       bson_destroy(&dead);
       return 0;

@@ -39,6 +39,12 @@ typedef struct bw_reap_watch {
   int64_t every_ms; /* the caller's time between passes */
   int64_t up_since; /* ms; 0: not seen up yet */
   int64_t last_ok;  /* ms: the end of its last good pass or prompt answer */
+  /* ms: the first heartbeat the API recorded at or after up_since; 0: none
+   * seen yet.  The reaper's own connection may come back seconds before the
+   * FastCGI workers' (theirs time out and reconnect; issue 11's stall test
+   * saw 4 s under load), so graders are counted from when the API records
+   * heartbeats again, not from when the reaper got an answer. */
+  int64_t api_since;
 } bw_reap_watch_t;
 
 /* The end of one pass: `ok` when every call of it succeeded. */
@@ -47,8 +53,10 @@ void bw_reap_watch_pass(bw_reap_watch_t *watch, const bw_config_t *cfg,
 
 /* Dead graders: re-queues (or fails) every job held by a grader whose last
  * heartbeat is older than 2 intervals, and every hand-out past its
- * deadline.  With `watch` (a --loop reaper), none while the database has
- * been up for less than 2 intervals (counted in stats->deferred); NULL (one
+ * deadline.  With `watch` (a --loop reaper), none until the API has
+ * recorded heartbeats again for 2 intervals since the database came back
+ * (or, when no grader heartbeats at all, until the database has been up for
+ * 4 intervals); those are counted in stats->deferred.  NULL (one
  * pass from cron, which cannot watch) trusts the heartbeats as they are.
  * Cheap: run it every few seconds.  Adds to *stats.  Returns 0 or BW_EDB. */
 int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_watch_t *watch,
