@@ -19,6 +19,7 @@ typedef struct bw_call {
   bw_request_t *req;
   char path_id[25];   /* the {id} of the path, "" when the route has none */
   char worker_id[25]; /* the calling grader, "" on client endpoints */
+  const char *path_rest; /* a TAIL_REST route's rest of the path, else NULL */
 } bw_call_t;
 
 typedef int (*bw_handler_fn)(bw_call_t *call, bw_error_t *error);

@@ -217,7 +217,11 @@ static const char *status_reason(int status) {
   case 503:
     return "Service Unavailable";
   default:
-    return "";
+    /* 498 and any other code without a standard phrase: what the original's
+     * Tornado sent.  nginx and Apache pass the phrase on from our Status
+     * header, and some clients (Tornado 5.1) cannot parse a status line
+     * without one. */
+    return "Unknown";
   }
 }
 

@@ -18,29 +18,44 @@ enum route_caller {
                        call answers "not registered", saving a query */
 };
 
+/* What follows the route's path. */
+enum route_tail {
+  TAIL_NONE, /* nothing */
+  TAIL_OID,  /* /{id}: 24 hex digits, lowercased into call->path_id */
+  TAIL_REST, /* /{anything, '/' included}: call->path_rest, unchecked */
+};
+
 typedef struct route {
   const char *method;
   const char *path;     /* without the trailing /{id} */
   const char *id_field; /* NULL: no {id}; else its name in messages */
   enum route_caller caller;
   bw_handler_fn handler;
+  enum route_tail tail; /* TAIL_NONE when id_field is NULL */
 } route_t;
 
 static const route_t routes[] = {
-    {"POST", "/api/v1/grading_run", NULL, CALLER_ANY, bw_handle_run_create},
+    {"POST", "/api/v1/grading_run", NULL, CALLER_ANY, bw_handle_run_create,
+     TAIL_NONE},
     {"POST", "/api/v1/grading_run", "grading_run_id", CALLER_ANY,
-     bw_handle_run_start},
+     bw_handle_run_start, TAIL_OID},
     {"GET", "/api/v1/grading_run", "grading_run_id", CALLER_ANY,
-     bw_handle_run_status},
-    {"GET", "/api/v1/grading_job", "job_id", CALLER_ANY, bw_handle_job_get},
+     bw_handle_run_status, TAIL_OID},
+    {"GET", "/api/v1/grading_job", "job_id", CALLER_ANY, bw_handle_job_get,
+     TAIL_OID},
     {"POST", "/api/v1/grading_job", "job_id", CALLER_WORKER,
-     bw_handle_job_report},
-    {"GET", "/api/v1/grading_job", NULL, CALLER_WORKER, bw_handle_job_poll},
+     bw_handle_job_report, TAIL_OID},
+    {"GET", "/api/v1/grading_job", NULL, CALLER_WORKER, bw_handle_job_poll,
+     TAIL_NONE},
     {"GET", "/api/v1/worker_register", NULL, CALLER_ANY,
-     bw_handle_worker_register},
+     bw_handle_worker_register, TAIL_NONE},
+    /* Gen 2a (the 2018-12 grader): the hostname is the rest of the path. */
+    {"GET", "/api/v1/worker_register", "hostname", CALLER_ANY,
+     bw_handle_worker_register, TAIL_REST},
     {"GET", "/api/v1/grader_register", NULL, CALLER_ANY,
-     bw_handle_worker_register},
-    {"POST", "/api/v1/heartbeat", NULL, CALLER_WORKER_ID, bw_handle_heartbeat},
+     bw_handle_worker_register, TAIL_NONE},
+    {"POST", "/api/v1/heartbeat", NULL, CALLER_WORKER_ID, bw_handle_heartbeat,
+     TAIL_NONE},
 };
 
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])
@@ -56,7 +71,9 @@ static const char *route_match(const route_t *route, const char *path) {
   rest = path + n;
   if (route->id_field == NULL)
     return *rest == '\0' ? rest : NULL;
-  if (rest[0] != '/' || rest[1] == '\0' || strchr(rest + 1, '/') != NULL)
+  if (rest[0] != '/' || rest[1] == '\0')
+    return NULL;
+  if (route->tail == TAIL_OID && strchr(rest + 1, '/') != NULL)
     return NULL;
   return rest + 1;
 }
@@ -127,7 +144,9 @@ static int router_serve(bw_call_t *call, bw_error_t *error) {
   }
   if (route == NULL)
     return bw_error_set(error, BW_ENOTFOUND, "not found");
-  if (route->id_field != NULL) {
+  if (route->tail == TAIL_REST)
+    call->path_rest = id;
+  if (route->tail == TAIL_OID) {
     if (!bw_validate_oid(id))
       return bw_error_set(error, BW_EINVAL, "%s: expected 24 hex digits",
                           route->id_field);
