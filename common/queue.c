@@ -9,6 +9,7 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "qsignal.h"
 #include "run.h"
 
 /* How many waiting entries one poll looks at in a partition.  Pollers pick
@@ -119,7 +120,16 @@ void bw_queue_batch_add(bw_queue_batch_t *batch, const bw_handout_t *h,
   bson_destroy(&doc);
 }
 
+/* Tells long polls (qsignal.h).  Not an error of the push: the job is
+ * queued, and waiters look again on their own within seconds. */
+static void queue_wake_waiters(bw_db_t *db) {
+  bw_error_t error;
+  if (bw_qsignal_bump(db, &error) < 0)
+    bw_log_warn("queue: signal not sent: %s", error.message);
+}
+
 int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error) {
+  bool pushed = false;
   int rc = 0;
 
   for (int i = 0; rc == 0 && i < batch->partitions; i++) {
@@ -127,6 +137,7 @@ int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error) {
     bson_error_t driver;
     if (batch->bulks[i] == NULL)
       continue;
+    pushed = true;
     /* Only duplicate keys are fine; any other write error is a failure. */
     if (!mongoc_bulk_operation_execute(batch->bulks[i], &reply, &driver)) {
       rc = bw_db_error(&driver, error);
@@ -135,6 +146,9 @@ int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error) {
     }
     bson_destroy(&reply);
   }
+  /* After the entries: a long poll woken by the signal must find them. */
+  if (rc == 0 && pushed)
+    queue_wake_waiters(batch->db);
   return rc;
 }
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "job.h"
+#include "longpoll.h"
 #include "json.h"
 #include "queue.h"
 #include "run.h"
@@ -131,14 +132,10 @@ int bw_handle_worker_register(bw_call_t *call, bw_error_t *error) {
 }
 
 int bw_handle_job_poll(bw_call_t *call, bw_error_t *error) {
-  json_object *job = NULL;
-  int rc = bw_queue_poll(call->db, call->cfg, call->worker_id, &job, error);
-  if (rc == BW_EEMPTY)
-    return bw_error_set(error, BW_EEMPTY, "queue is empty");
-  if (rc < 0)
-    return rc;
-  bw_request_reply_success(call->req, job);
-  return 0;
+  int wait = bw_longpoll_wait_for(call->req, call->cfg, error);
+  if (wait < 0)
+    return wait;
+  return bw_longpoll_poll(call->req, call->worker_id, wait, error);
 }
 
 int bw_handle_job_report(bw_call_t *call, bw_error_t *error) {

@@ -175,7 +175,7 @@ void bw_router_dispatch(const bw_config_t *cfg, bw_db_t *db,
   if (rc < 0) {
     error.code = rc;
     bw_request_reply_error(req, &error, cfg->queue_empty_code);
-  } else if (req->status == 0) {
+  } else if (req->status == 0 && !req->parked) {
     bw_error_set(&error, BW_EINTERNAL, "internal error: no reply");
     bw_request_reply_error(req, &error, cfg->queue_empty_code);
   }

@@ -913,7 +913,7 @@ START_TEST(test_worker_id_header_form_is_accepted) {
   raw("POST", "/api/v1/heartbeat", auth, "Worker-Id", w.worker_id, NULL, &r);
   BW_ASSERT_SUCCESS(&r, 200);
   bw_test_http_resp_cleanup(&r);
-  raw("GET", "/api/v1/grading_job", auth, "Worker-Id", w.worker_id, NULL, &r);
+  raw("GET", "/api/v1/grading_job?wait=0", auth, "Worker-Id", w.worker_id, NULL, &r);
   BW_ASSERT_FAIL(&r, 498, "");
   bw_test_http_resp_cleanup(&r);
 

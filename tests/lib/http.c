@@ -227,7 +227,8 @@ long bw_test_http_poll(const bw_test_client_t *c, bw_test_http_resp_t *resp,
                        char job_id[25]) {
   bw_test_http_resp_t local;
   bw_test_http_resp_t *r = resp ? resp : &local;
-  long status = bw_test_http_call(c, "GET", "/api/v1/grading_job", NULL, r);
+  long status =
+      bw_test_http_call(c, "GET", "/api/v1/grading_job?wait=0", NULL, r);
   if (job_id) {
     job_id[0] = '\0';
     if (status == 200)
