@@ -381,3 +381,31 @@ int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
   bson_destroy(&outcome);
   return rc;
 }
+
+int bw_job_note_refused(bw_db_t *db, const char *job_id, const char *worker_id,
+                        const char *message, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, reply;
+  bson_oid_t job, worker;
+  bson_error_t driver;
+  char note[120]; /* the reason built from it fits a job view's 256 */
+  int rc = 0;
+
+  if (!bw_db_oid_parse(job_id, &job) || !bw_db_oid_parse(worker_id, &worker))
+    return bw_error_set(error, BW_ENOTFOUND, "no such hand-out");
+  snprintf(note, sizeof note, "%s", message); /* bounded: it goes in logs */
+  BSON_APPEND_OID(&filter, "job_id", &job);
+  BSON_APPEND_OID(&filter, "worker_id", &worker);
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+  BSON_APPEND_UTF8(&set, "refused", note);
+  BSON_APPEND_DATE_TIME(&set, "refused_at", bw_db_now_ms());
+  bson_append_document_end(&update, &set);
+  if (!mongoc_collection_update_one(bw_db_coll(db, BW_COLL_ACTIVE), &filter,
+                                    &update, NULL, &reply, &driver))
+    rc = bw_db_error(&driver, error);
+  else if (bw_db_get_int(&reply, "matchedCount") == 0)
+    rc = bw_error_set(error, BW_ENOTFOUND, "no such hand-out");
+  bson_destroy(&reply);
+  bson_destroy(&update);
+  bson_destroy(&filter);
+  return rc;
+}

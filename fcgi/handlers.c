@@ -145,6 +145,9 @@ int bw_handle_job_report(bw_call_t *call, bw_error_t *error) {
   if (rc == 0)
     rc =
         as_bad_body(bw_validate_result(body, call->cfg, &result, error), error);
+  if (rc == BW_EINVAL || rc == BW_ETOOBIG) /* for the job's diagnostics */
+    bw_job_note_refused(call->db, call->path_id, call->worker_id,
+                        error->message, NULL);
   if (rc == 0)
     rc = bw_job_report(call->db, call->cfg, call->path_id, call->worker_id,
                        result, error);

@@ -339,7 +339,7 @@ START_TEST(test_unknown_path_under_api_is_404) {
                          "/api/",
                          "/api/v1/grading_run/" UNKNOWN_OID "/extra",
                          "/api/v1/grading_job/" UNKNOWN_OID "/extra",
-                         "/api/v1/worker_register/extra"};
+                         "/api/v1/grader_register/extra"};
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
     assert_call_fails(&w, "GET", paths[i], NULL, 404, "");
 }
