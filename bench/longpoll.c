@@ -2,7 +2,8 @@
  * phase longpoll; docs/BENCHMARKS.md).
  *
  *   bw-longpoll --graders 200 --idle-seconds 30 --reads 200 --handouts 40
- *               --pgid P [--pgid P2] [--enqueue-url URL2]
+ *               --pgid P [--pgid P2] [--enqueue-url URL2 [--only-remote]]
+ *               [--no-heartbeats]
  *
  * G simulated graders register and long-poll GET /api/v1/grading_job (the
  * service's poll_wait; a 498 is polled again at once; heartbeats as told).
@@ -35,6 +36,7 @@ typedef struct options {
   const char *url, *token, *enqueue_url;
   int graders, reads, handouts;
   bool heartbeats; /* --no-heartbeats: to tell their cost from waiting's */
+  bool only_remote; /* --only-remote: just the hand-outs via --enqueue-url */
   double idle_seconds;
   long pgids[MAX_PGIDS];
   int n_pgids;
@@ -232,6 +234,7 @@ static int parse_options(int argc, char **argv, options_t *opt) {
       {"pgid", required_argument, NULL, 'p'},
       {"enqueue-url", required_argument, NULL, 'e'},
       {"no-heartbeats", no_argument, NULL, 'n'},
+      {"only-remote", no_argument, NULL, 'o'},
       {NULL, 0, NULL, 0}};
   int ch;
 
@@ -254,6 +257,8 @@ static int parse_options(int argc, char **argv, options_t *opt) {
       opt->enqueue_url = optarg;
     else if (ch == 'n')
       opt->heartbeats = false;
+    else if (ch == 'o')
+      opt->only_remote = true;
     else
       return -1;
   }
@@ -292,10 +297,12 @@ int main(int argc, char **argv) {
     return 1;
   }
   bw_test_sleep_ms(2000); /* the first polls' scans are over */
-  measure_idle(&sh);
-  if (measure_status(&sh, &c) < 0 ||
-      measure_handouts(&sh, &c, "longpoll_handout") < 0)
-    rc = 1;
+  if (!opt.only_remote) {
+    measure_idle(&sh);
+    if (measure_status(&sh, &c) < 0 ||
+        measure_handouts(&sh, &c, "longpoll_handout") < 0)
+      rc = 1;
+  }
   if (rc == 0 && opt.enqueue_url != NULL) {
     if (bench_client_init(&remote, opt.enqueue_url, opt.token) < 0 ||
         measure_handouts(&sh, &remote, "longpoll_handout_remote") < 0)

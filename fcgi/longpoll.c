@@ -18,6 +18,7 @@
 #include "log.h"
 #include "qsignal.h"
 #include "queue.h"
+#include "worker.h"
 
 /* How often the host reads the queue signal while anyone waits: what a
  * job queued through another API host may wait before it is seen.  Each
@@ -400,10 +401,19 @@ static void longpoll_wake(void) {
       longpoll_finish(0);
       continue;
     }
-    rc = bw_queue_poll(lp.db, lp.cfg, slot->worker_id, &job, &error);
+    /* Checked again as a fresh poll would be: the grader may have been
+     * forgotten (and registered anew) while it waited. */
+    rc = bw_worker_check(lp.db, slot->worker_id, &error);
+    if (rc == 0)
+      rc = bw_queue_poll(lp.db, lp.cfg, slot->worker_id, &job, &error);
     if (rc == BW_EEMPTY) {
       atomic_store(&lp.shared->empty_generation, before);
       return;
+    }
+    if (rc == BW_EAUTH) {
+      bw_request_reply_error(&slot->req, &error, lp.cfg->queue_empty_code);
+      longpoll_finish(0);
+      continue;
     }
     if (rc == 0)
       bw_request_reply_success(&slot->req, job);
