@@ -189,6 +189,20 @@ static longpoll_shared_t *longpoll_map(const char *socket_path) {
   return page == MAP_FAILED ? NULL : page;
 }
 
+/* The page outlives the processes, and CLOCK_MONOTONIC starts again at a
+ * reboot: a time still ahead of now by more than its period is from an
+ * older boot, and would stop the signal reads until that time came. */
+static void longpoll_forget_future(void) {
+  longpoll_shared_t *s = lp.shared;
+  int64_t now = now_ms();
+  if (atomic_load(&s->next_check_ms) > now + LONGPOLL_SIGNAL_MS)
+    atomic_store(&s->next_check_ms, 0);
+  if (atomic_load(&s->next_recheck_ms) > now + LONGPOLL_RECHECK_MS)
+    atomic_store(&s->next_recheck_ms, 0);
+  if (atomic_load(&s->checked_ms) > now)
+    atomic_store(&s->checked_ms, 0);
+}
+
 int bw_longpoll_start(const bw_config_t *cfg, bw_db_t *db) {
   lp.cfg = cfg;
   lp.db = db;
@@ -204,6 +218,7 @@ int bw_longpoll_start(const bw_config_t *cfg, bw_db_t *db) {
     lp.shared = NULL;
     return -1;
   }
+  longpoll_forget_future();
   longpoll_register();
   bw_qsignal_set_local_hook(longpoll_on_push);
   return 0;
