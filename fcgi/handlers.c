@@ -3,9 +3,8 @@
 #include <stdio.h>
 
 #include "job.h"
-#include "longpoll.h"
 #include "json.h"
-#include "queue.h"
+#include "longpoll.h"
 #include "run.h"
 #include "validate.h"
 #include "worker.h"

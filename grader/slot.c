@@ -13,7 +13,9 @@
 /* A poll waits on the API for a job up to POLL_WAIT_S (the API may cap it
  * lower: its poll_wait); the HTTP timeout leaves room beyond it. */
 #define POLL_WAIT_S 18
-#define POLL_PATH "/api/v1/grading_job?wait=18"
+#define POLL_STR(x) #x
+#define POLL_PATH_OF(s) "/api/v1/grading_job?wait=" POLL_STR(s)
+#define POLL_PATH POLL_PATH_OF(POLL_WAIT_S)
 #define POLL_TIMEOUT_MS ((POLL_WAIT_S + 12) * 1000L)
 /* An empty answer faster than this means the API did not wait (an API
  * without long polls, or poll_wait 0): back off as before. */
