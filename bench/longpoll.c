@@ -3,10 +3,12 @@
  *
  *   bw-longpoll --graders 200 --idle-seconds 30 --reads 200 --handouts 40
  *               --pgid P [--pgid P2] [--enqueue-url URL2 [--only-remote]]
- *               [--no-heartbeats]
+ *               [--no-heartbeats] [--only-idle] [--prefix P]
  *
  * G simulated graders register and long-poll GET /api/v1/grading_job (the
- * service's poll_wait; a 498 is polled again at once; heartbeats as told).
+ * service's poll_wait; a 498 is polled again at once).  As the real grader,
+ * they heartbeat from another thread at the interval registration returned
+ * (one thread sends all G graders' heartbeats, spread over the interval).
  * Once all wait, it measures, in this order:
  *   1. idle: the CPU the processes of the given process groups (the stack:
  *      nginx, FastCGI, reaper, FerretDB) use while nothing is queued, as a
@@ -37,6 +39,8 @@ typedef struct options {
   int graders, reads, handouts;
   bool heartbeats; /* --no-heartbeats: to tell their cost from waiting's */
   bool only_remote; /* --only-remote: just the hand-outs via --enqueue-url */
+  bool only_idle;   /* --only-idle: just the CPU while they wait */
+  const char *prefix; /* --prefix P: before every RESULT key */
   double idle_seconds;
   long pgids[MAX_PGIDS];
   int n_pgids;
@@ -61,6 +65,8 @@ typedef struct grader {
   pthread_t thread;
   int index;
   shared_t *sh;
+  char worker_id[25]; /* once registered */
+  int heartbeat;      /* seconds, as registration said */
 } grader_t;
 
 static void grader_take(shared_t *sh, bench_client_t *c, double t_recv) {
@@ -91,13 +97,10 @@ static void *grader_main(void *arg) {
     status = bench_client_register(&c, host, &heartbeat);
   if (status != 200)
     atomic_fetch_add(&sh->registered_failures, 1);
+  snprintf(g->worker_id, sizeof g->worker_id, "%s", c.worker_id);
+  g->heartbeat = heartbeat;
   pthread_barrier_wait(&sh->go);
-  double next_beat = bw_test_now() + heartbeat;
   while (status == 200) {
-    if (sh->opt->heartbeats && bw_test_now() >= next_beat) {
-      bench_client_request(&c, "POST", "/api/v1/heartbeat", "", 0);
-      next_beat += heartbeat;
-    }
     atomic_fetch_add(&sh->polls_in_flight, 1);
     long polled = bench_client_request(&c, "GET", "/api/v1/grading_job", NULL,
                                        0);
@@ -111,6 +114,34 @@ static void *grader_main(void *arg) {
     }
   }
   bench_client_cleanup(&c);
+  return NULL;
+}
+
+/* Every grader's heartbeat, each at its interval, spread evenly: what G
+ * graders' heartbeat threads send.  One client per grader (its worker_id
+ * header), all on this thread. */
+typedef struct beats {
+  pthread_t thread;
+  grader_t *g;
+  int n;
+} beats_t;
+
+static void *beats_main(void *arg) {
+  beats_t *b = arg;
+  bench_client_t *c = calloc((size_t)b->n, sizeof *c);
+  int interval_ms = b->g[0].heartbeat > 0 ? b->g[0].heartbeat * 1000 : 10000;
+
+  for (int i = 0; c != NULL && i < b->n; i++)
+    if (bench_client_init(&c[i], b->g[i].sh->opt->url,
+                          b->g[i].sh->opt->token) < 0 ||
+        bench_client_set_worker(&c[i], b->g[i].worker_id) < 0)
+      return NULL;
+  for (int i = 0; c != NULL; i = (i + 1) % b->n) {
+    if (bench_client_request(&c[i], "POST", "/api/v1/heartbeat", "", 0) !=
+        200)
+      atomic_fetch_add(&b->g[i].sh->errors, 1);
+    bw_test_sleep_ms(interval_ms / b->n);
+  }
   return NULL;
 }
 
@@ -235,6 +266,8 @@ static int parse_options(int argc, char **argv, options_t *opt) {
       {"enqueue-url", required_argument, NULL, 'e'},
       {"no-heartbeats", no_argument, NULL, 'n'},
       {"only-remote", no_argument, NULL, 'o'},
+      {"only-idle", no_argument, NULL, 'I'},
+      {"prefix", required_argument, NULL, 'P'},
       {NULL, 0, NULL, 0}};
   int ch;
 
@@ -259,6 +292,10 @@ static int parse_options(int argc, char **argv, options_t *opt) {
       opt->heartbeats = false;
     else if (ch == 'o')
       opt->only_remote = true;
+    else if (ch == 'I')
+      opt->only_idle = true;
+    else if (ch == 'P')
+      opt->prefix = optarg;
     else
       return -1;
   }
@@ -291,18 +328,23 @@ int main(int argc, char **argv) {
     pthread_create(&g[i].thread, NULL, grader_main, &g[i]);
   }
   pthread_barrier_wait(&sh.go);
+  if (opt.prefix != NULL)
+    bench_result_prefix(opt.prefix);
   bench_result("longpoll_graders", "%d", opt.graders);
+  beats_t beats = {.g = g, .n = opt.graders};
+  if (opt.heartbeats)
+    pthread_create(&beats.thread, NULL, beats_main, &beats);
   if (atomic_load(&sh.registered_failures) > 0 || !all_waiting(&sh, 30)) {
     fprintf(stderr, "bw-longpoll: the graders are not all waiting\n");
     return 1;
   }
   bw_test_sleep_ms(2000); /* the first polls' scans are over */
-  if (!opt.only_remote) {
+  if (!opt.only_remote)
     measure_idle(&sh);
-    if (measure_status(&sh, &c) < 0 ||
-        measure_handouts(&sh, &c, "longpoll_handout") < 0)
-      rc = 1;
-  }
+  if (!opt.only_remote && !opt.only_idle &&
+      (measure_status(&sh, &c) < 0 ||
+       measure_handouts(&sh, &c, "longpoll_handout") < 0))
+    rc = 1;
   if (rc == 0 && opt.enqueue_url != NULL) {
     if (bench_client_init(&remote, opt.enqueue_url, opt.token) < 0 ||
         measure_handouts(&sh, &remote, "longpoll_handout_remote") < 0)
