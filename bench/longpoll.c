@@ -59,7 +59,6 @@ typedef struct shared {
   _Atomic double t_queued;    /* when the current job's start was sent */
   _Atomic double latency;     /* of the last hand-out */
   atomic_long errors;
-  struct grader *first; /* the graders' array */
 } shared_t;
 
 typedef struct grader {
@@ -120,12 +119,10 @@ static void *grader_main(void *arg) {
 
 /* Every grader's heartbeat, each at its interval, spread evenly: what G
  * graders' heartbeat threads send.  One client per grader (its worker_id
- * header); BEATS_THREADS threads share the graders, so a slow answer
- * does not hold up the others' heartbeats. */
-#define BEATS_THREADS 25
+ * header), all on this thread. */
 typedef struct beats {
   pthread_t thread;
-  grader_t *g; /* this thread's graders */
+  grader_t *g;
   int n;
 } beats_t;
 
@@ -139,16 +136,11 @@ static void *beats_main(void *arg) {
                           b->g[i].sh->opt->token) < 0 ||
         bench_client_set_worker(&c[i], b->g[i].worker_id) < 0)
       return NULL;
-  bw_test_sleep_ms(interval_ms * (b->g - b->g[0].sh->first) /
-                   b->g[0].sh->opt->graders); /* spread the threads */
   for (int i = 0; c != NULL; i = (i + 1) % b->n) {
-    double t = bw_test_now();
     if (bench_client_request(&c[i], "POST", "/api/v1/heartbeat", "", 0) !=
         200)
       atomic_fetch_add(&b->g[i].sh->errors, 1);
-    long left = interval_ms / b->n - (long)((bw_test_now() - t) * 1000);
-    if (left > 0)
-      bw_test_sleep_ms(left);
+    bw_test_sleep_ms(interval_ms / b->n);
   }
   return NULL;
 }
@@ -339,15 +331,9 @@ int main(int argc, char **argv) {
   if (opt.prefix != NULL)
     bench_result_prefix(opt.prefix);
   bench_result("longpoll_graders", "%d", opt.graders);
-  beats_t beats[BEATS_THREADS];
-  sh.first = g;
-  for (int t = 0, per = (opt.graders + BEATS_THREADS - 1) / BEATS_THREADS;
-       opt.heartbeats && t * per < opt.graders; t++) {
-    beats[t] = (beats_t){.g = g + t * per,
-                         .n = opt.graders - t * per < per ? opt.graders - t * per
-                                                          : per};
-    pthread_create(&beats[t].thread, NULL, beats_main, &beats[t]);
-  }
+  beats_t beats = {.g = g, .n = opt.graders};
+  if (opt.heartbeats)
+    pthread_create(&beats.thread, NULL, beats_main, &beats);
   if (atomic_load(&sh.registered_failures) > 0 || !all_waiting(&sh, 30)) {
     fprintf(stderr, "bw-longpoll: the graders are not all waiting\n");
     return 1;

@@ -71,39 +71,3 @@ int bw_worker_heartbeat(bw_db_t *db, const char *worker_id, bw_error_t *error) {
   bson_destroy(&update);
   return rc;
 }
-
-int bw_worker_heartbeat_many(bw_db_t *db, const bson_oid_t *ids, int n,
-                             bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, in, list, set,
-         reply;
-  bson_error_t driver;
-  int rc, distinct = 0;
-
-  BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
-  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
-  for (int i = 0; i < n; i++) {
-    bool seen = false;
-    for (int j = 0; j < i && !seen; j++)
-      seen = bson_oid_equal(&ids[i], &ids[j]);
-    if (!seen) {
-      char key[16];
-      const char *k;
-      bson_uint32_to_string((uint32_t)distinct++, &k, key, sizeof key);
-      bson_append_oid(&list, k, -1, &ids[i]);
-    }
-  }
-  bson_append_array_end(&in, &list);
-  bson_append_document_end(&filter, &in);
-  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-  BSON_APPEND_DATE_TIME(&set, "last_heartbeat", bw_db_now_ms());
-  bson_append_document_end(&update, &set);
-  if (!mongoc_collection_update_many(bw_db_coll(db, BW_COLL_WORKERS), &filter,
-                                     &update, NULL, &reply, &driver))
-    rc = bw_db_error(&driver, error);
-  else
-    rc = bw_db_get_int(&reply, "matchedCount") == distinct ? 1 : 0;
-  bson_destroy(&reply);
-  bson_destroy(&filter);
-  bson_destroy(&update);
-  return rc;
-}

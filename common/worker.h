@@ -23,11 +23,4 @@ int bw_worker_check(bw_db_t *db, const char *worker_id, bw_error_t *error);
 /* Marks the worker alive now.  Returns 0, BW_EAUTH, or BW_EDB. */
 int bw_worker_heartbeat(bw_db_t *db, const char *worker_id, bw_error_t *error);
 
-/* Marks n workers alive now in one update (on FerretDB one scan of
- * `workers` instead of n).  Returns 1 when every one of the n distinct ids
- * is registered, 0 when some are not (the caller then heartbeats them one
- * by one to learn which), or BW_EDB. */
-int bw_worker_heartbeat_many(bw_db_t *db, const bson_oid_t *ids, int n,
-                             bw_error_t *error);
-
 #endif

@@ -2,7 +2,6 @@
 
 #include <stdio.h>
 
-#include "beats.h"
 #include "job.h"
 #include "json.h"
 #include "longpoll.h"
@@ -160,5 +159,9 @@ int bw_handle_job_report(bw_call_t *call, bw_error_t *error) {
 }
 
 int bw_handle_heartbeat(bw_call_t *call, bw_error_t *error) {
-  return bw_beats_heartbeat(call->req, call->worker_id, error);
+  int rc = bw_worker_heartbeat(call->db, call->worker_id, error);
+  if (rc < 0)
+    return rc;
+  bw_request_reply_success(call->req, NULL);
+  return 0;
 }

@@ -11,7 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "beats.h"
 #include "db.h"
 #include "log.h"
 #include "longpoll.h"
@@ -81,13 +80,9 @@ static bool worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
  * accept, 0 to look at the stop flag again, -1 when polling itself fails. */
 static int worker_wait(int listen_fd, const sigset_t *waiting) {
   static struct pollfd fds[WORKER_POLLFDS];
-  int timeout = bw_longpoll_timeout_ms(), held = bw_beats_timeout_ms(), n,
-      parked;
-  struct timespec ts;
+  int timeout = bw_longpoll_timeout_ms(), n, parked;
+  struct timespec ts = {timeout / 1000, (timeout % 1000) * 1000000L};
 
-  if (held >= 0 && (timeout < 0 || held < timeout))
-    timeout = held;
-  ts = (struct timespec){timeout / 1000, (timeout % 1000) * 1000000L};
   if (worker_stopping)
     return 0;
   fds[0] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
@@ -100,7 +95,6 @@ static int worker_wait(int listen_fd, const sigset_t *waiting) {
   if (n < 0)
     return 0;
   bw_longpoll_tick(fds + 1, parked);
-  bw_beats_tick();
   return (fds[0].revents & POLLIN) != 0 && !worker_stopping ? 1 : 0;
 }
 
@@ -158,7 +152,6 @@ int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent) {
     return 1;
   }
   bw_longpoll_start(cfg, db);
-  bw_beats_start(cfg, db);
   fcgx = worker_new_request(listen_fd);
   while (!worker_stopping && fcgx != NULL) {
     int got = worker_wait(listen_fd, &waiting);
@@ -178,7 +171,6 @@ int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent) {
     status = 1;
   }
   bw_longpoll_stop();
-  bw_beats_stop();
   if (fcgx != NULL)
     FCGX_Free(fcgx, 1);
   free(fcgx);
