@@ -100,7 +100,7 @@ test: deps
 
 # --- bench ---
 # The benchmark (issue 5, docs/BENCHMARKS.md): bench/run-bench starts the
-# stack and the baselines, runs the three programs below and prints the
+# stack and the baselines, runs the four programs below and prints the
 # table.  BENCH_QUICK=1 for the short version, BENCH_GRADERS=G (16).
 BENCH_OUT      := $(BUILD)/bench
 BENCH_PROGRAMS := $(BENCH_OUT)/bw-load $(BENCH_OUT)/bw-dblimit \
