@@ -3,7 +3,8 @@
 #
 #   make            build bin/
 #   make run        the whole service on the embedded FerretDB, foreground
-#   make test       every test (unit, then integration against the real stack)
+#   make test       every test (the include-cycle check of common/, unit, then
+#                   integration against the real stack)
 #   make bench      the benchmark (BENCH_QUICK=1 for the short one)
 #   make SAN=1 ...  the same with AddressSanitizer + UBSan (objects in build/san)
 #   make format     clang-format the tree
@@ -36,8 +37,9 @@ FCGI_SRC   := $(sort $(wildcard fcgi/*.c))
 REAPER_SRC := $(sort $(wildcard reaper/*.c))
 GRADER_SRC := $(sort $(wildcard grader/*.c))
 BENCH_SRC  := $(sort $(wildcard bench/*.c))
+CLI_SRC    := $(sort $(wildcard cli/*.c))
 
-PROGRAMS := $(BIN)/broadway-fcgi $(BIN)/broadway-reaper
+PROGRAMS := $(BIN)/broadway-fcgi $(BIN)/broadway-reaper $(BIN)/broadway
 ifneq ($(GRADER_SRC),)
   PROGRAMS += $(BIN)/broadway-grader
 endif
@@ -49,7 +51,7 @@ INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 TESTLIB_SRC := $(sort $(wildcard tests/lib/*.c))
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps run test unit integration bench format clean
+.PHONY: all deps run test unit integration web-test bench format clean
 all: $(PROGRAMS)
 
 deps:
@@ -75,6 +77,11 @@ $(BIN)/broadway-grader: $(GRADER_SRC:%.c=$(BUILD)/%.o) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lcurl $(LDLIBS) -lpthread
 
+# The staff's command: json-c and libcurl only (no libbroadway).
+$(BIN)/broadway: $(CLI_SRC:%.c=$(BUILD)/%.o)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lcurl -ljson-c
+
 $(BUILD)/tests/check_%: $(BUILD)/tests/unit/check_%.o $(TESTLIB_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check 2>/dev/null) -lcurl
@@ -89,14 +96,31 @@ run: deps all
 unit: $(UNIT_BIN)
 	@scripts/run-tests $(UNIT_BIN)
 
+# The status page in headless chromium (Debian's, via chromium-driver and
+# python3-selenium) against scripts/broadway-run; at most 240 s (13 s
+# here).  Screenshots: build/web-test/.
+web-test: all
+	@echo "== tests/web/test_status_page.py"
+	@/usr/bin/python3 tests/web/test_status_page.py
+
 integration: all $(INTEG_BIN)
 	@BROADWAY_BIN=$(CURDIR)/$(BIN) scripts/run-tests $(INTEG_BIN)
 
 test: deps
 	@$(MAKE) --no-print-directory all
+	@scripts/check-includes
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory deploy-test
+	@$(MAKE) --no-print-directory web-test
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
+
+# The production deployment end to end (tests/deploy/check-deploy: make deb,
+# make install into a scratch root, private nginx and Apache instances over
+# HTTPS, reload/stop under load); 30 to 90 s here, killed after 10 min.
+.PHONY: deploy-test
+deploy-test: all
+	@timeout -k 10 600 tests/deploy/check-deploy
 
 # --- bench ---
 # The benchmark (issue 5, docs/BENCHMARKS.md): bench/run-bench starts the
@@ -104,7 +128,8 @@ test: deps
 # table.  BENCH_QUICK=1 for the short version, BENCH_GRADERS=G (16).
 BENCH_OUT      := $(BUILD)/bench
 BENCH_PROGRAMS := $(BENCH_OUT)/bw-load $(BENCH_OUT)/bw-dblimit \
-                  $(BENCH_OUT)/bw-nullfcgi $(BENCH_OUT)/bw-longpoll
+                  $(BENCH_OUT)/bw-nullfcgi $(BENCH_OUT)/bw-history \
+                  $(BENCH_OUT)/bw-longpoll
 # bw-dblimit counts and times the driver calls common/ makes (dblimit.c).
 BENCH_WRAPPED  := mongoc_collection_insert_one mongoc_collection_find_with_opts \
                   mongoc_cursor_next mongoc_cursor_destroy \
@@ -132,6 +157,12 @@ $(BENCH_OUT)/bw-dblimit: $(BUILD)/bench/dblimit.o $(BUILD)/bench/bench.o \
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(BENCH_WRAP) -o $@ $^ $(LDLIBS)
 
+# bw-history: the history phase (fills the database through the driver).
+$(BENCH_OUT)/bw-history: $(BUILD)/bench/history.o $(BUILD)/bench/client.o \
+                         $(BUILD)/bench/bench.o $(BENCH_UTIL) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lcurl $(LDLIBS)
+
 $(BENCH_OUT)/bw-nullfcgi: $(BUILD)/bench/nullfcgi.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lfcgi
@@ -147,7 +178,7 @@ format:
 clean:
 	rm -rf build bin/broadway-*
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -name '*.d' -type f 2>/dev/null)
 
 # --- fuzz ---
 # libFuzzer over the body parser, the validators and the env resolver (pure
@@ -229,3 +260,65 @@ valgrind: all $(VALGRIND_TESTS:%=$(BUILD)/tests/%)
 	  for f in $$bad $$leaks; do echo "== $$f"; tail -n 60 $$f; done; exit 1; \
 	fi; \
 	echo "valgrind: $$logs FastCGI processes, no error, no leak"
+
+# --- install / deb ---
+# `make install DESTDIR= PREFIX=/usr/local`: the programs, the config
+# (/etc/broadway/broadway.conf, kept if present), systemd units, the nginx
+# snippet and upstream, the Apache conf, logrotate, man pages, the schema
+# and deploy/setup-system (the user, data dir and token; run it once as
+# root after installing).  `make deb`: the same with PREFIX=/usr as a
+# Debian package whose postinst runs setup-system.  docs/DEPLOY.md.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+VERSION    := $(shell sed -n 's/^\#define BW_VERSION "\(.*\)"/\1/p' common/version.h)
+I_BIN      := $(DESTDIR)$(PREFIX)/bin
+I_LIB      := $(DESTDIR)$(PREFIX)/lib/broadway
+I_SHARE    := $(DESTDIR)$(PREFIX)/share/broadway
+I_MAN      := $(DESTDIR)$(PREFIX)/share/man/man8
+I_UNITS    := $(DESTDIR)$(PREFIX)/lib/systemd/system
+I_ETC      := $(DESTDIR)/etc
+UNIT_SED   := -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SHAREDIR@|$(PREFIX)/share/broadway|g' \
+              -e 's|@LIBDIR@|$(PREFIX)/lib/broadway|g'
+UNITS      := broadway-fcgi.service broadway-reaper.service broadway-reaper.timer
+ifneq ($(wildcard bin/ferretdb),)
+  UNITS    += broadway-ferretdb.service
+endif
+
+.PHONY: install deb
+install: all
+	install -d $(I_BIN) $(I_SHARE)/sql-free-schema $(I_MAN) $(I_UNITS) \
+	  $(I_ETC)/broadway $(I_ETC)/nginx/snippets $(I_ETC)/nginx/conf.d \
+	  $(I_ETC)/apache2/conf-available $(I_ETC)/logrotate.d
+	install -m 0755 $(PROGRAMS) $(I_BIN)/
+	install -m 0644 sql-free-schema/*.json $(I_SHARE)/sql-free-schema/
+	install -m 0755 deploy/setup-system $(I_SHARE)/setup-system
+	sed -f deploy/installed-conf.sed broadway.conf > $(I_SHARE)/broadway.conf.dist
+	@if [ -e $(I_ETC)/broadway/broadway.conf ]; then \
+	  echo "install: keeping $(I_ETC)/broadway/broadway.conf" \
+	    "(the new defaults are in $(I_SHARE)/broadway.conf.dist)"; \
+	else install -m 0640 $(I_SHARE)/broadway.conf.dist $(I_ETC)/broadway/broadway.conf; fi
+	for u in $(UNITS); do \
+	  sed $(UNIT_SED) deploy/$$u.in > $(I_UNITS)/$$u && chmod 0644 $(I_UNITS)/$$u; done
+	if [ -x bin/ferretdb ]; then install -d $(I_LIB) && \
+	  install -m 0755 bin/ferretdb $(I_LIB)/ferretdb; fi
+	install -m 0644 deploy/nginx-snippet.conf $(I_ETC)/nginx/snippets/broadway.conf
+	install -m 0644 deploy/nginx-upstream.conf $(I_ETC)/nginx/conf.d/broadway.conf
+	install -m 0644 deploy/apache.conf $(I_ETC)/apache2/conf-available/broadway.conf
+	install -m 0644 deploy/logrotate $(I_ETC)/logrotate.d/broadway
+	for p in fcgi reaper grader; do \
+	  sed 's|@VERSION@|$(VERSION)|' deploy/man/broadway-$$p.8 | gzip -9n > $(I_MAN)/broadway-$$p.8.gz; done
+
+DEB_ROOT := build/deb/root
+DEB_FILE := build/broadway_$(VERSION)_$(shell dpkg --print-architecture 2>/dev/null || echo amd64).deb
+deb: all
+	rm -rf $(DEB_ROOT) && mkdir -p $(DEB_ROOT)/DEBIAN
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEB_ROOT) PREFIX=/usr >/dev/null
+	sed -e 's|@VERSION@|$(VERSION)|' \
+	  -e "s|@ARCH@|$$(dpkg --print-architecture)|" \
+	  -e "s|@SIZE@|$$(du -sk $(DEB_ROOT) | cut -f1)|" \
+	  deploy/debian/control.in > $(DEB_ROOT)/DEBIAN/control
+	cd $(DEB_ROOT) && find etc -type f | sed 's|^|/|' > DEBIAN/conffiles
+	install -m 0755 deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm $(DEB_ROOT)/DEBIAN/
+	dpkg-deb --root-owner-group -Zgzip --build $(DEB_ROOT) $(DEB_FILE) >/dev/null
+	@echo "deb: $(DEB_FILE)"
+# --- end install / deb ---

@@ -2,7 +2,7 @@
  * database, with no HTTP, by the same common/ code the FastCGI handlers
  * call.  Per job, like a grader's poll + result through the API:
  *
- *   bw_worker_check + bw_queue_poll          (GET  /api/v1/grading_job)
+ *   bw_worker_check + bw_job_poll            (GET  /api/v1/grading_job)
  *   bw_worker_check + bw_job_report          (POST /api/v1/grading_job/{id})
  *
  * with G processes in parallel (one database client each, as each FastCGI
@@ -276,27 +276,28 @@ static void record(dbjob_t *d, bool poll, double seconds) {
 /* ---- one grader process ---------------------------------------------- */
 
 /* One job, as the API would do it.  Returns 1 done, 0 queue empty, <0. */
-static int dbjob_step(dbjob_t *d, bw_db_t *db, const char *wid,
+static int dbjob_step(dbjob_t *d, bw_db_t *db, const bson_oid_t *wid,
                       json_object *result) {
   json_object *job = NULL, *id;
+  bson_oid_t job_id;
   bw_error_t error;
   double t = bw_test_now(), polled;
   int rc = bw_worker_check(db, wid, &error);
 
   if (rc == 0)
-    rc = bw_queue_poll(db, &d->cfg, wid, &job, &error);
+    rc = bw_job_poll(db, &d->cfg, wid, &job, &error);
   if (rc == BW_EEMPTY)
     return 0;
   polled = bw_test_now();
-  if (rc == 0 && !json_object_object_get_ex(job, "job_id", &id))
+  if (rc == 0 && (!json_object_object_get_ex(job, "job_id", &id) ||
+                  !bw_db_oid_parse(json_object_get_string(id), &job_id)))
     rc = bw_error_set(&error, BW_EINTERNAL, "hand-out without job_id");
   if (rc == 0) {
     record(d, true, polled - t);
     rc = bw_worker_check(db, wid, &error);
   }
   if (rc == 0)
-    rc = bw_job_report(db, &d->cfg, json_object_get_string(id), wid, result,
-                       &error);
+    rc = bw_job_report(db, &d->cfg, &job_id, wid, result, &error);
   json_object_put(job);
   if (rc < 0) {
     fprintf(stderr, "bw-dblimit: %s\n", error.message);
@@ -323,12 +324,14 @@ static json_object *dbjob_result(const bw_config_t *cfg) {
 static int child_run(dbjob_t *d, int index, int ready_fd, int go_fd) {
   bw_db_t *db;
   bw_error_t error;
-  char wid[25], byte = 0;
+  char wid_hex[25], byte = 0;
+  bson_oid_t wid;
   json_object *result = dbjob_result(&d->cfg);
   int rc = 0;
 
   if (!result || bw_db_open(&db, &d->cfg, &error) < 0 ||
-      bw_worker_register(db, "bench-db", wid, &error) < 0) {
+      bw_worker_register(db, "bench-db", wid_hex, &error) < 0 ||
+      !bw_db_oid_parse(wid_hex, &wid)) {
     fprintf(stderr, "bw-dblimit: child: %s\n", error.message);
     atomic_fetch_add(&d->sh->errors, 1);
     byte = 1;
@@ -345,10 +348,10 @@ static int child_run(dbjob_t *d, int index, int ready_fd, int go_fd) {
   while (atomic_load(&d->sh->done) < d->jobs &&
          bw_test_now() < atomic_load(&d->sh->deadline)) {
     if (bw_test_now() >= next_beat) {
-      bw_worker_heartbeat(db, wid, NULL);
+      bw_worker_heartbeat(db, &wid, NULL);
       next_beat += d->cfg.heartbeat;
     }
-    rc = dbjob_step(d, db, wid, result);
+    rc = dbjob_step(d, db, &wid, result);
     if (rc < 0) {
       atomic_fetch_add(&d->sh->errors, 1);
       break;
@@ -368,7 +371,8 @@ static int child_run(dbjob_t *d, int index, int ready_fd, int go_fd) {
 /* ---- the parent ------------------------------------------------------ */
 
 static int create_started_run(const bw_config_t *cfg, int students) {
-  char *text = bench_config_alloc(students), run_id[25];
+  bson_oid_t run;
+  char *text = bench_config_alloc(students);
   json_object *body = NULL, *config = NULL;
   bw_json_items_t *list = NULL;
   bw_error_t error = {0};
@@ -380,8 +384,8 @@ static int create_started_run(const bw_config_t *cfg, int students) {
                               &body, &list, &error) == 0 &&
       bw_validate_run_config(body, list, cfg, &config, &error) == 0 &&
       bw_db_open(&db, cfg, &error) == 0 &&
-      bw_run_create(db, cfg, config, list, run_id, &error) == 0 &&
-      bw_run_start(db, cfg, run_id, &error) == 0)
+      bw_run_create(db, config, list, &run, &error) == 0 &&
+      bw_run_start(db, &run, &error) == 0)
     rc = 0;
   if (rc < 0)
     fprintf(stderr, "bw-dblimit: creating the run: %s\n", error.message);
@@ -516,7 +520,8 @@ static int cmd_create(dbjob_t *d, int students) {
   static const char *steps[] = {"body", "parse", "validate", "create", "start"};
   double t[5];
   long hwm[5];
-  char *text, run_id[25], key[64];
+  char *text, key[64];
+  bson_oid_t run;
   json_object *body = NULL, *config = NULL;
   bw_json_items_t *list = NULL;
   bw_error_t error = {0};
@@ -534,9 +539,9 @@ static int cmd_create(dbjob_t *d, int students) {
       t[1] = bw_test_now(), hwm[1] = vm_hwm_kb();
       if (bw_validate_run_config(body, list, &d->cfg, &config, &error) == 0) {
         t[2] = bw_test_now(), hwm[2] = vm_hwm_kb();
-        if (bw_run_create(db, &d->cfg, config, list, run_id, &error) == 0) {
+        if (bw_run_create(db, config, list, &run, &error) == 0) {
           t[3] = bw_test_now(), hwm[3] = vm_hwm_kb();
-          if (bw_run_start(db, &d->cfg, run_id, &error) == 0) {
+          if (bw_run_start(db, &run, &error) == 0) {
             t[4] = bw_test_now(), hwm[4] = vm_hwm_kb();
             rc = 0;
           }

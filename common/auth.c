@@ -1,10 +1,7 @@
 #include "auth.h"
 
-#include <ctype.h>
 #include <string.h>
 #include <strings.h>
-
-#include "validate.h"
 
 bool bw_auth_token_equal(const char *given, const char *expected) {
   /* volatile: keeps the compiler from turning the loop into an early-exit
@@ -46,15 +43,10 @@ int bw_auth_check(const char *authorization, const char *token,
   return 0;
 }
 
-int bw_auth_worker_id(const char *header, char out[25], bw_error_t *error) {
-  size_t i;
-  out[0] = '\0';
+int bw_auth_worker_id(const char *header, bson_oid_t *out, bw_error_t *error) {
   if (header == NULL || header[0] == '\0')
     return bw_error_set(error, BW_EINVAL, "worker_id: missing");
-  if (!bw_validate_oid(header))
+  if (!bw_db_oid_parse(header, out))
     return bw_error_set(error, BW_EINVAL, "worker_id: expected 24 hex digits");
-  for (i = 0; i < 24; i++)
-    out[i] = (char)tolower((unsigned char)header[i]);
-  out[24] = '\0';
   return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "db.h"
 #include "error.h"
 
 /* true when `given` equals `expected`, in time independent of where they
@@ -23,9 +24,9 @@ bool bw_auth_token_equal(const char *given, const char *expected);
 int bw_auth_check(const char *authorization, const char *token,
                   bw_error_t *error);
 
-/* The worker_id header (NULL when absent).  Copies the id into out (25 bytes,
- * lowercased).  Returns 0, or BW_EINVAL "worker_id: missing" /
+/* The worker_id header (NULL when absent), parsed into *out (hex digits of
+ * either case).  Returns 0, or BW_EINVAL "worker_id: missing" /
  * "worker_id: expected 24 hex digits". */
-int bw_auth_worker_id(const char *header, char out[25], bw_error_t *error);
+int bw_auth_worker_id(const char *header, bson_oid_t *out, bw_error_t *error);
 
 #endif

@@ -17,6 +17,9 @@ void bw_config_init(bw_config_t *cfg) {
   snprintf(cfg->db_name, sizeof cfg->db_name, "broadway");
   snprintf(cfg->socket_path, sizeof cfg->socket_path, "var/run/fcgi.sock");
   cfg->workers = 4;
+  cfg->listen_mode = 0600;
+  cfg->stop_timeout = 10;
+  cfg->reaper_timeout_ms = 60000;
 
   cfg->heartbeat = 10;
   cfg->queue_empty_code = 498;
@@ -28,6 +31,7 @@ void bw_config_init(bw_config_t *cfg) {
   cfg->queue_partitions = 16;
   cfg->forget_workers = 86400;
   cfg->poll_wait = 18;
+  cfg->keep_output = 0;
 
   cfg->max_body = (size_t)64 << 20;
   cfg->max_students = 100000;
@@ -39,12 +43,23 @@ void bw_config_init(bw_config_t *cfg) {
   cfg->max_info_bytes = (size_t)4 << 20;
   cfg->max_logs_bytes = (size_t)4 << 20;
   cfg->max_depth = 32;
+
+  cfg->default_memory = (size_t)1 << 30;
+  cfg->max_memory = (size_t)16 << 30;
+  cfg->default_cpus = 1;
+  cfg->max_cpus = 64;
+  cfg->default_pids = 256;
+  cfg->max_pids = 65536;
+  cfg->default_disk = (size_t)1 << 30;
+  cfg->max_disk = (size_t)64 << 30;
+  cfg->default_output = (size_t)64 << 20;
+  cfg->max_output = (size_t)4 << 30;
 }
 
 /* ------------------------------------------------------------------------
  * One option: a table from the file's key to the struct field. */
 
-enum option_type { OPT_INT, OPT_SIZE, OPT_STRING };
+enum option_type { OPT_INT, OPT_SIZE, OPT_STRING, OPT_CPUS, OPT_MODE };
 
 typedef struct option {
   const char *key;
@@ -59,6 +74,11 @@ typedef struct option {
   { #field, OPT_INT, offsetof(bw_config_t, field), 0, lo, hi }
 #define SIZE_OPT(field, lo)                                                    \
   { #field, OPT_SIZE, offsetof(bw_config_t, field), 0, lo, LLONG_MAX }
+/* A fraction of CPUs, 0.01 to 1024. */
+#define CPUS_OPT(field)                                                        \
+  { #field, OPT_CPUS, offsetof(bw_config_t, field), 0, 0, 0 }
+#define MODE_OPT(field)                                                        \
+  { #field, OPT_MODE, offsetof(bw_config_t, field), 0, 0, 0777 }
 #define STRING_OPT(field)                                                      \
   {                                                                            \
 #field, OPT_STRING, offsetof(bw_config_t, field),                          \
@@ -73,7 +93,16 @@ static const option_t options[] = {
     STRING_OPT(mongo_uri),
     STRING_OPT(db_name),
     STRING_OPT(socket_path),
-    INT_OPT(workers, 1, 1024),
+    INT_OPT(workers, 1, 256),
+    STRING_OPT(listen),
+    STRING_OPT(listen_owner),
+    STRING_OPT(listen_group),
+    MODE_OPT(listen_mode),
+    STRING_OPT(user),
+    STRING_OPT(group),
+    STRING_OPT(log_file),
+    INT_OPT(stop_timeout, 1, 3600),
+    INT_OPT(reaper_timeout_ms, 1, INT_MAX),
     INT_OPT(heartbeat, 1, 86400),
     INT_OPT(queue_empty_code, 200, 599),
     INT_OPT(max_attempts, 1, 1000),
@@ -84,6 +113,7 @@ static const option_t options[] = {
     INT_OPT(queue_partitions, 1, 256),
     INT_OPT(forget_workers, 60, INT_MAX),
     INT_OPT(poll_wait, 0, 3600),
+    INT_OPT(keep_output, 0, INT_MAX),
     SIZE_OPT(max_body, 1),
     INT_OPT(max_students, 1, INT_MAX),
     INT_OPT(max_stages, 1, INT_MAX),
@@ -94,6 +124,16 @@ static const option_t options[] = {
     SIZE_OPT(max_info_bytes, 1),
     SIZE_OPT(max_logs_bytes, 1),
     INT_OPT(max_depth, 1, 1000),
+    SIZE_OPT(default_memory, 4 << 20),
+    SIZE_OPT(max_memory, 4 << 20),
+    CPUS_OPT(default_cpus),
+    CPUS_OPT(max_cpus),
+    INT_OPT(default_pids, 1, INT_MAX),
+    INT_OPT(max_pids, 1, INT_MAX),
+    SIZE_OPT(default_disk, 1 << 20),
+    SIZE_OPT(max_disk, 1 << 20),
+    SIZE_OPT(default_output, 1),
+    SIZE_OPT(max_output, 1),
 };
 
 static const option_t *find_option(const char *key) {
@@ -140,6 +180,39 @@ static int set_string(bw_config_t *cfg, const option_t *opt, const char *value,
   return 0;
 }
 
+static int set_cpus(bw_config_t *cfg, const option_t *opt, const char *value,
+                    bw_error_t *error) {
+  char *end;
+  double n;
+
+  errno = 0;
+  n = (value[0] >= '0' && value[0] <= '9') ? strtod(value, &end) : -1;
+  if (n < 0.01 || n > 1024 || errno != 0 || *end != '\0')
+    return bw_error_set(error, BW_EINVAL,
+                        "%s: expected a number of CPUs in 0.01..1024, got "
+                        "\"%s\"",
+                        opt->key, value);
+  *(double *)((char *)cfg + opt->offset) = n;
+  return 0;
+}
+
+/* A file mode in octal, as chmod and php-fpm write it ("0660", "660"). */
+static int set_mode(bw_config_t *cfg, const option_t *opt, const char *value,
+                    bw_error_t *error) {
+  char *end;
+  long n;
+
+  errno = 0;
+  n = strtol(value, &end, 8);
+  if (value[0] < '0' || value[0] > '7' || errno != 0 || *end != '\0' ||
+      n < opt->min || n > opt->max)
+    return bw_error_set(error, BW_EINVAL,
+                        "%s: expected an octal mode such as 0660, got \"%s\"",
+                        opt->key, value);
+  *(int *)((char *)cfg + opt->offset) = (int)n;
+  return 0;
+}
+
 int bw_config_set(bw_config_t *cfg, const char *key, const char *value,
                   bw_error_t *error) {
   const option_t *opt = find_option(key);
@@ -149,6 +222,10 @@ int bw_config_set(bw_config_t *cfg, const char *key, const char *value,
     return bw_error_set(error, BW_EINVAL, "%s: unknown key", key);
   if (opt->type == OPT_STRING)
     return set_string(cfg, opt, value, error);
+  if (opt->type == OPT_CPUS)
+    return set_cpus(cfg, opt, value, error);
+  if (opt->type == OPT_MODE)
+    return set_mode(cfg, opt, value, error);
   if (!parse_integer(value, opt->min, opt->max, &n)) {
     if (opt->max == LLONG_MAX)
       return bw_error_set(error, BW_EINVAL,
@@ -346,11 +423,42 @@ static int derive_from_data_dir(bw_config_t *cfg, bool socket_path_set,
     if (n < 0 || (size_t)n >= sizeof cfg->socket_path)
       return bw_error_set(error, BW_EINVAL, "data_dir: path too long");
   }
+  if (cfg->listen[0] == '\0') {
+    int n =
+        snprintf(cfg->listen, sizeof cfg->listen, "unix:%s", cfg->socket_path);
+    if (n < 0 || (size_t)n >= sizeof cfg->listen)
+      return bw_error_set(error, BW_EINVAL, "socket_path: path too long");
+  } else if (strncmp(cfg->listen, "unix:", 5) == 0) {
+    /* One socket path, whichever key named it (scripts read socket_path). */
+    snprintf(cfg->socket_path, sizeof cfg->socket_path, "%s", cfg->listen + 5);
+  }
   if (cfg->token[0] == '\0' && (rc = read_token_file(cfg, error)) < 0)
     return rc;
   if (cfg->mongo_uri[0] == '\0' && (rc = ferretdb_uri(cfg, error)) < 0)
     return rc;
   return 0;
+}
+
+/* A stage's default limit must be one a stage could ask for. */
+static int check_limit_defaults(const bw_config_t *cfg, bw_error_t *error) {
+  const char *over = cfg->default_memory > cfg->max_memory   ? "memory"
+                     : cfg->default_cpus > cfg->max_cpus     ? "cpus"
+                     : cfg->default_pids > cfg->max_pids     ? "pids"
+                     : cfg->default_disk > cfg->max_disk     ? "disk"
+                     : cfg->default_output > cfg->max_output ? "output"
+                                                             : NULL;
+  if (over != NULL)
+    return bw_error_set(error, BW_EINVAL, "default_%s: over max_%s", over,
+                        over);
+  return 0;
+}
+
+const char *bw_config_default_path(void) {
+  if (access("broadway.conf", F_OK) == 0)
+    return "broadway.conf";
+  if (access(BW_SYSTEM_CONFIG, F_OK) == 0)
+    return BW_SYSTEM_CONFIG;
+  return NULL;
 }
 
 int bw_config_load(bw_config_t *cfg, const char *path, bw_error_t *error) {
@@ -369,5 +477,7 @@ int bw_config_load(bw_config_t *cfg, const char *path, bw_error_t *error) {
     return bw_error_set(error, BW_EINVAL,
                         "default_timeout: %d is over max_timeout %d",
                         cfg->default_timeout, cfg->max_timeout);
+  if ((rc = check_limit_defaults(cfg, error)) < 0)
+    return rc;
   return derive_from_data_dir(cfg, cfg->socket_path[0] != '\0', error);
 }

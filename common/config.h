@@ -25,6 +25,24 @@ typedef struct bw_config {
   char socket_path[BW_PATH_MAX]; /* FastCGI socket, <data_dir>/run/fcgi.sock */
   int workers;                   /* BROADWAY_WORKERS, 4 FastCGI processes */
 
+  /* deployment (names as php-fpm has them; see fcgi/listen.h) */
+  char listen[BW_PATH_MAX];   /* "unix:PATH" or "HOST:PORT"; "" until loaded,
+                                 then unix:<socket_path> unless the file set
+                                 it */
+  char listen_owner[64];      /* "": the user the pool runs as */
+  char listen_group[64];      /* "": that user's group */
+  int listen_mode;            /* 0600: of the unix socket */
+  char user[64];              /* "": when started as root, stay root */
+  char group[64];             /* "": the user's primary group */
+  char log_file[BW_PATH_MAX]; /* "": stderr; else appended, reopened on
+                                 SIGUSR1 */
+  int stop_timeout;           /* 10 s: requests in flight finish on stop and
+                                 reload, then workers are killed */
+  int reaper_timeout_ms;      /* 60000: a reaper pass's database call may take
+                                 this long before it counts as slow */
+  int socket_timeout_ms;      /* 0: db_timeout_ms; not a file key (the reaper
+                                 sets it to reaper_timeout_ms) */
+
   /* protocol */
   int heartbeat;        /* BROADWAY_HEARTBEAT, 10 s between grader heartbeats */
   int queue_empty_code; /* 498 */
@@ -36,6 +54,7 @@ typedef struct bw_config {
   int queue_partitions; /* 16 queue collections: see queue.h for why */
   int forget_workers;   /* 86400 s: the reaper deletes graders silent longer */
   int poll_wait; /* BROADWAY_POLL_WAIT, 18 s an empty-queue poll may wait */
+  int keep_output;      /* 0 (forever): stage output kept this long (retain.h) */
 
   /* limits on what clients send */
   size_t max_body;       /* 64 MiB: larger bodies get 413 (nginx and us) */
@@ -48,6 +67,19 @@ typedef struct bw_config {
   size_t max_info_bytes; /* 4 MiB: a result's `info`, serialised */
   size_t max_logs_bytes; /* 4 MiB: a result's `logs`, serialised */
   int max_depth;         /* 32: JSON nesting depth */
+
+  /* what a stage may use on a grader (its keys memory, cpus, pids, disk,
+   * output): the default when a stage gives none, and the most it may ask */
+  size_t default_memory; /* 1 GiB of RAM, no swap */
+  size_t max_memory;     /* 16 GiB */
+  double default_cpus;   /* 1 CPU */
+  double max_cpus;       /* 64 CPUs */
+  int default_pids;      /* 256 processes and threads */
+  int max_pids;          /* 65536 */
+  size_t default_disk;   /* 1 GiB: the size of /job */
+  size_t max_disk;       /* 64 GiB */
+  size_t default_output; /* 64 MiB of stdout + stderr */
+  size_t max_output;     /* 4 GiB */
 } bw_config_t;
 
 /* Defaults only; never fails, touches no file.  socket_path is
@@ -66,13 +98,20 @@ void bw_config_init(bw_config_t *cfg);
  * the embedded FerretDB's mongodb://<percent-encoded absolute
  * <data_dir>/run/ferretdb.sock> (data_dir itself is left as given).  A
  * trailing '/' of data_dir is dropped.  default_timeout > max_timeout is an
- * error.  A '#' starts a comment at the start of a line or after a blank.
- * Messages never contain the token. */
+ * error, and so is a default_<limit> over its max_<limit>.  A '#' starts a
+ * comment at the start of a line or after a blank. Messages never contain the
+ * token. */
 int bw_config_load(bw_config_t *cfg, const char *path, bw_error_t *error);
 
 /* Sets one option by its file name (`heartbeat`, `max_body`, ...).
  * Returns 0, or BW_EINVAL for an unknown key or a bad value. */
 int bw_config_set(bw_config_t *cfg, const char *key, const char *value,
                   bw_error_t *error);
+
+/* The config file a program reads when given no -c: ./broadway.conf when
+ * it exists (a source tree, `make run`), else BW_SYSTEM_CONFIG when it
+ * exists (an installed service), else NULL (defaults and environment). */
+#define BW_SYSTEM_CONFIG "/etc/broadway/broadway.conf"
+const char *bw_config_default_path(void);
 
 #endif

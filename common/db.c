@@ -35,6 +35,14 @@ int64_t bw_db_now_ms(void) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+void bw_db_append_at(bson_t *doc, int64_t at_ms, unsigned buckets) {
+  BSON_APPEND_DATE_TIME(doc, "at", at_ms);
+  if (buckets & BW_DB_BY_MINUTE)
+    BSON_APPEND_INT64(doc, "minute", at_ms / BW_DB_MINUTE_MS);
+  if (buckets & BW_DB_BY_DAY)
+    BSON_APPEND_INT64(doc, "day", at_ms / BW_DB_DAY_MS);
+}
+
 bool bw_db_oid_parse(const char *text, bson_oid_t *oid) {
   if (text == NULL || strlen(text) != 24 || !bson_oid_is_valid(text, 24))
     return false;
@@ -55,8 +63,9 @@ static mongoc_uri_t *db_uri_new(const bw_config_t *cfg, bw_error_t *error) {
                                  cfg->db_timeout_ms);
   mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS,
                                  cfg->db_timeout_ms);
-  mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS,
-                                 cfg->db_timeout_ms);
+  mongoc_uri_set_option_as_int32(
+      uri, MONGOC_URI_SOCKETTIMEOUTMS,
+      cfg->socket_timeout_ms > 0 ? cfg->socket_timeout_ms : cfg->db_timeout_ms);
   /* A write the driver retried by itself could meet its own first try as a
    * duplicate key and take it for someone else's decision.  Off: a failed
    * write is reported, and the caller's resend (or the reaper) settles it. */
@@ -107,6 +116,27 @@ int bw_db_open(bw_db_t **out, const bw_config_t *cfg, bw_error_t *error) {
   }
   *out = db;
   return 0;
+}
+
+int bw_db_check_uri(const bw_config_t *cfg, bw_error_t *error) {
+  bson_error_t driver;
+  mongoc_uri_t *uri = mongoc_uri_new_with_error(cfg->mongo_uri, &driver);
+
+  if (uri == NULL)
+    return bw_error_set(error, BW_EINVAL, "mongo_uri: %s", driver.message);
+  mongoc_uri_destroy(uri);
+  return 0;
+}
+
+int bw_db_ping(bw_db_t *db, bw_error_t *error) {
+  bson_t cmd = BSON_INITIALIZER;
+  bson_error_t driver;
+  bool ok;
+
+  BSON_APPEND_INT32(&cmd, "ping", 1);
+  ok = mongoc_database_command_simple(db->database, &cmd, NULL, NULL, &driver);
+  bson_destroy(&cmd);
+  return ok ? 0 : bw_db_error(&driver, error);
 }
 
 void bw_db_close(bw_db_t *db) {

@@ -53,6 +53,14 @@ typedef struct bw_db bw_db_t;
 int bw_db_open(bw_db_t **out, const bw_config_t *cfg, bw_error_t *error);
 void bw_db_close(bw_db_t *db);
 
+/* Parses cfg->mongo_uri as bw_db_open would, without connecting (and
+ * without mongoc_init: safe in a parent that forks clients later).
+ * Returns 0 or BW_EINVAL naming mongo_uri. */
+int bw_db_check_uri(const bw_config_t *cfg, bw_error_t *error);
+
+/* One round trip ("ping"): 0 when the database answers, else BW_EDB. */
+int bw_db_ping(bw_db_t *db, bw_error_t *error);
+
 mongoc_collection_t *bw_db_coll(bw_db_t *db, bw_coll_t which);
 
 /* The queue is cfg->queue_partitions collections "queue_00", "queue_01", ...
@@ -132,7 +140,23 @@ int bw_db_apply_schema(bw_db_t *db, const char *schema_dir, bw_error_t *error);
 /* Milliseconds since the epoch, for timestamps stored as BSON dates. */
 int64_t bw_db_now_ms(void);
 
-/* Parses 24 hex digits into an ObjectId; false when malformed. */
+/* Documents the reaper reads by time carry `at` (a date) and a bucket of
+ * it: claims and outcomes `minute` = at / BW_DB_MINUTE_MS, results `day` =
+ * at / BW_DB_DAY_MS.  The reaper reads a window minute by minute (retention:
+ * day by day) with equality filters, which every backend answers from an
+ * index (FerretDB pushes equality down to PostgreSQL, never a range), so a
+ * pass costs the same however much history is stored.  `buckets`: any of
+ * BW_DB_BY_MINUTE, BW_DB_BY_DAY. */
+#define BW_DB_MINUTE_MS 60000
+#define BW_DB_DAY_MS 86400000LL
+#define BW_DB_BY_MINUTE 1u
+#define BW_DB_BY_DAY 2u
+void bw_db_append_at(bson_t *doc, int64_t at_ms, unsigned buckets);
+
+/* Parses 24 hex digits (either case) into an ObjectId; false when
+ * malformed.  The one id check of the project (libbson's
+ * bson_oid_is_valid): the router parses every id of a request with it once,
+ * and everything below takes the bson_oid_t. */
 bool bw_db_oid_parse(const char *text, bson_oid_t *oid);
 
 #endif

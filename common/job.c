@@ -1,8 +1,11 @@
 #include "job.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "env.h"
 #include "json.h"
 #include "log.h"
 #include "run.h"
@@ -21,22 +24,30 @@ static void job_copy_fields(json_object *view, const bson_t *doc,
 /* A job's ended attempts, read from outcomes. */
 typedef struct job_history {
   int attempts; /* attempts that ended */
-  bson_t final; /* the outcome that made the job final, if any */
+  int last;     /* the latest of them */
+  bson_t final; /* the latest outcome, when it made the job final */
   bool has_final;
-  char reason[256]; /* the last re-queue's reason */
+  char reason[256]; /* the latest re-queue's reason */
 } job_history_t;
 
+/* The latest ended attempt decides: after a retry, an earlier final one is
+ * history. */
 static void job_visit_outcome(const bson_t *doc, void *ctx) {
   job_history_t *h = ctx;
   const char *kind = bw_db_get_utf8(doc, "kind", "");
+  int attempt = (int)bw_db_get_int(doc, "attempt");
   h->attempts++;
-  if (strcmp(kind, "requeued") == 0)
+  if (attempt < h->last)
+    return;
+  h->last = attempt;
+  if (h->has_final)
+    bson_destroy(&h->final);
+  h->has_final = strcmp(kind, "requeued") != 0;
+  if (h->has_final)
+    bson_copy_to(doc, &h->final);
+  else
     bson_strncpy(h->reason, bw_db_get_utf8(doc, "reason", ""),
                  sizeof h->reason);
-  else if (!h->has_final) {
-    bson_copy_to(doc, &h->final);
-    h->has_final = true;
-  }
 }
 
 static void job_read_history(bw_db_t *db, const bson_oid_t *job,
@@ -70,26 +81,28 @@ static const char *job_view_final(bw_db_t *db, const bson_t *outcome,
                        &result, NULL) == 0)
     job_copy_fields(view, &result,
                     (const char *const[]){"info", "results", "logs"}, 3);
+  /* Retention (retain.h) removed the stage output: say so, and when. */
+  if (bson_iter_init_find(&it, &result, "pruned_at"))
+    json_object_object_add(view, "output_pruned_at",
+                           bw_json_from_bson_iter(&it));
   bson_destroy(&result);
   return ok ? "succeeded" : "failed";
 }
 
-int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
-               json_object **out, bw_error_t *error) {
-  bson_oid_t oid, run;
-  bson_t job, active;
+int bw_job_get(bw_db_t *db, const bson_oid_t *oid, json_object **out,
+               bw_error_t *error) {
+  bson_oid_t run;
+  bson_t job, active, run_doc;
   bson_iter_t it;
-  char hex[25], run_state[32];
+  char hex[25], run_state[32], job_id[25];
   job_history_t history;
   const char *state;
   json_object *view;
-  int rc, attempts;
-  (void)cfg;
+  int rc, attempts, retry_attempt = 0, retry_index;
 
   *out = NULL;
-  if (!bw_db_oid_parse(job_id, &oid))
-    return bw_error_set(error, BW_EINVAL, "job_id: expected 24 hex digits");
-  rc = bw_db_find_by_oid(db, BW_COLL_JOBS, "_id", &oid, &job, error);
+  bson_oid_to_string(oid, job_id);
+  rc = bw_db_find_by_oid(db, BW_COLL_JOBS, "_id", oid, &job, error);
   if (rc < 0) {
     bson_destroy(&job);
     return rc == BW_ENOTFOUND ? bw_error_set(error, BW_ENOTFOUND,
@@ -105,16 +118,26 @@ int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
       (const char *const[]){"type", "index", "student", "created_at"}, 4);
   bson_iter_init_find(&it, &job, "run_id");
   bson_oid_copy(bson_iter_oid(&it), &run);
-  bw_run_state(db, &run, run_state, sizeof run_state);
+  bson_strncpy(run_state, "created", sizeof run_state);
+  if (bw_run_find(db, &run, false, &run_doc, NULL) == 0) {
+    bson_strncpy(run_state, bw_db_get_utf8(&run_doc, "state", "created"),
+                 sizeof run_state);
+    bw_run_retry_of(&run_doc, oid, &retry_attempt, &retry_index);
+  }
+  bson_destroy(&run_doc);
 
-  job_read_history(db, &oid, &history);
+  job_read_history(db, oid, &history);
   attempts = history.attempts;
-  bson_init(&active);
+  if (history.has_final && retry_attempt > history.last) {
+    /* Retried: the final attempt is history, the new one waits or runs. */
+    bson_destroy(&history.final);
+    history.has_final = false;
+  }
   if (history.has_final) {
+    bson_init(&active);
     state = job_view_final(db, &history.final, view);
     bson_destroy(&history.final);
-  } else if (bson_destroy(&active),
-             bw_queue_find_active(db, &oid, &active, NULL) == 0) {
+  } else if (bw_queue_find_active(db, oid, &active, NULL) == 0) {
     state = "running";
     attempts++;
     job_copy_fields(view, &active, (const char *const[]){"started_at"}, 1);
@@ -158,7 +181,7 @@ static int job_insert_outcome(bw_db_t *db, const bw_handout_t *h,
     BSON_APPEND_BOOL(&doc, "success", success != 0);
   if (reason != NULL)
     BSON_APPEND_UTF8(&doc, "reason", reason);
-  BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
+  bw_db_append_at(&doc, bw_db_now_ms(), BW_DB_BY_MINUTE);
   rc = bw_db_insert_once(db, BW_COLL_OUTCOMES, &doc, error);
   /* On success *out is the outcome (no need to read it back). */
   if (rc == 0 && out != NULL)
@@ -193,7 +216,7 @@ static int job_insert_result(bw_db_t *db, const bw_handout_t *h,
     if (json_object_object_get_ex(result, fields[i], &v))
       bw_json_append_bson(&doc, fields[i], v);
   }
-  BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
+  bw_db_append_at(&doc, bw_db_now_ms(), BW_DB_BY_DAY);
   rc = bw_db_insert_once(db, BW_COLL_RESULTS, &doc, error);
   bson_destroy(&doc);
   return rc == BW_EDUP ? 0 : rc; /* a resend: the first copy stands */
@@ -217,6 +240,10 @@ static int job_apply(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
     rc = bw_queue_push(db, &next, student, error);
     if (rc == 0)
       rc = bw_queue_end_active(db, &h->job_id, h->attempt, error);
+    /* Checked after the push: a cancel either is seen here or comes after
+     * it and drops the entry itself. */
+    if (rc == 0 && bw_run_cancelled(db, &h->run_id, h->round))
+      rc = bw_queue_cancel_run(db, &h->run_id, error);
     return rc;
   }
   rc = bw_queue_end_active(db, &h->job_id, h->attempt, error);
@@ -247,18 +274,23 @@ int bw_job_settle(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
 }
 
 typedef struct job_own_result {
-  const char *worker_id;
+  const bson_oid_t *worker;
   bson_t outcome; /* the caller's accepted result, if found */
   bool found, any;
 } job_own_result_t;
 
+/* True when `outcome` is a result sent by `worker`. */
+static bool job_is_result_of(const bson_t *outcome, const bson_oid_t *worker) {
+  bson_oid_t by;
+  return strcmp(bw_db_get_utf8(outcome, "kind", ""), "result") == 0 &&
+         bw_db_get_oid(outcome, "worker_id", &by) &&
+         bson_oid_equal(&by, worker);
+}
+
 static void job_visit_own_result(const bson_t *doc, void *ctx) {
   job_own_result_t *own = ctx;
-  char by[25];
   own->any = true;
-  if (!own->found && strcmp(bw_db_get_utf8(doc, "kind", ""), "result") == 0 &&
-      bw_db_get_oid_hex(doc, "worker_id", by) &&
-      strcmp(by, own->worker_id) == 0) {
+  if (!own->found && job_is_result_of(doc, own->worker)) {
     bson_copy_to(doc, &own->outcome);
     own->found = true;
   }
@@ -268,11 +300,12 @@ static void job_visit_own_result(const bson_t *doc, void *ctx) {
  * result was already accepted (a resend; whatever the first attempt left
  * undone is finished now), 404 if there is no such job, 409 otherwise. */
 static int job_not_held(bw_db_t *db, const bw_config_t *cfg,
-                        const bson_oid_t *oid, const char *job_id,
-                        const char *worker_id, bw_error_t *error) {
-  job_own_result_t own = {.worker_id = worker_id};
+                        const bson_oid_t *oid, const bson_oid_t *worker,
+                        bw_error_t *error) {
+  job_own_result_t own = {.worker = worker};
   bson_t filter = BSON_INITIALIZER, doc;
   bw_handout_t h;
+  char job_id[25];
   int rc;
 
   BSON_APPEND_OID(&filter, "job_id", oid);
@@ -294,6 +327,7 @@ static int job_not_held(bw_db_t *db, const bw_config_t *cfg,
   }
   rc = bw_db_find_by_oid(db, BW_COLL_JOBS, "_id", oid, &doc, error);
   bson_destroy(&doc);
+  bson_oid_to_string(oid, job_id);
   if (rc == BW_ENOTFOUND)
     return bw_error_set(error, BW_ENOTFOUND, "grading job %s not found",
                         job_id);
@@ -305,34 +339,54 @@ static int job_not_held(bw_db_t *db, const bw_config_t *cfg,
                               : "it was never handed to it");
 }
 
-int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
-                  const char *worker_id, json_object *result,
+/* Why a failed result failed, for the run's status: the first stage the
+ * grader stopped at a limit ("stage 1 killed_by memory (67108864)"), or
+ * NULL.  `why` holds the text. */
+static const char *job_result_reason(json_object *result, char *why,
+                                     size_t len) {
+  json_object *info = json_object_object_get(result, "info"), *by, *limit;
+
+  if (!json_object_is_type(info, json_type_array))
+    return NULL; /* the Gen 2 shape ("results") has no limits to name */
+  for (size_t i = 0; i < json_object_array_length(info); i++) {
+    json_object *stage = json_object_array_get_idx(info, i);
+    if (!json_object_object_get_ex(stage, "killed_by", &by) ||
+        !json_object_is_type(by, json_type_string))
+      continue;
+    json_object_object_get_ex(stage, "limit", &limit);
+    snprintf(why, len, "stage %zu killed_by %.32s (%.64s)", i,
+             json_object_get_string(by),
+             limit ? json_object_get_string(limit) : "?");
+    return why;
+  }
+  return NULL;
+}
+
+int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *oid,
+                  const bson_oid_t *worker, json_object *result,
                   bw_error_t *error) {
   bool success =
       json_object_get_boolean(json_object_object_get(result, "success"));
-  bson_oid_t oid, worker;
+  bson_oid_t holder;
   bson_t active, outcome;
   bw_handout_t h;
-  char holder[25], by[25];
+  char job_id[25], why[160];
   int rc;
 
-  if (!bw_db_oid_parse(job_id, &oid))
-    return bw_error_set(error, BW_EINVAL, "job_id: expected 24 hex digits");
-  if (!bw_db_oid_parse(worker_id, &worker))
-    return bw_error_set(error, BW_EINVAL, "worker_id: expected 24 hex digits");
-  rc = bw_queue_find_active(db, &oid, &active, error);
-  if (rc == 0 && (!bw_db_get_oid_hex(&active, "worker_id", holder) ||
-                  strcmp(holder, worker_id) != 0 ||
+  rc = bw_queue_find_active(db, oid, &active, error);
+  if (rc == 0 && (!bw_db_get_oid(&active, "worker_id", &holder) ||
+                  !bson_oid_equal(&holder, worker) ||
                   !bw_handout_from_bson(&active, &h, NULL)))
     rc = BW_ENOTFOUND;
   bson_destroy(&active);
   if (rc == BW_ENOTFOUND)
-    return job_not_held(db, cfg, &oid, job_id, worker_id, error);
+    return job_not_held(db, cfg, oid, worker, error);
   if (rc == 0)
-    rc = job_insert_result(db, &h, &worker, result, error);
+    rc = job_insert_result(db, &h, worker, result, error);
   if (rc == 0)
-    rc = job_insert_outcome(db, &h, "result", &worker, success, NULL, &outcome,
-                            error);
+    rc = job_insert_outcome(db, &h, "result", worker, success,
+                            job_result_reason(result, why, sizeof why),
+                            &outcome, error);
   if (rc == 0) {
     rc = job_apply(db, cfg, &h, NULL, &outcome, error);
     bson_destroy(&outcome);
@@ -344,15 +398,13 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
   /* Decided earlier: by this worker's own result (a resend, maybe after a
    * timeout that hid our insert), or by the reaper. */
   rc = job_find_outcome(db, &h, &outcome, error);
-  if (rc == 0) {
-    bw_db_get_oid_hex(&outcome, "worker_id", by);
-    if (strcmp(bw_db_get_utf8(&outcome, "kind", ""), "result") == 0 &&
-        strcmp(by, worker_id) == 0)
-      rc = job_apply(db, cfg, &h, NULL, &outcome, error);
-    else
-      rc = bw_error_set(
-          error, BW_ECONFLICT, "grading job %s attempt %d already ended: %s",
-          job_id, h.attempt, bw_db_get_utf8(&outcome, "reason", "re-queued"));
+  if (rc == 0 && job_is_result_of(&outcome, worker)) {
+    rc = job_apply(db, cfg, &h, NULL, &outcome, error);
+  } else if (rc == 0) {
+    bson_oid_to_string(oid, job_id);
+    rc = bw_error_set(
+        error, BW_ECONFLICT, "grading job %s attempt %d already ended: %s",
+        job_id, h.attempt, bw_db_get_utf8(&outcome, "reason", "re-queued"));
   }
   bson_destroy(&outcome);
   return rc;
@@ -382,19 +434,17 @@ int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
   return rc;
 }
 
-int bw_job_note_refused(bw_db_t *db, const char *job_id, const char *worker_id,
-                        const char *message, bw_error_t *error) {
+int bw_job_note_refused(bw_db_t *db, const bson_oid_t *job,
+                        const bson_oid_t *worker, const char *message,
+                        bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, reply;
-  bson_oid_t job, worker;
   bson_error_t driver;
   char note[120]; /* the reason built from it fits a job view's 256 */
   int rc = 0;
 
-  if (!bw_db_oid_parse(job_id, &job) || !bw_db_oid_parse(worker_id, &worker))
-    return bw_error_set(error, BW_ENOTFOUND, "no such hand-out");
   snprintf(note, sizeof note, "%s", message); /* bounded: it goes in logs */
-  BSON_APPEND_OID(&filter, "job_id", &job);
-  BSON_APPEND_OID(&filter, "worker_id", &worker);
+  BSON_APPEND_OID(&filter, "job_id", job);
+  BSON_APPEND_OID(&filter, "worker_id", worker);
   BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
   BSON_APPEND_UTF8(&set, "refused", note);
   BSON_APPEND_DATE_TIME(&set, "refused_at", bw_db_now_ms());
@@ -408,4 +458,179 @@ int bw_job_note_refused(bw_db_t *db, const char *job_id, const char *worker_id,
   bson_destroy(&update);
   bson_destroy(&filter);
   return rc;
+}
+
+/* ---- the poll: one attempt handed out -------------------------------- */
+
+/* When a hand-out is overdue: its stages' timeouts (the grader kills a
+ * stage at its timeout) plus claim_grace.  A grader that holds a job longer
+ * has lost it (the reply to its poll never reached it) or is stuck; the
+ * reaper re-queues it then, heartbeat or not. */
+static int64_t job_deadline(const bw_config_t *cfg, json_object *payload) {
+  json_object *stages = json_object_object_get(payload, "stages"), *t;
+  int64_t seconds = cfg->claim_grace;
+
+  for (size_t i = 0; i < json_object_array_length(stages); i++)
+    seconds += json_object_object_get_ex(json_object_array_get_idx(stages, i),
+                                         "timeout", &t)
+                   ? (int64_t)json_object_get_double(t) + 1
+                   : cfg->default_timeout;
+  return bw_db_now_ms() + seconds * 1000;
+}
+
+/* Builds the grader's view of a job: its stages with env resolved, and the
+ * roster for pre/post jobs. */
+static int job_payload(bw_db_t *db, const bw_handout_t *h,
+                       const bson_t *student_bson, json_object **out,
+                       bw_error_t *error) {
+  const char *pipeline = strcmp(h->type, "pre") == 0 ? "pre_processing_pipeline"
+                         : strcmp(h->type, "post") == 0
+                             ? "post_processing_pipeline"
+                             : "student_pipeline";
+  json_object *config = NULL, *stages, *global = NULL, *student = NULL, *list,
+              *payload;
+  char run_id[25], job_id[25];
+  int rc;
+
+  bson_oid_to_string(&h->run_id, run_id);
+  bson_oid_to_string(&h->job_id, job_id);
+  rc = bw_run_config(db, &h->run_id, &config, error);
+  if (rc < 0)
+    return rc;
+  if (!json_object_object_get_ex(config, pipeline, &stages)) {
+    json_object_put(config);
+    return bw_error_set(error, BW_EINTERNAL, "run %s has no %s", run_id,
+                        pipeline);
+  }
+  json_object_object_get_ex(config, "env", &global);
+  if (student_bson != NULL && !bson_empty(student_bson))
+    student = bw_json_from_bson(student_bson);
+
+  list = json_object_new_array();
+  for (size_t i = 0; rc == 0 && i < json_object_array_length(stages); i++) {
+    json_object *stage = json_object_array_get_idx(stages, i), *copy = NULL,
+                *stage_env = NULL, *env = NULL;
+    /* Without a copy (ENOMEM) the env below would be added to NULL. */
+    if (json_object_deep_copy(stage, &copy, NULL) != 0) {
+      rc = bw_error_set(error, BW_ENOMEM, "job %s: out of memory", job_id);
+      break;
+    }
+    json_object_object_get_ex(stage, "env", &stage_env);
+    rc =
+        bw_env_resolve(global, student, stage_env, run_id, job_id, &env, error);
+    if (rc == 0)
+      json_object_object_add(copy, "env", env);
+    json_object_array_add(list, copy);
+  }
+  payload = json_object_new_object();
+  json_object_object_add(payload, "job_id", json_object_new_string(job_id));
+  json_object_object_add(payload, "stages", list);
+  if (rc == 0 && strcmp(h->type, "student") != 0) {
+    json_object *roster = NULL;
+    rc = bw_run_roster(db, &h->run_id, &roster, error);
+    if (rc == 0)
+      json_object_object_add(payload, "students", roster);
+  }
+  json_object_put(student);
+  json_object_put(config);
+  if (rc < 0) {
+    json_object_put(payload);
+    return rc;
+  }
+  *out = payload;
+  return 0;
+}
+
+/* The hand-out was claimed but could not be recorded or sent: give the
+ * attempt back rather than leave it with a grader that never received it. */
+static void job_give_back(bw_db_t *db, const bw_config_t *cfg,
+                          const bw_handout_t *h, const bson_t *student) {
+  bool failed;
+  bw_error_t error;
+  char hex[25];
+  if (bw_job_abandon(db, cfg, h, student, "its hand-out could not be sent",
+                     &failed, &error) < 0) {
+    bson_oid_to_string(&h->job_id, hex);
+    bw_log_error("queue: job %s: could not give back: %s", hex, error.message);
+  }
+}
+
+/* Tries to take one entry.  Returns 0 (won: *out is the payload), 1
+ * (someone else has it), or a negative error. */
+static int job_take(bw_db_t *db, const bw_config_t *cfg, const bson_t *entry,
+                    const bson_oid_t *worker, json_object **out,
+                    bw_error_t *error) {
+  bw_handout_t h;
+  bson_t student;
+  bson_iter_t it;
+  bw_error_t dropped;
+  char id[48];
+  int rc;
+
+  if (!bson_iter_init_find(&it, entry, "_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
+      !bw_handout_from_bson(entry, &h, &student))
+    return 1;
+  bson_strncpy(id, bson_iter_utf8(&it, NULL), sizeof id);
+  rc = bw_queue_claim(db, id, &h, worker, error);
+  if (rc == BW_EDUP) {
+    /* The claim is permanent, so this entry can never be handed out again:
+     * drop it so it stops costing other pollers a round trip.  Best effort:
+     * a leftover is dropped by the next poller that tries it. */
+    if (bw_queue_drop(db, id, &h, &dropped) < 0)
+      bw_log_warn("queue: could not drop entry %s: %s", id, dropped.message);
+    return 1;
+  }
+  if (rc < 0)
+    return rc;
+  rc = bw_queue_dequeue(db, id, &h, error);
+  if (rc == 0)
+    rc = job_payload(db, &h, &student, out, error);
+  if (rc == 0)
+    rc = bw_queue_record_active(db, id, &h, &student, worker,
+                                job_deadline(cfg, *out), error);
+  if (rc < 0) {
+    json_object_put(*out);
+    *out = NULL;
+    bw_log_error("queue: %s claimed but not handed out: %s", id,
+                 error ? error->message : "");
+    job_give_back(db, cfg, &h, &student);
+  }
+  return rc;
+}
+
+/* Every FastCGI worker is forked from one parent: seed per process, or they
+ * would all pick the same entries. */
+static int job_random(void) {
+  static pid_t seeded_for;
+  if (seeded_for != getpid()) {
+    seeded_for = getpid();
+    srand((unsigned)getpid() ^ (unsigned)bw_db_now_ms());
+  }
+  return rand();
+}
+
+int bw_job_poll(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *worker,
+                json_object **out, bw_error_t *error) {
+  int partitions = bw_db_queue_partitions(db), first = job_random();
+  bw_queue_page_t page;
+
+  *out = NULL;
+  for (int p = 0; p < partitions; p++) {
+    int rc = bw_queue_read_page(db, first + p, &page, error), start;
+    if (rc < 0) {
+      bw_queue_page_cleanup(&page);
+      return rc;
+    }
+    start = page.n ? job_random() % page.n : 0;
+    for (int i = 0; i < page.n; i++) {
+      rc = job_take(db, cfg, &page.docs[(start + i) % page.n], worker, out,
+                    error);
+      if (rc != 1) {
+        bw_queue_page_cleanup(&page);
+        return rc;
+      }
+    }
+    bw_queue_page_cleanup(&page);
+  }
+  return bw_error_set(error, BW_EEMPTY, "queue is empty");
 }

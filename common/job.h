@@ -1,5 +1,11 @@
-/* job.h - one grading job: read it, accept a grader's result for it, or end
- * an attempt its grader will never report.
+/* job.h - the life of one grading job's attempts: hand one out (the poll),
+ * accept a grader's result for it, or end an attempt its grader will never
+ * report; and the client's view of a job.
+ *
+ * Where it sits: db <- queue <- run <- job <- reap, fcgi/handlers.  job.c
+ * puts queue.c's storage steps together (claim, dequeue, record), gives a
+ * hand-out that failed half-way back, and tells run.c when a job became
+ * final.
  *
  * A job's document in `jobs` is written once, at run creation.  Its state is
  * where its hand-outs are: waiting in a queue partition, being graded
@@ -19,15 +25,23 @@
 #include "error.h"
 #include "queue.h"
 
-/* Client view of a job.  Returns 0 and *out (new reference), BW_EINVAL for
- * a malformed id, BW_ENOTFOUND or BW_EDB. */
-int bw_job_get(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
-               json_object **out, bw_error_t *error);
+/* Hands one waiting job to `worker`: picks an entry of a random partition,
+ * claims it, dequeues it, builds the grader's payload and records the
+ * hand-out; a claimed hand-out that cannot be recorded or built is given
+ * back (bw_job_abandon).  On success *out is {"job_id":..., "stages":[...],
+ * "students":[...] (pre/post only)}.  Returns 0, BW_EEMPTY, or BW_EDB. */
+int bw_job_poll(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *worker,
+                json_object **out, bw_error_t *error);
 
-/* Records `result` (from bw_validate_result) for the job held by worker_id.
+/* Client view of a job.  Returns 0 and *out (new reference), BW_ENOTFOUND
+ * or BW_EDB. */
+int bw_job_get(bw_db_t *db, const bson_oid_t *job, json_object **out,
+               bw_error_t *error);
+
+/* Records `result` (from bw_validate_result) for the job held by `worker`.
  * Returns 0, BW_ENOTFOUND, BW_ECONFLICT, or BW_EDB. */
-int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
-                  const char *worker_id, json_object *result,
+int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *job,
+                  const bson_oid_t *worker, json_object *result,
                   bw_error_t *error);
 
 /* Notes on the job's hand-out held by worker_id that the grader's result
@@ -35,8 +49,9 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const char *job_id,
  * its reason says so instead of blaming the heartbeat.  Best effort (a
  * plain update of the small `active`, whose record has one writer then):
  * returns 0, BW_ENOTFOUND (not held by worker_id) or BW_EDB. */
-int bw_job_note_refused(bw_db_t *db, const char *job_id, const char *worker_id,
-                        const char *message, bw_error_t *error);
+int bw_job_note_refused(bw_db_t *db, const bson_oid_t *job,
+                        const bson_oid_t *worker, const char *message,
+                        bw_error_t *error);
 
 /* Ends hand-out `h` (its grader stopped heartbeating, or the hand-out never
  * reached the grader): queues the job again as attempt h->attempt+1 (with

@@ -15,11 +15,11 @@
 /* ------------------------------------------------------------------------
  * Strict pre-scan of a request body.
  *
- * json-c's STRICT mode still accepts single-quoted strings, NaN, raw control
- * characters in strings and out-of-range numbers, and silently truncates keys
- * at an escaped NUL.  So the body is first checked against RFC 8259 here, which
- * also gives every rejection an exact byte offset; json-c then only builds the
- * tree from text known to be valid. */
+ * json-c's STRICT mode (0.16 rejects single-quoted strings) still accepts
+ * NaN, raw control characters in strings and out-of-range numbers, and
+ * silently truncates keys at an escaped NUL.  So the body is first checked
+ * against RFC 8259 here, which also gives every rejection an exact byte offset;
+ * json-c then only builds the tree from text known to be valid. */
 
 enum scan_problem {
   SCAN_OK,
@@ -66,9 +66,7 @@ static void scan_skip_ws(scan_t *s) {
   }
 }
 
-/* Length of the valid RFC 3629 UTF-8 sequence at p (no overlongs, no
- * surrogates, nothing above U+10FFFF), or 0. */
-static size_t utf8_sequence_length(const unsigned char *p, size_t avail) {
+size_t bw_json_utf8_length(const unsigned char *p, size_t avail) {
   unsigned char c = p[0];
   unsigned char lo = 0x80, hi = 0xBF;
   size_t n, i;
@@ -105,8 +103,7 @@ static size_t utf8_sequence_length(const unsigned char *p, size_t avail) {
 static size_t utf8_invalid_at(const char *buf, size_t len) {
   size_t pos = 0;
   while (pos < len) {
-    size_t n =
-        utf8_sequence_length((const unsigned char *)buf + pos, len - pos);
+    size_t n = bw_json_utf8_length((const unsigned char *)buf + pos, len - pos);
     if (n == 0)
       return pos;
     pos += n;
@@ -841,6 +838,9 @@ static json_object *json_double_shortest(double d) {
     if (strtod(text, NULL) == d)
       break;
   }
+  /* Still a double to the reader: 1.0 stays 1.0, as json-c writes it. */
+  if (strpbrk(text, ".e") == NULL)
+    strcat(text, ".0");
   return json_object_new_double_s(d, text);
 }
 

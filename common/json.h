@@ -20,8 +20,8 @@
  * contains '.' (such keys could become MongoDB operators or paths).  On
  * success *out is an object.
  *
- * The syntax is RFC 8259 exactly (json-c alone would take single quotes,
- * NaN, raw control characters in strings): also rejected are lone UTF-16
+ * The syntax is RFC 8259 exactly (json-c alone would take NaN and raw
+ * control characters in strings): also rejected are lone UTF-16
  * surrogate escapes, and numbers json-c would change (integers outside
  * int64/uint64, doubles that overflow to inf).  The top-level object counts
  * as depth 1.  Messages:
@@ -62,9 +62,15 @@ int bw_json_items_get(const bw_json_items_t *items, size_t i, json_object **out,
                       bw_error_t *error);
 void bw_json_items_free(bw_json_items_t *items);
 
-/* The value of one hex digit (either case), or -1: for \u escapes here,
- * percent-encoding in fcgi/request.c and ids in validate.c. */
+/* The value of one hex digit (either case), or -1: for \u escapes here and
+ * percent-encoding in fcgi/request.c. */
 int bw_json_hex_value(int c);
+
+/* Length of the valid RFC 3629 UTF-8 sequence at p (avail > 0 bytes left):
+ * no overlongs, no surrogates, nothing above U+10FFFF; 0 when there is
+ * none.  A NUL byte is a sequence of 1.  The one UTF-8 decoder: the body
+ * check here and the grader's output repair (grader/tail.c) use it. */
+size_t bw_json_utf8_length(const unsigned char *p, size_t avail);
 
 /* Adds `value` (a new reference; NULL when its constructor failed) to
  * `object` under `key`, which then owns it; on failure puts it.  Returns 0

@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,4 +43,19 @@ void bw_log(int level, const char *fmt, ...) {
   va_end(ap);
   /* One write per line so lines from many processes do not interleave. */
   fprintf(stderr, "%s\n", line);
+}
+
+int bw_log_open_file(const char *path) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+  if (fd < 0)
+    return -1;
+  if (fd != STDERR_FILENO) {
+    if (dup2(fd, STDERR_FILENO) < 0) {
+      close(fd);
+      return -1;
+    }
+    close(fd);
+  }
+  return 0;
 }

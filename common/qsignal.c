@@ -1,5 +1,7 @@
 #include "qsignal.h"
 
+#include "log.h"
+
 #define QSIGNAL_ID "queue"
 
 static bw_qsignal_hook_fn local_hook;
@@ -35,6 +37,12 @@ int bw_qsignal_bump(bw_db_t *db, bw_error_t *error) {
   if (local_hook != NULL)
     local_hook();
   return rc;
+}
+
+void bw_qsignal_notify(bw_db_t *db) {
+  bw_error_t error;
+  if (bw_qsignal_bump(db, &error) < 0)
+    bw_log_warn("queue: signal not sent: %s", error.message);
 }
 
 int bw_qsignal_read(bw_db_t *db, uint64_t *value, bw_error_t *error) {

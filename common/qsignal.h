@@ -19,13 +19,18 @@
 #ifndef BW_QSIGNAL_H
 #define BW_QSIGNAL_H
 
-#include <stdint.h>
-
+/* Only db.h: queue.c (storage) includes this to bump on every push. */
 #include "db.h"
-#include "error.h"
 
 /* Marks that something was queued.  Returns 0 or BW_EDB. */
 int bw_qsignal_bump(bw_db_t *db, bw_error_t *error);
+
+/* bw_qsignal_bump for a push that succeeded: a failure is logged as a
+ * warning, not returned (the job is queued; waiters look again on their own
+ * within seconds).  queue.c calls it after every push, so every way a job
+ * gets queued (submission, re-queue by the reaper or an abandon, a staff
+ * retry) wakes waiting graders; control.c calls it after a cancel. */
+void bw_qsignal_notify(bw_db_t *db);
 
 /* The signal's current value (0 before the first push ever).  Returns 0 or
  * BW_EDB. */

@@ -1,4 +1,6 @@
-/* queue.h - the job queue: put hand-outs in it, take one out.
+/* queue.h - where hand-outs are stored: the queue partitions, the claims and
+ * the `active` records.  Storage only: which entry to take, what to send the
+ * grader and what to do when a step fails is job.c's (bw_job_poll).
  *
  * A hand-out is one attempt at one job.  While it waits it is an entry in
  * one of the queue partitions (queue_00 .. queue_NN, chosen by job id), _id
@@ -19,15 +21,11 @@
  * cfg->claim_grace seconds.
  *
  * Ownership: batches are bw_queue_batch_alloc()ed and _free()d by the
- * caller; *out objects are new json-c references. */
+ * caller, pages bw_queue_page_cleanup()ed. */
 #ifndef BW_QUEUE_H
 #define BW_QUEUE_H
 
-#include <json-c/json.h>
-
-#include "config.h"
 #include "db.h"
-#include "error.h"
 
 /* What identifies a hand-out; stored in queue entries and active records. */
 typedef struct bw_handout {
@@ -37,6 +35,7 @@ typedef struct bw_handout {
   int attempt;       /* 1-based */
   int student_count; /* the run's, for student jobs (finish tickets) */
   int index;         /* a student job's place in the roster (finish tickets) */
+  int round;         /* 0, or the retry that queued it (run.c's marks) */
 } bw_handout_t;
 
 /* The _id of a queue entry, claim, active record or outcome:
@@ -68,11 +67,46 @@ void bw_queue_batch_free(bw_queue_batch_t *batch);
 int bw_queue_push(bw_db_t *db, const bw_handout_t *h, const bson_t *student,
                   bw_error_t *error);
 
-/* Hands one waiting job to worker_id.  On success *out is
- * {"job_id":..., "stages":[...], "students":[...] (pre/post only)}.
- * Returns 0, BW_EEMPTY, or BW_EDB. */
-int bw_queue_poll(bw_db_t *db, const bw_config_t *cfg, const char *worker_id,
-                  json_object **out, bw_error_t *error);
+/* How many waiting entries one poll looks at in a partition.  Pollers pick
+ * a random one of these, so graders polling at once mostly try different
+ * entries. */
+#define BW_QUEUE_PAGE 16
+
+typedef struct bw_queue_page {
+  bson_t docs[BW_QUEUE_PAGE];
+  int n;
+} bw_queue_page_t;
+
+/* Reads the first BW_QUEUE_PAGE entries of one partition (taken modulo
+ * their number) into page, which the caller cleans up on every path.
+ * Returns 0 or BW_EDB. */
+int bw_queue_read_page(bw_db_t *db, int partition, bw_queue_page_t *page,
+                       bw_error_t *error);
+void bw_queue_page_cleanup(bw_queue_page_t *page);
+
+/* The steps of one hand-out, `id` being its entry's _id.  The claim is the
+ * once-only decision: 0 for exactly one poller, BW_EDUP for the others (the
+ * claim is permanent, so the entry can be dropped), BW_EDB.  The winner
+ * dequeues (0 also when someone dropped the entry first, or BW_EDB) and
+ * records the hand-out in `active` as held by worker until deadline (ms
+ * since the epoch): what results and the reaper look up (0, also when it
+ * was recorded already, or BW_EDB).  bw_queue_drop removes an entry whose
+ * claim exists (0 or BW_EDB). */
+int bw_queue_claim(bw_db_t *db, const char *id, const bw_handout_t *h,
+                   const bson_oid_t *worker, bw_error_t *error);
+int bw_queue_dequeue(bw_db_t *db, const char *id, const bw_handout_t *h,
+                     bw_error_t *error);
+int bw_queue_record_active(bw_db_t *db, const char *id, const bw_handout_t *h,
+                           const bson_t *student, const bson_oid_t *worker,
+                           int64_t deadline, bw_error_t *error);
+int bw_queue_drop(bw_db_t *db, const char *id, const bw_handout_t *h,
+                  bw_error_t *error);
+
+/* Cancelling a run: every waiting entry of `run` is claimed (a claim
+ * flagged "cancelled", which the reaper leaves alone) and dropped, so no
+ * poller can take it; an entry a poller claimed first is being graded and
+ * its result is still accepted.  Idempotent.  Returns 0 or BW_EDB. */
+int bw_queue_cancel_run(bw_db_t *db, const bson_oid_t *run, bw_error_t *error);
 
 /* The active record of the job's current hand-out, if any: returns 0 and
  * *out, BW_ENOTFOUND, or BW_EDB.  *out is initialised whatever the result

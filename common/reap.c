@@ -4,8 +4,10 @@
 #include <string.h>
 
 #include "job.h"
+#include "json.h"
 #include "log.h"
 #include "queue.h"
+#include "retain.h"
 #include "run.h"
 
 typedef struct reap_ids {
@@ -112,7 +114,7 @@ static void reap_visit_lost_handout(const bson_t *doc, void *ctx) {
   reap_abandon(pass->db, pass->cfg, &h, &student, reason, pass->stats);
 }
 
-/* Hand-outs past their deadline (see queue.c): their grader is alive but
+/* Hand-outs past their deadline (job.c, job_deadline): their grader is alive but
  * lost the job, or is stuck. */
 static int reap_overdue(bw_db_t *db, const bw_config_t *cfg,
                         bw_reap_stats_t *stats, bw_error_t *error) {
@@ -179,28 +181,53 @@ static bool reap_set_has(const reap_set_t *set, const char *id) {
          bsearch(id, set->ids, set->n, sizeof *set->ids, reap_id_cmp) != NULL;
 }
 
+/* More minutes than this in a window: one range read instead. */
+#define REAP_MAX_MINUTES 64
+
+/* Visits the documents of `coll` whose `at` is in [from, to), minute by
+ * minute (bw_db_append_at): equality reads, indexed on every backend,
+ * where a range is a scan of the whole history on FerretDB. */
+static int reap_each_between(mongoc_collection_t *coll, int64_t from,
+                             int64_t to, const bson_t *opts,
+                             bw_db_visit_fn visit, void *ctx,
+                             bw_error_t *error) {
+  int64_t first = from / BW_DB_MINUTE_MS, last = (to - 1) / BW_DB_MINUTE_MS;
+  bool by_minute = last - first < REAP_MAX_MINUTES;
+  int rc = 0;
+
+  for (int64_t m = first; rc == 0 && m <= (by_minute ? last : first); m++) {
+    bson_t filter = BSON_INITIALIZER, range;
+    if (by_minute)
+      BSON_APPEND_INT64(&filter, "minute", m);
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &range);
+    BSON_APPEND_DATE_TIME(&range, "$gte", from);
+    BSON_APPEND_DATE_TIME(&range, "$lt", to);
+    bson_append_document_end(&filter, &range);
+    rc = bw_db_each(coll, &filter, opts, visit, ctx, error);
+    bson_destroy(&filter);
+  }
+  return rc;
+}
+
 /* The hand-outs that were recorded: active now, or ended since `since`. */
 static int reap_recorded(bw_db_t *db, int64_t since, reap_set_t *set,
                          bw_error_t *error) {
-  bson_t all = BSON_INITIALIZER, recent = BSON_INITIALIZER, range,
-         opts = BSON_INITIALIZER, proj;
+  bson_t all = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
   int rc;
 
   BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
   BSON_APPEND_INT32(&proj, "_id", 1);
   bson_append_document_end(&opts, &proj);
-  BSON_APPEND_DOCUMENT_BEGIN(&recent, "at", &range);
-  BSON_APPEND_DATE_TIME(&range, "$gte", since);
-  bson_append_document_end(&recent, &range);
   rc = bw_db_each(bw_db_coll(db, BW_COLL_ACTIVE), &all, &opts, reap_visit_id,
                   set, error);
+  /* to: a little ahead, for outcomes stamped by a clock slightly ahead. */
   if (rc == 0)
-    rc = bw_db_each(bw_db_coll(db, BW_COLL_OUTCOMES), &recent, &opts,
-                    reap_visit_id, set, error);
+    rc = reap_each_between(bw_db_coll(db, BW_COLL_OUTCOMES), since,
+                           bw_db_now_ms() + BW_DB_MINUTE_MS, &opts,
+                           reap_visit_id, set, error);
   if (set->n > 0)
     qsort(set->ids, set->n, sizeof *set->ids, reap_id_cmp);
   bson_destroy(&all);
-  bson_destroy(&recent);
   bson_destroy(&opts);
   return rc;
 }
@@ -220,7 +247,8 @@ static void reap_visit_claim(const bson_t *claim, void *ctx) {
   bw_handout_t h;
   bool has_env;
 
-  if (!bson_iter_init_find(&it, claim, "_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
+  if (bson_iter_init_find(&it, claim, "cancelled") ||
+      !bson_iter_init_find(&it, claim, "_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
       !bw_handout_from_bson(claim, &h, NULL) ||
       reap_set_has(&cp->recorded, bson_iter_utf8(&it, NULL)))
     return;
@@ -240,22 +268,162 @@ static void reap_visit_claim(const bson_t *claim, void *ctx) {
 static int reap_claims(bw_db_t *db, const bw_config_t *cfg,
                        bw_reap_stats_t *stats, bw_error_t *error) {
   int64_t now = bw_db_now_ms(), grace = cfg->claim_grace * 1000LL;
-  bson_t filter = BSON_INITIALIZER, range;
   reap_claim_pass_t cp = {{db, cfg, stats, false}, {NULL, 0, 0}};
   int rc;
 
   /* An attempt ends after its claim, so outcomes since the window's start
    * cover every claim in it. */
   rc = reap_recorded(db, now - 3 * grace, &cp.recorded, error);
-  BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &range);
-  BSON_APPEND_DATE_TIME(&range, "$gte", now - 3 * grace);
-  BSON_APPEND_DATE_TIME(&range, "$lt", now - grace);
-  bson_append_document_end(&filter, &range);
   if (rc == 0)
-    rc = bw_db_each(bw_db_coll(db, BW_COLL_CLAIMS), &filter, NULL,
-                    reap_visit_claim, &cp, error);
+    rc = reap_each_between(bw_db_coll(db, BW_COLL_CLAIMS), now - 3 * grace,
+                           now - grace, NULL, reap_visit_claim, &cp, error);
   bson_free(cp.recorded.ids);
-  bson_destroy(&filter);
+  return rc;
+}
+
+/* ---- run repair --------------------------------------------------- */
+
+/* What became of a job's next attempt, as far as its claim tells. */
+enum reap_claim { REAP_UNCLAIMED, REAP_CLAIMED, REAP_ORPHANED };
+
+/* REAP_ORPHANED: claimed over claim_grace ago yet (the caller knows) never
+ * recorded, so the poller died in between.  On a database error, say
+ * "claimed": repair must never double-queue. */
+static enum reap_claim reap_claim_of(bw_db_t *db, const bw_config_t *cfg,
+                                     const bson_oid_t *job, int attempt) {
+  bson_t found;
+  bson_iter_t it;
+  char id[48];
+  enum reap_claim state = REAP_CLAIMED;
+  int rc;
+
+  bw_queue_entry_id(job, attempt, id);
+  rc = bw_db_find_by_id(db, BW_COLL_CLAIMS, id, &found, NULL);
+  if (rc == BW_ENOTFOUND)
+    state = REAP_UNCLAIMED;
+  else if (rc == 0 && bson_iter_init_find(&it, &found, "at") &&
+           BSON_ITER_HOLDS_DATE_TIME(&it) &&
+           bson_iter_date_time(&it) <
+               bw_db_now_ms() - cfg->claim_grace * 1000LL)
+    state = REAP_ORPHANED;
+  bson_destroy(&found);
+  return state;
+}
+
+/* The student env of a job as a BSON view into `holder` (or NULL). */
+static const bson_t *reap_job_env(const bw_run_job_t *j, bson_t *holder,
+                                  bson_t *env) {
+  if (j->student == NULL)
+    return NULL;
+  bw_json_append_bson(holder, "s", j->student);
+  return bw_db_get_doc(holder, "s", env) ? env : NULL;
+}
+
+/* Re-queues one job that nothing will hand out: not final, not being
+ * graded, and either never queued for its next attempt (no entry waiting,
+ * no claim) or claimed long ago by a poller that died before recording the
+ * hand-out.  The reaper's claim check catches the latter within minutes;
+ * this catches the claims it never saw (the reaper was down longer than its
+ * window). */
+static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
+                           const bson_oid_t *run, bw_run_job_t *j,
+                           const bson_t *run_doc, int *repaired,
+                           bw_error_t *error) {
+  bw_handout_t h = {.attempt = j->attempts + 1,
+                    .round = (int)bw_db_get_int(run_doc, "round")};
+  bson_t holder = BSON_INITIALIZER, env;
+  const bson_t *student;
+  enum reap_claim claim;
+  bool failed;
+  int rc;
+
+  if (j->final || j->active)
+    return 0;
+  claim = reap_claim_of(db, cfg, &j->id, h.attempt);
+  if (claim == REAP_CLAIMED || (claim == REAP_UNCLAIMED && j->waiting))
+    return 0;
+  bson_oid_copy(&j->id, &h.job_id);
+  bson_oid_copy(run, &h.run_id);
+  bson_strncpy(h.type, j->type, sizeof h.type);
+  /* A retried job counts among its retry's jobs (run.h). */
+  h.student_count = (int)bw_db_get_int(
+      run_doc, j->retry_index >= 0 ? "retry_count" : "student_count");
+  h.index = j->retry_index >= 0 ? j->retry_index : j->index;
+  student = reap_job_env(j, &holder, &env);
+  if (claim == REAP_ORPHANED) {
+    rc = bw_job_abandon(db, cfg, &h, student,
+                        "its hand-out never reached a grader", &failed, error);
+    if (rc == BW_EDUP) /* the reaper's claim check got there first */
+      rc = 0;
+  } else {
+    rc = bw_queue_push(db, &h, student, error);
+  }
+  bson_destroy(&holder);
+  if (rc == 0)
+    (*repaired)++;
+  return rc;
+}
+
+/* The job of `type` (pre or post) final: re-apply its end to the run. */
+static int reap_repair_phase_end(bw_db_t *db, const bw_config_t *cfg,
+                                 const bson_oid_t *run, const bw_run_job_t *j,
+                                 int round) {
+  bw_handout_t h = {.attempt = j->attempts, .round = round};
+  bson_oid_copy(&j->id, &h.job_id);
+  bson_oid_copy(run, &h.run_id);
+  bson_strncpy(h.type, j->type, sizeof h.type);
+  return bw_run_job_finished(db, cfg, &h, j->final == 1, NULL);
+}
+
+/* Re-drives an active run (after crashes): re-queues jobs of its current
+ * phase that are neither final, nor waiting, nor being graded, nor claimed;
+ * and moves the run on when its phase's jobs are all final but it did not
+ * advance.  Every step is idempotent or guarded by a once-only mark.  Adds
+ * the number of fixes to *repaired.  Returns 0 or BW_EDB. */
+static int reap_run(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
+                    int *repaired, bw_error_t *error) {
+  bson_t doc;
+  bw_run_jobs_t t;
+  char phase_type[8];
+  const char *state;
+  int rc, round, final = 0, phase_jobs = 0;
+
+  rc = bw_run_find(db, run, false, &doc, error);
+  if (rc < 0) {
+    bson_destroy(&doc);
+    return rc == BW_ENOTFOUND ? 0 : rc;
+  }
+  state = bw_db_get_utf8(&doc, "state", "created");
+  round = (int)bw_db_get_int(&doc, "round");
+  bson_strncpy(phase_type,
+               strcmp(state, "pre_processing") == 0    ? "pre"
+               : strcmp(state, "post_processing") == 0 ? "post"
+               : strcmp(state, "students") == 0        ? "student"
+                                                       : "",
+               sizeof phase_type);
+  if (phase_type[0] == '\0') {
+    bson_destroy(&doc);
+    return 0;
+  }
+
+  rc = bw_run_jobs_load(db, run, true, &t, error);
+  for (size_t i = 0; rc == 0 && i < t.n; i++) {
+    bw_run_job_t *j = &t.jobs[i];
+    if (strcmp(j->type, phase_type) != 0)
+      continue;
+    phase_jobs++;
+    final += j->final != 0;
+    rc = reap_repair_job(db, cfg, run, j, &doc, repaired, error);
+    if (rc == 0 && j->final && strcmp(phase_type, "student") != 0)
+      rc = reap_repair_phase_end(db, cfg, run, j, round);
+  }
+  /* Every student job is final but the run did not move on: the last
+   * finisher died between its steps.  The marks keep this once-only. */
+  if (rc == 0 && strcmp(phase_type, "student") == 0 && phase_jobs > 0 &&
+      final == phase_jobs)
+    rc = bw_run_after_students(db, cfg, run, true, error);
+  bw_run_jobs_cleanup(&t);
+  bson_destroy(&doc);
   return rc;
 }
 
@@ -279,28 +447,29 @@ static void reap_visit_run(const bson_t *doc, void *ctx) {
 
 static int reap_runs(bw_db_t *db, const bw_config_t *cfg,
                      bw_reap_stats_t *stats, bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, in, list, opts = BSON_INITIALIZER, proj;
+  /* One equality read per active state, not one `$in`: FerretDB pushes
+   * equality down to an index and evaluates `$in` over every run stored. */
+  static const char *const active[] = {"pre_processing", "students",
+                                       "post_processing"};
+  bson_t opts = BSON_INITIALIZER, proj;
   reap_runs_t runs = {NULL, 0, 0};
-  int rc;
+  int rc = 0;
 
-  BSON_APPEND_DOCUMENT_BEGIN(&filter, "state", &in);
-  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
-  BSON_APPEND_UTF8(&list, "0", "pre_processing");
-  BSON_APPEND_UTF8(&list, "1", "students");
-  BSON_APPEND_UTF8(&list, "2", "post_processing");
-  bson_append_array_end(&in, &list);
-  bson_append_document_end(&filter, &in);
   BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
   BSON_APPEND_INT32(&proj, "_id", 1);
   bson_append_document_end(&opts, &proj);
   /* Collect first: repairing while the cursor is open would hold it across
    * many other queries. */
-  rc = bw_db_each(bw_db_coll(db, BW_COLL_RUNS), &filter, &opts, reap_visit_run,
-                  &runs, error);
+  for (size_t s = 0; rc == 0 && s < sizeof active / sizeof *active; s++) {
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "state", active[s]);
+    rc = bw_db_each(bw_db_coll(db, BW_COLL_RUNS), &filter, &opts,
+                    reap_visit_run, &runs, error);
+    bson_destroy(&filter);
+  }
   for (size_t i = 0; rc == 0 && i < runs.n; i++)
-    rc = bw_run_repair(db, cfg, &runs.ids[i], &stats->repaired, error);
+    rc = reap_run(db, cfg, &runs.ids[i], &stats->repaired, error);
   bson_free(runs.ids);
-  bson_destroy(&filter);
   bson_destroy(&opts);
   return rc;
 }
@@ -331,6 +500,8 @@ int bw_reap_repair(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
     rc = reap_runs(db, cfg, stats, error);
   if (rc == 0)
     rc = reap_forget_workers(db, cfg, error);
+  if (rc == 0)
+    rc = bw_retain_pass(db, cfg, &stats->pruned, error);
   return rc;
 }
 

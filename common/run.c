@@ -4,9 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "job.h"
+#include "finish.h"
 #include "json.h"
-#include "log.h"
 #include "validate.h"
 
 /* BSON documents over this are refused by MongoDB; say so before trying. */
@@ -17,6 +16,8 @@
 #define RUN_INSERT_BATCH 1000
 
 const char *bw_run_job_state(const char *type, const char *run_state) {
+  if (strcmp(run_state, "cancelled") == 0)
+    return "cancelled";
   const char *queued_in = strcmp(type, "pre") == 0    ? "pre_processing"
                           : strcmp(type, "post") == 0 ? "post_processing"
                                                       : "students";
@@ -200,8 +201,8 @@ static int run_insert_run(bw_db_t *db, const bson_oid_t *run,
   return rc;
 }
 
-int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
-                  const bw_json_items_t *students, char run_id[25],
+int bw_run_create(bw_db_t *db, json_object *config,
+                  const bw_json_items_t *students, bson_oid_t *run_id,
                   bw_error_t *error) {
   size_t n = bw_json_items_count(students);
   bson_oid_t run, pre, post, *ids;
@@ -210,7 +211,6 @@ int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
        has_post = json_object_object_get(config, "post_processing_pipeline"),
        differs;
   int rc;
-  (void)cfg;
 
   ids = bson_malloc(sizeof *ids * (n ? n : 1));
   bson_oid_init(&run, NULL);
@@ -234,14 +234,14 @@ int bw_run_create(bw_db_t *db, const bw_config_t *cfg, json_object *config,
   bson_destroy(&envs);
   bson_free(ids);
   if (rc == 0)
-    bson_oid_to_string(&run, run_id);
+    bson_oid_copy(&run, run_id);
   return rc;
 }
 
 /* ---- reads ----------------------------------------------------------- */
 
-static int run_find(bw_db_t *db, const bson_oid_t *run, bool with_config,
-                    bson_t *out, bw_error_t *error) {
+int bw_run_find(bw_db_t *db, const bson_oid_t *run, bool with_config,
+                bson_t *out, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
   char hex[25];
   int rc;
@@ -262,14 +262,6 @@ static int run_find(bw_db_t *db, const bson_oid_t *run, bool with_config,
   return rc;
 }
 
-void bw_run_state(bw_db_t *db, const bson_oid_t *run, char *buf, size_t len) {
-  bson_t doc;
-  bson_strncpy(buf, "created", len);
-  if (run_find(db, run, false, &doc, NULL) == 0)
-    bson_strncpy(buf, bw_db_get_utf8(&doc, "state", "created"), len);
-  bson_destroy(&doc);
-}
-
 static struct {
   bson_oid_t run;
   json_object *config;
@@ -287,7 +279,7 @@ int bw_run_config(bw_db_t *db, const bson_oid_t *run, json_object **out,
       *out = json_object_get(run_cache[i].config);
       return 0;
     }
-  rc = run_find(db, run, true, &doc, error);
+  rc = bw_run_find(db, run, true, &doc, error);
   if (rc == 0 && !bson_iter_init_find(&it, &doc, "config"))
     rc = bw_error_set(error, BW_EINTERNAL, "run without config");
   if (rc == 0) {
@@ -341,40 +333,73 @@ static int run_update_state(bw_db_t *db, const bson_oid_t *run,
   return rc;
 }
 
-/* A once-only mark under marks/_id "<run>:<what>".  Returns 0 when this call
- * made it, BW_EDUP when it existed, BW_EDB. */
-static int run_mark_once(bw_db_t *db, const bson_oid_t *run, const char *what,
-                         bw_error_t *error) {
+/* The _id of mark `what` of the run's round: "<run>:<what>" for the first
+ * pass, "<run>:r<round>:<what>" for a retry's. */
+static void run_mark_id(const bson_oid_t *run, int round, const char *what,
+                        char id[128]) {
+  char hex[25];
+  bson_oid_to_string(run, hex);
+  if (round > 0)
+    snprintf(id, 128, "%s:r%d:%s", hex, round, what);
+  else
+    snprintf(id, 128, "%s:%s", hex, what);
+}
+
+int bw_run_mark(bw_db_t *db, const bson_oid_t *run, int round,
+                const char *what, bool cancelled, bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER;
-  char hex[25], id[128];
+  char id[128];
   int rc;
 
-  bson_oid_to_string(run, hex);
-  snprintf(id, sizeof id, "%s:%s", hex, what);
+  run_mark_id(run, round, what, id);
   BSON_APPEND_UTF8(&doc, "_id", id);
   BSON_APPEND_OID(&doc, "run_id", run);
   BSON_APPEND_DATE_TIME(&doc, "at", bw_db_now_ms());
+  if (cancelled)
+    BSON_APPEND_BOOL(&doc, "cancelled", true);
   rc = bw_db_insert_once(db, BW_COLL_MARKS, &doc, error);
   bson_destroy(&doc);
   return rc;
 }
 
-/* Like run_mark_once, but also 0 when the mark exists and is older than
- * cfg->claim_grace: its maker died between the mark and the steps after it,
- * and those steps are idempotent, so the caller redoes them. */
-static int run_mark_once_or_stale(bw_db_t *db, const bw_config_t *cfg,
-                                  const bson_oid_t *run, const char *what,
-                                  bw_error_t *error) {
+/* A once-only mark of the first pass.  Returns 0 when this call made it,
+ * BW_EDUP when it existed, BW_EDB. */
+static int run_mark_once(bw_db_t *db, const bson_oid_t *run, const char *what,
+                         bw_error_t *error) {
+  return bw_run_mark(db, run, 0, what, false, error);
+}
+
+bool bw_run_cancelled(bw_db_t *db, const bson_oid_t *run, int round) {
   bson_t mark;
   bson_iter_t it;
-  char hex[25], id[128];
-  int rc = run_mark_once(db, run, what, error);
+  char id[128];
+  bool cancelled;
+
+  run_mark_id(run, round, "end", id);
+  cancelled = bw_db_find_by_id(db, BW_COLL_MARKS, id, &mark, NULL) == 0 &&
+              bson_iter_init_find(&it, &mark, "cancelled") &&
+              bson_iter_as_bool(&it);
+  bson_destroy(&mark);
+  return cancelled;
+}
+
+/* Like bw_run_mark, but also 0 when the mark exists and is older than
+ * cfg->claim_grace: its maker died between the mark and the steps after it,
+ * and those steps are idempotent, so the caller redoes them. */
+int bw_run_mark_or_stale(bw_db_t *db, const bw_config_t *cfg,
+                         const bson_oid_t *run, int round, const char *what,
+                         bw_error_t *error) {
+  bson_t mark;
+  bson_iter_t it;
+  char id[128];
+  int rc = bw_run_mark(db, run, round, what, false, error);
 
   if (rc != BW_EDUP)
     return rc;
-  bson_oid_to_string(run, hex);
-  snprintf(id, sizeof id, "%s:%s", hex, what);
+  run_mark_id(run, round, what, id);
+  /* A cancel's mark is never stale: it was the whole decision. */
   if (bw_db_find_by_id(db, BW_COLL_MARKS, id, &mark, NULL) == 0 &&
+      !bson_iter_init_find(&it, &mark, "cancelled") &&
       bson_iter_init_find(&it, &mark, "at") && BSON_ITER_HOLDS_DATE_TIME(&it) &&
       bson_iter_date_time(&it) < bw_db_now_ms() - cfg->claim_grace * 1000LL)
     rc = 0;
@@ -382,11 +407,11 @@ static int run_mark_once_or_stale(bw_db_t *db, const bw_config_t *cfg,
   return rc;
 }
 
-/* Queues the run's pre or post job. */
+/* Queues the run's pre or post job (attempt 1, or a retry's). */
 static int run_queue_single(bw_db_t *db, const bson_oid_t *run,
-                            const bson_oid_t *job, const char *type,
-                            bw_error_t *error) {
-  bw_handout_t h = {.attempt = 1};
+                            const bson_oid_t *job, const char *type, int round,
+                            int attempt, bw_error_t *error) {
+  bw_handout_t h = {.attempt = attempt > 0 ? attempt : 1, .round = round};
   bson_oid_copy(job, &h.job_id);
   bson_oid_copy(run, &h.run_id);
   bson_strncpy(h.type, type, sizeof h.type);
@@ -439,23 +464,48 @@ static int run_queue_students(bw_db_t *db, const bson_oid_t *run,
   return rc;
 }
 
-/* The state is written before the jobs are queued: a job finishing at once
- * must never see its run's state overwritten by an older step. */
-static int run_enter_students(bw_db_t *db, const bson_oid_t *run,
-                              const char *stamp, bw_error_t *error) {
-  int rc = run_update_state(db, run, "students", stamp, -1, error);
-  return rc < 0 ? rc : run_queue_students(db, run, error);
+int bw_run_set_state(bw_db_t *db, const bson_oid_t *run, const char *state,
+                     const char *stamp, int success, bw_error_t *error) {
+  return run_update_state(db, run, state, stamp, success, error);
 }
 
-static int run_enter_post(bw_db_t *db, const bson_oid_t *run,
-                          const bson_oid_t *post, bw_error_t *error) {
+/* A phase was entered (state written, jobs queued) by a mark taken before a
+ * cancel of the round took the end mark: the cancel may have written its
+ * state and dropped the queue before this, so it is done again here.
+ * Checked after the writes, so either this sees the cancel or the cancel
+ * comes after them (control.h). */
+static int run_guard_cancel(bw_db_t *db, const bson_oid_t *run, int round,
+                            bw_error_t *error) {
+  int rc;
+  if (!bw_run_cancelled(db, run, round))
+    return 0;
+  rc = run_update_state(db, run, "cancelled", NULL, 0, error);
+  return rc < 0 ? rc : bw_queue_cancel_run(db, run, error);
+}
+
+/* The state is written before the jobs are queued: a job finishing at once
+ * must never see its run's state overwritten by an older step. */
+static int run_enter_students(bw_db_t *db, const bson_oid_t *run, int round,
+                              const char *stamp, bw_error_t *error) {
+  int rc = run_update_state(db, run, "students", stamp, -1, error);
+  if (rc == 0)
+    rc = run_queue_students(db, run, error);
+  return rc < 0 ? rc : run_guard_cancel(db, run, round, error);
+}
+
+static int run_enter_post(bw_db_t *db, const bson_oid_t *run, int round,
+                          int attempt, const bson_oid_t *post,
+                          bw_error_t *error) {
   int rc = run_update_state(db, run, "post_processing", NULL, -1, error);
-  return rc < 0 ? rc : run_queue_single(db, run, post, "post", error);
+  if (rc == 0)
+    rc = run_queue_single(db, run, post, "post", round, attempt, error);
+  return rc < 0 ? rc : run_guard_cancel(db, run, round, error);
 }
 
 static int run_finish(bw_db_t *db, const bw_config_t *cfg,
-                      const bson_oid_t *run, bool success, bw_error_t *error) {
-  int rc = run_mark_once_or_stale(db, cfg, run, "end", error);
+                      const bson_oid_t *run, int round, bool success,
+                      bw_error_t *error) {
+  int rc = bw_run_mark_or_stale(db, cfg, run, round, "end", error);
   if (rc == BW_EDUP)
     return 0;
   if (rc < 0)
@@ -464,192 +514,51 @@ static int run_finish(bw_db_t *db, const bw_config_t *cfg,
                           "finished_at", success, error);
 }
 
-int bw_run_start(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
-                 bw_error_t *error) {
-  bson_oid_t run, pre;
+int bw_run_start(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
+  bson_oid_t pre;
   bson_t doc;
-  int rc;
-  (void)cfg;
+  char run_id[25];
+  int rc = bw_run_find(db, run, false, &doc, error);
 
-  if (!bw_db_oid_parse(run_id, &run))
-    return bw_error_set(error, BW_EINVAL,
-                        "grading_run_id: expected 24 hex digits");
-  rc = run_find(db, &run, false, &doc, error);
   if (rc == 0) {
-    rc = run_mark_once(db, &run, "start", error);
+    rc = run_mark_once(db, run, "start", error);
+    bson_oid_to_string(run, run_id);
     if (rc == BW_EDUP)
       rc = bw_error_set(error, BW_EINVAL, "grading run %s was already started",
                         run_id);
   }
   if (rc == 0 && bw_db_get_oid(&doc, "pre_job_id", &pre)) {
-    rc = run_update_state(db, &run, "pre_processing", "started_at", -1, error);
+    rc = run_update_state(db, run, "pre_processing", "started_at", -1, error);
     if (rc == 0)
-      rc = run_queue_single(db, &run, &pre, "pre", error);
+      rc = run_queue_single(db, run, &pre, "pre", 0, 1, error);
+    if (rc == 0)
+      rc = run_guard_cancel(db, run, 0, error);
   } else if (rc == 0) {
-    rc = run_enter_students(db, &run, "started_at", error);
+    rc = run_enter_students(db, run, 0, "started_at", error);
   }
   bson_destroy(&doc);
   return rc;
 }
 
-/* Finish tickets: how the last student job to finish is known, exactly
- * once, with nothing but unique inserts.
- *
- * A series of tickets is dense: the k-th taker inserts marks
- * "<run>:fin:<series>:<k>", starting at or below the first free k and
- * moving up on a duplicate, so whoever takes ticket N-1 of a series of N is
- * its last, however many arrive at once.  One series for the whole run made
- * concurrent reporters collide (11.6 inserts per job with 16 processes), so
- * a student job first takes a ticket in its bucket (its index mod
- * RUN_FIN_BUCKETS, each with a known size), and the last of each bucket then
- * takes one in the run's series "all" of min(S, RUN_FIN_BUCKETS) tickets.
- *
- * counters/"<run>" holds, per series, a hint of where to start; like this
- * process's own last ticket, it may lag, never lead. */
-#define RUN_FIN_BUCKETS 64
-#define RUN_TICKETS 128
-
-/* The last ticket this process took per run and series: a better start than
- * the shared hint, which concurrent writers (FerretDB's unlocked updates)
- * can set back. */
-static struct {
-  bson_oid_t run;
-  char series[8];
-  int64_t ticket;
-} run_tickets[RUN_TICKETS];
-static int run_tickets_next;
-
-static int run_ticket_slot(const bson_oid_t *run, const char *series) {
-  for (int i = 0; i < RUN_TICKETS; i++)
-    if (bson_oid_equal(&run_tickets[i].run, run) &&
-        strcmp(run_tickets[i].series, series) == 0)
-      return i;
-  return -1;
-}
-
-static int64_t run_last_ticket(const bson_oid_t *run, const char *series) {
-  int slot = run_ticket_slot(run, series);
-  return slot < 0 ? -1 : run_tickets[slot].ticket;
-}
-
-static void run_remember_ticket(const bson_oid_t *run, const char *series,
-                                int64_t ticket) {
-  int slot = run_ticket_slot(run, series);
-  if (slot < 0) {
-    slot = run_tickets_next++ % RUN_TICKETS;
-    bson_oid_copy(run, &run_tickets[slot].run);
-    bson_strncpy(run_tickets[slot].series, series,
-                 sizeof run_tickets[slot].series);
-  }
-  run_tickets[slot].ticket = ticket;
-}
-
-/* Where a taker of `series` starts: the later of the shared hint and this
- * process's own last ticket + 1. */
-static int64_t run_ticket_start(bw_db_t *db, const bson_oid_t *run,
-                                const char *series) {
-  bson_t filter = BSON_INITIALIZER, hint;
-  int64_t n = run_last_ticket(run, series) + 1;
-
-  BSON_APPEND_OID(&filter, "_id", run);
-  if (bw_db_find_one(db, BW_COLL_COUNTERS, &filter, NULL, &hint, NULL) == 0 &&
-      bw_db_get_int(&hint, series) > n)
-    n = bw_db_get_int(&hint, series);
-  bson_destroy(&hint);
-  bson_destroy(&filter);
-  return n;
-}
-
-/* Moves the hint of `series` to `next`.  A lost or out-of-order write only
- * costs a later taker a retry. */
-static void run_ticket_hint(bw_db_t *db, const bson_oid_t *run,
-                            const char *series, int64_t next) {
-  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set,
-         opts = BSON_INITIALIZER;
-  bson_error_t driver;
-
-  BSON_APPEND_OID(&filter, "_id", run);
-  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-  BSON_APPEND_INT64(&set, series, next);
-  bson_append_document_end(&update, &set);
-  BSON_APPEND_BOOL(&opts, "upsert", true);
-  mongoc_collection_update_one(bw_db_coll(db, BW_COLL_COUNTERS), &filter,
-                               &update, &opts, NULL, &driver);
-  bson_destroy(&filter);
-  bson_destroy(&update);
-  bson_destroy(&opts);
-}
-
-/* Takes the first free ticket of `series` for `job`: *ticket is its number. */
-static int run_take_ticket(bw_db_t *db, const bson_oid_t *run,
-                           const char *series, const bson_oid_t *job,
-                           int64_t *ticket, bw_error_t *error) {
-  char hex[25];
-  int64_t n = run_ticket_start(db, run, series);
-  int rc;
-
-  bson_oid_to_string(run, hex);
-  for (;; n++) {
-    bson_t doc = BSON_INITIALIZER;
-    char tid[80];
-    snprintf(tid, sizeof tid, "%s:fin:%s:%lld", hex, series, (long long)n);
-    BSON_APPEND_UTF8(&doc, "_id", tid);
-    BSON_APPEND_OID(&doc, "run_id", run);
-    BSON_APPEND_OID(&doc, "job_id", job);
-    rc = bw_db_insert_once(db, BW_COLL_MARKS, &doc, error);
-    bson_destroy(&doc);
-    if (rc != BW_EDUP)
-      break;
-  }
-  if (rc == 0) {
-    *ticket = n;
-    run_remember_ticket(run, series, n);
-    run_ticket_hint(db, run, series, n + 1);
-  }
-  return rc;
-}
-
-/* True when `h`, a student job just counted once, is the run's last:
- * exactly one caller per run sees true. */
-static int run_last_student(bw_db_t *db, const bw_handout_t *h, bool *last,
-                            bw_error_t *error) {
-  int count = h->student_count, b = h->index % RUN_FIN_BUCKETS;
-  int64_t size = count / RUN_FIN_BUCKETS + (b < count % RUN_FIN_BUCKETS),
-          buckets = count < RUN_FIN_BUCKETS ? count : RUN_FIN_BUCKETS, ticket;
-  char series[8];
-  int rc;
-
-  *last = false;
-  if (h->index < 0 || h->index >= count)
-    return bw_error_set(error, BW_EINTERNAL,
-                        "student job of index %d in a run of %d", h->index,
-                        count);
-  snprintf(series, sizeof series, "b%d", b);
-  rc = run_take_ticket(db, &h->run_id, series, &h->job_id, &ticket, error);
-  if (rc < 0 || ticket != size - 1)
-    return rc;
-  rc = run_take_ticket(db, &h->run_id, "all", &h->job_id, &ticket, error);
-  *last = rc == 0 && ticket == buckets - 1;
-  return rc;
-}
-
-/* After the last student job: the post job, or the end of the run. */
-static int run_after_students(bw_db_t *db, const bw_config_t *cfg,
-                              const bson_oid_t *run, bool stale_ok,
-                              bw_error_t *error) {
+int bw_run_after_students(bw_db_t *db, const bw_config_t *cfg,
+                          const bson_oid_t *run, bool stale_ok,
+                          bw_error_t *error) {
   bson_oid_t post;
   bson_t doc;
-  int rc = run_find(db, run, false, &doc, error);
+  int rc = bw_run_find(db, run, false, &doc, error),
+      round = (int)bw_db_get_int(&doc, "round");
 
   if (rc == 0 && bw_db_get_oid(&doc, "post_job_id", &post)) {
-    rc = stale_ok ? run_mark_once_or_stale(db, cfg, run, "post", error)
-                  : run_mark_once(db, run, "post", error);
+    rc = stale_ok ? bw_run_mark_or_stale(db, cfg, run, round, "post", error)
+                  : bw_run_mark(db, run, round, "post", false, error);
     if (rc == 0)
-      rc = run_enter_post(db, run, &post, error);
+      rc = run_enter_post(db, run, round,
+                          (int)bw_db_get_int(&doc, "post_attempt"), &post,
+                          error);
     if (rc == BW_EDUP)
       rc = 0;
   } else if (rc == 0) {
-    rc = run_finish(db, cfg, run, true, error);
+    rc = run_finish(db, cfg, run, round, true, error);
   }
   bson_destroy(&doc);
   return rc;
@@ -663,16 +572,17 @@ static int run_student_finished(bw_db_t *db, const bw_config_t *cfg,
 
   bson_oid_to_string(&h->job_id, hex);
   snprintf(done, sizeof done, "done:%s", hex);
-  /* Count each job once, even if its end is applied twice. */
-  rc = run_mark_once(db, &h->run_id, done, error);
+  /* Count each job once per round, even if its end is applied twice. */
+  rc = bw_run_mark(db, &h->run_id, h->round, done, false, error);
   if (rc == BW_EDUP)
     return 0;
   if (rc == 0)
-    rc = run_last_student(db, h, &last, error);
+    rc = bw_finish_count_round(db, &h->run_id, &h->job_id, h->round, h->index,
+                               h->student_count, &last, error);
   if (rc < 0 || !last)
     return rc;
   /* The last student job: exactly one caller gets here. */
-  return run_after_students(db, cfg, &h->run_id, false, error);
+  return bw_run_after_students(db, cfg, &h->run_id, false, error);
 }
 
 int bw_run_job_finished(bw_db_t *db, const bw_config_t *cfg,
@@ -681,52 +591,35 @@ int bw_run_job_finished(bw_db_t *db, const bw_config_t *cfg,
   if (strcmp(h->type, "pre") == 0) {
     int rc;
     if (!success)
-      return run_finish(db, cfg, &h->run_id, false, error);
-    rc = run_mark_once_or_stale(db, cfg, &h->run_id, "students", error);
+      return run_finish(db, cfg, &h->run_id, h->round, false, error);
+    rc = bw_run_mark_or_stale(db, cfg, &h->run_id, h->round, "students",
+                                error);
     if (rc == BW_EDUP)
       return 0;
-    return rc < 0 ? rc : run_enter_students(db, &h->run_id, NULL, error);
+    return rc < 0 ? rc
+                  : run_enter_students(db, &h->run_id, h->round, NULL, error);
   }
   if (strcmp(h->type, "post") == 0)
-    return run_finish(db, cfg, &h->run_id, success, error);
+    return run_finish(db, cfg, &h->run_id, h->round, success, error);
   return run_student_finished(db, cfg, h, error);
 }
 
 /* ---- the jobs of a run, as status and repair see them ------------------ */
 
-typedef struct run_job {
-  bson_oid_t id;
-  char type[8];
-  int index;
-  int attempts; /* the highest attempt seen: hand-outs so far */
-  int final;    /* 0: not final, 1: succeeded, 2: failed */
-  bool active;  /* being graded now */
-  bool waiting; /* an entry is in the queue (repair only looks) */
-  char worker[25];
-  char reason[256];
-  int64_t started_at, finished_at;
-  json_object *student;
-} run_job_t;
-
-typedef struct run_jobs {
-  run_job_t *jobs;
-  size_t n;
-} run_jobs_t;
-
 static int run_job_cmp(const void *a, const void *b) {
-  return bson_oid_compare(&((const run_job_t *)a)->id,
-                          &((const run_job_t *)b)->id);
+  return bson_oid_compare(&((const bw_run_job_t *)a)->id,
+                          &((const bw_run_job_t *)b)->id);
 }
 
-static run_job_t *run_jobs_find(run_jobs_t *t, const bson_oid_t *id) {
-  run_job_t key;
+static bw_run_job_t *run_jobs_find(bw_run_jobs_t *t, const bson_oid_t *id) {
+  bw_run_job_t key;
   if (t->n == 0)
     return NULL;
   bson_oid_copy(id, &key.id);
   return bsearch(&key, t->jobs, t->n, sizeof key, run_job_cmp);
 }
 
-static void run_jobs_cleanup(run_jobs_t *t) {
+void bw_run_jobs_cleanup(bw_run_jobs_t *t) {
   for (size_t i = 0; i < t->n; i++)
     json_object_put(t->jobs[i].student);
   bson_free(t->jobs);
@@ -736,7 +629,7 @@ static void run_jobs_cleanup(run_jobs_t *t) {
 
 /* Runs `visit` on every document of `coll` whose run_id is `run`. */
 static int run_each(mongoc_collection_t *coll, const bson_oid_t *run,
-                    bw_db_visit_fn visit, run_jobs_t *t, bw_error_t *error) {
+                    bw_db_visit_fn visit, bw_run_jobs_t *t, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER;
   int rc;
   BSON_APPEND_OID(&filter, "run_id", run);
@@ -746,12 +639,13 @@ static int run_each(mongoc_collection_t *coll, const bson_oid_t *run,
 }
 
 static void run_visit_job(const bson_t *doc, void *ctx) {
-  run_jobs_t *t = ctx;
-  run_job_t *j;
+  bw_run_jobs_t *t = ctx;
+  bw_run_job_t *j;
   bson_iter_t it;
 
   t->jobs = bson_realloc(t->jobs, (t->n + 1) * sizeof *t->jobs);
   j = memset(&t->jobs[t->n], 0, sizeof *j);
+  j->retry_index = -1;
   if (!bw_db_get_oid(doc, "_id", &j->id))
     return;
   bson_strncpy(j->type, bw_db_get_utf8(doc, "type", "student"), sizeof j->type);
@@ -762,16 +656,25 @@ static void run_visit_job(const bson_t *doc, void *ctx) {
 }
 
 static void run_visit_outcome(const bson_t *doc, void *ctx) {
-  run_jobs_t *t = ctx;
+  bw_run_jobs_t *t = ctx;
   bson_oid_t id;
   bson_iter_t it;
-  run_job_t *j;
+  bw_run_job_t *j;
   const char *kind = bw_db_get_utf8(doc, "kind", "");
+  int attempt = (int)bw_db_get_int(doc, "attempt");
 
   if (!bw_db_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)))
     return;
-  if (bw_db_get_int(doc, "attempt") > j->attempts)
-    j->attempts = (int)bw_db_get_int(doc, "attempt");
+  if (attempt > j->attempts)
+    j->attempts = attempt;
+  /* The latest ended attempt says where the job is (a retry starts a new
+   * attempt after a final one). */
+  if (attempt < j->decided)
+    return;
+  j->decided = attempt;
+  j->final = 0;
+  j->finished_at = 0;
+  j->reason[0] = '\0';
   if (bson_iter_init_find(&it, doc, "reason") && BSON_ITER_HOLDS_UTF8(&it))
     bson_strncpy(j->reason, bson_iter_utf8(&it, NULL), sizeof j->reason);
   if (strcmp(kind, "result") == 0) {
@@ -788,15 +691,16 @@ static void run_visit_outcome(const bson_t *doc, void *ctx) {
 }
 
 static void run_visit_active(const bson_t *doc, void *ctx) {
-  run_jobs_t *t = ctx;
+  bw_run_jobs_t *t = ctx;
   bson_oid_t id;
   bson_iter_t it;
-  run_job_t *j;
+  bw_run_job_t *j;
 
   if (!bw_db_get_oid(doc, "job_id", &id) || !(j = run_jobs_find(t, &id)) ||
-      j->final)
+      bw_db_get_int(doc, "attempt") <= j->decided)
     return;
   j->active = true;
+  j->final = 0;
   if (bw_db_get_int(doc, "attempt") > j->attempts)
     j->attempts = (int)bw_db_get_int(doc, "attempt");
   if (bson_iter_init_find(&it, doc, "worker_id") && BSON_ITER_HOLDS_OID(&it))
@@ -806,17 +710,49 @@ static void run_visit_active(const bson_t *doc, void *ctx) {
 }
 
 static void run_visit_waiting(const bson_t *doc, void *ctx) {
-  run_jobs_t *t = ctx;
+  bw_run_jobs_t *t = ctx;
   bson_oid_t id;
-  run_job_t *j;
+  bw_run_job_t *j;
   if (bw_db_get_oid(doc, "job_id", &id) && (j = run_jobs_find(t, &id)))
     j->waiting = true;
 }
 
-/* Reads every job of the run with where its hand-outs are.  With `queue`
- * it also scans the queue partitions (repair needs it, status does not). */
-static int run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
-                         run_jobs_t *t, bw_error_t *error) {
+bool bw_run_retry_of(const bson_t *run_doc, const bson_oid_t *job,
+                     int *attempt, int *index) {
+  bson_t retry, entry;
+  char hex[25];
+  bson_oid_to_string(job, hex);
+  if (!bw_db_get_doc(run_doc, "retry", &retry) ||
+      !bw_db_get_doc(&retry, hex, &entry))
+    return false;
+  *attempt = (int)bw_db_get_int(&entry, "attempt");
+  *index = (int)bw_db_get_int(&entry, "index");
+  return true;
+}
+
+/* The jobs the run's last retry queued again: waiting for that attempt
+ * unless it already ended or is being graded. */
+static int run_jobs_retried(bw_db_t *db, const bson_oid_t *run,
+                            bw_run_jobs_t *t, bw_error_t *error) {
+  bson_t doc;
+  int rc = bw_run_find(db, run, false, &doc, error);
+  for (size_t i = 0; rc == 0 && i < t->n; i++) {
+    bw_run_job_t *j = &t->jobs[i];
+    j->retry_index = -1;
+    if (!bw_run_retry_of(&doc, &j->id, &j->retry_attempt, &j->retry_index))
+      continue;
+    if (j->retry_attempt > j->decided && !j->active) {
+      j->final = 0;
+      j->finished_at = 0;
+      j->reason[0] = '\0';
+    }
+  }
+  bson_destroy(&doc);
+  return rc == BW_ENOTFOUND ? 0 : rc;
+}
+
+int bw_run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
+                     bw_run_jobs_t *t, bw_error_t *error) {
   int rc;
 
   t->jobs = NULL;
@@ -830,19 +766,22 @@ static int run_jobs_load(bw_db_t *db, const bson_oid_t *run, bool queue,
   if (rc == 0)
     rc = run_each(bw_db_coll(db, BW_COLL_ACTIVE), run, run_visit_active, t,
                   error);
+  if (rc == 0)
+    rc = run_jobs_retried(db, run, t, error);
   for (int p = 0; queue && rc == 0 && p < bw_db_queue_partitions(db); p++)
     rc = run_each(bw_db_queue(db, p), run, run_visit_waiting, t, error);
   /* On failure the caller owns nothing (the database may go away between
    * two of the scans, after the jobs and their student envs are loaded). */
   if (rc < 0)
-    run_jobs_cleanup(t);
+    bw_run_jobs_cleanup(t);
   return rc;
 }
 
 /* ---- status ---------------------------------------------------------- */
 
 static int run_status_order(const void *a, const void *b) {
-  const run_job_t *x = *(run_job_t *const *)a, *y = *(run_job_t *const *)b;
+  const bw_run_job_t *x = *(bw_run_job_t *const *)a,
+                     *y = *(bw_run_job_t *const *)b;
   int tx = strcmp(x->type, "pre") == 0    ? 0
            : strcmp(x->type, "post") == 0 ? 2
                                           : 1;
@@ -863,7 +802,7 @@ static json_object *run_date(int64_t ms) {
   return out;
 }
 
-static const char *run_job_shown_state(const run_job_t *j,
+static const char *run_job_shown_state(const bw_run_job_t *j,
                                        const char *run_state) {
   if (j->final)
     return j->final == 1 ? "succeeded" : "failed";
@@ -872,7 +811,8 @@ static const char *run_job_shown_state(const run_job_t *j,
   return bw_run_job_state(j->type, run_state);
 }
 
-static json_object *run_status_job(const run_job_t *j, const char *run_state) {
+static json_object *run_status_job(const bw_run_job_t *j,
+                                   const char *run_state) {
   json_object *job = json_object_new_object();
   char hex[25];
 
@@ -900,54 +840,86 @@ static json_object *run_status_job(const run_job_t *j, const char *run_state) {
   return job;
 }
 
-static void run_status_jobs(run_jobs_t *t, const char *run_state,
-                            json_object *status) {
-  static const char *states[] = {"created", "queued", "running", "succeeded",
-                                 "failed"};
-  json_object *jobs = json_object_new_array_ext((int)t->n),
-              *counts = json_object_new_object();
-  run_job_t **order = bson_malloc(sizeof *order * (t->n ? t->n : 1));
-  int n[5] = {0};
+/* "jobs_page" of a status: which part of the run's jobs "jobs" holds. */
+static json_object *run_page_info(const bw_run_page_t *page, size_t first,
+                                  size_t end, size_t total) {
+  json_object *info = json_object_new_object();
+  if (!page->summary) {
+    json_object_object_add(info, "offset", json_object_new_int64((int64_t)first));
+    json_object_object_add(info, "limit",
+                           json_object_new_int64(page->limit > 0
+                                                     ? page->limit
+                                                     : BW_RUN_PAGE_MAX));
+  }
+  json_object_object_add(info, "total", json_object_new_int64((int64_t)total));
+  if (!page->summary && end < total)
+    json_object_object_add(info, "next_offset",
+                           json_object_new_int64((int64_t)end));
+  return info;
+}
+
+static void run_status_jobs(bw_run_jobs_t *t, const char *run_state,
+                            const bw_run_page_t *page, json_object *status) {
+  static const char *states[] = {"created",   "queued", "running",
+                                 "succeeded", "failed", "cancelled"};
+  json_object *jobs = NULL, *counts = json_object_new_object();
+  bw_run_job_t **order = bson_malloc(sizeof *order * (t->n ? t->n : 1));
+  size_t limit = page->limit > 0 ? (size_t)page->limit : BW_RUN_PAGE_MAX;
+  size_t first = (size_t)page->offset < t->n ? (size_t)page->offset : t->n;
+  size_t end = t->n - first > limit ? first + limit : t->n;
+  int n[6] = {0};
 
   for (size_t i = 0; i < t->n; i++)
     order[i] = &t->jobs[i];
   qsort(order, t->n, sizeof *order, run_status_order);
+  if (!page->summary)
+    jobs = json_object_new_array_ext((int)(end - first));
   for (size_t i = 0; i < t->n; i++) {
     const char *state = run_job_shown_state(order[i], run_state);
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < 6; k++)
       n[k] += strcmp(state, states[k]) == 0;
-    json_object_array_add(jobs, run_status_job(order[i], run_state));
+    if (jobs && i >= first && i < end)
+      json_object_array_add(jobs, run_status_job(order[i], run_state));
   }
-  for (int k = 0; k < 5; k++)
+  for (int k = 0; k < 6; k++)
     json_object_object_add(counts, states[k], json_object_new_int(n[k]));
   json_object_object_add(status, "counts", counts);
-  json_object_object_add(status, "jobs", jobs);
+  if (jobs)
+    json_object_object_add(status, "jobs", jobs);
+  /* The seed's response, unchanged, whenever it lists the whole run. */
+  if (page->summary || first > 0 || end < t->n)
+    json_object_object_add(status, "jobs_page",
+                           run_page_info(page, first, end, t->n));
   bson_free(order);
 }
 
-int bw_run_status(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
-                  json_object **out, bw_error_t *error) {
+int bw_run_status(bw_db_t *db, const bson_oid_t *run, json_object **out,
+                  bw_error_t *error) {
+  return bw_run_status_page(db, run, NULL, out, error);
+}
+
+int bw_run_status_page(bw_db_t *db, const bson_oid_t *run,
+                       const bw_run_page_t *page, json_object **out,
+                       bw_error_t *error) {
+  static const bw_run_page_t first_page = {false, 0, 0};
   static const char *copied[] = {"state",      "success",     "created_at",
                                  "started_at", "finished_at", "student_count",
-                                 "pre_job_id", "post_job_id"};
-  bson_oid_t run;
+                                 "pre_job_id", "post_job_id", "round"};
   bson_t doc;
-  run_jobs_t t;
+  bw_run_jobs_t t;
   json_object *status, *all, *v;
+  char run_id[25];
   int rc;
-  (void)cfg;
 
   *out = NULL;
-  if (!bw_db_oid_parse(run_id, &run))
-    return bw_error_set(error, BW_EINVAL,
-                        "grading_run_id: expected 24 hex digits");
-  rc = run_find(db, &run, false, &doc, error);
+  rc = bw_run_find(db, run, false, &doc, error);
   if (rc == 0)
-    rc = run_jobs_load(db, &run, false, &t, error);
+    rc = bw_run_jobs_load(db, run, false, &t, error);
   if (rc < 0) {
     bson_destroy(&doc);
     return rc;
   }
+  bson_oid_to_string(run, run_id);
   all = bw_json_from_bson(&doc);
   status = json_object_new_object();
   json_object_object_add(status, "grading_run_id",
@@ -955,144 +927,11 @@ int bw_run_status(bw_db_t *db, const bw_config_t *cfg, const char *run_id,
   for (size_t i = 0; i < sizeof copied / sizeof *copied; i++)
     if (json_object_object_get_ex(all, copied[i], &v))
       json_object_object_add(status, copied[i], json_object_get(v));
-  run_status_jobs(&t, bw_db_get_utf8(&doc, "state", "created"), status);
-  run_jobs_cleanup(&t);
+  run_status_jobs(&t, bw_db_get_utf8(&doc, "state", "created"),
+                  page ? page : &first_page, status);
+  bw_run_jobs_cleanup(&t);
   json_object_put(all);
   bson_destroy(&doc);
   *out = status;
   return 0;
-}
-
-/* ---- repair ---------------------------------------------------------- */
-
-/* What became of a job's next attempt, as far as its claim tells. */
-enum run_claim { RUN_UNCLAIMED, RUN_CLAIMED, RUN_ORPHANED };
-
-/* RUN_ORPHANED: claimed over claim_grace ago yet (the caller knows) never
- * recorded, so the poller died in between.  On a database error, say
- * "claimed": repair must never double-queue. */
-static enum run_claim run_claim_of(bw_db_t *db, const bw_config_t *cfg,
-                                   const bson_oid_t *job, int attempt) {
-  bson_t found;
-  bson_iter_t it;
-  char id[48];
-  enum run_claim state = RUN_CLAIMED;
-  int rc;
-
-  bw_queue_entry_id(job, attempt, id);
-  rc = bw_db_find_by_id(db, BW_COLL_CLAIMS, id, &found, NULL);
-  if (rc == BW_ENOTFOUND)
-    state = RUN_UNCLAIMED;
-  else if (rc == 0 && bson_iter_init_find(&it, &found, "at") &&
-           BSON_ITER_HOLDS_DATE_TIME(&it) &&
-           bson_iter_date_time(&it) <
-               bw_db_now_ms() - cfg->claim_grace * 1000LL)
-    state = RUN_ORPHANED;
-  bson_destroy(&found);
-  return state;
-}
-
-/* The student env of a job as a BSON view into `holder` (or NULL). */
-static const bson_t *run_job_env(const run_job_t *j, bson_t *holder,
-                                 bson_t *env) {
-  if (j->student == NULL)
-    return NULL;
-  bw_json_append_bson(holder, "s", j->student);
-  return bw_db_get_doc(holder, "s", env) ? env : NULL;
-}
-
-/* Re-queues one job that nothing will hand out: not final, not being
- * graded, and either never queued for its next attempt (no entry waiting,
- * no claim) or claimed long ago by a poller that died before recording the
- * hand-out.  The reaper's claim check catches the latter within minutes;
- * this catches the claims it never saw (the reaper was down longer than its
- * window). */
-static int run_repair_job(bw_db_t *db, const bw_config_t *cfg,
-                          const bson_oid_t *run, run_job_t *j,
-                          int student_count, int *repaired, bw_error_t *error) {
-  bw_handout_t h = {.attempt = j->attempts + 1};
-  bson_t holder = BSON_INITIALIZER, env;
-  const bson_t *student;
-  enum run_claim claim;
-  bool failed;
-  int rc;
-
-  if (j->final || j->active)
-    return 0;
-  claim = run_claim_of(db, cfg, &j->id, h.attempt);
-  if (claim == RUN_CLAIMED || (claim == RUN_UNCLAIMED && j->waiting))
-    return 0;
-  bson_oid_copy(&j->id, &h.job_id);
-  bson_oid_copy(run, &h.run_id);
-  bson_strncpy(h.type, j->type, sizeof h.type);
-  h.student_count = student_count;
-  h.index = j->index;
-  student = run_job_env(j, &holder, &env);
-  if (claim == RUN_ORPHANED) {
-    rc = bw_job_abandon(db, cfg, &h, student,
-                        "its hand-out never reached a grader", &failed, error);
-    if (rc == BW_EDUP) /* the reaper's claim check got there first */
-      rc = 0;
-  } else {
-    rc = bw_queue_push(db, &h, student, error);
-  }
-  bson_destroy(&holder);
-  if (rc == 0)
-    (*repaired)++;
-  return rc;
-}
-
-/* The job of `type` (pre or post) final: re-apply its end to the run. */
-static int run_repair_phase_end(bw_db_t *db, const bw_config_t *cfg,
-                                const bson_oid_t *run, const run_job_t *j) {
-  bw_handout_t h = {.attempt = j->attempts};
-  bson_oid_copy(&j->id, &h.job_id);
-  bson_oid_copy(run, &h.run_id);
-  bson_strncpy(h.type, j->type, sizeof h.type);
-  return bw_run_job_finished(db, cfg, &h, j->final == 1, NULL);
-}
-
-int bw_run_repair(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
-                  int *repaired, bw_error_t *error) {
-  bson_t doc;
-  run_jobs_t t;
-  char phase_type[8];
-  const char *state;
-  int rc, student_count, final = 0, phase_jobs = 0;
-
-  rc = run_find(db, run, false, &doc, error);
-  if (rc < 0) {
-    bson_destroy(&doc);
-    return rc == BW_ENOTFOUND ? 0 : rc;
-  }
-  state = bw_db_get_utf8(&doc, "state", "created");
-  student_count = (int)bw_db_get_int(&doc, "student_count");
-  bson_strncpy(phase_type,
-               strcmp(state, "pre_processing") == 0    ? "pre"
-               : strcmp(state, "post_processing") == 0 ? "post"
-               : strcmp(state, "students") == 0        ? "student"
-                                                       : "",
-               sizeof phase_type);
-  bson_destroy(&doc);
-  if (phase_type[0] == '\0')
-    return 0;
-
-  rc = run_jobs_load(db, run, true, &t, error);
-  for (size_t i = 0; rc == 0 && i < t.n; i++) {
-    run_job_t *j = &t.jobs[i];
-    if (strcmp(j->type, phase_type) != 0)
-      continue;
-    phase_jobs++;
-    final += j->final != 0;
-    rc = run_repair_job(db, cfg, run, j, student_count, repaired, error);
-    if (rc == 0 && j->final && strcmp(phase_type, "student") != 0)
-      rc = run_repair_phase_end(db, cfg, run, j);
-  }
-  /* Every student job is final but the run did not move on: the last
-   * finisher died between its steps.  The marks keep this once-only. */
-  if (rc == 0 && strcmp(phase_type, "student") == 0 && phase_jobs > 0 &&
-      final == phase_jobs)
-    rc = run_after_students(db, cfg, run, true, error);
-  run_jobs_cleanup(&t);
-  return rc;
 }

@@ -1,6 +1,8 @@
 #include "validate.h"
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,8 +10,9 @@
 #include "env.h"
 #include "json.h"
 
-/* Everything a check needs: the limits, where to report, and the JSON path
- * of the value being checked (for the message). */
+/* What every check shares: the limits and where to report.  The JSON path
+ * of the value being checked (for the message) is each check's own
+ * argument. */
 typedef struct check {
   const bw_config_t *cfg;
   bw_error_t *error;
@@ -167,7 +170,8 @@ static int check_env_object(check_t *c, json_object *env, const char *path,
 
 static const char *const stage_keys[] = {
     "image",     "env",     "entry_point", "enable_networking",
-    "host_name", "timeout", NULL};
+    "host_name", "timeout", "memory",      "cpus",
+    "pids",      "disk",    "output",      NULL};
 
 static int check_image(check_t *c, json_object *stage, const char *path) {
   json_object *image;
@@ -217,6 +221,74 @@ static int check_timeout(check_t *c, json_object *timeout, const char *path) {
   return 0;
 }
 
+/* A stage's resource limits: sizes (memory, disk, output) in bytes or as
+ * text with a k/m/g suffix, cpus a number, pids a whole number; each from a
+ * floor to its max_<key> in the config. */
+enum limit_kind { LIMIT_SIZE, LIMIT_CPUS, LIMIT_COUNT };
+
+typedef struct stage_limit {
+  const char *key;
+  enum limit_kind kind;
+  double min;
+  size_t max_offset; /* of max_<key> in bw_config_t */
+} stage_limit_t;
+
+/* bwrap and a shell need a few MiB and pids before the stage's own code
+ * runs: a lower limit would only make a stage fail to start. */
+static const stage_limit_t stage_limits[] = {
+    {"memory", LIMIT_SIZE, 4 << 20, offsetof(bw_config_t, max_memory)},
+    {"cpus", LIMIT_CPUS, 0.01, offsetof(bw_config_t, max_cpus)},
+    {"pids", LIMIT_COUNT, 4, offsetof(bw_config_t, max_pids)},
+    {"disk", LIMIT_SIZE, 1 << 20, offsetof(bw_config_t, max_disk)},
+    {"output", LIMIT_SIZE, 1024, offsetof(bw_config_t, max_output)},
+};
+
+static const stage_limit_t *find_stage_limit(const char *key) {
+  for (size_t i = 0; i < sizeof stage_limits / sizeof *stage_limits; i++)
+    if (strcmp(stage_limits[i].key, key) == 0)
+      return &stage_limits[i];
+  return NULL;
+}
+
+static double limit_max(const bw_config_t *cfg, const stage_limit_t *limit) {
+  const char *field = (const char *)cfg + limit->max_offset;
+
+  if (limit->kind == LIMIT_SIZE)
+    return (double)*(const size_t *)field;
+  if (limit->kind == LIMIT_CPUS)
+    return *(const double *)field;
+  return *(const int *)field;
+}
+
+static int check_limit(check_t *c, json_object *value, const char *path,
+                       const stage_limit_t *limit) {
+  uint64_t bytes;
+  double n;
+
+  if (limit->kind == LIMIT_SIZE) {
+    if (!bw_validate_size(value, &bytes))
+      return bw_error_set(c->error, BW_EINVAL,
+                          "%s: expected bytes, or a size such as \"512m\"",
+                          path);
+    n = (double)bytes;
+  } else if (limit->kind == LIMIT_CPUS) {
+    if (!json_object_is_type(value, json_type_int) &&
+        !json_object_is_type(value, json_type_double))
+      return bw_error_set(c->error, BW_EINVAL, "%s: expected a number of CPUs",
+                          path);
+    n = json_object_get_double(value);
+  } else {
+    if (!json_object_is_type(value, json_type_int))
+      return bw_error_set(c->error, BW_EINVAL, "%s: expected a whole number",
+                          path);
+    n = (double)json_object_get_int64(value);
+  }
+  if (!(n >= limit->min) || n > limit_max(c->cfg, limit))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected %.15g to %.15g",
+                        path, limit->min, limit_max(c->cfg, limit));
+  return 0;
+}
+
 /* The optional keys of a stage, each checked when present. */
 static int check_stage_option(check_t *c, json_object *stage, const char *path,
                               const char *key) {
@@ -237,12 +309,17 @@ static int check_stage_option(check_t *c, json_object *stage, const char *path,
   }
   if (strcmp(key, "host_name") == 0)
     return check_string(c, value, child, c->cfg->max_string);
+  if (find_stage_limit(key) != NULL)
+    return check_limit(c, value, child, find_stage_limit(key));
   return check_timeout(c, value, child);
 }
 
 static int check_stage(check_t *c, json_object *stage, const char *path) {
   static const char *const options[] = {
-      "env", "entry_point", "enable_networking", "host_name", "timeout"};
+      "env",       "entry_point", "enable_networking",
+      "host_name", "timeout",     "memory",
+      "cpus",      "pids",        "disk",
+      "output"};
   size_t i;
   int rc;
 
@@ -627,19 +704,79 @@ static int check_run_config(check_t *c, json_object *config,
   return rc;
 }
 
+/* A stage as the run keeps it: its keys, plus the config's default for each
+ * limit it does not set, so that every grader enforces the same limits.
+ * NULL on ENOMEM. */
+static json_object *stage_with_defaults(json_object *stage,
+                                        const bw_config_t *cfg) {
+  json_object *out = json_object_new_object();
+  int rc = out ? 0 : -1;
+
+  json_object_object_foreach(stage, key, value) {
+    if (rc == 0)
+      rc = bw_json_add(out, key, json_object_get(value));
+  }
+  if (rc == 0 && !json_object_object_get_ex(stage, "memory", NULL))
+    rc = bw_json_add(out, "memory",
+                     json_object_new_int64((int64_t)cfg->default_memory));
+  if (rc == 0 && !json_object_object_get_ex(stage, "cpus", NULL))
+    rc = bw_json_add(out, "cpus", json_object_new_double(cfg->default_cpus));
+  if (rc == 0 && !json_object_object_get_ex(stage, "pids", NULL))
+    rc = bw_json_add(out, "pids", json_object_new_int(cfg->default_pids));
+  if (rc == 0 && !json_object_object_get_ex(stage, "disk", NULL))
+    rc = bw_json_add(out, "disk",
+                     json_object_new_int64((int64_t)cfg->default_disk));
+  if (rc == 0 && !json_object_object_get_ex(stage, "output", NULL))
+    rc = bw_json_add(out, "output",
+                     json_object_new_int64((int64_t)cfg->default_output));
+  if (rc < 0) {
+    json_object_put(out);
+    return NULL;
+  }
+  return out;
+}
+
+static json_object *pipeline_with_defaults(json_object *pipeline,
+                                           const bw_config_t *cfg) {
+  size_t n = json_object_array_length(pipeline);
+  json_object *out = json_object_new_array_ext((int)n);
+
+  for (size_t i = 0; out != NULL && i < n; i++) {
+    json_object *stage =
+        stage_with_defaults(json_object_array_get_idx(pipeline, i), cfg);
+    if (stage == NULL || json_object_array_add(out, stage) < 0) {
+      json_object_put(stage);
+      json_object_put(out);
+      out = NULL;
+    }
+  }
+  return out;
+}
+
+/* What the run keeps of a key of a valid body: the global env with its
+ * numbers and booleans as text, pipelines with their default limits, the
+ * rest shared with the body.  NULL on ENOMEM. */
+static json_object *config_value(const char *key, json_object *value,
+                                 const bw_config_t *cfg) {
+  if (strcmp(key, "env") == 0)
+    return bw_validate_env_text(value);
+  if (strcmp(key, "student_pipeline") == 0 ||
+      strcmp(key, "pre_processing_pipeline") == 0 ||
+      strcmp(key, "post_processing_pipeline") == 0)
+    return pipeline_with_defaults(value, cfg);
+  return json_object_get(value);
+}
+
 /* What the run keeps of a valid body: every key but students (which the
- * caller holds as items), the values shared with the body, the global env
- * with its numbers and booleans as text.  NULL on ENOMEM. */
-static json_object *config_of(json_object *body) {
+ * caller holds as items), as config_value() gives it.  NULL on ENOMEM. */
+static json_object *config_of(json_object *body, const bw_config_t *cfg) {
   json_object *config = json_object_new_object();
   if (config == NULL)
     return NULL;
   json_object_object_foreach(body, key, value) {
     if (strcmp(key, "students") == 0)
       continue;
-    if (bw_json_add(config, key,
-                    strcmp(key, "env") == 0 ? bw_validate_env_text(value)
-                                            : json_object_get(value)) < 0) {
+    if (bw_json_add(config, key, config_value(key, value, cfg)) < 0) {
       json_object_put(config);
       return NULL;
     }
@@ -658,7 +795,7 @@ int bw_validate_run_config(json_object *body, const bw_json_items_t *students,
     return bw_error_set(error, BW_EINVAL, "body: expected a JSON object");
   if ((rc = check_run_config(&c, body, students)) < 0)
     return rc;
-  if ((*out = config_of(body)) == NULL)
+  if ((*out = config_of(body, cfg)) == NULL)
     return bw_error_set(error, BW_ENOMEM, "body: out of memory");
   return 0;
 }
@@ -862,14 +999,38 @@ bool bw_validate_env_name(const char *name, size_t max_len) {
   return true;
 }
 
-bool bw_validate_oid(const char *text) {
-  size_t i;
-  if (text == NULL)
-    return false;
-  for (i = 0; i < 24; i++)
-    if (bw_json_hex_value((unsigned char)text[i]) < 0)
+bool bw_validate_size(json_object *value, uint64_t *bytes) {
+  const char *text, *p;
+  uint64_t n = 0, unit = 1;
+
+  if (json_object_is_type(value, json_type_int)) {
+    if (json_object_get_int64(value) < 0)
       return false;
-  return text[24] == '\0';
+    *bytes = (uint64_t)json_object_get_int64(value);
+    return true;
+  }
+  if (!json_object_is_type(value, json_type_string))
+    return false;
+  text = json_object_get_string(value);
+  for (p = text; *p >= '0' && *p <= '9'; p++) {
+    if (n > (UINT64_MAX - 9) / 10)
+      return false;
+    n = n * 10 + (uint64_t)(*p - '0');
+  }
+  if (p == text)
+    return false;
+  if (*p == 'k' || *p == 'K')
+    unit = 1024;
+  else if (*p == 'm' || *p == 'M')
+    unit = 1024 * 1024;
+  else if (*p == 'g' || *p == 'G')
+    unit = 1024 * 1024 * 1024;
+  if (unit > 1)
+    p++;
+  if (*p != '\0' || n > UINT64_MAX / unit)
+    return false;
+  *bytes = n * unit;
+  return true;
 }
 
 bool bw_validate_hostname(const char *text) {
@@ -897,4 +1058,37 @@ bool bw_validate_path_hostname(const char *text) {
       return false;
   }
   return true;
+}
+/* A decimal integer in [min, max], nothing else; false otherwise. */
+static bool validate_query_long(const char *text, long min, long max,
+                                long *out) {
+  char *end;
+  long v;
+  if (text[0] < '0' || text[0] > '9' || strlen(text) > 18)
+    return false;
+  v = strtol(text, &end, 10);
+  if (*end != '\0' || v < min || v > max)
+    return false;
+  *out = v;
+  return true;
+}
+
+int bw_validate_run_page(const char *offset, const char *limit,
+                         const char *summary, bw_run_page_t *page,
+                         bw_error_t *error) {
+  memset(page, 0, sizeof *page);
+  if (offset && !validate_query_long(offset, 0, 1000000000L, &page->offset))
+    return bw_error_set(error, BW_EINVAL,
+                        "offset: expected an integer >= 0");
+  if (limit && !validate_query_long(limit, 1, BW_RUN_PAGE_MAX, &page->limit))
+    return bw_error_set(error, BW_EINVAL,
+                        "limit: expected an integer from 1 to %d",
+                        BW_RUN_PAGE_MAX);
+  if (summary && (strcmp(summary, "1") == 0 || strcmp(summary, "true") == 0))
+    page->summary = true;
+  else if (summary && strcmp(summary, "0") != 0 &&
+           strcmp(summary, "false") != 0)
+    return bw_error_set(error, BW_EINVAL,
+                        "summary: expected 1, true, 0 or false");
+  return 0;
 }

@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "error.h"
@@ -44,7 +45,13 @@
  *     longest value any layer has for it) is over max_env_value is refused:
  *     "student_pipeline[0].env.V: expands to up to N bytes, over the limit
  *     of 65536", so a job's env stays bounded;
- *   - entry_point may be empty; host_name is any string up to max_string. */
+ *   - entry_point may be empty; host_name is any string up to max_string;
+ *   - limits: memory, disk and output are bytes (an integer) or a size text
+ *     ("512m"; k, m, g are powers of 1024), cpus a number, pids an integer,
+ *     each from a floor (memory 4 MiB, cpus 0.01, pids 4, disk 1 MiB, output
+ *     1 KiB) to its max_<key>: "student_pipeline[0].memory: expected
+ *     4194304 to 17179869184"; a stage without one gets default_<key>
+ *     in *out. */
 int bw_validate_run_config(json_object *body, const bw_json_items_t *students,
                            const bw_config_t *cfg, json_object **out,
                            bw_error_t *error);
@@ -67,11 +74,13 @@ json_object *bw_validate_env_text(json_object *env);
 int bw_validate_result(json_object *body, const bw_config_t *cfg,
                        json_object **out, bw_error_t *error);
 
+/* A size as a stage gives it: a non-negative integer of bytes, or text of
+ * digits with an optional k, m or g suffix (powers of 1024).  False for
+ * anything else or an overflow. */
+bool bw_validate_size(json_object *value, uint64_t *bytes);
+
 /* ENV variable name: [A-Za-z_][A-Za-z0-9_]*, at most max_len bytes. */
 bool bw_validate_env_name(const char *name, size_t max_len);
-
-/* 24 lowercase-or-uppercase hex digits: a MongoDB ObjectId in text. */
-bool bw_validate_oid(const char *text);
 
 /* A printable host name for ?hostname=: 1..255 bytes of [A-Za-z0-9.-_]. */
 bool bw_validate_hostname(const char *text);
@@ -80,5 +89,26 @@ bool bw_validate_hostname(const char *text);
  * 2a; the original's pattern is [^()]+): 1..255 bytes of printable ASCII
  * but blanks and parentheses; '/' and '.' allowed. */
 bool bw_validate_path_hostname(const char *text);
+/* Which jobs a status lists (GET grading_run/{id}?offset=&limit=&summary=,
+ * docs/PROTOCOL.md; bw_validate_run_page reads them).
+ * Jobs are in roster order (pre, students by index, post).  A run of more
+ * than BW_RUN_PAGE_MAX jobs read with neither offset nor limit lists its
+ * first BW_RUN_PAGE_MAX: a response holds at most that many jobs however
+ * large the run.  Whenever the list is not the whole run, the status says so in
+ * "jobs_page": {offset, limit, total[, next_offset]}. */
+#define BW_RUN_PAGE_MAX 1000
+typedef struct bw_run_page {
+  bool summary; /* counts only: no "jobs", "jobs_page" has only "total" */
+  long offset;  /* >= 0 */
+  long limit;   /* 1..BW_RUN_PAGE_MAX; 0: not given */
+} bw_run_page_t;
+
+/* The query of GET grading_run/{id}: offset, limit and summary as given
+ * (NULL when absent).  offset: an integer >= 0; limit: 1..BW_RUN_PAGE_MAX;
+ * summary: 1/true or 0/false.  Returns 0 and *page, or BW_EINVAL naming the
+ * parameter. */
+int bw_validate_run_page(const char *offset, const char *limit,
+                         const char *summary, bw_run_page_t *page,
+                         bw_error_t *error);
 
 #endif

@@ -25,14 +25,11 @@ int bw_worker_register(bw_db_t *db, const char *hostname, char worker_id[25],
   return rc;
 }
 
-int bw_worker_check(bw_db_t *db, const char *worker_id, bw_error_t *error) {
+int bw_worker_check(bw_db_t *db, const bson_oid_t *worker, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj, found;
-  bson_oid_t oid;
   int rc;
 
-  if (!bw_db_oid_parse(worker_id, &oid))
-    return bw_error_set(error, BW_EINVAL, "worker_id: expected 24 hex digits");
-  BSON_APPEND_OID(&filter, "_id", &oid);
+  BSON_APPEND_OID(&filter, "_id", worker);
   BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
   BSON_APPEND_INT32(&proj, "_id", 1);
   bson_append_document_end(&opts, &proj);
@@ -45,16 +42,14 @@ int bw_worker_check(bw_db_t *db, const char *worker_id, bw_error_t *error) {
   return rc;
 }
 
-int bw_worker_heartbeat(bw_db_t *db, const char *worker_id, bw_error_t *error) {
+int bw_worker_heartbeat(bw_db_t *db, const bson_oid_t *worker,
+                        bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, reply;
-  bson_oid_t oid;
   bson_error_t driver;
   bson_iter_t it;
   int rc = 0;
 
-  if (!bw_db_oid_parse(worker_id, &oid))
-    return bw_error_set(error, BW_EINVAL, "worker_id: expected 24 hex digits");
-  BSON_APPEND_OID(&filter, "_id", &oid);
+  BSON_APPEND_OID(&filter, "_id", worker);
   BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
   BSON_APPEND_DATE_TIME(&set, "last_heartbeat", bw_db_now_ms());
   bson_append_document_end(&update, &set);

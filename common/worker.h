@@ -16,11 +16,12 @@
 int bw_worker_register(bw_db_t *db, const char *hostname, char worker_id[25],
                        bw_error_t *error);
 
-/* Returns 0 when worker_id (24 hex) is registered, BW_EAUTH
- * "worker_id: not a registered worker" when not, BW_EDB on failure. */
-int bw_worker_check(bw_db_t *db, const char *worker_id, bw_error_t *error);
+/* Returns 0 when `worker` is registered, BW_EAUTH "worker_id: not a
+ * registered worker" when not, BW_EDB on failure. */
+int bw_worker_check(bw_db_t *db, const bson_oid_t *worker, bw_error_t *error);
 
 /* Marks the worker alive now.  Returns 0, BW_EAUTH, or BW_EDB. */
-int bw_worker_heartbeat(bw_db_t *db, const char *worker_id, bw_error_t *error);
+int bw_worker_heartbeat(bw_db_t *db, const bson_oid_t *worker,
+                        bw_error_t *error);
 
 #endif

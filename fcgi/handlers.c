@@ -1,6 +1,7 @@
 #include "handlers.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "job.h"
 #include "json.h"
@@ -39,6 +40,7 @@ static json_object *one_string(const char *key, const char *value) {
 int bw_handle_run_create(bw_call_t *call, bw_error_t *error) {
   json_object *body = NULL, *config = NULL;
   bw_json_items_t *students = NULL;
+  bson_oid_t run;
   char run_id[25];
   int rc = bw_request_read_body(call->req, call->cfg->max_body, error);
 
@@ -53,27 +55,50 @@ int bw_handle_run_create(bw_call_t *call, bw_error_t *error) {
         bw_validate_run_config(body, students, call->cfg, &config, error),
         error);
   if (rc == 0)
-    rc = bw_run_create(call->db, call->cfg, config, students, run_id, error);
+    rc = bw_run_create(call->db, config, students, &run, error);
   bw_json_items_free(students);
   json_object_put(config);
   json_object_put(body);
   if (rc < 0)
     return rc;
+  bson_oid_to_string(&run, run_id);
   bw_request_reply_success(call->req, one_string("grading_run_id", run_id));
   return 0;
 }
 
 int bw_handle_run_start(bw_call_t *call, bw_error_t *error) {
-  int rc = bw_run_start(call->db, call->cfg, call->path_id, error);
+  int rc = bw_run_start(call->db, &call->path_id, error);
   if (rc < 0)
     return rc;
   bw_request_reply_success(call->req, NULL);
   return 0;
 }
 
+/* offset, limit, summary: each NULL when absent from the query. */
+static int read_page_query(bw_call_t *call, char text[3][24],
+                           const char *given[3], bw_error_t *error) {
+  static const char *names[] = {"offset", "limit", "summary"};
+  for (int i = 0; i < 3; i++) {
+    int found = bw_request_query_param(call->req, names[i], text[i], 24, error);
+    if (found < 0)
+      return found;
+    given[i] = found ? text[i] : NULL;
+  }
+  return 0;
+}
+
 int bw_handle_run_status(bw_call_t *call, bw_error_t *error) {
   json_object *status = NULL;
-  int rc = bw_run_status(call->db, call->cfg, call->path_id, &status, error);
+  char text[3][24];
+  const char *given[3];
+  bw_run_page_t page;
+  int rc = read_page_query(call, text, given, error);
+
+  if (rc == 0)
+    rc = bw_validate_run_page(given[0], given[1], given[2], &page, error);
+  if (rc == 0)
+    rc = bw_run_status_page(call->db, &call->path_id, &page, &status,
+                            error);
   if (rc < 0)
     return rc;
   bw_request_reply_success(call->req, status);
@@ -82,7 +107,7 @@ int bw_handle_run_status(bw_call_t *call, bw_error_t *error) {
 
 int bw_handle_job_get(bw_call_t *call, bw_error_t *error) {
   json_object *job = NULL;
-  int rc = bw_job_get(call->db, call->cfg, call->path_id, &job, error);
+  int rc = bw_job_get(call->db, &call->path_id, &job, error);
   if (rc < 0)
     return rc;
   bw_request_reply_success(call->req, job);
@@ -134,7 +159,7 @@ int bw_handle_job_poll(bw_call_t *call, bw_error_t *error) {
   int wait = bw_longpoll_wait_for(call->req, call->cfg, error);
   if (wait < 0)
     return wait;
-  return bw_longpoll_poll(call->req, call->worker_id, wait, error);
+  return bw_longpoll_poll(call->req, &call->worker_id, wait, error);
 }
 
 int bw_handle_job_report(bw_call_t *call, bw_error_t *error) {
@@ -145,10 +170,10 @@ int bw_handle_job_report(bw_call_t *call, bw_error_t *error) {
     rc =
         as_bad_body(bw_validate_result(body, call->cfg, &result, error), error);
   if (rc == BW_EINVAL || rc == BW_ETOOBIG) /* for the job's diagnostics */
-    bw_job_note_refused(call->db, call->path_id, call->worker_id,
+    bw_job_note_refused(call->db, &call->path_id, &call->worker_id,
                         error->message, NULL);
   if (rc == 0)
-    rc = bw_job_report(call->db, call->cfg, call->path_id, call->worker_id,
+    rc = bw_job_report(call->db, call->cfg, &call->path_id, &call->worker_id,
                        result, error);
   json_object_put(result);
   json_object_put(body);
@@ -159,9 +184,25 @@ int bw_handle_job_report(bw_call_t *call, bw_error_t *error) {
 }
 
 int bw_handle_heartbeat(bw_call_t *call, bw_error_t *error) {
-  int rc = bw_worker_heartbeat(call->db, call->worker_id, error);
+  int rc = bw_worker_heartbeat(call->db, &call->worker_id, error);
   if (rc < 0)
     return rc;
   bw_request_reply_success(call->req, NULL);
+  return 0;
+}
+
+int bw_handle_health(bw_call_t *call, bw_error_t *error) {
+  int rc;
+
+  if (strcmp(call->req->method, "GET") != 0) {
+    snprintf(call->req->allow, sizeof call->req->allow, "GET");
+    bw_request_reply(call->req, 405,
+                     bw_jsend_fail("method not allowed (allowed: GET)"));
+    return 0;
+  }
+  rc = bw_db_ping(call->db, error);
+  if (rc < 0)
+    return rc;
+  bw_request_reply_success(call->req, one_string("database", "ok"));
   return 0;
 }

@@ -17,7 +17,7 @@
 
 #include "log.h"
 #include "qsignal.h"
-#include "queue.h"
+#include "job.h"
 #include "worker.h"
 
 /* How often the host reads the queue signal while anyone waits: what a
@@ -57,7 +57,7 @@ typedef struct longpoll_shared {
 typedef struct longpoll_slot {
   FCGX_Request *fcgx;
   bw_request_t req;
-  char worker_id[25];
+  bson_oid_t worker_id;
   int64_t deadline_ms;
   struct timespec start;
 } longpoll_slot_t;
@@ -244,9 +244,8 @@ static void longpoll_finish(int i) {
 }
 
 static void longpoll_reply_empty(longpoll_slot_t *slot) {
-  bw_error_t error;
-  bw_error_set(&error, BW_EEMPTY, "queue is empty");
-  bw_request_reply_error(&slot->req, &error, lp.cfg->queue_empty_code);
+  bw_request_reply_error(&slot->req, BW_EEMPTY, "queue is empty",
+                         lp.cfg->queue_empty_code);
 }
 
 void bw_longpoll_stop(void) {
@@ -286,7 +285,8 @@ int bw_longpoll_wait_for(const bw_request_t *req, const bw_config_t *cfg,
 }
 
 /* Takes the request over; false when it cannot wait here. */
-static bool longpoll_park(bw_request_t *req, const char *worker_id, int wait) {
+static bool longpoll_park(bw_request_t *req, const bson_oid_t *worker_id,
+                          int wait) {
   longpoll_slot_t *slot;
 
   if (lp.shared == NULL || wait <= 0 || lp.n >= LONGPOLL_MAX)
@@ -294,7 +294,7 @@ static bool longpoll_park(bw_request_t *req, const char *worker_id, int wait) {
   slot = &lp.slots[lp.n++];
   slot->fcgx = req->fcgx;
   slot->req = *req;
-  snprintf(slot->worker_id, sizeof slot->worker_id, "%s", worker_id);
+  bson_oid_copy(worker_id, &slot->worker_id);
   slot->deadline_ms = now_ms() + (int64_t)wait * 1000;
   clock_gettime(CLOCK_MONOTONIC, &slot->start);
   req->parked = true;
@@ -311,7 +311,7 @@ static bool longpoll_known_empty(void) {
          now_ms() - atomic_load(&s->checked_ms) <= LONGPOLL_KNOWN_MS;
 }
 
-int bw_longpoll_poll(bw_request_t *req, const char *worker_id, int wait,
+int bw_longpoll_poll(bw_request_t *req, const bson_oid_t *worker_id, int wait,
                      bw_error_t *error) {
   uint64_t before = lp.shared ? atomic_load(&lp.shared->generation) : 0;
   json_object *job = NULL;
@@ -320,7 +320,7 @@ int bw_longpoll_poll(bw_request_t *req, const char *worker_id, int wait,
   if (wait > 0 && longpoll_known_empty() &&
       longpoll_park(req, worker_id, wait))
     return 0;
-  rc = bw_queue_poll(lp.db, lp.cfg, worker_id, &job, error);
+  rc = bw_job_poll(lp.db, lp.cfg, worker_id, &job, error);
   if (rc == 0) {
     bw_request_reply_success(req, job);
     return 0;
@@ -425,22 +425,24 @@ static void longpoll_wake(void) {
     }
     /* Checked again as a fresh poll would be: the grader may have been
      * forgotten (and registered anew) while it waited. */
-    rc = bw_worker_check(lp.db, slot->worker_id, &error);
+    rc = bw_worker_check(lp.db, &slot->worker_id, &error);
     if (rc == 0)
-      rc = bw_queue_poll(lp.db, lp.cfg, slot->worker_id, &job, &error);
+      rc = bw_job_poll(lp.db, lp.cfg, &slot->worker_id, &job, &error);
     if (rc == BW_EEMPTY) {
       atomic_store(&lp.shared->empty_generation, before);
       return;
     }
     if (rc == BW_EAUTH) {
-      bw_request_reply_error(&slot->req, &error, lp.cfg->queue_empty_code);
+      bw_request_reply_error(&slot->req, rc, error.message,
+                             lp.cfg->queue_empty_code);
       longpoll_finish(0);
       continue;
     }
     if (rc == 0)
       bw_request_reply_success(&slot->req, job);
     else
-      bw_request_reply_error(&slot->req, &error, lp.cfg->queue_empty_code);
+      bw_request_reply_error(&slot->req, rc, error.message,
+                             lp.cfg->queue_empty_code);
     longpoll_finish(0);
     if (rc < 0)
       return; /* the database failed: the others wait for the next look */

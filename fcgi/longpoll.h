@@ -51,7 +51,7 @@ int bw_longpoll_wait_for(const bw_request_t *req, const bw_config_t *cfg,
  * (req->parked is then true: the caller must neither answer nor finish
  * it).  Returns 0 when answered or parked, BW_EEMPTY (error filled: answer
  * it) when the queue is empty and the request cannot wait, or BW_EDB. */
-int bw_longpoll_poll(bw_request_t *req, const char *worker_id, int wait,
+int bw_longpoll_poll(bw_request_t *req, const bson_oid_t *worker_id, int wait,
                      bw_error_t *error);
 
 /* For the worker loop: the parked connections to watch (at most `max`,

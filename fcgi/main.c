@@ -7,29 +7,26 @@
  *   broadway-fcgi [-c CONFIG] --print-config   the effective settings that
  *                 scripts/broadway-run needs, as key=value lines (no token)
  *
- * CONFIG defaults to ./broadway.conf when that file exists; BROADWAY_*
- * environment variables override it (see common/config.h). */
-#include <errno.h>
+ * CONFIG defaults to ./broadway.conf when that file exists, else to
+ * /etc/broadway/broadway.conf when that one does; BROADWAY_* environment
+ * variables override it (see common/config.h).  Signals: see pool.h. */
 #include <fcgiapp.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "config.h"
+#include "daemon.h"
 #include "db.h"
+#include "listen.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
+#include "router.h"
+#include "version.h"
 
-#define DEFAULT_CONFIG "broadway.conf"
 #define SCHEMA_WAIT_S 30
-#define LISTEN_BACKLOG 1024
 
 typedef enum { MODE_SERVE, MODE_APPLY_SCHEMA, MODE_PRINT_CONFIG } run_mode_t;
 
@@ -40,15 +37,26 @@ typedef struct args {
 } args_t;
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: broadway-fcgi [-c CONFIG] [--apply-schema DIR | "
-               "--print-config]\n");
+  fprintf(out,
+          "usage: broadway-fcgi [-c CONFIG] [--apply-schema DIR | "
+          "--print-config]\n"
+          "The Broadway API as a pool of FastCGI processes behind nginx or "
+          "Apache.\n"
+          "  -c CONFIG        the config file (default ./broadway.conf if "
+          "present,\n"
+          "                   else " BW_SYSTEM_CONFIG ")\n"
+          "  --apply-schema DIR  create collections and indexes, then exit\n"
+          "  --print-config   the effective settings as key=value, then exit\n"
+          "  --version, --help\n"
+          "Signals: TERM stop gracefully, HUP reload the config, USR1 reopen "
+          "log_file.\n"
+          "See broadway-fcgi(8) and docs/DEPLOY.md.\n");
 }
 
 /* Returns 0, 1 for "exit 0 (help)", -1 for a usage error. */
 static int parse_args(int argc, char **argv, args_t *args) {
   memset(args, 0, sizeof *args);
-  if (access(DEFAULT_CONFIG, F_OK) == 0)
-    args->config = DEFAULT_CONFIG;
+  args->config = bw_config_default_path();
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
       args->config = argv[++i];
@@ -59,6 +67,9 @@ static int parse_args(int argc, char **argv, args_t *args) {
       args->mode = MODE_PRINT_CONFIG;
     } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       usage(stdout);
+      return 1;
+    } else if (strcmp(argv[i], "--version") == 0) {
+      printf("broadway-fcgi %s\n", BW_VERSION);
       return 1;
     } else {
       usage(stderr);
@@ -109,6 +120,8 @@ static int apply_schema(const bw_config_t *cfg, const char *dir) {
 static int print_config(const bw_config_t *cfg) {
   printf("data_dir=%s\n", cfg->data_dir);
   printf("socket_path=%s\n", cfg->socket_path);
+  printf("listen=%s\n", cfg->listen);
+  printf("log_file=%s\n", cfg->log_file);
   printf("listen_host=%s\n", cfg->listen_host);
   printf("port=%d\n", cfg->port);
   printf("max_body=%zu\n", cfg->max_body);
@@ -118,96 +131,57 @@ static int print_config(const bw_config_t *cfg) {
   return fflush(stdout) == 0 ? 0 : 1;
 }
 
-/* Is a server already accepting on this socket?  (A file left behind by a
- * killed server refuses connections; that one we may replace.) */
-static bool socket_in_use(const char *path) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  bool in_use;
+/* The config as the pool needs it: what bw_config_load checks, and what a
+ * worker would otherwise find out only after the fork, restarting forever. */
+static int load_config(bw_config_t *cfg, const char *path, bw_error_t *error) {
+  int rc = bw_config_load(cfg, path, error);
 
-  if (fd < 0)
-    return false;
-  memcpy(sa.sun_path, path, strlen(path) + 1);
-  in_use = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-  close(fd);
-  return in_use;
+  if (rc == 0)
+    rc = bw_db_check_uri(cfg, error);
+  if (rc == 0 && cfg->token[0] == '\0')
+    rc = bw_error_set(error, BW_EINVAL,
+                      "token: none; set BROADWAY_TOKEN or write %s/token",
+                      cfg->data_dir);
+  return rc;
 }
 
-/* The socket directory is private (0700): nginx's workers run as our user
- * and are the only other party that may connect. */
-static int make_private_dir(const char *socket_path) {
-  char copy[BW_PATH_MAX];
-  const char *dir;
+/* Everything that can fail for a reason the operator must fix fails here,
+ * before any worker starts, naming the key. */
+static int serve(const bw_config_t *cfg, const char *config_path) {
+  bw_error_t error = {.code = 0, .message = ""};
+  bw_listen_t listener;
+  int rc;
 
-  snprintf(copy, sizeof copy, "%s", socket_path);
-  dir = dirname(copy);
-  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-    bw_log_error("socket_path: cannot create %s: %s", dir, strerror(errno));
-    return -1;
-  }
-  return 0;
-}
-
-/* Opens the FastCGI socket: 0600, non-blocking (the workers poll it and race
- * to accept; the loser gets EAGAIN instead of blocking). */
-static int open_listen_socket(const char *path) {
-  struct sockaddr_un sa;
-  mode_t old_mask;
-  int fd;
-
-  if (strlen(path) >= sizeof sa.sun_path || strchr(path, ':') != NULL) {
-    /* libfcgi reads "host:port" as TCP */
-    bw_log_error("socket_path: must be under %zu bytes and contain no ':': "
-                 "%s",
-                 sizeof sa.sun_path, path);
-    return -1;
-  }
-  if (make_private_dir(path) < 0)
-    return -1;
-  if (socket_in_use(path)) {
-    bw_log_error("another server is already listening on %s", path);
-    return -1;
-  }
-  if (unlink(path) < 0 && errno != ENOENT) {
-    bw_log_error("cannot remove stale %s: %s", path, strerror(errno));
-    return -1;
-  }
-  old_mask = umask(077);
-  fd = FCGX_OpenSocket(path, LISTEN_BACKLOG);
-  umask(old_mask);
-  if (fd < 0) {
-    bw_log_error("cannot listen on %s", path);
-    return -1;
-  }
-  chmod(path, 0600);
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  fcntl(fd, F_SETFD, FD_CLOEXEC);
-  return fd;
-}
-
-static int serve(const bw_config_t *cfg) {
-  int fd, rc;
-
-  if (cfg->token[0] == '\0') {
-    bw_log_error("no token: set BROADWAY_TOKEN or write %s/token",
-                 cfg->data_dir);
+  if (bw_daemon_log(cfg, &error) < 0 ||
+      bw_daemon_make_data_dir(cfg, &error) < 0) {
+    bw_log_error("config: %s", error.message);
     return 1;
   }
   /* Before FCGX_Init, which installs its own handlers only where ours are
    * missing: a hung-up nginx must be an EPIPE, and SIGUSR1 must not leave a
-   * worker unable to accept. */
+   * worker unable to accept (the pool takes SIGUSR1 for itself). */
   signal(SIGPIPE, SIG_IGN);
   signal(SIGUSR1, SIG_IGN);
   if (FCGX_Init() != 0) {
     bw_log_error("FCGX_Init failed");
     return 1;
   }
-  fd = open_listen_socket(cfg->socket_path);
-  if (fd < 0)
+  if (bw_listen_open(&listener, cfg, &error) < 0) {
+    bw_log_error("config: %s", error.message);
     return 1;
-  rc = bw_fcgi_pool_run(fd, cfg);
-  close(fd);
-  unlink(cfg->socket_path);
+  }
+  if (bw_daemon_drop(cfg, &error) < 0 ||
+      bw_daemon_check_data_dir(cfg, &error) < 0) {
+    bw_log_error("config: %s", error.message);
+    bw_listen_close(&listener);
+    return 1;
+  }
+  /* Shared by the whole pool: mapped before the workers are forked. */
+  if (bw_metrics_init(bw_router_route_count()) < 0)
+    bw_log_warn("metrics: no shared memory: request counts are off");
+  rc = bw_fcgi_pool_run(listener.fd, listener.name, cfg, load_config,
+                        config_path);
+  bw_listen_close(&listener);
   return rc;
 }
 
@@ -221,7 +195,9 @@ int main(int argc, char **argv) {
   rc = parse_args(argc, argv, &args);
   if (rc != 0)
     return rc > 0 ? 0 : 2;
-  if (bw_config_load(&cfg, args.config, &error) < 0) {
+  rc = args.mode == MODE_SERVE ? load_config(&cfg, args.config, &error)
+                               : bw_config_load(&cfg, args.config, &error);
+  if (rc < 0) {
     bw_log_error("config: %s", error.message);
     return 1;
   }
@@ -231,6 +207,6 @@ int main(int argc, char **argv) {
   case MODE_PRINT_CONFIG:
     return print_config(&cfg);
   default:
-    return serve(&cfg);
+    return serve(&cfg, args.config);
   }
 }

@@ -1,6 +1,15 @@
 /* pool.h - the FastCGI parent: forks cfg->workers worker processes on the
- * listening socket, forks a new one for each that dies, and on SIGTERM,
- * SIGINT or SIGHUP stops them all.
+ * listening socket and forks a new one for each that dies.
+ *
+ * Signals (the parent's pid never changes):
+ *   SIGTERM, SIGINT  stop: workers finish the request they serve (within
+ *                    stop_timeout, then they are killed); returns 0.
+ *   SIGHUP           reload: the config file is read again (`load`); a new
+ *                    generation of workers starts with it while the old one
+ *                    finishes its requests, so no request fails.  A config
+ *                    that does not load is logged and changes nothing.
+ *   SIGUSR1          reopen log_file (logrotate), and replace the workers
+ *                    the same way so they write to the new file.
  *
  * The parent never touches the database and never accepts a connection: a
  * worker that crashes takes only its own request with it.  Workers stay in
@@ -9,9 +18,16 @@
 #define BW_FCGI_POOL_H
 
 #include "config.h"
+#include "error.h"
 
-/* Runs until a stop signal, then gives workers a few seconds to finish the
- * request they are serving, kills what is left, and returns 0. */
-int bw_fcgi_pool_run(int listen_fd, const bw_config_t *cfg);
+/* Loads and checks a config (bw_config_load plus what the pool needs). */
+typedef int (*bw_fcgi_load_fn)(bw_config_t *cfg, const char *path,
+                               bw_error_t *error);
+
+/* Runs until a stop signal.  cfg is copied; config_path (NULL: none) is
+ * what `load` reads again on SIGHUP; listen_name is for the log. */
+int bw_fcgi_pool_run(int listen_fd, const char *listen_name,
+                     const bw_config_t *cfg, bw_fcgi_load_fn load,
+                     const char *config_path);
 
 #endif

@@ -257,17 +257,17 @@ static const char *status_reason(int status) {
 
 /* The headers are formatted here, not with FCGX_FPrintF: libfcgi has a
  * printf of its own that does not know %zu. */
-static void request_write(bw_request_t *req, int status, const char *text,
-                          size_t len) {
+static void request_write(bw_request_t *req, int status, const char *type,
+                          const char *text, size_t len) {
   FCGX_Stream *out = req->fcgx->out;
-  char head[256];
+  char head[320];
   int n = snprintf(head, sizeof head,
                    "Status: %d %s\r\n"
-                   "Content-Type: application/json\r\n"
+                   "Content-Type: %s\r\n"
                    "Cache-Control: no-store\r\n"
                    "Content-Length: %zu\r\n"
                    "%s%s%s\r\n",
-                   status, status_reason(status), len,
+                   status, status_reason(status), type, len,
                    req->allow[0] != '\0' ? "Allow: " : "", req->allow,
                    req->allow[0] != '\0' ? "\r\n" : "");
 
@@ -301,23 +301,30 @@ void bw_request_reply(bw_request_t *req, int status, json_object *body) {
     len = sizeof oom - 1;
   }
   req->status = status;
-  request_write(req, status, text, len);
+  request_write(req, status, "application/json", text, len);
   json_object_put(body);
+}
+
+void bw_request_reply_text(bw_request_t *req, int status, const char *type,
+                           const char *text, size_t len) {
+  if (req->status != 0)
+    return;
+  req->status = status;
+  request_write(req, status, type, text, len);
 }
 
 void bw_request_reply_success(bw_request_t *req, json_object *data) {
   bw_request_reply(req, 200, bw_jsend_success(data));
 }
 
-void bw_request_reply_error(bw_request_t *req, const bw_error_t *error,
+void bw_request_reply_error(bw_request_t *req, int code, const char *message,
                             int queue_empty_code) {
-  int status = bw_error_http_status(error->code, queue_empty_code);
-  const char *message = error->message;
+  int status = bw_error_http_status(code, queue_empty_code);
 
-  if (message[0] == '\0')
+  if (message == NULL || message[0] == '\0')
     message = status >= 500 ? "internal error" : "bad request";
-  if (status >= 500 && error->code != BW_EEMPTY) {
-    bw_log_warn("%d %s: %s", status, bw_error_name(error->code), message);
+  if (status >= 500 && code != BW_EEMPTY) {
+    bw_log_warn("%d %s: %s", status, bw_error_name(code), message);
     bw_request_reply(req, status, bw_jsend_error(message, status));
   } else {
     bw_request_reply(req, status, bw_jsend_fail(message));

@@ -59,13 +59,19 @@ int bw_request_query_param(const bw_request_t *req, const char *name, char *out,
  * the first reply of a request is sent. */
 void bw_request_reply(bw_request_t *req, int status, json_object *body);
 
+/* A reply that is not JSON (GET /metrics): `len` bytes of `text` as
+ * Content-Type `type`.  Only the first reply of a request is sent. */
+void bw_request_reply_text(bw_request_t *req, int status, const char *type,
+                           const char *text, size_t len);
+
 /* 200 with {"status":"success","data":data} (data taken over, may be NULL). */
 void bw_request_reply_success(bw_request_t *req, json_object *data);
 
-/* The reply for a failure: its HTTP status from the code; a JSend fail with
- * the message below 500 (and for the queue-empty code), a JSend error with
- * message and code from 500 on. */
-void bw_request_reply_error(bw_request_t *req, const bw_error_t *error,
+/* The reply for a failure: its HTTP status from `code` (the negative BW_E*
+ * the failed call returned: the one place the code is kept); a JSend fail
+ * with the message below 500 (and for the queue-empty code), a JSend error
+ * with message and code from 500 on. */
+void bw_request_reply_error(bw_request_t *req, int code, const char *message,
                             int queue_empty_code);
 
 #endif

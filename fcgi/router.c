@@ -1,13 +1,13 @@
 #include "router.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
 #include "handlers.h"
 #include "json.h"
-#include "validate.h"
+#include "metrics.h"
 #include "worker.h"
 
 /* Who may call a route, beyond holding the cluster token. */
@@ -56,6 +56,18 @@ static const route_t routes[] = {
      bw_handle_worker_register, TAIL_NONE},
     {"POST", "/api/v1/heartbeat", NULL, CALLER_WORKER_ID, bw_handle_heartbeat,
      TAIL_NONE},
+    /* Course staff (issue 15). */
+    {"POST", "/api/v1/grading_run_cancel", "grading_run_id", CALLER_ANY,
+     bw_handle_run_cancel, TAIL_OID},
+    {"POST", "/api/v1/grading_run_retry", "grading_run_id", CALLER_ANY,
+     bw_handle_run_retry, TAIL_OID},
+    {"GET", "/api/v1/grading_runs", NULL, CALLER_ANY, bw_handle_runs_list,
+     TAIL_NONE},
+    {"GET", "/api/v1/workers", NULL, CALLER_ANY, bw_handle_workers_list,
+     TAIL_NONE},
+    {"GET", "/api/v1/queue", NULL, CALLER_ANY, bw_handle_queue_view,
+     TAIL_NONE},
+    {"GET", "/metrics", NULL, CALLER_ANY, bw_handle_metrics, TAIL_NONE},
 };
 
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])
@@ -109,31 +121,38 @@ static void router_reply_405(bw_request_t *req) {
   bw_request_reply(req, 405, bw_jsend_fail(message));
 }
 
-static void copy_lower(char out[25], const char *hex) {
-  for (int i = 0; i < 24; i++)
-    out[i] = (char)tolower((unsigned char)hex[i]);
-  out[24] = '\0';
-}
-
 static int router_check_worker_id(bw_call_t *call, enum route_caller caller,
                                   bw_error_t *error) {
   if (caller == CALLER_ANY)
     return 0;
-  return bw_auth_worker_id(call->req->worker_id, call->worker_id, error);
+  return bw_auth_worker_id(call->req->worker_id, &call->worker_id, error);
 }
 
 static int router_check_registered(bw_call_t *call, enum route_caller caller,
                                    bw_error_t *error) {
   if (caller != CALLER_WORKER)
     return 0;
-  return bw_worker_check(call->db, call->worker_id, error);
+  return bw_worker_check(call->db, &call->worker_id, error);
 }
 
-static int router_serve(bw_call_t *call, bw_error_t *error) {
+const char *bw_router_route_name(int route, char *buf, size_t len) {
+  if (route < 0 || route >= (int)ROUTE_COUNT)
+    snprintf(buf, len, "none");
+  else
+    snprintf(buf, len, "%s %s%s", routes[route].method, routes[route].path,
+             routes[route].id_field ? "/{id}" : "");
+  return buf;
+}
+
+int bw_router_route_count(void) { return (int)ROUTE_COUNT; }
+
+static int router_serve(bw_call_t *call, int *index, bw_error_t *error) {
   const route_t *route = NULL;
   const char *id = NULL;
   int rc;
 
+  if (strcmp(call->req->path, BW_HEALTH_PATH) == 0)
+    return bw_handle_health(call, error); /* no token: see handlers.h */
   rc = bw_auth_check(call->req->authorization, call->cfg->token, error);
   if (rc < 0)
     return rc;
@@ -144,14 +163,12 @@ static int router_serve(bw_call_t *call, bw_error_t *error) {
   }
   if (route == NULL)
     return bw_error_set(error, BW_ENOTFOUND, "not found");
+  *index = (int)(route - routes);
   if (route->tail == TAIL_REST)
     call->path_rest = id;
-  if (route->tail == TAIL_OID) {
-    if (!bw_validate_oid(id))
-      return bw_error_set(error, BW_EINVAL, "%s: expected 24 hex digits",
-                          route->id_field);
-    copy_lower(call->path_id, id);
-  }
+  else if (route->tail == TAIL_OID && !bw_db_oid_parse(id, &call->path_id))
+    return bw_error_set(error, BW_EINVAL, "%s: expected 24 hex digits",
+                        route->id_field);
   rc = router_check_worker_id(call, route->caller, error);
   if (rc < 0)
     return rc;
@@ -170,13 +187,24 @@ void bw_router_dispatch(const bw_config_t *cfg, bw_db_t *db,
                         bw_request_t *req) {
   bw_call_t call = {.cfg = cfg, .db = db, .req = req};
   bw_error_t error = {.code = 0, .message = ""};
-  int rc = router_serve(&call, &error);
+  struct timespec start, end;
+  int index = -1, rc;
 
-  if (rc < 0) {
-    error.code = rc;
-    bw_request_reply_error(req, &error, cfg->queue_empty_code);
-  } else if (req->status == 0 && !req->parked) {
-    bw_error_set(&error, BW_EINTERNAL, "internal error: no reply");
-    bw_request_reply_error(req, &error, cfg->queue_empty_code);
-  }
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  rc = router_serve(&call, &index, &error);
+
+  /* The reply's status comes from what the call returned, whoever filled
+   * (or did not fill) error.message.  A parked long poll (longpoll.h) is
+   * answered later, by the long-poll loop. */
+  if (rc < 0)
+    bw_request_reply_error(req, rc, error.message, cfg->queue_empty_code);
+  else if (req->status == 0 && !req->parked)
+    bw_request_reply_error(req, BW_EINTERNAL, "internal error: no reply",
+                           cfg->queue_empty_code);
+  if (req->parked)
+    return; /* its status is not known yet: not in the metrics */
+  clock_gettime(CLOCK_MONOTONIC, &end);
+  bw_metrics_observe(index, req->status,
+                     (double)(end.tv_sec - start.tv_sec) +
+                         (end.tv_nsec - start.tv_nsec) / 1e9);
 }

@@ -17,7 +17,11 @@
 #include "db.h"
 #include "request.h"
 
-/* Serves `req`: afterwards it has been replied to exactly once. */
+/* How many routes there are (metrics.c counts per route). */
+int bw_router_route_count(void);
+
+/* Serves `req`: afterwards it has been replied to exactly once, and counted
+ * in the metrics (metrics.h). */
 void bw_router_dispatch(const bw_config_t *cfg, bw_db_t *db, bw_request_t *req);
 
 #endif

@@ -43,6 +43,12 @@ static int check_give_up(void *arg, curl_off_t dltotal, curl_off_t dlnow,
   return http->give_up(http->give_up_arg) ? 1 : 0;
 }
 
+static const char *http_ca_file; /* set once in main, before threads */
+
+void gr_http_set_ca_file(const char *path) {
+  http_ca_file = path != NULL && path[0] != '\0' ? path : NULL;
+}
+
 int gr_http_init(gr_http_t *http, const char *base, const char *token) {
   http->base = base;
   http->token = token;
@@ -157,6 +163,8 @@ int gr_http_request(gr_http_t *http, const char *method, const char *path,
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L); /* we are threaded */
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+  if (http_ca_file != NULL)
+    curl_easy_setopt(curl, CURLOPT_CAINFO, http_ca_file);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);

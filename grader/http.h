@@ -29,6 +29,11 @@ typedef struct gr_reply {
   char message[256]; /* what went wrong, for logs */
 } gr_reply_t;
 
+/* The CA bundle every request checks HTTPS against
+ * (NULL or "": the system's).  Call once, before the threads start; `path`
+ * must outlive them. */
+void gr_http_set_ca_file(const char *path);
+
 /* Returns 0 or -1 when libcurl cannot make a handle. */
 int gr_http_init(gr_http_t *http, const char *base, const char *token);
 void gr_http_cleanup(gr_http_t *http);

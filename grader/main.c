@@ -6,12 +6,16 @@
  * sigwait() in the signal thread, so no handler runs inside libcurl or
  * malloc; the stop it triggers wakes every sleeping thread at once. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 
+#include "cgroup.h"
 #include "log.h"
 #include "options.h"
 #include "session.h"
@@ -103,6 +107,61 @@ static int run(const gr_options_t *opt) {
   return rc;
 }
 
+/* Finds how this host enforces the stages' limits, or says why it cannot.
+ * Returns 0, or -1 after printing why (the grader must not start: a stage
+ * it ran would be unbounded). */
+static int setup_limits(gr_options_t *opt) {
+  const gr_limits_t *l = &opt->limits;
+  char why[1024];
+  int rc;
+
+  if (!opt->enforce) {
+    bw_log_warn("limits off: stages run without memory, CPU, process, disk "
+                "or output limits");
+    return 0;
+  }
+  /* bwrap: the job folders' tmpfs are mounted in a mount namespace of the
+   * grader's own, which the kernel tears down with the grader, so not even
+   * a SIGKILL leaves them mounted.  (The docker daemon must see them: they
+   * stay in the host's namespace.) */
+  if (opt->runner == GR_RUNNER_BWRAP &&
+      (unshare(CLONE_NEWNS) != 0 ||
+       mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0))
+    bw_log_debug("no private mount namespace: %s", strerror(errno));
+  rc = gr_workdir_probe_bound(opt->work_dir);
+  opt->bound_job = rc == 0;
+  if (!opt->bound_job && opt->runner == GR_RUNNER_DOCKER)
+    bw_log_warn("disk: cannot mount a tmpfs on job folders (%s; it needs "
+                "root): only each file is limited (--ulimit fsize)",
+                strerror(-rc));
+  if (!opt->bound_job && opt->runner == GR_RUNNER_BWRAP) {
+    fprintf(stderr,
+            "broadway-grader: cannot enforce the disk limit: mounting a tmpfs "
+            "on a job folder in %s failed: %s (run the grader as root, or "
+            "--limits off)\n",
+            opt->work_dir, strerror(-rc));
+    return -1;
+  }
+  if (opt->runner == GR_RUNNER_BWRAP) {
+    rc = gr_cgroup_setup(why, sizeof why);
+    if (rc < 0) {
+      fprintf(stderr,
+              "broadway-grader: cannot enforce memory, CPU and process "
+              "limits: %s (run the grader as root where cgroup v1 is "
+              "mounted, in a delegated cgroup v2 group, or --limits off)\n",
+              why);
+      return -1;
+    }
+    opt->cgroup_version = rc;
+  }
+  bw_log_info("limits per stage at most: memory %llu, cpus %g, pids %ld, "
+              "disk %llu, output %llu (cgroup v%d, /job %s)",
+              (unsigned long long)l->memory, l->cpus, l->pids,
+              (unsigned long long)l->disk, (unsigned long long)l->output,
+              opt->cgroup_version, opt->bound_job ? "a tmpfs" : "a folder");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   gr_options_t opt;
   int rc;
@@ -117,11 +176,16 @@ int main(int argc, char **argv) {
     bw_log_error("libcurl failed to initialise");
     return 1;
   }
+  gr_http_set_ca_file(opt.ca_file);
   bw_log_info("api %s, runner %s, %d slot(s), host %s", opt.api,
               gr_options_runner_name(opt.runner), opt.slots, opt.hostname);
   rc = gr_workdir_sweep(opt.work_dir);
   if (rc > 0)
     bw_log_info("removed %d job folder(s) left by graders that died", rc);
+  if (setup_limits(&opt) != 0) {
+    curl_global_cleanup();
+    return 2;
+  }
   rc = run(&opt);
   curl_global_cleanup();
   return rc == 0 ? 0 : 1;

@@ -1,12 +1,16 @@
 #include "options.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "validate.h"
+#include "version.h"
 
 static const char usage_text[] =
     "usage: broadway-grader [options]\n"
@@ -31,7 +35,23 @@ static const char usage_text[] =
     "  --hostname NAME     BROADWAY_HOSTNAME  name sent at registration\n"
     "  --work-dir DIR      BROADWAY_WORK_DIR  where job folders are made\n"
     "                                       ($TMPDIR or /tmp)\n"
-    "  --help\n"
+    "Limits of each stage (the stage's own when lower; k/m/g suffixes):\n"
+    "  --memory SIZE       BROADWAY_MEMORY  RAM, no swap (1g)\n"
+    "  --cpus N            BROADWAY_CPUS    CPUs, fractions allowed (1)\n"
+    "  --pids N            BROADWAY_PIDS    processes and threads (256)\n"
+    "  --disk SIZE         BROADWAY_DISK    size of /job (1g)\n"
+    "  --output SIZE       BROADWAY_OUTPUT  stdout+stderr before the stage "
+    "is\n"
+    "                                       stopped (64m)\n"
+    "  --limits on|off     BROADWAY_LIMITS  off: do not enforce them (for "
+    "hosts\n"
+    "                                       without cgroups; the grader "
+    "refuses\n"
+    "                                       to start when on and it cannot)\n"
+    "  --ca-file PATH      BROADWAY_CA_FILE  CA certificates (PEM) to check\n"
+    "                                       an https:// API against (a self-\n"
+    "                                       signed one: its own certificate)\n"
+    "  --version, --help\n"
     "SIGTERM, SIGINT or SIGHUP: stop polling, abandon running jobs (the\n"
     "API's reaper re-queues them), exit 0.  "
     "BROADWAY_LOG=debug|info|warn|error.\n";
@@ -47,13 +67,22 @@ enum {
   OPT_LOGS,
   OPT_HOSTNAME,
   OPT_WORK_DIR,
-  OPT_HELP
+  OPT_MEMORY,
+  OPT_CPUS,
+  OPT_PIDS,
+  OPT_DISK,
+  OPT_OUTPUT,
+  OPT_LIMITS,
+  OPT_CA_FILE,
+  OPT_HELP,
+  OPT_VERSION
 };
 
 /* The raw strings, flag over variable, before they are checked. */
 typedef struct raw_options {
   const char *api, *token, *token_file, *runner, *images, *slots, *tail, *logs,
-      *hostname, *work_dir;
+      *hostname, *work_dir, *memory, *cpus, *pids, *disk, *output, *limits,
+      *ca_file;
 } raw_options_t;
 
 static int copy_string(char *dst, size_t cap, const char *src,
@@ -218,6 +247,56 @@ static int load_numbers(gr_options_t *opt, const raw_options_t *raw) {
   return 0;
 }
 
+/* A size as a stage writes it ("512m", bytes), > 0. */
+static int parse_limit_size(const char *text, uint64_t *out) {
+  json_object *value = json_object_new_string(text);
+  bool ok = value != NULL && bw_validate_size(value, out) && *out > 0;
+
+  json_object_put(value);
+  return ok ? 0 : -1;
+}
+
+static int parse_number(const char *text, double min, double max, double *out) {
+  char *end;
+
+  errno = 0;
+  *out = strtod(text, &end);
+  return errno == 0 && end != text && *end == '\0' && *out >= min && *out <= max
+             ? 0
+             : -1;
+}
+
+static int load_limits(gr_options_t *opt, const raw_options_t *raw) {
+  double pids;
+  const char *bad = NULL;
+
+  gr_limits_default(&opt->limits);
+  opt->enforce = true;
+  if (raw->memory && parse_limit_size(raw->memory, &opt->limits.memory) != 0)
+    bad = "memory: expected a size such as 512m";
+  else if (raw->cpus &&
+           parse_number(raw->cpus, 0.01, 1024, &opt->limits.cpus) != 0)
+    bad = "cpus: expected a number from 0.01 to 1024";
+  else if (raw->pids && parse_number(raw->pids, 4, 1 << 22, &pids) != 0)
+    bad = "pids: expected a number from 4";
+  else if (raw->disk && parse_limit_size(raw->disk, &opt->limits.disk) != 0)
+    bad = "disk: expected a size such as 1g";
+  else if (raw->output &&
+           parse_limit_size(raw->output, &opt->limits.output) != 0)
+    bad = "output: expected a size such as 64m";
+  else if (raw->limits && strcmp(raw->limits, "on") != 0 &&
+           strcmp(raw->limits, "off") != 0)
+    bad = "limits: expected on or off";
+  if (bad != NULL) {
+    fprintf(stderr, "broadway-grader: %s\n", bad);
+    return -1;
+  }
+  if (raw->pids)
+    opt->limits.pids = (long)pids;
+  opt->enforce = raw->limits == NULL || strcmp(raw->limits, "on") == 0;
+  return 0;
+}
+
 static int load_hostname(gr_options_t *opt, const raw_options_t *raw) {
   if (raw->hostname != NULL)
     return copy_string(opt->hostname, sizeof opt->hostname, raw->hostname,
@@ -244,6 +323,18 @@ static int load_api(gr_options_t *opt, const raw_options_t *raw) {
   return 0;
 }
 
+static int load_ca_file(gr_options_t *opt, const raw_options_t *raw) {
+  if (raw->ca_file == NULL || raw->ca_file[0] == '\0')
+    return 0;
+  if (access(raw->ca_file, R_OK) != 0) {
+    fprintf(stderr, "broadway-grader: ca file: cannot read %s: %s\n",
+            raw->ca_file, strerror(errno));
+    return -1;
+  }
+  return copy_string(opt->ca_file, sizeof opt->ca_file, raw->ca_file,
+                     "ca file");
+}
+
 static void raw_from_env(raw_options_t *raw) {
   raw->api = getenv("BROADWAY_API");
   raw->token = getenv("BROADWAY_TOKEN");
@@ -255,6 +346,13 @@ static void raw_from_env(raw_options_t *raw) {
   raw->logs = getenv("BROADWAY_LOGS_BYTES");
   raw->hostname = getenv("BROADWAY_HOSTNAME");
   raw->work_dir = getenv("BROADWAY_WORK_DIR");
+  raw->memory = getenv("BROADWAY_MEMORY");
+  raw->cpus = getenv("BROADWAY_CPUS");
+  raw->pids = getenv("BROADWAY_PIDS");
+  raw->disk = getenv("BROADWAY_DISK");
+  raw->output = getenv("BROADWAY_OUTPUT");
+  raw->limits = getenv("BROADWAY_LIMITS");
+  raw->ca_file = getenv("BROADWAY_CA_FILE");
   if (raw->token != NULL && raw->token[0] == '\0')
     raw->token = NULL;
 }
@@ -272,7 +370,15 @@ static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
       {"logs-bytes", required_argument, NULL, OPT_LOGS},
       {"hostname", required_argument, NULL, OPT_HOSTNAME},
       {"work-dir", required_argument, NULL, OPT_WORK_DIR},
+      {"memory", required_argument, NULL, OPT_MEMORY},
+      {"cpus", required_argument, NULL, OPT_CPUS},
+      {"pids", required_argument, NULL, OPT_PIDS},
+      {"disk", required_argument, NULL, OPT_DISK},
+      {"output", required_argument, NULL, OPT_OUTPUT},
+      {"limits", required_argument, NULL, OPT_LIMITS},
+      {"ca-file", required_argument, NULL, OPT_CA_FILE},
       {"help", no_argument, NULL, OPT_HELP},
+      {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0}};
   const char **slot[] = {[OPT_API] = &raw->api,
                          [OPT_TOKEN] = &raw->token,
@@ -283,7 +389,14 @@ static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
                          [OPT_TAIL] = &raw->tail,
                          [OPT_LOGS] = &raw->logs,
                          [OPT_HOSTNAME] = &raw->hostname,
-                         [OPT_WORK_DIR] = &raw->work_dir};
+                         [OPT_WORK_DIR] = &raw->work_dir,
+                         [OPT_MEMORY] = &raw->memory,
+                         [OPT_CPUS] = &raw->cpus,
+                         [OPT_PIDS] = &raw->pids,
+                         [OPT_DISK] = &raw->disk,
+                         [OPT_OUTPUT] = &raw->output,
+                         [OPT_LIMITS] = &raw->limits,
+                         [OPT_CA_FILE] = &raw->ca_file};
   int c;
 
   optind = 1;
@@ -292,7 +405,11 @@ static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
       fputs(usage_text, stdout);
       return 1;
     }
-    if (c < OPT_API || c > OPT_WORK_DIR) {
+    if (c == OPT_VERSION) {
+      printf("broadway-grader %s\n", BW_VERSION);
+      return 1;
+    }
+    if (c < OPT_API || c > OPT_CA_FILE) {
       fputs(usage_text, stderr);
       return -1;
     }
@@ -316,7 +433,8 @@ int gr_options_load(gr_options_t *opt, int argc, char **argv) {
     return rc;
   if (load_api(opt, &raw) != 0 || load_token(opt, &raw) != 0 ||
       load_runner(opt, &raw) != 0 || load_work_dir(opt, &raw) != 0 ||
-      load_numbers(opt, &raw) != 0 || load_hostname(opt, &raw) != 0)
+      load_numbers(opt, &raw) != 0 || load_limits(opt, &raw) != 0 ||
+      load_hostname(opt, &raw) != 0 || load_ca_file(opt, &raw) != 0)
     return -1;
   return 0;
 }

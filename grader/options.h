@@ -8,7 +8,10 @@
 #define GR_OPTIONS_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "limits.h"
 
 enum { GR_RUNNER_DOCKER, GR_RUNNER_BWRAP };
 
@@ -23,10 +26,20 @@ typedef struct gr_options {
   int slots;                 /* BROADWAY_SLOTS, 1: jobs run at once */
   size_t tail_bytes;         /* BROADWAY_TAIL_BYTES, 64 KiB per stage stream */
   size_t logs_bytes;         /* BROADWAY_LOGS_BYTES, 1 MiB per job stream */
+  /* BROADWAY_MEMORY, _CPUS, _PIDS, _DISK, _OUTPUT: a stage's limits when
+   * it gives none, and the most it gets (gr_limits_default) */
+  gr_limits_t limits;
+  bool enforce; /* BROADWAY_LIMITS: on (default) | off */
+  /* Found at start-up, not options: how limits are enforced here. */
+  int cgroup_version; /* 1 or 2 (bwrap), 0 (docker, or limits off) */
+  bool bound_job;     /* /job is a tmpfs of the stage's disk size */
+  char ca_file[PATH_MAX];    /* BROADWAY_CA_FILE: CA bundle (PEM) the API's
+                                HTTPS certificate is checked against; ""
+                                for the system's */
 } gr_options_t;
 
-/* Parses argv and the environment.  Returns 0 to run, 1 when --help was
- * printed, or -1 after printing what is wrong to stderr. */
+/* Parses argv and the environment.  Returns 0 to run, 1 when --help or
+ * --version was printed, or -1 after printing what is wrong to stderr. */
 int gr_options_load(gr_options_t *opt, int argc, char **argv);
 
 const char *gr_options_runner_name(int runner);

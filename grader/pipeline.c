@@ -1,5 +1,6 @@
 #include "pipeline.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,17 +8,23 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "log.h"
 #include "process.h"
 #include "runner.h"
 #include "workdir.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
+/* How often a running stage's counters (its cgroups, /job) are read. */
+#define LIMIT_CHECK_MS 50
+/* Open files a stage may hold (RLIMIT_NOFILE). */
+#define STAGE_NOFILE 1024
 
 /* A stage parsed from the job, owning the arrays the runner borrows. */
 typedef struct parsed_stage {
   gr_stage_t stage;
   gr_argv_t env, entry_point;
+  gr_limits_t limits;
 } parsed_stage_t;
 
 /* Everything a running stage's callbacks need. */
@@ -26,7 +33,12 @@ typedef struct stage_run {
   gr_session_t *session;
   gr_job_outcome_t *job;
   gr_stage_outcome_t *stage;
+  gr_workdir_t *dir;
   char container[96];
+  gr_cgroup_t cgroup;
+  bool has_cgroup;
+  unsigned long long output; /* bytes of stdout + stderr so far */
+  long long checked_ms;      /* when over_limit last read the counters */
 } stage_run_t;
 
 static void note_to_logs(gr_job_outcome_t *job, const char *fmt, ...)
@@ -136,8 +148,8 @@ static void parsed_stage_cleanup(parsed_stage_t *ps) {
 }
 
 /* Returns 0, or -1 with the reason in why (the stage is then not run). */
-static int parse_stage(json_object *json, parsed_stage_t *ps, char *why,
-                       size_t why_len) {
+static int parse_stage(const gr_options_t *opt, json_object *json,
+                       parsed_stage_t *ps, char *why, size_t why_len) {
   json_object *value;
   gr_stage_t *st = &ps->stage;
 
@@ -169,6 +181,11 @@ static int parse_stage(json_object *json, parsed_stage_t *ps, char *why,
     st->host_name = json_object_get_string(value);
   if (json_object_object_get_ex(json, "enable_networking", &value))
     st->networking = json_object_get_boolean(value);
+  if (opt->enforce) {
+    if (gr_limits_of_stage(json, &opt->limits, &ps->limits, why, why_len) != 0)
+      return -1;
+    st->limits = &ps->limits;
+  }
   st->env = (const char **)ps->env.v;
   st->n_env = ps->env.n;
   /* An empty entry_point is no entry_point. */
@@ -183,6 +200,7 @@ static int parse_stage(json_object *json, parsed_stage_t *ps, char *why,
 static void on_output(void *arg, int stream, const char *data, size_t len) {
   stage_run_t *run = arg;
 
+  run->output += len;
   if (stream == GR_STDOUT) {
     gr_tail_append(&run->stage->out, data, len);
     gr_tail_append(&run->job->log_out, data, len);
@@ -202,6 +220,94 @@ static void before_kill(void *arg) {
   gr_runner_kill(run->opt, run->container);
 }
 
+/* Polled while the stage runs: the limit it went over, or 0.  Output is
+ * counted as it comes; the cgroups' counters and /job are read every
+ * LIMIT_CHECK_MS.  Going over pids (a fork refused) or memory (a process
+ * OOM-killed) stops the whole stage: what is left would not be graded on
+ * what the student wrote. */
+static int over_limit(void *arg) {
+  stage_run_t *run = arg;
+  gr_cgroup_usage_t usage;
+  long long now;
+
+  if (run->output > run->stage->limits.output)
+    return GR_KILLED_OUTPUT;
+  now = gr_monotonic_ms();
+  if (now - run->checked_ms < LIMIT_CHECK_MS)
+    return 0;
+  run->checked_ms = now;
+  if (gr_workdir_full(run->dir))
+    return GR_KILLED_DISK;
+  if (!run->has_cgroup)
+    return 0;
+  gr_cgroup_usage(&run->cgroup, &usage);
+  return usage.oom_kills > 0      ? GR_KILLED_MEMORY
+         : usage.pids_refused > 0 ? GR_KILLED_PIDS
+                                  : 0;
+}
+
+/* Before the stage starts: /job resized to its disk limit, its cgroups
+ * made, its rlimits in `confine`.  Returns 0, or -1 with the reason in
+ * why (killed_by disk when /job already holds more than it may). */
+static int confine_stage(stage_run_t *run, const gr_limits_t *limits,
+                         gr_confine_t *confine, char *why, size_t why_len) {
+  int rc;
+
+  if (run->opt->bound_job &&
+      (rc = gr_workdir_bound(run->dir, limits->disk)) != 0) {
+    if (rc == -EINVAL)
+      run->stage->killed_by = GR_KILLED_DISK;
+    snprintf(why, why_len, "cannot make /job %llu bytes: %s",
+             (unsigned long long)limits->disk,
+             rc == -EINVAL ? "it already holds more" : strerror(-rc));
+    return -1;
+  }
+  if (run->opt->cgroup_version > 0) {
+    if (gr_cgroup_create(&run->cgroup, limits, why, why_len) != 0)
+      return -1;
+    run->has_cgroup = true;
+    confine->cgroup_fds = run->cgroup.procs_fds;
+    confine->n_cgroup_fds = (size_t)run->cgroup.n_dirs;
+  }
+  confine->fsize = limits->disk;
+  confine->nofile = STAGE_NOFILE;
+  return 0;
+}
+
+/* After the stage: what it used, and the limit it was stopped at (or
+ * hit on its way out), if any.  A timeout counts as the CPU limit's when
+ * the stage was compute-bound: held to its share in at least half of the
+ * periods it ran, or (on a busy machine, where it may not even get its
+ * share: 0.38 of 0.5 CPUs was seen under `make test-san`) using at least a
+ * quarter of what `cpus` allowed over its run.  More CPU would have helped
+ * it, not more time. */
+static gr_killed_by_t stage_verdict(stage_run_t *run,
+                                    const gr_process_result_t *result) {
+  gr_cgroup_usage_t usage = {0};
+  gr_killed_by_t by = (gr_killed_by_t)result->over_limit;
+
+  if (run->has_cgroup) {
+    gr_cgroup_usage(&run->cgroup, &usage);
+    run->stage->cpu_ms = usage.cpu_ns / 1000000;
+    run->stage->memory_peak = usage.memory_peak;
+  }
+  if (by != GR_KILLED_NONE)
+    return by;
+  if (usage.oom_kills > 0)
+    return GR_KILLED_MEMORY;
+  if (usage.pids_refused > 0)
+    return GR_KILLED_PIDS;
+  if (gr_workdir_full(run->dir))
+    return GR_KILLED_DISK;
+  if (!result->timed_out)
+    return GR_KILLED_NONE;
+  return (usage.periods > 0 && usage.throttled * 2 >= usage.periods) ||
+                 (double)usage.cpu_ns * 4 >=
+                     run->stage->limits.cpus * 1e6 * (double)result->duration_ms
+             ? GR_KILLED_CPU
+             : GR_KILLED_TIMEOUT;
+}
+
 /* Adds a stage outcome to the job.  Returns it, or NULL (ENOMEM). */
 static gr_stage_outcome_t *add_stage(const gr_options_t *opt,
                                      gr_job_outcome_t *job, const char *image) {
@@ -214,6 +320,7 @@ static gr_stage_outcome_t *add_stage(const gr_options_t *opt,
   st = &job->stages[job->n_stages];
   memset(st, 0, sizeof *st);
   st->exit_code = -1;
+  st->cpu_ms = st->memory_peak = -1;
   st->image = strdup(image ? image : "");
   if (st->image == NULL || gr_tail_init(&st->out, opt->tail_bytes) != 0 ||
       gr_tail_init(&st->err, opt->tail_bytes) != 0) {
@@ -231,6 +338,7 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
   gr_stage_outcome_t *out = run->stage;
   gr_process_spec_t spec = {0};
   gr_process_result_t result;
+  gr_confine_t confine = {0};
   gr_argv_t argv;
   char why[512];
   int rc;
@@ -253,11 +361,31 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
   spec.argv = argv.v;
   spec.timeout_ms = stage->timeout_ms;
   spec.on_output = on_output;
-  spec.output_arg = spec.abandon_arg = spec.kill_arg = run;
+  spec.output_arg = spec.abandon_arg = spec.kill_arg = spec.limit_arg = run;
   spec.should_abandon = should_abandon;
   spec.before_kill = before_kill;
+  out->timeout_ms = stage->timeout_ms;
+  if (stage->limits != NULL) {
+    out->limited = true;
+    out->limits = *stage->limits;
+    spec.over_limit = over_limit;
+    if (confine_stage(run, stage->limits, &confine, why, sizeof why) != 0) {
+      out->error = strdup(why);
+      note_to_logs(run->job, "stage %zu: %s", index, why);
+      gr_argv_cleanup(&argv);
+      if (run->has_cgroup)
+        gr_cgroup_destroy(&run->cgroup);
+      return false;
+    }
+    if (run->opt->runner == GR_RUNNER_BWRAP)
+      spec.confine = &confine;
+  }
   rc = gr_process_run(&spec, &result);
   gr_argv_cleanup(&argv);
+  if (rc == 0)
+    out->killed_by = stage_verdict(run, &result);
+  if (run->has_cgroup)
+    gr_cgroup_destroy(&run->cgroup);
   if (rc != 0) {
     snprintf(why, sizeof why, "cannot start %.300s: %s", run->opt->runner_bin,
              strerror(-rc));
@@ -270,17 +398,23 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
   out->duration_ms = result.duration_ms;
   if (result.abandoned)
     run->job->abandoned = true;
+  if (result.timed_out && out->killed_by != GR_KILLED_CPU)
+    out->killed_by = GR_KILLED_TIMEOUT;
   if (result.timed_out)
     note_to_logs(run->job, "stage %zu (%s) timed out after %d ms: killed",
                  index, stage->image, stage->timeout_ms);
-  return !result.abandoned && !result.timed_out && result.exit_code == 0;
+  else if (out->killed_by != GR_KILLED_NONE && !result.abandoned)
+    note_to_logs(run->job, "stage %zu (%s) stopped: over its %s limit", index,
+                 stage->image, gr_killed_by_name(out->killed_by));
+  return !result.abandoned && !result.timed_out &&
+         out->killed_by == GR_KILLED_NONE && result.exit_code == 0;
 }
 
 /* Parses and runs stage `index`.  Returns true when the job may go on. */
 static bool run_stage_at(const gr_options_t *opt, gr_session_t *session,
                          gr_job_outcome_t *job, const char *job_id,
-                         const char *job_dir, json_object *json, size_t index) {
-  stage_run_t run = {.opt = opt, .session = session, .job = job};
+                         gr_workdir_t *dir, json_object *json, size_t index) {
+  stage_run_t run = {.opt = opt, .session = session, .job = job, .dir = dir};
   json_object *image = NULL;
   parsed_stage_t ps;
   char why[512];
@@ -296,7 +430,7 @@ static bool run_stage_at(const gr_options_t *opt, gr_session_t *session,
     return false;
   snprintf(run.container, sizeof run.container, "broadway-%s-%zu-%d", job_id,
            index, (int)getpid());
-  if (parse_stage(json, &ps, why, sizeof why) != 0) {
+  if (parse_stage(opt, json, &ps, why, sizeof why) != 0) {
     char full[600];
     snprintf(full, sizeof full, "stages[%zu].%s", index, why);
     run.stage->error = strdup(full);
@@ -304,7 +438,7 @@ static bool run_stage_at(const gr_options_t *opt, gr_session_t *session,
     parsed_stage_cleanup(&ps);
     return false;
   }
-  go_on = run_stage(&run, &ps.stage, job_dir, index);
+  go_on = run_stage(&run, &ps.stage, dir->path, index);
   parsed_stage_cleanup(&ps);
   return go_on;
 }
@@ -351,7 +485,7 @@ static int write_roster(const gr_workdir_t *dir, json_object *job) {
 /* Runs the stages in dir; returns true when all of them succeeded. */
 static bool run_stages(const gr_options_t *opt, gr_session_t *session,
                        gr_job_outcome_t *job, const char *job_id,
-                       const char *dir, json_object *stages) {
+                       gr_workdir_t *dir, json_object *stages) {
   size_t i, n;
 
   if (!json_object_is_type(stages, json_type_array) ||
@@ -388,14 +522,16 @@ int gr_pipeline_run(const gr_options_t *opt, gr_session_t *session,
     note_to_logs(outcome, "cannot make the job folder: %s", strerror(-rc));
     return -1;
   }
-  rc = write_roster(&dir, job);
-  if (rc != 0) {
+  /* /job is bounded before the roster goes in: it counts too. */
+  rc = opt->bound_job ? gr_workdir_bound(&dir, opt->limits.disk) : 0;
+  if (rc != 0)
+    note_to_logs(outcome, "cannot bound /job: %s", strerror(-rc));
+  else if ((rc = write_roster(&dir, job)) != 0)
     note_to_logs(outcome, "cannot write /job/roster.json: %s",
                  rc < -1 ? strerror(-rc) : "out of memory");
-  } else {
+  else {
     json_object_object_get_ex(job, "stages", &stages);
-    outcome->success =
-        run_stages(opt, session, outcome, job_id, dir.path, stages);
+    outcome->success = run_stages(opt, session, outcome, job_id, &dir, stages);
   }
   rc = gr_workdir_remove(&dir);
   if (rc != 0)
@@ -411,6 +547,19 @@ static json_object *text_json(const gr_tail_t *tail, size_t max) {
   json_object *json = text ? json_object_new_string(text) : NULL;
 
   free(text);
+  return json;
+}
+
+static json_object *limits_json(const gr_limits_t *l) {
+  json_object *json = json_object_new_object();
+
+  json_object_object_add(json, "memory",
+                         json_object_new_int64((int64_t)l->memory));
+  json_object_object_add(json, "cpus", json_object_new_double(l->cpus));
+  json_object_object_add(json, "pids", json_object_new_int64(l->pids));
+  json_object_object_add(json, "disk", json_object_new_int64((int64_t)l->disk));
+  json_object_object_add(json, "output",
+                         json_object_new_int64((int64_t)l->output));
   return json;
 }
 
@@ -431,6 +580,21 @@ static json_object *stage_json(const gr_stage_outcome_t *st, size_t max) {
     json_object_object_add(info, "error", json_object_new_string(st->error));
   if (st->note != NULL)
     json_object_object_add(info, "note", json_object_new_string(st->note));
+  if (st->killed_by != GR_KILLED_NONE) {
+    json_object_object_add(
+        info, "killed_by",
+        json_object_new_string(gr_killed_by_name(st->killed_by)));
+    json_object_object_add(
+        info, "limit",
+        gr_killed_by_limit(st->killed_by, &st->limits, st->timeout_ms));
+  }
+  if (st->limited)
+    json_object_object_add(info, "limits", limits_json(&st->limits));
+  if (st->cpu_ms >= 0)
+    json_object_object_add(info, "cpu_ms", json_object_new_int64(st->cpu_ms));
+  if (st->memory_peak >= 0)
+    json_object_object_add(info, "memory_peak",
+                           json_object_new_int64(st->memory_peak));
   return info;
 }
 

@@ -1,17 +1,18 @@
 /* pipeline.h - one grading job: its folder, its roster, its stages in
  * order, and the result to report.
  *
- * The job runs to its first failing stage (non-zero exit, timeout, or a
- * stage that cannot start); the outcome keeps every stage that ran with the
- * tails of its output, and the job's whole output (capped) as its logs.  A
- * job abandoned because the grader is stopping has no result: it must go
- * back to the queue, not be reported as failed. */
+ * The job runs to its first failing stage (non-zero exit, timeout, a limit
+ * hit, or a stage that cannot start); the outcome keeps every stage that ran
+ * with the tails of its output, and the job's whole output (capped) as its
+ * logs.  A job abandoned because the grader is stopping has no result: it must
+ * go back to the queue, not be reported as failed. */
 #ifndef GR_PIPELINE_H
 #define GR_PIPELINE_H
 
 #include <json-c/json.h>
 #include <stdbool.h>
 
+#include "limits.h"
 #include "options.h"
 #include "session.h"
 #include "tail.h"
@@ -22,8 +23,14 @@ typedef struct gr_stage_outcome {
   bool timed_out;
   long long duration_ms;
   gr_tail_t out, err;
-  char *error; /* why it could not start, or NULL */
-  char *note;  /* e.g. "no entry_point: nothing to run", or NULL */
+  char *error;        /* why it could not start, or NULL */
+  char *note;         /* e.g. "no entry_point: nothing to run", or NULL */
+  bool limited;       /* limits were enforced: the next fields say */
+  gr_limits_t limits; /* what it was given */
+  int timeout_ms;
+  gr_killed_by_t killed_by; /* the limit it was stopped at */
+  long long cpu_ms;         /* CPU time it used (-1: not measured) */
+  long long memory_peak;    /* bytes (-1: not measured) */
 } gr_stage_outcome_t;
 
 typedef struct gr_job_outcome {

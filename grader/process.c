@@ -7,6 +7,8 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,6 +88,77 @@ static int spawn(const gr_process_spec_t *spec, int out_w, int err_w,
   return rc;
 }
 
+/* In the forked child: only async-signal-safe calls.  Returns only on
+ * failure, with errno set. */
+static void confined_child(const gr_process_spec_t *spec, int out_w, int err_w,
+                           char **env) {
+  const gr_confine_t *c = spec->confine;
+  struct rlimit core = {0, 0}, fsize = {c->fsize, c->fsize},
+                nofile = {c->nofile, c->nofile};
+  struct sigaction dfl;
+  sigset_t none;
+  int null_fd;
+
+  for (size_t i = 0; i < c->n_cgroup_fds; i++)
+    if (write(c->cgroup_fds[i], "0", 1) != 1)
+      return;
+  if (setpgid(0, 0) != 0 || setrlimit(RLIMIT_CORE, &core) != 0 ||
+      (c->fsize > 0 && setrlimit(RLIMIT_FSIZE, &fsize) != 0) ||
+      (c->nofile > 0 && setrlimit(RLIMIT_NOFILE, &nofile) != 0))
+    return;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++)
+    sigaction(sig, &dfl, NULL); /* KILL, STOP and RT internals refuse: fine */
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  if ((null_fd = open("/dev/null", O_RDONLY)) < 0 || dup2(null_fd, 0) < 0 ||
+      dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+    return;
+  /* Every descriptor but 0-2 closes at exec, the status pipe included. */
+  if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+    return;
+  execve(spec->argv[0], spec->argv, env);
+}
+
+/* fork + confined_child; the child's errno comes back through a pipe that
+ * exec closes.  Returns 0 or an errno. */
+static int spawn_confined(const gr_process_spec_t *spec, int out_w, int err_w,
+                          pid_t *pid) {
+  char **env = child_environment();
+  int status_pipe[2], err = 0;
+  ssize_t n;
+
+  if (env == NULL)
+    return ENOMEM;
+  if (pipe2(status_pipe, O_CLOEXEC) != 0) {
+    err = errno;
+    free(env);
+    return err;
+  }
+  *pid = fork();
+  if (*pid == 0) {
+    confined_child(spec, out_w, err_w, env);
+    err = errno;
+    n = write(status_pipe[1], &err, sizeof err);
+    _exit(127);
+  }
+  err = *pid < 0 ? errno : 0;
+  close(status_pipe[1]);
+  free(env);
+  if (*pid > 0) {
+    do
+      n = read(status_pipe[0], &err, sizeof err);
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof err)
+      waitpid(*pid, NULL, 0); /* it failed before exec */
+    else
+      err = 0;
+  }
+  close(status_pipe[0]);
+  return err;
+}
+
 static void kill_everything(supervision_t *sv) {
   if (sv->killed)
     return;
@@ -157,6 +230,9 @@ static bool supervise_step(supervision_t *sv, gr_process_result_t *result) {
     result->abandoned = true;
     kill_everything(sv);
   }
+  if (!sv->killed && sv->spec->over_limit != NULL &&
+      (result->over_limit = sv->spec->over_limit(sv->spec->limit_arg)) != 0)
+    kill_everything(sv);
   if ((sv->reaped && now - sv->reaped_at > DRAIN_GRACE_MS) ||
       (sv->killed && now - sv->killed_at > KILL_GRACE_MS)) {
     kill(-sv->pid, SIGKILL); /* whatever still holds the pipes */
@@ -202,7 +278,8 @@ int gr_process_run(const gr_process_spec_t *spec, gr_process_result_t *result) {
     close(out[1]);
     return rc;
   }
-  rc = spawn(spec, out[1], err[1], &sv.pid);
+  rc = spec->confine != NULL ? spawn_confined(spec, out[1], err[1], &sv.pid)
+                             : spawn(spec, out[1], err[1], &sv.pid);
   close(out[1]);
   close(err[1]);
   if (rc != 0) {

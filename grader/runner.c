@@ -10,6 +10,10 @@
 #include "process.h"
 
 /* What a shell would use; --clearenv leaves bwrap stages without a PATH. */
+/* The stage's uid and gid inside its user namespace: not 0, so it holds no
+ * capability there. */
+#define STAGE_ID "1000"
+
 #define DEFAULT_PATH                                                           \
   "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -107,6 +111,18 @@ static int docker_command(const gr_options_t *opt, const gr_stage_t *stage,
   if (stage->host_name != NULL)
     rc |= push_format(argv, "--hostname=%s", stage->host_name);
   rc |= push_format(argv, "--volume=%s:/job", job_dir);
+  if (stage->limits != NULL) {
+    const gr_limits_t *l = stage->limits;
+    /* memory-swap is memory + swap: equal means no swap. */
+    rc |= push_format(argv, "--memory=%llu", (unsigned long long)l->memory);
+    rc |=
+        push_format(argv, "--memory-swap=%llu", (unsigned long long)l->memory);
+    rc |= push_format(argv, "--cpus=%.3f", l->cpus);
+    rc |= push_format(argv, "--pids-limit=%ld", l->pids);
+    rc |= gr_argv_push(argv, "--ulimit=core=0:0");
+    rc |= push_format(argv, "--ulimit=fsize=%llu:%llu",
+                      (unsigned long long)l->disk, (unsigned long long)l->disk);
+  }
   for (i = 0; i < stage->n_env; i++)
     rc |= push_format(argv, "--env=%s", stage->env[i]);
   if (stage->entry_point != NULL)
@@ -192,7 +208,8 @@ static int bwrap_env(const gr_stage_t *stage, gr_argv_t *argv) {
 static int bwrap_command(const gr_options_t *opt, const gr_stage_t *stage,
                          const char *job_dir, gr_argv_t *argv, char *why,
                          size_t why_len) {
-  /* --unshare-all: user (if possible), ipc, pid, net, uts, cgroup.  The pid
+  /* --unshare-all: user (if possible; --unshare-user makes it certain),
+   * ipc, pid, net, uts, cgroup.  The pid
    * namespace is what makes the kill complete: when bwrap dies
    * (--die-with-parent passes our SIGKILL on), its pid 1 dies and the kernel
    * kills everything else in the namespace, whatever session it set up. */
@@ -200,9 +217,12 @@ static int bwrap_command(const gr_options_t *opt, const gr_stage_t *stage,
                                  "/proc",
                                  "--dev",
                                  "/dev",
-                                 "--tmpfs",
-                                 "/tmp",
                                  "--unshare-all",
+                                 "--unshare-user",
+                                 "--uid",
+                                 STAGE_ID,
+                                 "--gid",
+                                 STAGE_ID,
                                  "--die-with-parent",
                                  "--new-session",
                                  "--chdir",
@@ -224,6 +244,12 @@ static int bwrap_command(const gr_options_t *opt, const gr_stage_t *stage,
   rc |= gr_argv_push(argv, opt->runner_bin);
   rc |= push_all(argv, (const char *const[]){"--ro-bind", image_dir, "/",
                                              "--bind", job_dir, "/job", NULL});
+  /* --size applies to the --tmpfs after it. */
+  if (stage->limits != NULL) {
+    rc |= gr_argv_push(argv, "--size");
+    rc |= push_format(argv, "%llu", (unsigned long long)stage->limits->disk);
+  }
+  rc |= push_all(argv, (const char *const[]){"--tmpfs", "/tmp", NULL});
   rc |= push_all(argv, sandbox);
   if (stage->networking)
     rc |= gr_argv_push(argv, "--share-net");

@@ -4,13 +4,22 @@
  * Both runners give a stage the same world: the image as its root, the
  * job's folder read-write at /job, the stage's env and nothing else of the
  * grader's, the requested hostname, and no network but loopback unless the
- * stage enables networking.  What differs is kept here. */
+ * stage enables networking.  What differs is kept here.
+ *
+ * Limits: docker enforces them itself (--memory with an equal
+ * --memory-swap, --cpus, --pids-limit, --ulimit).  bwrap cannot: the
+ * grader puts bwrap in the stage's control groups (cgroup.h) and gives it
+ * rlimits (process.h); here the stage gets a /tmp of its disk size and runs
+ * as uid/gid 1000 in a user namespace of its own, without capabilities, so
+ * it can neither raise its rlimits nor leave its groups even when the
+ * grader is root. */
 #ifndef GR_RUNNER_H
 #define GR_RUNNER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "limits.h"
 #include "options.h"
 
 /* A growable NULL-terminated argv; the strings are owned copies. */
@@ -33,6 +42,7 @@ typedef struct gr_stage {
   const char *host_name; /* NULL: the runner's default */
   bool networking;
   int timeout_ms;
+  const gr_limits_t *limits; /* NULL: not enforced (--limits off) */
 } gr_stage_t;
 
 enum { GR_RUNNER_RUN = 0, GR_RUNNER_NOTHING = 1 };

@@ -1,11 +1,11 @@
 #include "slot.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "db.h"
 #include "log.h"
 #include "pipeline.h"
 #include "process.h"
@@ -27,17 +27,6 @@
  * its output cannot. */
 static const size_t smaller_output[][2] = {{4096, 16384}, {0, 0}};
 #define SHRINK_STEPS (1 + sizeof smaller_output / sizeof *smaller_output)
-
-static bool valid_object_id(const char *id) {
-  size_t i;
-
-  if (id == NULL || strlen(id) != 24)
-    return false;
-  for (i = 0; i < 24; i++)
-    if (!isxdigit((unsigned char)id[i]))
-      return false;
-  return true;
-}
 
 static char *result_body(const gr_options_t *opt,
                          const gr_job_outcome_t *outcome, size_t step) {
@@ -141,13 +130,15 @@ static void report(gr_slot_t *slot, gr_http_t *http, const char *job_id,
 static void run_job(gr_slot_t *slot, gr_http_t *http, json_object *job) {
   json_object *field;
   const char *job_id = NULL;
+  bson_oid_t parsed;
   gr_job_outcome_t outcome;
   long long started = gr_monotonic_ms();
   size_t n_stages = 0;
 
   if (json_object_object_get_ex(job, "job_id", &field))
     job_id = json_object_get_string(field);
-  if (!valid_object_id(job_id)) {
+  /* The id goes into a URL path: only the 24 hex digits of an ObjectId. */
+  if (!bw_db_oid_parse(job_id, &parsed)) {
     bw_log_error("the API handed out a job without a valid job_id: skipped");
     return;
   }

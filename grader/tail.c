@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
+
 int gr_tail_init(gr_tail_t *tail, size_t cap) {
   memset(tail, 0, sizeof *tail);
   tail->cap = cap;
@@ -60,38 +62,6 @@ char *gr_tail_text(const gr_tail_t *tail, size_t max) {
   return text;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if there is
- * none (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF). */
-static size_t utf8_sequence_length(const unsigned char *s, size_t n) {
-  unsigned char lo = 0x80, hi = 0xBF;
-  size_t len, i;
-
-  if (s[0] >= 0x01 && s[0] <= 0x7F)
-    return 1;
-  if (s[0] >= 0xC2 && s[0] <= 0xDF)
-    len = 2;
-  else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-    len = 3;
-  else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-    len = 4;
-  else
-    return 0;
-  if (s[0] == 0xE0)
-    lo = 0xA0;
-  else if (s[0] == 0xED)
-    hi = 0x9F;
-  else if (s[0] == 0xF0)
-    lo = 0x90;
-  else if (s[0] == 0xF4)
-    hi = 0x8F;
-  if (n < len || s[1] < lo || s[1] > hi)
-    return 0;
-  for (i = 2; i < len; i++)
-    if (s[i] < 0x80 || s[i] > 0xBF)
-      return 0;
-  return len;
-}
-
 char *gr_utf8_sanitize(const char *data, size_t len) {
   static const char replacement[] = "\xEF\xBF\xBD";
   const unsigned char *s = (const unsigned char *)data;
@@ -101,7 +71,8 @@ char *gr_utf8_sanitize(const char *data, size_t len) {
   if (out == NULL)
     return NULL;
   while (i < len) {
-    size_t n = utf8_sequence_length(s + i, len - i);
+    /* A NUL is valid UTF-8, but the API refuses it: replace it too. */
+    size_t n = s[i] == '\0' ? 0 : bw_json_utf8_length(s + i, len - i);
     if (n == 0) {
       memcpy(w, replacement, 3);
       w += 3;

@@ -1,13 +1,16 @@
 #include "workdir.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +32,7 @@ static int lock_folder(int parent, const char *name, int how) {
 
 int gr_workdir_create(gr_workdir_t *dir, const char *base) {
   dir->lock_fd = -1;
+  dir->mounted = false;
   if ((size_t)snprintf(dir->path, sizeof dir->path, "%s/" PREFIX "XXXXXX",
                        base) >= sizeof dir->path)
     return -ENAMETOOLONG;
@@ -41,6 +45,47 @@ int gr_workdir_create(gr_workdir_t *dir, const char *base) {
     return rc;
   }
   return 0;
+}
+
+int gr_workdir_bound(gr_workdir_t *dir, uint64_t bytes) {
+  char opts[64];
+
+  snprintf(opts, sizeof opts, "size=%llu,mode=0700", (unsigned long long)bytes);
+  if (!dir->mounted) {
+    int fd;
+    if (mount("tmpfs", dir->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0)
+      return -errno;
+    dir->mounted = true;
+    /* The lock moves to the tmpfs: a sweeping grader opens the path, which
+     * now leads there, not to the folder under it. */
+    fd = lock_folder(AT_FDCWD, dir->path, LOCK_EX);
+    if (fd < 0)
+      return fd;
+    close(dir->lock_fd);
+    dir->lock_fd = fd;
+    return 0;
+  }
+  if (mount("tmpfs", dir->path, "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV,
+            opts) != 0)
+    return -errno;
+  return 0;
+}
+
+bool gr_workdir_full(const gr_workdir_t *dir) {
+  struct statvfs st;
+
+  return dir->mounted && statvfs(dir->path, &st) == 0 && st.f_bavail == 0;
+}
+
+int gr_workdir_probe_bound(const char *base) {
+  gr_workdir_t dir;
+  int rc = gr_workdir_create(&dir, base);
+
+  if (rc == 0) {
+    rc = gr_workdir_bound(&dir, 1 << 20);
+    gr_workdir_remove(&dir);
+  }
+  return rc;
 }
 
 int gr_workdir_write(const gr_workdir_t *dir, const char *name,
@@ -115,7 +160,14 @@ static int remove_at(int parent, const char *name) {
 }
 
 int gr_workdir_remove(gr_workdir_t *dir) {
-  int rc = remove_at(AT_FDCWD, dir->path);
+  int rc = 0;
+
+  /* Unmounting frees everything the stages wrote there at once. */
+  if (dir->mounted && umount2(dir->path, MNT_DETACH) != 0)
+    rc = -errno;
+  dir->mounted = false;
+  if (rc == 0)
+    rc = remove_at(AT_FDCWD, dir->path);
 
   if (dir->lock_fd >= 0)
     close(dir->lock_fd);
@@ -145,10 +197,15 @@ int gr_workdir_sweep(const char *base) {
 
   if (dir == NULL)
     return 0;
-  while ((entry = readdir(dir)) != NULL)
-    if (is_old_orphan(dirfd(dir), entry->d_name) &&
-        remove_at(dirfd(dir), entry->d_name) == 0)
+  while ((entry = readdir(dir)) != NULL) {
+    char path[PATH_MAX + 300];
+    if (!is_old_orphan(dirfd(dir), entry->d_name))
+      continue;
+    snprintf(path, sizeof path, "%s/%s", base, entry->d_name);
+    umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW); /* its tmpfs, if any */
+    if (remove_at(dirfd(dir), entry->d_name) == 0)
       removed++;
+  }
   closedir(dir);
   return removed;
 }

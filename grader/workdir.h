@@ -12,11 +12,14 @@
 #ifndef GR_WORKDIR_H
 #define GR_WORKDIR_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct gr_workdir {
   char path[4096];
-  int lock_fd; /* the folder, opened and flock'ed; -1 if none */
+  int lock_fd;  /* the folder, opened and flock'ed; -1 if none */
+  bool mounted; /* a tmpfs is mounted on it (gr_workdir_bound) */
 } gr_workdir_t;
 
 /* Creates and locks <base>/broadway-job-XXXXXX.  Returns 0 or -errno. */
@@ -26,14 +29,27 @@ int gr_workdir_create(gr_workdir_t *dir, const char *base);
 int gr_workdir_write(const gr_workdir_t *dir, const char *name,
                      const char *data, size_t len);
 
-/* Removes the folder and everything below it, then drops the lock.
+/* Makes the folder a tmpfs of `bytes` (mode 0700), or resizes the one it
+ * is: what a stage may write to /job.  Needs CAP_SYS_ADMIN (root).
+ * Returns 0 or -errno (-EINVAL: it already holds more than `bytes`). */
+int gr_workdir_bound(gr_workdir_t *dir, uint64_t bytes);
+
+/* True when the folder's tmpfs has no free block left. */
+bool gr_workdir_full(const gr_workdir_t *dir);
+
+/* Whether this process can bound job folders in `base`: mounts and
+ * unmounts a tmpfs on a scratch folder.  Returns 0 or -errno. */
+int gr_workdir_probe_bound(const char *base);
+
+/* Removes the folder and everything below it (unmounting its tmpfs), then
+ * drops the lock.
  * Returns 0 or -errno (what could not be removed stays; the caller logs
  * it). */
 int gr_workdir_remove(gr_workdir_t *dir);
 
 /* Removes the job folders in `base` that no grader holds (left by one that
  * was killed) and that are older than a minute (a folder is created before
- * it is locked).  Returns how many were removed. */
+ * it is locked), unmounting their tmpfs.  Returns how many were removed. */
 int gr_workdir_sweep(const char *base);
 
 #endif

@@ -4,9 +4,14 @@
  *   broadway-reaper [-c CONFIG] [--once]          one pass (the default)
  *   broadway-reaper [-c CONFIG] --loop SECONDS    a pass every SECONDS
  *
- * Production, from cron, once a minute:
+ * Exit status of a pass: 0 done, 1 bad config, 2 bad usage, 3 the
+ * database is unreachable, 4 the database answers but the pass failed (slow:
+ * a call took over reaper_timeout_ms, or a command failed).  It logs where
+ * the pool logs (log_file) and runs as its user (when started as root).
  *
- *   * * * * * /opt/broadway/bin/broadway-reaper -c /etc/broadway.conf --once
+ * Production: broadway-reaper.timer (every 30 s), or from cron:
+ *
+ *   * * * * * /usr/local/bin/broadway-reaper --once
  *
  * Why cron and --once there: nothing has to stay up for the reaper to keep
  * working (a crashed or OOM-killed loop would silently stop re-queueing),
@@ -26,11 +31,13 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "daemon.h"
 #include "db.h"
 #include "log.h"
 #include "reap.h"
+#include "version.h"
 
-#define DEFAULT_CONFIG "broadway.conf"
+enum { EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_SLOW = 4 };
 
 typedef struct args {
   const char *config; /* NULL: no file */
@@ -38,15 +45,25 @@ typedef struct args {
 } args_t;
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: broadway-reaper [-c CONFIG] [--once | --loop SECONDS]\n");
+  fprintf(out, "usage: broadway-reaper [-c CONFIG] [--once | --loop SECONDS]\n"
+               "Declares dead the graders that stopped heartbeating and puts "
+               "their jobs back\nin the queue; repairs what crashed processes "
+               "left behind.\n"
+               "  -c CONFIG        the config file (default ./broadway.conf if "
+               "present,\n"
+               "                   else " BW_SYSTEM_CONFIG ")\n"
+               "  --once           one pass (the default)\n"
+               "  --loop SECONDS   a pass every SECONDS until SIGTERM\n"
+               "  --version, --help\n"
+               "Exit status: 0 done, 1 bad config, 2 bad usage, 3 database "
+               "unreachable,\n4 database slow or failing.  See "
+               "broadway-reaper(8).\n");
 }
 
 /* Returns 0, 1 for "exit 0 (help)", -1 for a usage error. */
 static int parse_args(int argc, char **argv, args_t *args) {
   memset(args, 0, sizeof *args);
-  if (access(DEFAULT_CONFIG, F_OK) == 0)
-    args->config = DEFAULT_CONFIG;
+  args->config = bw_config_default_path();
   for (int i = 1; i < argc; i++) {
     char *end;
     if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
@@ -63,6 +80,9 @@ static int parse_args(int argc, char **argv, args_t *args) {
     } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       usage(stdout);
       return 1;
+    } else if (strcmp(argv[i], "--version") == 0) {
+      printf("broadway-reaper %s\n", BW_VERSION);
+      return 1;
     } else {
       usage(stderr);
       return -1;
@@ -71,33 +91,50 @@ static int parse_args(int argc, char **argv, args_t *args) {
   return 0;
 }
 
+/* A pass failed: was the database away, or there but too slow for one of
+ * the pass's calls?  A ping tells (server selection fails within
+ * db_timeout_ms when nothing answers).  Returns the exit status. */
+static int reap_failure(bw_db_t *db, const bw_config_t *cfg,
+                        const bw_error_t *why) {
+  bw_error_t ping = {.code = 0, .message = ""};
+
+  if (bw_db_ping(db, &ping) < 0) {
+    bw_log_error("pass failed: database unreachable (%s)", why->message);
+    return EXIT_UNREACHABLE;
+  }
+  bw_log_error("pass failed: the database answers but is slow or failing "
+               "(a call over reaper_timeout_ms = %d?): %s",
+               cfg->reaper_timeout_ms, why->message);
+  return EXIT_SLOW;
+}
+
 /* One pass; logs what it did when it did anything.  `repair` adds the
  * scans for what crashed processes left behind (bw_reap_repair), which cost
- * more than the dead-grader check and are not needed every tick. */
+ * more than the dead-grader check and are not needed every tick.  Returns
+ * 0 or the exit status of a failure. */
 static int reap_pass(bw_db_t *db, const bw_config_t *cfg, bool repair) {
-  bw_reap_stats_t stats = {0, 0, 0, 0};
+  bw_reap_stats_t stats = {0, 0, 0, 0, 0};
   bw_error_t error = {.code = 0, .message = ""};
   int rc = bw_reap_dead(db, cfg, &stats, &error);
 
   if (rc == 0 && repair)
     rc = bw_reap_repair(db, cfg, &stats, &error);
-  if (rc < 0) {
-    bw_log_error("pass failed: %s", error.message);
-    return rc;
-  }
+  if (rc < 0)
+    return reap_failure(db, cfg, &error);
   /* Dead graders stay dead (and counted) pass after pass: worth a line only
    * when this pass did something about them. */
-  if (stats.requeued || stats.failed || stats.repaired)
-    bw_log_info("dead graders %d, jobs re-queued %d, failed %d, repaired %d",
+  if (stats.requeued || stats.failed || stats.repaired || stats.pruned)
+    bw_log_info("dead graders %d, jobs re-queued %d, failed %d, repaired %d, "
+                "results pruned %d",
                 stats.dead_workers, stats.requeued, stats.failed,
-                stats.repaired);
+                stats.repaired, stats.pruned);
   return 0;
 }
 
 /* Signals are taken synchronously (blocked, then sigtimedwait), so a stop
  * never interrupts a pass half-way: it ends the sleep between passes. */
 static void block_stop_signals(sigset_t *set) {
-  static const int stops[] = {SIGTERM, SIGINT, SIGHUP};
+  static const int stops[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
 
   sigemptyset(set);
   for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
@@ -123,6 +160,12 @@ static void reap_loop(bw_db_t *db, const bw_config_t *cfg, int seconds) {
       last_repair = time(NULL);
     reap_pass(db, cfg, repair); /* a failed pass is retried next tick */
     sig = sigtimedwait(&stops, NULL, &interval);
+    if (sig == SIGUSR1) { /* logrotate moved log_file */
+      bw_error_t error;
+      if (bw_daemon_log(cfg, &error) < 0)
+        bw_log_error("%s", error.message);
+      continue;
+    }
     if (sig > 0) {
       bw_log_info("%s: stopping", strsignal(sig));
       return;
@@ -140,21 +183,25 @@ int main(int argc, char **argv) {
   bw_log_init("reaper");
   rc = parse_args(argc, argv, &args);
   if (rc != 0)
-    return rc > 0 ? 0 : 2;
-  if (bw_config_load(&cfg, args.config, &error) < 0) {
+    return rc > 0 ? 0 : EXIT_USAGE;
+  if (bw_config_load(&cfg, args.config, &error) < 0 ||
+      bw_daemon_log(&cfg, &error) < 0 || bw_daemon_drop(&cfg, &error) < 0) {
     bw_log_error("config: %s", error.message);
-    return 1;
+    return EXIT_CONFIG;
   }
+  /* Its scans are longer than any request's: a slow database is not a
+   * down one (server selection keeps db_timeout_ms). */
+  cfg.socket_timeout_ms = cfg.reaper_timeout_ms;
   if (bw_db_open(&db, &cfg, &error) < 0) {
-    bw_log_error("database: %s", error.message);
+    bw_log_error("config: %s", error.message);
     mongoc_cleanup(); /* bw_db_open ran mongoc_init() before failing */
-    return 1;
+    return EXIT_CONFIG;
   }
   rc = 0;
   if (args.loop_seconds > 0)
     reap_loop(db, &cfg, args.loop_seconds);
   else
-    rc = reap_pass(db, &cfg, true) < 0 ? 1 : 0;
+    rc = reap_pass(db, &cfg, true);
   bw_db_close(db);
   mongoc_cleanup();
   return rc;

@@ -226,6 +226,26 @@ START_TEST(test_auth_missing_token_is_401_on_every_endpoint) {
 }
 END_TEST
 
+/* The one route without the token, for load balancers: it tells whether
+ * the database answers and nothing else (docs/DEPLOY.md). */
+START_TEST(test_health_needs_no_token) {
+  bw_test_http_resp_t r;
+  raw("GET", "/api/v1/health", NULL, NULL, NULL, NULL, &r);
+  BW_ASSERT_SUCCESS(&r, 200);
+  ck_assert_str_eq(bw_test_json_str(bw_test_http_data(&r), "database"), "ok");
+  bw_test_http_resp_cleanup(&r);
+  raw("GET", "/api/v1/health", "not-the-token", NULL, NULL, NULL, &r);
+  BW_ASSERT_SUCCESS(&r, 200);
+  bw_test_http_resp_cleanup(&r);
+  raw("POST", "/api/v1/health", NULL, NULL, NULL, "{}", &r);
+  BW_ASSERT_FAIL(&r, 405, "allowed: GET");
+  bw_test_http_resp_cleanup(&r);
+  raw("GET", "/api/v1/health/x", NULL, NULL, NULL, NULL, &r);
+  BW_ASSERT_FAIL(&r, 401, ""); /* only the exact path is open */
+  bw_test_http_resp_cleanup(&r);
+}
+END_TEST
+
 START_TEST(test_auth_wrong_token_is_401_on_every_endpoint) {
   bw_test_client_t w;
   new_worker(&w);
@@ -333,7 +353,7 @@ START_TEST(test_unknown_path_under_api_is_404) {
   bw_test_client_t w;
   new_worker(&w);
   const char *paths[] = {"/api/v1/nope",
-                         "/api/v1/grading_runs",
+                         "/api/v1/grading_runz",
                          "/api/v2/grading_run",
                          "/api/v1/",
                          "/api/",
@@ -348,7 +368,9 @@ END_TEST
 START_TEST(test_path_outside_api_is_404_json) {
   bw_test_client_t c;
   bw_itest_client(&c);
-  const char *paths[] = {"/", "/index.html", "/v1/grading_run", "/grading_job"};
+  /* "/" and its three files are the status page (check_web). */
+  const char *paths[] = {"/index.htm", "/app.json", "/v1/grading_run",
+                         "/grading_job"};
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
     bw_test_http_resp_t r;
     bw_test_http_call(&c, "GET", paths[i], NULL, &r);
@@ -1406,15 +1428,38 @@ START_TEST(test_run_of_1999_students_with_pre_and_post_has_every_job) {
   bw_test_http_resp_t r;
   json_object *run =
       assert_run(&c, run_id, &r, "created", (int[]){2001, 0, 0, 0, 0});
-  assert_str(job_of(run, 0), "type", "pre");
-  for (int i = 0; i < 1999; i++) {
-    char netid[16];
-    snprintf(netid, sizeof netid, "s%d", i);
-    assert_int(job_of(run, (size_t)i + 1), "index", i);
-    assert_str(bw_test_json_get(job_of(run, (size_t)i + 1), "student"), "N",
-               netid);
+  /* Over 1,000 jobs a status lists them a page at a time (docs/PROTOCOL.md):
+   * the default is the first page, next_offset leads to the rest. */
+  long long offset = 0;
+  for (int page = 0; offset >= 0; page++) {
+    if (page > 0) {
+      char path[128];
+      bw_test_http_resp_cleanup(&r);
+      snprintf(path, sizeof path, "/api/v1/grading_run/%s?offset=%lld", run_id,
+               offset);
+      bw_test_http_call(&c, "GET", path, NULL, &r);
+      BW_ASSERT_SUCCESS(&r, 200);
+      run = bw_test_http_data(&r);
+    }
+    json_object *jobs = bw_test_json_get(run, "jobs");
+    ck_assert_int_eq(bw_test_json_int(bw_test_json_get(run, "jobs_page"),
+                                      "total"),
+                     2001);
+    for (size_t k = 0; k < json_object_array_length(jobs); k++) {
+      int at = (int)offset + (int)k; /* 0: pre, 2000: post */
+      char netid[16];
+      if (at == 0 || at == 2000) {
+        assert_str(job_of(run, k), "type", at == 0 ? "pre" : "post");
+        continue;
+      }
+      snprintf(netid, sizeof netid, "s%d", at - 1);
+      assert_int(job_of(run, k), "index", at - 1);
+      assert_str(bw_test_json_get(job_of(run, k), "student"), "N", netid);
+    }
+    ck_assert_int_eq((int)json_object_array_length(jobs), page < 2 ? 1000 : 1);
+    offset = bw_test_json_int(bw_test_json_get(run, "jobs_page"),
+                              "next_offset");
   }
-  assert_str(job_of(run, 2000), "type", "post");
   bw_test_http_resp_cleanup(&r);
 }
 END_TEST
@@ -1533,6 +1578,7 @@ static Suite *api_suite(void) {
   Suite *s = suite_create("api");
   TCase *tc = bw_itest_tcase(s, "auth", 120, true);
   tcase_add_test(tc, test_auth_missing_token_is_401_on_every_endpoint);
+  tcase_add_test(tc, test_health_needs_no_token);
   tcase_add_test(tc, test_auth_wrong_token_is_401_on_every_endpoint);
   tcase_add_test(tc, test_auth_token_prefix_or_extension_is_401);
   tcase_add_test(tc, test_auth_bearer_form_is_accepted);

@@ -821,7 +821,7 @@ END_TEST
 
 START_TEST(test_only_api_is_forwarded) {
   static const char *const paths[] = {
-      "/",
+      "/web/index.html",
       "/nginx.conf",
       "/run/nginx.conf",
       "/../token",

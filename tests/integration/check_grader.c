@@ -15,6 +15,7 @@
  * Graders are children of the forked test, started with PR_SET_PDEATHSIG so
  * that a test that dies never leaves one polling. */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -50,6 +51,7 @@ typedef struct grader {
   char name[16];
   char log[PATH_MAX + 64];
   char work_dir[PATH_MAX + 64];
+  const char *const *env; /* "NAME=value" set over the defaults, or NULL */
 } grader_t;
 
 static grader_t *live_graders[MAX_GRADERS];
@@ -122,15 +124,24 @@ static void exec_grader(const grader_t *g, const bw_test_stack_t *stack) {
   setenv("BROADWAY_IMAGES", images_dir, 1);
   setenv("BROADWAY_WORK_DIR", g->work_dir, 1);
   setenv("BROADWAY_HOSTNAME", g->name, 1);
+  /* Only root can bound /job (and, on cgroup v1, make cgroups): elsewhere
+   * the grader would refuse to start. */
+  if (geteuid() != 0)
+    setenv("BROADWAY_LIMITS", "off", 1);
+  for (const char *const *e = g->env; e != NULL && *e != NULL; e++)
+    putenv((char *)*e);
   execl(grader_bin, grader_bin, (char *)NULL);
   _exit(127);
 }
 
-static void start_grader(grader_t *g, const char *name) {
+/* A grader with `env` ("NAME=value", NULL-terminated) over the defaults. */
+static void start_grader_with(grader_t *g, const char *name,
+                              const char *const *env) {
   static bool atexit_set;
   int slot = -1;
 
   memset(g, 0, sizeof *g);
+  g->env = env;
   snprintf(g->name, sizeof g->name, "%s", name);
   snprintf(g->log, sizeof g->log, "%s/%s-%d.log", scratch_dir, name,
            (int)getpid());
@@ -150,6 +161,10 @@ static void start_grader(grader_t *g, const char *name) {
   if (g->pid == 0)
     exec_grader(g, bw_itest_stack());
   live_graders[slot] = g;
+}
+
+static void start_grader(grader_t *g, const char *name) {
+  start_grader_with(g, name, NULL);
 }
 
 /* SIGTERM; the grader must exit 0 within 10 s. */
@@ -612,6 +627,317 @@ START_TEST(test_reregisters_after_database_wipe) {
 }
 END_TEST
 
+/* ---- limits ------------------------------------------------------------- */
+
+/* Every stage command below carries this word, so that a process left
+ * behind by one is found by its command line. */
+#define MARK "limits-itest-mark"
+#define SPIN_TIMEOUT_S 4
+
+/* Five hostile students next to three honest ones, in one pipeline with
+ * small limits, on one grader with 2 slots.  Each hostile student is
+ * stopped by its limit well before the timeout, except the CPU spinner,
+ * which is held to half a CPU until its timeout. */
+// clang-format off
+static const char hostile_run[] =
+    "{\"students\": [{\"NETID\": \"bomb\"}, {\"NETID\": \"h1\"},"
+    " {\"NETID\": \"hog\"}, {\"NETID\": \"filler\"}, {\"NETID\": \"h2\"},"
+    " {\"NETID\": \"flood\"}, {\"NETID\": \"spinner\"}, {\"NETID\": \"h3\"}],"
+    " \"student_pipeline\": [{\"image\": \"bbox:1\","
+    "  \"timeout\": " TEXT(SPIN_TIMEOUT_S) ", \"memory\": \"64m\","
+    "  \"cpus\": 0.5, \"pids\": 32, \"disk\": \"16m\", \"output\": \"1m\", "
+    SH(": " MARK "; case $NETID in"
+       " bomb) f() { f | f & }; f; wait;;"
+       " hog) x=0123456789abcdef; while :; do x=$x$x; done;;"
+       " filler) cat /dev/zero > /job/fill; sleep 60;;"
+       " flood) yes " MARK ";;"
+       " spinner) while :; do :; done;;"
+       " *) echo $NETID > /job/mine; cat /job/mine; id -u;;"
+       " esac") "}]}";
+// clang-format on
+
+/* Enforcing limits takes root (CI runs as root); elsewhere these tests say
+ * so and pass. */
+static bool skipped_without_root(void) {
+  if (geteuid() == 0)
+    return false;
+  fprintf(stderr, "limits: skipped: the grader enforces limits only as "
+                  "root\n");
+  return true;
+}
+
+/* `got` is the JSON value `text` (types too: 1.0 is not 1). */
+static void assert_json_eq_text(json_object *got, const char *text) {
+  json_object *want = json_tokener_parse(text);
+  ck_assert_msg(want != NULL && bw_test_json_equal(got, want),
+                "got %s, expected %s",
+                got ? json_object_to_json_string(got) : "(absent)", text);
+  json_object_put(want);
+}
+
+/* Processes whose command line holds MARK, other than this one. */
+static int marked_processes(void) {
+  DIR *proc = opendir("/proc");
+  struct dirent *e;
+  int found = 0;
+
+  ck_assert_ptr_nonnull(proc);
+  while ((e = readdir(proc)) != NULL) {
+    char path[300], cmd[8192];
+    size_t n;
+    FILE *f;
+    if (e->d_name[0] < '1' || e->d_name[0] > '9' || atoi(e->d_name) == getpid())
+      continue;
+    snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+    if ((f = fopen(path, "r")) == NULL)
+      continue;
+    n = fread(cmd, 1, sizeof cmd - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+      if (cmd[i] == '\0')
+        cmd[i] = ' ';
+    cmd[n] = '\0';
+    if (strstr(cmd, MARK) != NULL) {
+      fprintf(stderr, "left behind: pid %s: %s\n", e->d_name, cmd);
+      found++;
+    }
+  }
+  closedir(proc);
+  return found;
+}
+
+/* Mounts of this test's scratch folder (a job folder's tmpfs). */
+static int scratch_mounts(void) {
+  char line[4096];
+  int found = 0;
+  FILE *f = fopen("/proc/self/mountinfo", "r");
+
+  ck_assert_ptr_nonnull(f);
+  while (fgets(line, sizeof line, f) != NULL)
+    found += strstr(line, scratch_dir) != NULL;
+  fclose(f);
+  return found;
+}
+
+/* cgroups the grader `pid` made for its stages (broadway-<pid>-<n>). */
+static int grader_cgroups(pid_t pid) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd,
+           "find /sys/fs/cgroup -maxdepth 8 -type d -name 'broadway-%d-*' "
+           "2>/dev/null | grep -q .",
+           (int)pid);
+  return system(cmd) == 0;
+}
+
+/* Stops the grader and asserts it left nothing: folders, mounts, cgroups,
+ * processes. */
+static void stop_grader_clean(grader_t *g) {
+  pid_t pid = g->pid;
+
+  stop_grader(g);
+  ck_assert_msg(!leftover_folders(g), "job folders left in %s", g->work_dir);
+  ck_assert_int_eq(scratch_mounts(), 0);
+  ck_assert_msg(!grader_cgroups(pid), "cgroups of grader %d left", (int)pid);
+  ck_assert_int_eq(marked_processes(), 0);
+}
+
+/* The student's job failed at stage 0, stopped by `by` at `limit`, with
+ * the run's status saying so; returns the stage's info. */
+static json_object *assert_killed_by(const bw_test_client_t *c,
+                                     bw_test_http_resp_t *run,
+                                     const char *netid, const char *by,
+                                     const char *limit,
+                                     bw_test_http_resp_t *r) {
+  json_object *entry = find_job(run, "student", netid);
+  json_object *job = read_job(c, entry, r);
+  json_object *info = stage_info(job, 0);
+  char reason[128];
+
+  ck_assert_msg(!job_success(job), "%s succeeded: %s", netid, BW_BODY(r));
+  ck_assert_msg(bw_test_json_str(info, "killed_by") != NULL &&
+                    strcmp(bw_test_json_str(info, "killed_by"), by) == 0,
+                "%s: killed_by is not %s: %s", netid, by, BW_BODY(r));
+  assert_json_eq_text(bw_test_json_get(info, "limit"), limit);
+  snprintf(reason, sizeof reason, "stage 0 killed_by %s (%s)", by, limit);
+  ck_assert_msg(bw_test_json_str(entry, "reason") != NULL &&
+                    strcmp(bw_test_json_str(entry, "reason"), reason) == 0,
+                "%s: the run status does not say \"%s\": %s", netid, reason,
+                BW_BODY(run));
+  return info;
+}
+
+/* Stopped by its limit, well before its timeout. */
+static void assert_stopped_early(json_object *info, const char *netid) {
+  long long ms = bw_test_json_int(info, "duration_ms");
+  ck_assert_msg(ms < SPIN_TIMEOUT_S * 1000, "%s ran %lld ms: not stopped",
+                netid, ms);
+  ck_assert(!json_object_get_boolean(bw_test_json_get(info, "timed_out")));
+}
+
+static void assert_honest(const bw_test_client_t *c, bw_test_http_resp_t *run,
+                          const char *netid) {
+  bw_test_http_resp_t r = {0};
+  char expected[64];
+  json_object *job = read_job(c, find_job(run, "student", netid), &r);
+  json_object *info = stage_info(job, 0);
+
+  ck_assert_msg(job_success(job), "%s failed: %s", netid, BW_BODY(&r));
+  snprintf(expected, sizeof expected, "%s\n1000\n", netid); /* uid 1000 */
+  assert_stage_stdout(job, 0, expected);
+  ck_assert_ptr_null(bw_test_json_get(info, "killed_by"));
+  assert_json_eq_text(bw_test_json_get(info, "limits"),
+                      "{\"memory\": 67108864, \"cpus\": 0.5, \"pids\": 32,"
+                      " \"disk\": 16777216, \"output\": 1048576}");
+  ck_assert_int_ge(bw_test_json_int(info, "cpu_ms"), 0);
+  bw_test_http_resp_cleanup(&r);
+}
+
+/* The spinner used about half a CPU, as its cgroup counted it. */
+static void assert_half_a_cpu(json_object *info) {
+  double cpu = (double)bw_test_json_int(info, "cpu_ms");
+  double wall = (double)bw_test_json_int(info, "duration_ms");
+
+  ck_assert_msg(wall >= SPIN_TIMEOUT_S * 1000, "spun %g ms only", wall);
+  /* The quota caps it at 0.5 (plus one period's slack); a loaded machine
+   * gives it less (0.38 seen during make test-san next to other work). */
+  ck_assert_msg(cpu / wall > 0.2 && cpu / wall < 0.6,
+                "spinner used %g ms of CPU in %g ms: %.2f CPUs", cpu, wall,
+                cpu / wall);
+  fprintf(stderr,
+          "limits: the spinner used %.0f ms of CPU in %.0f ms "
+          "(%.3f CPUs at cpus 0.5)\n",
+          cpu, wall, cpu / wall);
+}
+
+START_TEST(test_limits_stop_hostile_students_only) {
+  static const char *const env[] = {"BROADWAY_SLOTS=2", NULL};
+  static const char honest_run[] =
+      "{\"students\": [{\"NETID\": \"later\"}],"
+      " \"student_pipeline\": [{\"image\": \"bbox:1\", " SH(
+          ": " MARK "; echo $NETID; id -u") "}]}";
+  bw_test_client_t c;
+  bw_test_http_resp_t run = {0}, r = {0};
+  char run_id[25];
+  grader_t g;
+
+  if (skipped_without_root())
+    return;
+  bw_itest_client(&c);
+  start_grader_with(&g, "lim", env);
+  start_run(&c, hostile_run, run_id);
+  wait_run_finished(&c, run_id, &run);
+  json_object *counts = bw_test_json_get(bw_test_http_data(&run), "counts");
+  ck_assert_int_eq(bw_test_json_int(counts, "succeeded"), 3);
+  ck_assert_int_eq(bw_test_json_int(counts, "failed"), 5);
+
+  assert_stopped_early(assert_killed_by(&c, &run, "bomb", "pids", "32", &r),
+                       "bomb");
+  json_object *hog =
+      assert_killed_by(&c, &run, "hog", "memory", "67108864", &r);
+  assert_stopped_early(hog, "hog");
+  ck_assert_int_le(bw_test_json_int(hog, "memory_peak"), 64 << 20);
+  assert_stopped_early(
+      assert_killed_by(&c, &run, "filler", "disk", "16777216", &r), "filler");
+  json_object *flood =
+      assert_killed_by(&c, &run, "flood", "output", "1048576", &r);
+  assert_stopped_early(flood, "flood");
+  assert_half_a_cpu(assert_killed_by(&c, &run, "spinner", "cpu", "0.5", &r));
+  assert_honest(&c, &run, "h1");
+  assert_honest(&c, &run, "h2");
+  assert_honest(&c, &run, "h3");
+
+  /* The grader is alive and grades the next run, with the defaults. */
+  ck_assert_int_eq(kill(g.pid, 0), 0);
+  start_run(&c, honest_run, run_id);
+  wait_run_finished(&c, run_id, &run);
+  json_object *job = read_job(&c, find_job(&run, "student", "later"), &r);
+  ck_assert_msg(job_success(job), "later failed: %s", BW_BODY(&r));
+  assert_stage_stdout(job, 0, "later\n1000\n");
+  assert_json_eq_text(bw_test_json_get(stage_info(job, 0), "limits"),
+                      "{\"memory\": 1073741824, \"cpus\": 1.0, \"pids\": 256,"
+                      " \"disk\": 1073741824, \"output\": 67108864}");
+  stop_grader_clean(&g);
+  bw_test_http_resp_cleanup(&run);
+  bw_test_http_resp_cleanup(&r);
+}
+END_TEST
+
+/* The docker runner passes the limits to docker, and stops a flood itself.
+ * A fake docker CLI (first in PATH) records its arguments. */
+START_TEST(test_docker_gets_the_limits) {
+  static const char config[] =
+      "{\"students\": [{\"NETID\": \"argv\"}, {\"NETID\": \"flood\"}],"
+      " \"student_pipeline\": [{\"image\": \"course/grader:1\","
+      "  \"memory\": \"64m\", \"cpus\": 0.5, \"pids\": 32, \"disk\": \"16m\","
+      "  \"output\": \"1m\", " SH("true") "}]}";
+  char bin_dir[PATH_MAX + 16], path_env[16384], log_env[PATH_MAX + 128];
+  char script[PATH_MAX + 32], args[PATH_MAX + 64], expected[PATH_MAX + 256];
+  const char *env[] = {"BROADWAY_RUNNER=docker", path_env, log_env, NULL};
+  bw_test_client_t c;
+  bw_test_http_resp_t run = {0}, r = {0};
+  char run_id[25];
+  grader_t g;
+
+  if (skipped_without_root())
+    return;
+  snprintf(bin_dir, sizeof bin_dir, "%s/fake-docker-%d", scratch_dir,
+           (int)getpid());
+  ck_assert_int_eq(mkdir(bin_dir, 0700), 0);
+  snprintf(script, sizeof script, "%s/docker", bin_dir);
+  FILE *f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("#!/bin/sh\n"
+        "[ \"$1\" = kill ] && exit 0\n"
+        "case \" $* \" in *NETID=flood*) exec yes " MARK ";; esac\n"
+        "printf '%s\\n' \"$@\" > \"$FAKE_DOCKER_LOG\"\n",
+        f);
+  fclose(f);
+  ck_assert_int_eq(chmod(script, 0755), 0);
+  snprintf(path_env, sizeof path_env, "PATH=%s:%s", bin_dir, getenv("PATH"));
+  snprintf(args, sizeof args, "%s/args", bin_dir);
+  snprintf(log_env, sizeof log_env, "FAKE_DOCKER_LOG=%s", args);
+
+  bw_itest_client(&c);
+  start_grader_with(&g, "dock", env);
+  start_run(&c, config, run_id);
+  wait_run_finished(&c, run_id, &run);
+  json_object *job = read_job(&c, find_job(&run, "student", "argv"), &r);
+  ck_assert_msg(job_success(job), "argv failed: %s", BW_BODY(&r));
+  static const char *const flags[] = {"--network=none",
+                                      "--memory=67108864",
+                                      "--memory-swap=67108864",
+                                      "--cpus=0.500",
+                                      "--pids-limit=32",
+                                      "--ulimit=core=0:0",
+                                      "--ulimit=fsize=16777216:16777216"};
+  for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
+    snprintf(expected, sizeof expected, "grep -qx -- '%s' '%s'", flags[i],
+             args);
+    ck_assert_msg(system(expected) == 0, "docker was not given %s", flags[i]);
+  }
+  assert_killed_by(&c, &run, "flood", "output", "1048576", &r);
+  stop_grader_clean(&g);
+  bw_test_http_resp_cleanup(&run);
+  bw_test_http_resp_cleanup(&r);
+}
+END_TEST
+
+/* Asked for limits it cannot enforce, the grader does not start. */
+START_TEST(test_refuses_to_start_without_enforcement) {
+  static const char *const env[] = {"BROADWAY_WORK_DIR=/proc",
+                                    "BROADWAY_LIMITS=on", NULL};
+  grader_t g;
+
+  start_grader_with(&g, "noenf", env);
+  int status = wait_grader(&g, 20);
+  ck_assert_msg(status != -1, "the grader started");
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2, "wait status %d",
+                status);
+  ck_assert_msg(log_contains(&g, "cannot enforce the disk limit"),
+                "no reason given");
+}
+END_TEST
+
 /* ---- set-up ------------------------------------------------------------- */
 
 /* Finds `relative` in `start` or a folder above it. */
@@ -687,6 +1013,10 @@ static Suite *grader_suite(void) {
   tcase_add_test(tc, test_killed_grader_job_finishes_on_other);
   tcase_add_test(tc, test_sigterm_abandons_job_without_reporting);
   tcase_add_test(tc, test_reregisters_after_database_wipe);
+  TCase *limits = bw_itest_tcase(s, "limits", 180, true);
+  tcase_add_test(limits, test_limits_stop_hostile_students_only);
+  tcase_add_test(limits, test_docker_gets_the_limits);
+  tcase_add_test(limits, test_refuses_to_start_without_enforcement);
   return s;
 }
 

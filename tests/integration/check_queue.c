@@ -1,7 +1,8 @@
-/* check_queue.c - the exactly-once machinery of common/ hammered from many
- * processes at once, straight through libmongoc against the stack's real
- * FerretDB (no HTTP: this isolates the database layer, which is where
- * FerretDB's unlocked findAndModify could hand a job out twice). */
+/* check_queue.c - the exactly-once machinery of common/ (hand-outs, run
+ * starts, reaping, finish tickets) hammered from many processes at once,
+ * straight through libmongoc against the stack's real FerretDB (no HTTP: this
+ * isolates the database layer, which is where FerretDB's unlocked findAndModify
+ * could hand a job out twice). */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "finish.h"
 #include "../lib/itest.h"
 #include "job.h"
 #include "json.h"
@@ -61,6 +63,33 @@ static json_object *test_run_config(int students, bool post) {
   return config;
 }
 
+/* An id as the router passes it on: parsed once. */
+static bson_oid_t test_oid(const char *hex) {
+  bson_oid_t oid;
+  ck_assert(bw_db_oid_parse(hex, &oid));
+  return oid;
+}
+
+/* The calls with ids in text, as the tests keep them. */
+static int test_status(bw_db_t *db, const char *run_id, json_object **out,
+                       bw_error_t *error) {
+  bson_oid_t run = test_oid(run_id);
+  return bw_run_status(db, &run, out, error);
+}
+
+static int test_poll(bw_db_t *db, const bw_config_t *cfg, const char *worker,
+                     json_object **out, bw_error_t *error) {
+  bson_oid_t w = test_oid(worker);
+  return bw_job_poll(db, cfg, &w, out, error);
+}
+
+static int test_report(bw_db_t *db, const bw_config_t *cfg, const char *job,
+                       const char *worker, json_object *result,
+                       bw_error_t *error) {
+  bson_oid_t j = test_oid(job), w = test_oid(worker);
+  return bw_job_report(db, cfg, &j, &w, result, error);
+}
+
 /* Creates the run as the API does: from the body's text, validated. */
 static void test_create_run(bw_db_t *db, const bw_config_t *cfg, int students,
                             bool post, char run_id[25]) {
@@ -68,11 +97,13 @@ static void test_create_run(bw_db_t *db, const bw_config_t *cfg, int students,
   const char *text = json_object_to_json_string(built);
   bw_json_items_t *list;
   bw_error_t error;
+  bson_oid_t run;
   ck_assert_int_eq(bw_json_parse_body_lazy(text, strlen(text), cfg->max_depth,
                                            "students", &body, &list, &error),
                    0);
   ck_assert_int_eq(bw_validate_run_config(body, list, cfg, &config, &error), 0);
-  ck_assert_int_eq(bw_run_create(db, cfg, config, list, run_id, &error), 0);
+  ck_assert_int_eq(bw_run_create(db, config, list, &run, &error), 0);
+  bson_oid_to_string(&run, run_id);
   json_object_put(config);
   json_object_put(body);
   bw_json_items_free(list);
@@ -82,8 +113,10 @@ static void test_create_run(bw_db_t *db, const bw_config_t *cfg, int students,
 static void test_create_started_run(bw_db_t *db, const bw_config_t *cfg,
                                     int students, bool post, char run_id[25]) {
   bw_error_t error;
+  bson_oid_t run;
   test_create_run(db, cfg, students, post, run_id);
-  ck_assert_int_eq(bw_run_start(db, cfg, run_id, &error), 0);
+  run = test_oid(run_id);
+  ck_assert_int_eq(bw_run_start(db, &run, &error), 0);
 }
 
 /* A child: registers, then takes jobs and reports success until the queue
@@ -99,7 +132,7 @@ static void drain_child(const bw_config_t *cfg, int out_fd) {
     _exit(2);
   while (empty < 40) {
     json_object *job = NULL;
-    int rc = bw_queue_poll(db, cfg, worker, &job, &error);
+    int rc = test_poll(db, cfg, worker, &job, &error);
     if (rc == BW_EEMPTY) {
       empty++;
       usleep(20000);
@@ -114,7 +147,7 @@ static void drain_child(const bw_config_t *cfg, int out_fd) {
     int n = snprintf(line, sizeof line, "%s\n", id);
     if (write(out_fd, line, (size_t)n) != n)
       _exit(4);
-    if (bw_job_report(db, cfg, id, worker, ok, &error) < 0)
+    if (test_report(db, cfg, id, worker, ok, &error) < 0)
       _exit(5);
     json_object_put(job);
   }
@@ -169,7 +202,7 @@ START_TEST(drain_from_many_processes_hands_each_job_out_once) {
   rewind(log);
   ck_assert_int_eq(count_lines_unique(log, &dups), 501); /* 500 + post */
   ck_assert_int_eq(dups, 0);
-  ck_assert_int_eq(bw_run_status(db, &cfg, run_id, &status, &error), 0);
+  ck_assert_int_eq(test_status(db, run_id, &status, &error), 0);
   ck_assert_str_eq(
       json_object_get_string(json_object_object_get(status, "state")),
       "succeeded");
@@ -195,7 +228,8 @@ START_TEST(concurrent_starts_start_a_run_once) {
     pids[i] = fork();
     if (pids[i] == 0) {
       bw_db_t *mine = test_db(&cfg);
-      int rc = bw_run_start(mine, &cfg, run_id, &error);
+      bson_oid_t run = test_oid(run_id);
+      int rc = bw_run_start(mine, &run, &error);
       _exit(rc == 0 ? 0 : rc == BW_EINVAL ? 1 : 2);
     }
   }
@@ -237,7 +271,7 @@ START_TEST(reapers_and_a_late_result_race_and_one_wins) {
 
   test_create_started_run(db, &cfg, 1, false, run_id);
   ck_assert_int_eq(bw_worker_register(db, "doomed", worker, &error), 0);
-  ck_assert_int_eq(bw_queue_poll(db, &cfg, worker, &job, &error), 0);
+  ck_assert_int_eq(test_poll(db, &cfg, worker, &job, &error), 0);
   bson_strncpy(job_id,
                json_object_get_string(json_object_object_get(job, "job_id")),
                sizeof job_id);
@@ -256,7 +290,7 @@ START_TEST(reapers_and_a_late_result_race_and_one_wins) {
         _exit(stats.requeued > 0 ? 10 : 0);
       }
       json_object *ok = json_tokener_parse("{\"success\":true,\"info\":[]}");
-      int rc = bw_job_report(mine, &cfg, job_id, worker, ok, &error);
+      int rc = test_report(mine, &cfg, job_id, worker, ok, &error);
       _exit(rc == 0 ? 20 : rc == BW_ECONFLICT ? 0 : 29);
     }
   }
@@ -294,7 +328,7 @@ START_TEST(an_orphan_claim_older_than_the_reaper_window_is_requeued) {
   bw_error_t error;
 
   test_create_started_run(db, &cfg, 2, false, run_id);
-  ck_assert_int_eq(bw_run_status(db, &cfg, run_id, &status, &error), 0);
+  ck_assert_int_eq(test_status(db, run_id, &status, &error), 0);
   bson_oid_init_from_string(
       &orphan,
       json_object_get_string(json_object_object_get(
@@ -332,15 +366,15 @@ START_TEST(an_orphan_claim_older_than_the_reaper_window_is_requeued) {
   json_object *ok = json_tokener_parse("{\"success\":true,\"info\":[]}");
   ck_assert_int_eq(bw_worker_register(db, "live", worker, &error), 0);
   for (int i = 0; i < 2; i++) {
-    ck_assert_int_eq(bw_queue_poll(db, &cfg, worker, &job, &error), 0);
+    ck_assert_int_eq(test_poll(db, &cfg, worker, &job, &error), 0);
     const char *id =
         json_object_get_string(json_object_object_get(job, "job_id"));
-    ck_assert_int_eq(bw_job_report(db, &cfg, id, worker, ok, &error), 0);
+    ck_assert_int_eq(test_report(db, &cfg, id, worker, ok, &error), 0);
     json_object_put(job);
   }
-  ck_assert_int_eq(bw_queue_poll(db, &cfg, worker, &job, &error), BW_EEMPTY);
+  ck_assert_int_eq(test_poll(db, &cfg, worker, &job, &error), BW_EEMPTY);
   json_object_put(ok);
-  ck_assert_int_eq(bw_run_status(db, &cfg, run_id, &status, &error), 0);
+  ck_assert_int_eq(test_status(db, run_id, &status, &error), 0);
   ck_assert_str_eq(
       json_object_get_string(json_object_object_get(status, "state")),
       "succeeded");
@@ -354,6 +388,103 @@ START_TEST(an_orphan_claim_older_than_the_reaper_window_is_requeued) {
 }
 END_TEST
 
+/* ---- finish tickets (common/finish.c) -------------------------------- */
+
+/* Counts the student jobs i of `jobs` (of `count`) with i % step == first,
+ * in that order.  Returns how many of them saw themselves last, or -1. */
+static int finish_share(bw_db_t *db, const bson_oid_t *run,
+                        const bson_oid_t *jobs, int count, int first,
+                        int step) {
+  int lasts = 0;
+  for (int i = first; i < count; i += step) {
+    bool last;
+    if (bw_finish_count(db, run, &jobs[i], i, count, &last, NULL) < 0)
+      return -1;
+    lasts += last;
+  }
+  return lasts;
+}
+
+/* 300 students (uneven buckets of 4 and 5) counted by 8 processes at once:
+ * exactly one sees itself last, and every ticket is taken exactly once. */
+START_TEST(finish_tickets_name_one_last_job_among_many_processes) {
+  enum { COUNT = 300 };
+  bw_config_t cfg = test_config();
+  bson_oid_t run, jobs[COUNT];
+  pid_t pids[PROCS];
+  int lasts = 0;
+
+  bson_oid_init(&run, NULL);
+  for (int i = 0; i < COUNT; i++)
+    bson_oid_init(&jobs[i], NULL);
+  for (int i = 0; i < PROCS; i++) {
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      bw_db_t *mine = test_db(&cfg);
+      int n = finish_share(mine, &run, jobs, COUNT, i, PROCS);
+      bw_db_close(mine);
+      _exit(n < 0 ? 9 : n);
+    }
+  }
+  for (int i = 0; i < PROCS; i++) {
+    int status;
+    waitpid(pids[i], &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) <= 1);
+    lasts += WEXITSTATUS(status);
+  }
+  ck_assert_int_eq(lasts, 1);
+  /* One ticket per job in its bucket, one per bucket in "all". */
+  ck_assert_int_eq(bw_test_db_count(bw_itest_stack(), "marks"),
+                   COUNT + BW_FINISH_BUCKETS);
+}
+END_TEST
+
+/* The shared hint may lag (FerretDB's unlocked updates can set it back):
+ * a process with no memory of its own tickets, starting from a hint reset
+ * to 0, still takes the right tickets, and the last job is the last. */
+START_TEST(finish_tickets_survive_a_hint_set_back) {
+  enum { COUNT = 70 };
+  bw_config_t cfg = test_config();
+  bw_db_t *db = test_db(&cfg);
+  bson_oid_t run, jobs[COUNT];
+  bson_t filter = BSON_INITIALIZER;
+  pid_t pid;
+  int status;
+
+  bson_oid_init(&run, NULL);
+  for (int i = 0; i < COUNT; i++)
+    bson_oid_init(&jobs[i], NULL);
+  /* The first half, in this process, sees no last. */
+  for (int i = 0; i < COUNT / 2; i++) {
+    bool last = true;
+    ck_assert_int_eq(bw_finish_count(db, &run, &jobs[i], i, COUNT, &last, NULL),
+                     0);
+    ck_assert(!last);
+  }
+  ck_assert(mongoc_collection_delete_many(bw_db_coll(db, BW_COLL_COUNTERS),
+                                          &filter, NULL, NULL, NULL));
+  bson_destroy(&filter);
+  /* The second half in a fresh process: only the very last is last. */
+  pid = fork();
+  if (pid == 0) {
+    bw_db_t *mine = test_db(&cfg);
+    for (int i = COUNT / 2; i < COUNT; i++) {
+      bool last;
+      if (bw_finish_count(mine, &run, &jobs[i], i, COUNT, &last, NULL) < 0)
+        _exit(9);
+      if (last != (i == COUNT - 1))
+        _exit(10 + (i == COUNT - 1));
+    }
+    bw_db_close(mine);
+    _exit(0);
+  }
+  waitpid(pid, &status, 0);
+  ck_assert(WIFEXITED(status));
+  ck_assert_int_eq(WEXITSTATUS(status), 0);
+  bw_db_close(db);
+}
+END_TEST
+
 static Suite *queue_suite(void) {
   Suite *s = suite_create("queue");
   TCase *tc = bw_itest_tcase(s, "exactly-once", 240, true);
@@ -361,6 +492,8 @@ static Suite *queue_suite(void) {
   tcase_add_test(tc, concurrent_starts_start_a_run_once);
   tcase_add_test(tc, reapers_and_a_late_result_race_and_one_wins);
   tcase_add_test(tc, an_orphan_claim_older_than_the_reaper_window_is_requeued);
+  tcase_add_test(tc, finish_tickets_name_one_last_job_among_many_processes);
+  tcase_add_test(tc, finish_tickets_survive_a_hint_set_back);
   return s;
 }
 

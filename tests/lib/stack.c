@@ -197,7 +197,8 @@ void bw_test_stack_print_log(const bw_test_stack_t *s) {
   fprintf(stderr, "---- %s ----\n%s\n", s->log_path, log ? log : "(no log)");
   free(log);
   /* broadway-run keeps each program's own log in <data>/log/. */
-  const char *names[] = {"ferretdb", "fcgi", "reaper", "nginx", "nginx-error"};
+  const char *names[] = {"postgres", "ferretdb", "fcgi",
+                         "reaper",   "nginx",    "nginx-error"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/log/%s.log", s->data_dir, names[i]);

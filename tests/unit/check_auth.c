@@ -143,28 +143,29 @@ END_TEST
 /* ---- bw_auth_worker_id ------------------------------------------------ */
 
 static void expect_worker_error(const char *header, const char *message) {
-  char out[25] = "untouched";
+  bson_oid_t out;
   bw_error_t error = {0};
-  ck_assert_int_eq(bw_auth_worker_id(header, out, &error), BW_EINVAL);
+  ck_assert_int_eq(bw_auth_worker_id(header, &out, &error), BW_EINVAL);
   ck_assert_str_eq(error.message, message);
-  ck_assert_str_eq(out, "");
+}
+
+/* The header parses to the ObjectId whose text is `want`. */
+static void expect_worker_id(const char *header, const char *want) {
+  bson_oid_t out;
+  char hex[25];
+  bw_error_t error;
+  ck_assert_int_eq(bw_auth_worker_id(header, &out, &error), 0);
+  bson_oid_to_string(&out, hex);
+  ck_assert_str_eq(hex, want);
 }
 
 START_TEST(test_worker_id_ok) {
-  char out[25];
-  bw_error_t error;
-  ck_assert_int_eq(bw_auth_worker_id("5f1d0c0ffee0123456789abc", out, &error),
-                   0);
-  ck_assert_str_eq(out, "5f1d0c0ffee0123456789abc");
+  expect_worker_id("5f1d0c0ffee0123456789abc", "5f1d0c0ffee0123456789abc");
 }
 END_TEST
 
-START_TEST(test_worker_id_lowercased) {
-  char out[25];
-  bw_error_t error;
-  ck_assert_int_eq(bw_auth_worker_id("5F1D0C0FFEE0123456789ABC", out, &error),
-                   0);
-  ck_assert_str_eq(out, "5f1d0c0ffee0123456789abc");
+START_TEST(test_worker_id_any_case) {
+  expect_worker_id("5F1D0C0FFEE0123456789ABC", "5f1d0c0ffee0123456789abc");
 }
 END_TEST
 
@@ -211,7 +212,7 @@ static Suite *auth_suite(void) {
   suite_add_tcase(s, check);
 
   tcase_add_test(worker, test_worker_id_ok);
-  tcase_add_test(worker, test_worker_id_lowercased);
+  tcase_add_test(worker, test_worker_id_any_case);
   tcase_add_test(worker, test_worker_id_missing);
   tcase_add_test(worker, test_worker_id_malformed);
   suite_add_tcase(s, worker);

@@ -31,6 +31,15 @@ static const char *const all_keys[] = {"port",
                                        "db_name",
                                        "socket_path",
                                        "workers",
+                                       "listen",
+                                       "listen_owner",
+                                       "listen_group",
+                                       "listen_mode",
+                                       "user",
+                                       "group",
+                                       "log_file",
+                                       "stop_timeout",
+                                       "reaper_timeout_ms",
                                        "heartbeat",
                                        "queue_empty_code",
                                        "max_attempts",
@@ -50,7 +59,17 @@ static const char *const all_keys[] = {"port",
                                        "max_depth",
                                        "queue_partitions",
                                        "forget_workers",
-                                       "poll_wait"};
+                                       "poll_wait",
+                                       "default_memory",
+                                       "max_memory",
+                                       "default_cpus",
+                                       "max_cpus",
+                                       "default_pids",
+                                       "max_pids",
+                                       "default_disk",
+                                       "max_disk",
+                                       "default_output",
+                                       "max_output"};
 
 static char repo_conf[PATH_MAX]; /* <repo>/broadway.conf, found in main() */
 static char old_cwd[PATH_MAX];
@@ -335,6 +354,39 @@ START_TEST(test_socket_path_from_file_kept) {
 }
 END_TEST
 
+START_TEST(test_listen_follows_socket_path) {
+  bw_config_t cfg;
+  load_ok(&cfg, NULL);
+  ck_assert_str_eq(cfg.listen, "unix:var/run/fcgi.sock");
+  ck_assert_int_eq(cfg.listen_mode, 0600);
+  load_ok(&cfg, write_file("b.conf", "socket_path = /run/b.sock\n"));
+  ck_assert_str_eq(cfg.listen, "unix:/run/b.sock");
+}
+END_TEST
+
+/* listen = unix:PATH is the socket path for scripts that read socket_path;
+ * HOST:PORT leaves socket_path alone. */
+START_TEST(test_listen_sets_socket_path) {
+  bw_config_t cfg;
+  load_ok(&cfg, write_file("b.conf", "listen = unix:/run/x/f.sock\n"
+                                     "listen_mode = 0660\n"));
+  ck_assert_str_eq(cfg.socket_path, "/run/x/f.sock");
+  ck_assert_int_eq(cfg.listen_mode, 0660);
+  load_ok(&cfg, write_file("c.conf", "listen = 10.0.0.2:9000\n"));
+  ck_assert_str_eq(cfg.listen, "10.0.0.2:9000");
+  ck_assert_str_eq(cfg.socket_path, "var/run/fcgi.sock");
+}
+END_TEST
+
+START_TEST(test_default_path) {
+  const char *path = bw_config_default_path();
+  /* In an empty directory: the installed config, if this machine has one. */
+  ck_assert(path == NULL || strcmp(path, BW_SYSTEM_CONFIG) == 0);
+  write_file("broadway.conf", "workers = 2\n");
+  ck_assert_str_eq(bw_config_default_path(), "broadway.conf");
+}
+END_TEST
+
 START_TEST(test_token_file) {
   bw_config_t cfg;
   write_file("token", "s3cret\r\n");
@@ -459,11 +511,22 @@ START_TEST(test_set_errors) {
   expect_set_error("max_body", "12abc",
                    "max_body: expected an integer >= 1, got \"12abc\"");
   expect_set_error("workers", "0",
-                   "workers: expected an integer in 1..1024, got \"0\"");
+                   "workers: expected an integer in 1..256, got \"0\"");
   expect_set_error("workers", "+4",
-                   "workers: expected an integer in 1..1024, got \"+4\"");
+                   "workers: expected an integer in 1..256, got \"+4\"");
+  expect_set_error("listen_mode", "0680",
+                   "listen_mode: expected an octal mode such as 0660, got "
+                   "\"0680\"");
+  expect_set_error("listen_mode", "01777",
+                   "listen_mode: expected an octal mode such as 0660, got "
+                   "\"01777\"");
+  expect_set_error("listen_mode", "",
+                   "listen_mode: expected an octal mode such as 0660, got "
+                   "\"\"");
+  expect_set_error("workers", "257",
+                   "workers: expected an integer in 1..256, got \"257\"");
   expect_set_error("workers", "\t4",
-                   "workers: expected an integer in 1..1024, got \"\t4\"");
+                   "workers: expected an integer in 1..256, got \"\t4\"");
   expect_set_error("port", "99999999999999999999",
                    "port: expected an integer in 1..65535, got "
                    "\"99999999999999999999\"");
@@ -554,6 +617,9 @@ static Suite *config_suite(void) {
 
   tcase_add_test(derived, test_socket_path_follows_final_data_dir);
   tcase_add_test(derived, test_socket_path_from_file_kept);
+  tcase_add_test(derived, test_listen_follows_socket_path);
+  tcase_add_test(derived, test_listen_sets_socket_path);
+  tcase_add_test(derived, test_default_path);
   tcase_add_test(derived, test_token_file);
   tcase_add_test(derived, test_token_env_wins_over_token_file);
   tcase_add_test(derived, test_token_file_after_env_data_dir);

@@ -121,10 +121,19 @@ static void expect_result(const char *body, const char *normalised) {
 
 /* ---- accepted configs ------------------------------------------------- */
 
+/* The limits a stage that gives none is kept with (broadway.conf). */
+#define DEFAULT_LIMITS                                                         \
+  "\"memory\":1073741824,\"cpus\":1.0,\"pids\":256,\"disk\":1073741824,"         \
+  "\"output\":67108864"
+#define SOME_LIMITS                                                            \
+  "\"memory\":\"512m\",\"cpus\":0.5,\"pids\":64,\"disk\":1048576,"              \
+  "\"output\":\"64K\""
+
 START_TEST(test_minimal_config) {
   ck_assert_str_eq(run_ok("{" ONE_STUDENT "," PIPE "}"),
                    "{\"students\":[{\"NETID\":\"a\"}],"
-                   "\"student_pipeline\":[{\"image\":\"img\"}]}");
+                   "\"student_pipeline\":[{\"image\":\"img\"," DEFAULT_LIMITS
+                   "}]}");
 }
 END_TEST
 
@@ -133,10 +142,12 @@ START_TEST(test_full_config_stages_copied_as_given) {
       "{\"students\":[{\"NETID\":\"a\"},{\"NETID\":\"b\"}],"
       "\"student_pipeline\":[{\"image\":\"grader\",\"env\":{\"N\":\"$NETID\"},"
       "\"entry_point\":[\"/bin/sh\",\"-c\",\"make\"],"
-      "\"enable_networking\":true,\"host_name\":\"box\",\"timeout\":2.5}],"
-      "\"pre_processing_pipeline\":[{\"image\":\"pre\",\"timeout\":86400}],"
+      "\"enable_networking\":true,\"host_name\":\"box\",\"timeout\":2.5,"
+      SOME_LIMITS "}],"
+      "\"pre_processing_pipeline\":[{\"image\":\"pre\",\"timeout\":86400,"
+      DEFAULT_LIMITS "}],"
       "\"post_processing_pipeline\":[{\"image\":\"post\",\"env\":{\"A\":"
-      "\"\"}}],"
+      "\"\"}," SOME_LIMITS "}],"
       "\"env\":{\"ASSIGNMENT\":\"mp1\"}}";
   ck_assert_str_eq(run_ok(body), body);
 }
@@ -149,7 +160,7 @@ START_TEST(test_numbers_and_booleans_become_strings) {
              ",\"env\":{\"N\":7,\"T\":true}}"),
       "{\"students\":[{\"A\":\"12\",\"B\":\"1.50\",\"C\":\"true\","
       "\"D\":\"false\",\"E\":\"-3\",\"F\":\"1e5\",\"G\":\"s\"}],"
-      "\"student_pipeline\":[{\"image\":\"img\"}],"
+      "\"student_pipeline\":[{\"image\":\"img\"," DEFAULT_LIMITS "}],"
       "\"env\":{\"N\":\"7\",\"T\":\"true\"}}");
 }
 END_TEST
@@ -419,6 +430,57 @@ START_TEST(test_stage_timeout_configured_max) {
   expect_run_error("{" ONE_STUDENT ",\"student_pipeline\":[{\"image\":\"i\","
                    "\"timeout\":61}]}",
                    "student_pipeline[0].timeout: must be <= 60");
+}
+END_TEST
+
+START_TEST(test_stage_limits) {
+  expect_run_error("{" ONE_STUDENT ",\"student_pipeline\":[{\"image\":\"i\","
+                   "\"memory\":\"lots\"}]}",
+                   "student_pipeline[0].memory: expected bytes, or a size such "
+                   "as \"512m\"");
+  expect_run_error("{" ONE_STUDENT ",\"student_pipeline\":[{\"image\":\"i\","
+                   "\"memory\":\"1m\"}]}",
+                   "student_pipeline[0].memory: expected 4194304 to "
+                   "17179869184");
+  expect_run_error("{" ONE_STUDENT ",\"student_pipeline\":[{\"image\":\"i\","
+                   "\"disk\":-1}]}",
+                   "student_pipeline[0].disk: expected bytes, or a size such "
+                   "as \"512m\"");
+  expect_run_error("{" ONE_STUDENT ",\"student_pipeline\":[{\"image\":\"i\","
+                   "\"cpus\":\"2\"}]}",
+                   "student_pipeline[0].cpus: expected a number of CPUs");
+  expect_run_error("{" ONE_STUDENT ",\"student_pipeline\":[{\"image\":\"i\","
+                   "\"cpus\":65}]}",
+                   "student_pipeline[0].cpus: expected 0.01 to 64");
+  expect_run_error("{" ONE_STUDENT ",\"student_pipeline\":[{\"image\":\"i\","
+                   "\"pids\":2.5}]}",
+                   "student_pipeline[0].pids: expected a whole number");
+  expect_run_error("{" ONE_STUDENT ",\"student_pipeline\":[{\"image\":\"i\","
+                   "\"pids\":2}]}",
+                   "student_pipeline[0].pids: expected 4 to 65536");
+  expect_run_error("{" ONE_STUDENT "," PIPE ",\"post_processing_pipeline\":"
+                   "[{\"image\":\"i\",\"output\":\"5g\"}]}",
+                   "post_processing_pipeline[0].output: expected 1024 to "
+                   "4294967296");
+}
+END_TEST
+
+START_TEST(test_stage_limit_defaults_configured) {
+  cfg.default_memory = 64 << 20;
+  cfg.default_cpus = 0.5;
+  cfg.default_pids = 32;
+  cfg.default_disk = 16 << 20;
+  cfg.default_output = 1 << 20;
+  cfg.max_memory = 128 << 20;
+  ck_assert_str_eq(run_ok("{" ONE_STUDENT ",\"student_pipeline\":[{\"image\":"
+                          "\"i\",\"pids\":8}]}"),
+                   "{\"students\":[{\"NETID\":\"a\"}],"
+                   "\"student_pipeline\":[{\"image\":\"i\",\"pids\":8,"
+                   "\"memory\":67108864,\"cpus\":0.5,\"disk\":16777216,"
+                   "\"output\":1048576}]}");
+  expect_run_error("{" ONE_STUDENT ",\"student_pipeline\":[{\"image\":\"i\","
+                   "\"memory\":\"1g\"}]}",
+                   "student_pipeline[0].memory: expected 4194304 to 134217728");
 }
 END_TEST
 
@@ -775,18 +837,6 @@ START_TEST(test_env_name) {
 }
 END_TEST
 
-START_TEST(test_oid) {
-  ck_assert(bw_validate_oid("5f1d0c0ffee0123456789abc"));
-  ck_assert(bw_validate_oid("5F1D0C0FFEE0123456789ABC"));
-  ck_assert(!bw_validate_oid("5f1d0c0ffee0123456789ab"));
-  ck_assert(!bw_validate_oid("5f1d0c0ffee0123456789abcd"));
-  ck_assert(!bw_validate_oid("5f1d0c0ffee0123456789abg"));
-  ck_assert(!bw_validate_oid(" 5f1d0c0ffee0123456789abc"));
-  ck_assert(!bw_validate_oid(""));
-  ck_assert(!bw_validate_oid(NULL));
-}
-END_TEST
-
 START_TEST(test_hostname) {
   char name[300];
   ck_assert(bw_validate_hostname("grader-1.cs.example_x"));
@@ -854,6 +904,8 @@ static Suite *validate_suite(void) {
   tcase_add_test(stage, test_stage_timeout_type);
   tcase_add_test(stage, test_stage_timeout_range);
   tcase_add_test(stage, test_stage_timeout_configured_max);
+  tcase_add_test(stage, test_stage_limits);
+  tcase_add_test(stage, test_stage_limit_defaults_configured);
 
   tcase_add_test(limits, test_limit_students_default);
   tcase_add_test(limits, test_limit_students_configured);
@@ -885,7 +937,6 @@ static Suite *validate_suite(void) {
   tcase_add_test(result, test_result_size_limits);
 
   tcase_add_test(single, test_env_name);
-  tcase_add_test(single, test_oid);
   tcase_add_test(single, test_hostname);
 
   for (i = 0; i < sizeof all / sizeof all[0]; i++)
