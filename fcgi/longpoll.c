@@ -22,9 +22,12 @@
 
 /* How often the host reads the queue signal while anyone waits: what a
  * job queued through another API host (or by the reaper) may wait before
- * it is seen.  Each read, one every 100 ms, costs FerretDB about 1.2 ms of
- * CPU (it wakes up for it; 0.28 ms in a tight loop): 1.2 % of a core. */
-#define LONGPOLL_SIGNAL_MS 100
+ * it is seen.  On the embedded PostgreSQL backend a read (an indexed `_id`
+ * lookup) costs FerretDB + PostgreSQL about 1.6 ms of CPU: every 50 ms,
+ * 200 waiting graders cost the stack 4.9 % of a core and a job queued on
+ * another host is handed out in 27 ms p50 (docs/BENCHMARKS.md); 40 ms was
+ * 5.6 %, 30 ms 6.8 %: over the 5 % budget. */
+#define LONGPOLL_SIGNAL_MS 50
 /* How often the host scans the queue whatever the signal says: a bump that
  * failed, or a scan that lost every race on a page, is not a lost job. */
 #define LONGPOLL_RECHECK_MS 5000
