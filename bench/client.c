@@ -1,5 +1,6 @@
 /* client.c - keep-alive HTTP client of the benchmark; see client.h. */
 #include "client.h"
+#include "bench.h"
 
 #include "../tests/lib/util.h"
 
@@ -135,4 +136,42 @@ bool bench_client_find_string(const bench_client_t *c, const char *key,
   memcpy(out, p, (size_t)(end - p));
   out[end - p] = '\0';
   return true;
+}
+
+int bench_client_create_run(bench_client_t *c, int students, char run_id[25],
+                            double *seconds) {
+  char *config = bench_config_alloc(students);
+  double t = bw_test_now();
+  long status;
+
+  if (!config)
+    return -1;
+  status = bench_client_request(c, "POST", "/api/v1/grading_run", config,
+                                strlen(config));
+  *seconds = bw_test_now() - t;
+  free(config);
+  if (status != 200 ||
+      !bench_client_find_string(c, "grading_run_id", run_id, 25)) {
+    fprintf(stderr, "bench: create run of %d: HTTP %ld %s %s\n", students,
+            status, c->error, c->body ? c->body : "");
+    return -1;
+  }
+  return 0;
+}
+
+int bench_client_start_run(bench_client_t *c, const char *run_id,
+                           double *seconds) {
+  char path[128];
+  double t = bw_test_now();
+  long status;
+
+  snprintf(path, sizeof path, "/api/v1/grading_run/%s", run_id);
+  status = bench_client_request(c, "POST", path, "", 0);
+  *seconds = bw_test_now() - t;
+  if (status != 200) {
+    fprintf(stderr, "bench: start run %s: HTTP %ld %s %s\n", run_id, status,
+            c->error, c->body ? c->body : "");
+    return -1;
+  }
+  return 0;
 }

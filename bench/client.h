@@ -49,4 +49,13 @@ int bench_client_set_worker(bench_client_t *c, const char *worker_id);
 bool bench_client_find_string(const bench_client_t *c, const char *key,
                               char *out, size_t size);
 
+/* POST /api/v1/grading_run of bench_config_alloc(students): 0 with the id
+ * in run_id and the call's time in *seconds, or -1 (said on stderr). */
+int bench_client_create_run(bench_client_t *c, int students, char run_id[25],
+                            double *seconds);
+
+/* POST /api/v1/grading_run/{id}: 0 (time in *seconds) or -1 (on stderr). */
+int bench_client_start_run(bench_client_t *c, const char *run_id,
+                           double *seconds);
+
 #endif

@@ -45,43 +45,6 @@ typedef struct options {
 
 /* ---- shared ---------------------------------------------------------- */
 
-static int create_run(bench_client_t *c, int students, char run_id[25],
-                      double *seconds) {
-  char *config = bench_config_alloc(students);
-  double t = bw_test_now();
-  long status;
-
-  if (!config)
-    return -1;
-  status = bench_client_request(c, "POST", "/api/v1/grading_run", config,
-                                strlen(config));
-  *seconds = bw_test_now() - t;
-  free(config);
-  if (status != 200 ||
-      !bench_client_find_string(c, "grading_run_id", run_id, 25)) {
-    fprintf(stderr, "bw-load: create run of %d: HTTP %ld %s %s\n", students,
-            status, c->error, c->body ? c->body : "");
-    return -1;
-  }
-  return 0;
-}
-
-static int start_run(bench_client_t *c, const char *run_id, double *seconds) {
-  char path[128];
-  double t = bw_test_now();
-  long status;
-
-  snprintf(path, sizeof path, "/api/v1/grading_run/%s", run_id);
-  status = bench_client_request(c, "POST", path, "", 0);
-  *seconds = bw_test_now() - t;
-  if (status != 200) {
-    fprintf(stderr, "bw-load: start run %s: HTTP %ld %s %s\n", run_id, status,
-            c->error, c->body ? c->body : "");
-    return -1;
-  }
-  return 0;
-}
-
 /* The run's state from GET grading_run/{id}, to check the drain finished
  * it (the post-run check of e2e, outside the timed part). */
 static void run_state(bench_client_t *c, const char *run_id, char *state,
@@ -124,7 +87,7 @@ static void grader_heartbeat(grader_t *g, bench_client_t *c) {
 static int grader_step(grader_t *g, bench_client_t *c) {
   char job_id[25], path[128];
   double t = bw_test_now();
-  long status = bench_client_request(c, "GET", "/api/v1/grading_job", NULL, 0);
+  long status = bench_client_request(c, "GET", "/api/v1/grading_job?wait=0", NULL, 0);
   double polled = bw_test_now();
 
   if (status == QUEUE_EMPTY) {
@@ -243,8 +206,8 @@ static int cmd_e2e(const options_t *opt) {
 
   if (!g || bench_client_init(&c, opt->url, opt->token) < 0)
     return 1;
-  if (create_run(&c, opt->jobs, run_id, &create_s) < 0 ||
-      start_run(&c, run_id, &start_s) < 0)
+  if (bench_client_create_run(&c, opt->jobs, run_id, &create_s) < 0 ||
+      bench_client_start_run(&c, run_id, &start_s) < 0)
     goto out;
   pthread_barrier_init(&e2e.go, NULL, (unsigned)opt->graders + 1);
   for (int i = 0; i < opt->graders; i++) {
@@ -296,9 +259,9 @@ static int cmd_create(const options_t *opt) {
   bench_samples_init(&total);
   for (int r = 0; r < opt->reps && rc == 0; r++) {
     double cs, ss;
-    rc = create_run(&c, opt->students, run_id, &cs);
+    rc = bench_client_create_run(&c, opt->students, run_id, &cs);
     if (rc == 0)
-      rc = start_run(&c, run_id, &ss);
+      rc = bench_client_start_run(&c, run_id, &ss);
     if (rc == 0) {
       bench_samples_add(&create, cs);
       bench_samples_add(&start, ss);
@@ -338,8 +301,8 @@ static int cmd_pollwait(const options_t *opt) {
     return 1;
   bench_samples_init(&poll);
   if (bench_client_register(&c, "bench-pollwait", NULL) != 200 ||
-      create_run(&c, opt->waiting + WARMUP + opt->polls, run_id, &cs) < 0 ||
-      start_run(&c, run_id, &ss) < 0)
+      bench_client_create_run(&c, opt->waiting + WARMUP + opt->polls, run_id, &cs) < 0 ||
+      bench_client_start_run(&c, run_id, &ss) < 0)
     goto out;
   for (int i = 0; i < WARMUP + opt->polls; i++) {
     double t = bw_test_now();

@@ -30,6 +30,7 @@ void bw_config_init(bw_config_t *cfg) {
   cfg->db_timeout_ms = 5000;
   cfg->queue_partitions = 16;
   cfg->forget_workers = 86400;
+  cfg->poll_wait = 18;
   cfg->keep_output = 0;
 
   cfg->max_body = (size_t)64 << 20;
@@ -111,6 +112,7 @@ static const option_t options[] = {
     INT_OPT(db_timeout_ms, 1, INT_MAX),
     INT_OPT(queue_partitions, 1, 256),
     INT_OPT(forget_workers, 60, INT_MAX),
+    INT_OPT(poll_wait, 0, 3600),
     INT_OPT(keep_output, 0, INT_MAX),
     SIZE_OPT(max_body, 1),
     INT_OPT(max_students, 1, INT_MAX),
@@ -315,6 +317,7 @@ static const struct {
     {"BROADWAY_DATA", "data_dir"},       {"BROADWAY_TOKEN", "token"},
     {"BROADWAY_HEARTBEAT", "heartbeat"}, {"BROADWAY_WORKERS", "workers"},
     {"BROADWAY_MONGO_URI", "mongo_uri"}, {"BROADWAY_DB", "db_name"},
+    {"BROADWAY_POLL_WAIT", "poll_wait"},
 };
 
 static int apply_environment(bw_config_t *cfg, bw_error_t *error) {

@@ -53,6 +53,7 @@ typedef struct bw_config {
   int db_timeout_ms;    /* 5000: no database call blocks a request longer */
   int queue_partitions; /* 16 queue collections: see queue.h for why */
   int forget_workers;   /* 86400 s: the reaper deletes graders silent longer */
+  int poll_wait; /* BROADWAY_POLL_WAIT, 18 s an empty-queue poll may wait */
   int keep_output;      /* 0 (forever): stage output kept this long (retain.h) */
 
   /* limits on what clients send */

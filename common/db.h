@@ -41,6 +41,7 @@ typedef enum bw_coll {
   BW_COLL_MARKS,    /* run-level once-only decisions and finish tickets */
   BW_COLL_COUNTERS, /* one per run: where its next finish ticket likely is */
   BW_COLL_WORKERS,  /* one per registered grader, with its last heartbeat */
+  BW_COLL_SIGNALS,  /* one document: "something was queued" (qsignal.h) */
   BW_COLL_COUNT
 } bw_coll_t;
 

@@ -68,8 +68,8 @@ static int job_read_history(bw_db_t *db, const bson_oid_t *job,
 }
 
 /* A final job: its success, who finished it and when, what the grader
- * sent (info, logs), or why the service gave it up.  Sets *state; returns 0
- * or BW_EDB (a result without its info and logs is not shown). */
+ * sent (info or results, logs), or why the service gave it up.  Sets *state;
+ * returns 0 or BW_EDB (a result without its info and logs is not shown). */
 static int job_view_final(bw_db_t *db, const bson_t *outcome, json_object *view,
                           const char **state, bw_error_t *error) {
   bson_t result;
@@ -90,7 +90,8 @@ static int job_view_final(bw_db_t *db, const bson_t *outcome, json_object *view,
   rc = bw_db_find_by_id(db, BW_COLL_RESULTS, bw_db_get_utf8(outcome, "_id", ""),
                         &result, error);
   if (rc == 0)
-    job_copy_fields(view, &result, (const char *const[]){"info", "logs"}, 2);
+    job_copy_fields(view, &result,
+                    (const char *const[]){"info", "results", "logs"}, 3);
   /* Retention (retain.h) removed the stage output: say so, and when. */
   if (bson_iter_init_find(&it, &result, "pruned_at"))
     json_object_object_add(view, "output_pruned_at",
@@ -247,10 +248,12 @@ static int job_insert_result(bw_db_t *db, const bw_handout_t *h,
   BSON_APPEND_BOOL(
       &doc, "success",
       json_object_get_boolean(json_object_object_get(result, "success")));
-  if (json_object_object_get_ex(result, "info", &v))
-    bw_json_append_bson(&doc, "info", v);
-  if (json_object_object_get_ex(result, "logs", &v))
-    bw_json_append_bson(&doc, "logs", v);
+  /* Stored in the shape the grader sent (info or results). */
+  for (size_t i = 0; i < 3; i++) {
+    static const char *const fields[] = {"info", "results", "logs"};
+    if (json_object_object_get_ex(result, fields[i], &v))
+      bw_json_append_bson(&doc, fields[i], v);
+  }
   bw_db_append_at(&doc, bw_db_now_ms(), BW_DB_BY_DAY);
   rc = bw_db_insert_once(db, BW_COLL_RESULTS, &doc, error);
   bson_destroy(&doc);
@@ -381,6 +384,8 @@ static const char *job_result_reason(json_object *result, char *why,
                                      size_t len) {
   json_object *info = json_object_object_get(result, "info"), *by, *limit;
 
+  if (!json_object_is_type(info, json_type_array))
+    return NULL; /* the Gen 2 shape ("results") has no limits to name */
   for (size_t i = 0; i < json_object_array_length(info); i++) {
     json_object *stage = json_object_array_get_idx(info, i);
     if (!json_object_object_get_ex(stage, "killed_by", &by) ||
@@ -464,6 +469,32 @@ int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
   *failed = give_up;
   rc = job_apply(db, cfg, h, student, &outcome, error);
   bson_destroy(&outcome);
+  return rc;
+}
+
+int bw_job_note_refused(bw_db_t *db, const bson_oid_t *job,
+                        const bson_oid_t *worker, const char *message,
+                        bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, reply;
+  bson_error_t driver;
+  char note[120]; /* the reason built from it fits a job view's 256 */
+  int rc = 0;
+
+  snprintf(note, sizeof note, "%s", message); /* bounded: it goes in logs */
+  BSON_APPEND_OID(&filter, "job_id", job);
+  BSON_APPEND_OID(&filter, "worker_id", worker);
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+  BSON_APPEND_UTF8(&set, "refused", note);
+  BSON_APPEND_DATE_TIME(&set, "refused_at", bw_db_now_ms());
+  bson_append_document_end(&update, &set);
+  if (!mongoc_collection_update_one(bw_db_coll(db, BW_COLL_ACTIVE), &filter,
+                                    &update, NULL, &reply, &driver))
+    rc = bw_db_error(&driver, error);
+  else if (bw_db_get_int(&reply, "matchedCount") == 0)
+    rc = bw_error_set(error, BW_ENOTFOUND, "no such hand-out");
+  bson_destroy(&reply);
+  bson_destroy(&update);
+  bson_destroy(&filter);
   return rc;
 }
 

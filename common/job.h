@@ -44,6 +44,15 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *job,
                   const bson_oid_t *worker, json_object *result,
                   bw_error_t *error);
 
+/* Notes on the job's hand-out held by worker_id that the grader's result
+ * was refused with `message` (a 400 or 413): if the job is given up later,
+ * its reason says so instead of blaming the heartbeat.  Best effort (a
+ * plain update of the small `active`, whose record has one writer then):
+ * returns 0, BW_ENOTFOUND (not held by worker_id) or BW_EDB. */
+int bw_job_note_refused(bw_db_t *db, const bson_oid_t *job,
+                        const bson_oid_t *worker, const char *message,
+                        bw_error_t *error);
+
 /* Ends hand-out `h` (its grader stopped heartbeating, or the hand-out never
  * reached the grader): queues the job again as attempt h->attempt+1 (with
  * `student`, its env, which may be NULL for pre/post jobs), or fails it with

@@ -829,6 +829,21 @@ int bw_json_add(json_object *object, const char *key, json_object *value) {
   return 0;
 }
 
+/* A double as the shortest text that reads back as the same number, so a
+ * stored 0.42 is shown as 0.42, not json-c's 0.41999999999999998. */
+static json_object *json_double_shortest(double d) {
+  char text[32];
+  for (int digits = 15; digits <= 17; digits++) {
+    snprintf(text, sizeof text, "%.*g", digits, d);
+    if (strtod(text, NULL) == d)
+      break;
+  }
+  /* Still a double to the reader: 1.0 stays 1.0, as json-c writes it. */
+  if (strpbrk(text, ".e") == NULL)
+    strcat(text, ".0");
+  return json_object_new_double_s(d, text);
+}
+
 /* Wraps a json-c constructor's result: NULL from it means ENOMEM. */
 static int made(json_object *value, json_object **out) {
   *out = value;
@@ -855,7 +870,7 @@ static int from_iter(const bson_iter_t *iter, json_object **out) {
   case BSON_TYPE_DOUBLE:
     d = bson_iter_double(iter);
     /* NaN and inf have no JSON form; null keeps the reply parseable. */
-    return isfinite(d) ? made(json_object_new_double(d), out) : 0;
+    return isfinite(d) ? made(json_double_shortest(d), out) : 0;
   case BSON_TYPE_BOOL:
     return made(json_object_new_boolean(bson_iter_bool(iter)), out);
   case BSON_TYPE_NULL:

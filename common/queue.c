@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "qsignal.h"
+
 void bw_queue_entry_id(const bson_oid_t *job_id, int attempt, char out[48]) {
   char hex[25];
   bson_oid_to_string(job_id, hex);
@@ -110,6 +112,7 @@ void bw_queue_batch_add(bw_queue_batch_t *batch, const bw_handout_t *h,
 }
 
 int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error) {
+  bool pushed = false;
   int rc = 0;
 
   for (int i = 0; rc == 0 && i < batch->partitions; i++) {
@@ -117,6 +120,7 @@ int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error) {
     bson_error_t driver;
     if (batch->bulks[i] == NULL)
       continue;
+    pushed = true;
     /* Only duplicate keys are fine; any other write error is a failure. */
     if (!mongoc_bulk_operation_execute(batch->bulks[i], &reply, &driver)) {
       rc = bw_db_error(&driver, error);
@@ -125,6 +129,9 @@ int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error) {
     }
     bson_destroy(&reply);
   }
+  /* After the entries: a long poll woken by the signal must find them. */
+  if (rc == 0 && pushed)
+    bw_qsignal_notify(batch->db); /* best effort: qsignal.h */
   return rc;
 }
 
@@ -312,5 +319,7 @@ int bw_queue_cancel_run(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
     bson_free(t.h);
   }
   bson_destroy(&filter);
+  /* The queue changed: waiting polls look again (qsignal.h). */
+  bw_qsignal_notify(db);
   return rc;
 }

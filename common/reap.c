@@ -91,13 +91,25 @@ static void reap_visit_lost_handout(const bson_t *doc, void *ctx) {
   bw_handout_t h;
   bson_t student;
   bson_iter_t it;
-  char worker[25] = "?", reason[160];
+  char worker[25] = "?", reason[400];
+  const char *refused;
 
   if (!bw_handout_from_bson(doc, &h, &student))
     return;
   if (bson_iter_init_find(&it, doc, "worker_id") && BSON_ITER_HOLDS_OID(&it))
     bson_oid_to_string(bson_iter_oid(&it), worker);
-  if (pass->overdue)
+  refused = bw_db_get_utf8(doc, "refused", NULL);
+  if (refused != NULL && pass->overdue)
+    snprintf(reason, sizeof reason,
+             "grader %s's result was refused (%s) and no valid result came "
+             "within its stages' timeouts plus claim_grace",
+             worker, refused);
+  else if (refused != NULL)
+    snprintf(reason, sizeof reason,
+             "grader %s's result was refused (%s), then it stopped "
+             "heartbeating",
+             worker, refused);
+  else if (pass->overdue)
     snprintf(reason, sizeof reason,
              "grader %s held it past its stages' timeouts plus claim_grace",
              worker);

@@ -813,20 +813,58 @@ static int check_size(check_t *c, json_object *value, const char *path,
   return 0;
 }
 
-static int check_info(check_t *c, json_object *info, const char *path) {
+/* An array of objects (one per stage that ran): v0.1's `info`, 2018-12's
+ * `results`. */
+static int check_stage_list(check_t *c, json_object *list, const char *path) {
   path_t child;
   size_t i, n;
 
-  if (!json_object_is_type(info, json_type_array))
+  if (!json_object_is_type(list, json_type_array))
     return bw_error_set(c->error, BW_EINVAL, "%s: expected an array", path);
-  n = json_object_array_length(info);
+  n = json_object_array_length(list);
   for (i = 0; i < n; i++) {
-    if (!json_object_is_type(json_object_array_get_idx(info, i),
+    if (!json_object_is_type(json_object_array_get_idx(list, i),
                              json_type_object)) {
       path_index(child, path, i);
       return bw_error_set(c->error, BW_EINVAL, "%s: expected an object", child);
     }
   }
+  return 0;
+}
+
+/* The 2018-11 grader's `info`: {"stageResults": [{..},..], "stdout": s,
+ * "stderr": s}. */
+static int check_info_object(check_t *c, json_object *info, const char *path) {
+  static const char *const keys[] = {"stageResults", "stdout", "stderr", NULL};
+  json_object *stages;
+  path_t child;
+  int rc;
+
+  if ((rc = check_known_keys(c, info, path, keys)) < 0)
+    return rc;
+  path_key(child, path, "stageResults");
+  if (!json_object_object_get_ex(info, "stageResults", &stages))
+    return bw_error_set(c->error, BW_EINVAL, "%s: required", child);
+  if ((rc = check_stage_list(c, stages, child)) < 0)
+    return rc;
+  json_object_object_foreach(info, key, value) {
+    if (strcmp(key, "stageResults") != 0 &&
+        !json_object_is_type(value, json_type_string)) {
+      path_key(child, path, key);
+      return bw_error_set(c->error, BW_EINVAL, "%s: expected a string", child);
+    }
+  }
+  return 0;
+}
+
+/* `info` in either released shape, or `results`; stored as given. */
+static int check_info(check_t *c, json_object *info, const char *path,
+                      bool object_allowed) {
+  int rc = object_allowed && json_object_is_type(info, json_type_object)
+               ? check_info_object(c, info, path)
+               : check_stage_list(c, info, path);
+  if (rc < 0)
+    return rc;
   return check_size(c, info, path, c->cfg->max_info_bytes);
 }
 
@@ -848,11 +886,35 @@ static int check_logs(check_t *c, json_object *logs, const char *path) {
   return check_size(c, logs, path, c->cfg->max_logs_bytes);
 }
 
+/* The stage results of a result body: `info` (v0.1: an array; the 2018-11
+ * grader: an object) or `results` (the 2018-12 grader), exactly one. */
+static int check_result_stages(check_t *c, json_object *result,
+                               const char *prefix, json_object *out) {
+  json_object *info, *results;
+  bool has_info = json_object_object_get_ex(result, "info", &info);
+  bool has_results = json_object_object_get_ex(result, "results", &results);
+  path_t path;
+  int rc;
+
+  path_key(path, prefix, has_results ? "results" : "info");
+  if (has_info && has_results)
+    return bw_error_set(c->error, BW_EINVAL,
+                        "%s: not allowed together with info", path);
+  if (!has_info && !has_results)
+    return bw_error_set(c->error, BW_EINVAL, "%s: required", path);
+  if ((rc = check_info(c, has_info ? info : results, path, has_info)) < 0)
+    return rc;
+  json_object_object_add(out, has_info ? "info" : "results",
+                         json_object_get(has_info ? info : results));
+  return 0;
+}
+
 /* The result proper, at `prefix` ("" or "data"). */
 static int check_result(check_t *c, json_object *result, const char *prefix,
                         json_object *out) {
-  static const char *const keys[] = {"success", "info", "logs", NULL};
-  json_object *success, *info, *logs;
+  static const char *const keys[] = {"success", "info", "results", "logs",
+                                     NULL};
+  json_object *success, *logs;
   path_t path;
   int rc;
 
@@ -865,13 +927,9 @@ static int check_result(check_t *c, json_object *result, const char *prefix,
     return bw_error_set(c->error, BW_EINVAL, "%s: required", path);
   if (!json_object_is_type(success, json_type_boolean))
     return bw_error_set(c->error, BW_EINVAL, "%s: expected a boolean", path);
-  path_key(path, prefix, "info");
-  if (!json_object_object_get_ex(result, "info", &info))
-    return bw_error_set(c->error, BW_EINVAL, "%s: required", path);
-  if ((rc = check_info(c, info, path)) < 0)
-    return rc;
   json_object_object_add(out, "success", json_object_get(success));
-  json_object_object_add(out, "info", json_object_get(info));
+  if ((rc = check_result_stages(c, result, prefix, out)) < 0)
+    return rc;
   if (json_object_object_get_ex(result, "logs", &logs)) {
     path_key(path, prefix, "logs");
     if ((rc = check_logs(c, logs, path)) < 0)
@@ -990,6 +1048,17 @@ bool bw_validate_hostname(const char *text) {
   return true;
 }
 
+bool bw_validate_path_hostname(const char *text) {
+  size_t i;
+  if (text == NULL || text[0] == '\0')
+    return false;
+  for (i = 0; text[i] != '\0'; i++) {
+    unsigned char ch = (unsigned char)text[i];
+    if (i >= 255 || ch <= 0x20 || ch >= 0x7f || ch == '(' || ch == ')')
+      return false;
+  }
+  return true;
+}
 /* A decimal integer in [min, max], nothing else; false otherwise. */
 static bool validate_query_long(const char *text, long min, long max,
                                 long *out) {

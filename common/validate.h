@@ -62,12 +62,15 @@ int bw_validate_run_config(json_object *body, const bw_json_items_t *students,
  * ENOMEM. */
 json_object *bw_validate_env_text(json_object *env);
 
-/* A grader's result (the body of POST /api/v1/grading_job/{id}), in either
- * form: {"success":b,"info":[{..},..],"logs":{..}} or the seed's
- * {"status":"..","data":{"success":..,"info":..}}.  On success *out is
- * {"success":b,"info":[...],"logs":{"stdout":s,"stderr":s}} (logs only if
- * given).  info over max_info_bytes or logs over max_logs_bytes: BW_EINVAL
- * naming the field and the limit. */
+/* A grader's result (the body of POST /api/v1/grading_job/{id}), in every
+ * shape a released grader sends: v0.1's {"success":b,"info":[{..},..],
+ * "logs":{..}}, the seed's {"status":"..","data":{"success":..,"info":..}},
+ * the 2018-11 grader's {"success":b,"info":{"stageResults":[{..}],
+ * "stdout":s,"stderr":s}} and the 2018-12 grader's {"success":b,
+ * "results":[{..}],"logs":{"stdout":s,"stderr":s}}.  On success *out is
+ * {"success":b, "info" or "results" as given, "logs" if given}.  info or
+ * results over max_info_bytes, logs over max_logs_bytes: BW_EINVAL naming
+ * the field and the limit. */
 int bw_validate_result(json_object *body, const bw_config_t *cfg,
                        json_object **out, bw_error_t *error);
 
@@ -82,6 +85,10 @@ bool bw_validate_env_name(const char *name, size_t max_len);
 /* A printable host name for ?hostname=: 1..255 bytes of [A-Za-z0-9.-_]. */
 bool bw_validate_hostname(const char *text);
 
+/* A host name in the path of GET /api/v1/worker_register/<hostname> (Gen
+ * 2a; the original's pattern is [^()]+): 1..255 bytes of printable ASCII
+ * but blanks and parentheses; '/' and '.' allowed. */
+bool bw_validate_path_hostname(const char *text);
 /* Which jobs a status lists (GET grading_run/{id}?offset=&limit=&summary=,
  * docs/PROTOCOL.md; bw_validate_run_page reads them).
  * Jobs are in roster order (pre, students by index, post).  A run of more

@@ -17,8 +17,9 @@ typedef struct bw_call {
   const bw_config_t *cfg;
   bw_db_t *db;
   bw_request_t *req;
-  bson_oid_t path_id;   /* the {id} of the path, when the route has one */
-  bson_oid_t worker_id; /* the calling grader, on grader endpoints */
+  bson_oid_t path_id;    /* the {id} of the path, when the route has one */
+  bson_oid_t worker_id;  /* the calling grader, on grader endpoints */
+  const char *path_rest; /* a TAIL_REST route's rest of the path, else NULL */
 } bw_call_t;
 
 typedef int (*bw_handler_fn)(bw_call_t *call, bw_error_t *error);

@@ -72,6 +72,36 @@ void bw_request_cleanup(bw_request_t *req, size_t max_body) {
   req->body = NULL;
 }
 
+/* For the access log: request text may hold any byte, log lines may not. */
+static void log_safe(char *out, size_t size, const char *text) {
+  size_t i = 0;
+  for (; i + 1 < size && text[i] != '\0'; i++) {
+    unsigned char c = (unsigned char)text[i];
+    out[i] = c < 0x20 || c >= 0x7f || c == '"' ? '?' : (char)c;
+  }
+  out[i] = '\0';
+}
+
+static long elapsed_ms(const struct timespec *start) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (long)(now.tv_sec - start->tv_sec) * 1000 +
+         (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+void bw_request_finish(bw_request_t *req, size_t max_body,
+                       const struct timespec *start) {
+  char method[16], path[BW_REQUEST_PATH_MAX];
+
+  bw_request_cleanup(req, max_body);
+  /* Copied out first: req.method lives in libfcgi's params, which
+   * FCGX_Finish_r frees.  The reply goes out before we spend time logging. */
+  log_safe(method, sizeof method, req->method);
+  log_safe(path, sizeof path, req->path_too_long ? "(too long)" : req->path);
+  FCGX_Finish_r(req->fcgx);
+  bw_log_info("%s %s %d %ldms", method, path, req->status, elapsed_ms(start));
+}
+
 /* Content-Length: absent or "" means unknown (-1); anything but digits is
  * an error (-2). */
 static long long request_content_length(const bw_request_t *req) {
@@ -217,7 +247,11 @@ static const char *status_reason(int status) {
   case 503:
     return "Service Unavailable";
   default:
-    return "";
+    /* 498 and any other code without a standard phrase: what the original's
+     * Tornado sent.  nginx and Apache pass the phrase on from our Status
+     * header, and some clients (Tornado 5.1) cannot parse a status line
+     * without one. */
+    return "Unknown";
   }
 }
 

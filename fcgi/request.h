@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "error.h"
 
@@ -30,10 +31,18 @@ typedef struct bw_request {
   bool input_done; /* the body was read to its end: nothing to discard */
   int status;      /* of the reply, 0 until one was sent */
   char allow[32];  /* Allow header value for a 405, "" otherwise */
+  bool parked;     /* a long poll took it over (longpoll.h): not finished */
 } bw_request_t;
 
 void bw_request_init(bw_request_t *req, FCGX_Request *fcgx);
 void bw_request_cleanup(bw_request_t *req, size_t max_body);
+
+/* Ends the request: bw_request_cleanup(), the reply flushed to nginx
+ * (FCGX_Finish_r: the FCGX_Request is then free for the next accept) and
+ * the access-log line, with the time since `start`.  A request never
+ * answered (its grader went away while it waited) is logged as status 0. */
+void bw_request_finish(bw_request_t *req, size_t max_body,
+                       const struct timespec *start);
 
 /* Reads the whole body into req->body.  Returns 0, BW_ETOOBIG (over
  * max_body: 413) or BW_EINVAL (a Content-Length that is not a number or does

@@ -18,38 +18,56 @@ enum route_caller {
                        call answers "not registered", saving a query */
 };
 
+/* What follows the route's path. */
+enum route_tail {
+  TAIL_NONE, /* nothing */
+  TAIL_OID,  /* /{id}: 24 hex digits, lowercased into call->path_id */
+  TAIL_REST, /* /{anything, '/' included}: call->path_rest, unchecked */
+};
+
 typedef struct route {
   const char *method;
   const char *path;     /* without the trailing /{id} */
   const char *id_field; /* NULL: no {id}; else its name in messages */
   enum route_caller caller;
   bw_handler_fn handler;
+  enum route_tail tail; /* TAIL_NONE when id_field is NULL */
 } route_t;
 
 static const route_t routes[] = {
-    {"POST", "/api/v1/grading_run", NULL, CALLER_ANY, bw_handle_run_create},
+    {"POST", "/api/v1/grading_run", NULL, CALLER_ANY, bw_handle_run_create,
+     TAIL_NONE},
     {"POST", "/api/v1/grading_run", "grading_run_id", CALLER_ANY,
-     bw_handle_run_start},
+     bw_handle_run_start, TAIL_OID},
     {"GET", "/api/v1/grading_run", "grading_run_id", CALLER_ANY,
-     bw_handle_run_status},
-    {"GET", "/api/v1/grading_job", "job_id", CALLER_ANY, bw_handle_job_get},
+     bw_handle_run_status, TAIL_OID},
+    {"GET", "/api/v1/grading_job", "job_id", CALLER_ANY, bw_handle_job_get,
+     TAIL_OID},
     {"POST", "/api/v1/grading_job", "job_id", CALLER_WORKER,
-     bw_handle_job_report},
-    {"GET", "/api/v1/grading_job", NULL, CALLER_WORKER, bw_handle_job_poll},
+     bw_handle_job_report, TAIL_OID},
+    {"GET", "/api/v1/grading_job", NULL, CALLER_WORKER, bw_handle_job_poll,
+     TAIL_NONE},
     {"GET", "/api/v1/worker_register", NULL, CALLER_ANY,
-     bw_handle_worker_register},
+     bw_handle_worker_register, TAIL_NONE},
+    /* Gen 2a (the 2018-12 grader): the hostname is the rest of the path. */
+    {"GET", "/api/v1/worker_register", "hostname", CALLER_ANY,
+     bw_handle_worker_register, TAIL_REST},
     {"GET", "/api/v1/grader_register", NULL, CALLER_ANY,
-     bw_handle_worker_register},
-    {"POST", "/api/v1/heartbeat", NULL, CALLER_WORKER_ID, bw_handle_heartbeat},
+     bw_handle_worker_register, TAIL_NONE},
+    {"POST", "/api/v1/heartbeat", NULL, CALLER_WORKER_ID, bw_handle_heartbeat,
+     TAIL_NONE},
     /* Course staff (issue 15). */
     {"POST", "/api/v1/grading_run_cancel", "grading_run_id", CALLER_ANY,
-     bw_handle_run_cancel},
+     bw_handle_run_cancel, TAIL_OID},
     {"POST", "/api/v1/grading_run_retry", "grading_run_id", CALLER_ANY,
-     bw_handle_run_retry},
-    {"GET", "/api/v1/grading_runs", NULL, CALLER_ANY, bw_handle_runs_list},
-    {"GET", "/api/v1/workers", NULL, CALLER_ANY, bw_handle_workers_list},
-    {"GET", "/api/v1/queue", NULL, CALLER_ANY, bw_handle_queue_view},
-    {"GET", "/metrics", NULL, CALLER_ANY, bw_handle_metrics},
+     bw_handle_run_retry, TAIL_OID},
+    {"GET", "/api/v1/grading_runs", NULL, CALLER_ANY, bw_handle_runs_list,
+     TAIL_NONE},
+    {"GET", "/api/v1/workers", NULL, CALLER_ANY, bw_handle_workers_list,
+     TAIL_NONE},
+    {"GET", "/api/v1/queue", NULL, CALLER_ANY, bw_handle_queue_view,
+     TAIL_NONE},
+    {"GET", "/metrics", NULL, CALLER_ANY, bw_handle_metrics, TAIL_NONE},
 };
 
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])
@@ -65,7 +83,9 @@ static const char *route_match(const route_t *route, const char *path) {
   rest = path + n;
   if (route->id_field == NULL)
     return *rest == '\0' ? rest : NULL;
-  if (rest[0] != '/' || rest[1] == '\0' || strchr(rest + 1, '/') != NULL)
+  if (rest[0] != '/' || rest[1] == '\0')
+    return NULL;
+  if (route->tail == TAIL_OID && strchr(rest + 1, '/') != NULL)
     return NULL;
   return rest + 1;
 }
@@ -144,7 +164,9 @@ static int router_serve(bw_call_t *call, int *index, bw_error_t *error) {
   if (route == NULL)
     return bw_error_set(error, BW_ENOTFOUND, "not found");
   *index = (int)(route - routes);
-  if (route->id_field != NULL && !bw_db_oid_parse(id, &call->path_id))
+  if (route->tail == TAIL_REST)
+    call->path_rest = id;
+  else if (route->tail == TAIL_OID && !bw_db_oid_parse(id, &call->path_id))
     return bw_error_set(error, BW_EINVAL, "%s: expected 24 hex digits",
                         route->id_field);
   rc = router_check_worker_id(call, route->caller, error);
@@ -172,12 +194,15 @@ void bw_router_dispatch(const bw_config_t *cfg, bw_db_t *db,
   rc = router_serve(&call, &index, &error);
 
   /* The reply's status comes from what the call returned, whoever filled
-   * (or did not fill) error.message. */
+   * (or did not fill) error.message.  A parked long poll (longpoll.h) is
+   * answered later, by the long-poll loop. */
   if (rc < 0)
     bw_request_reply_error(req, rc, error.message, cfg->queue_empty_code);
-  else if (req->status == 0)
+  else if (req->status == 0 && !req->parked)
     bw_request_reply_error(req, BW_EINTERNAL, "internal error: no reply",
                            cfg->queue_empty_code);
+  if (req->parked)
+    return; /* its status is not known yet: not in the metrics */
   clock_gettime(CLOCK_MONOTONIC, &end);
   bw_metrics_observe(index, req->status,
                      (double)(end.tv_sec - start.tv_sec) +

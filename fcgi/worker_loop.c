@@ -5,6 +5,7 @@
 #include <fcgiapp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -12,6 +13,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "longpoll.h"
 #include "request.h"
 #include "router.h"
 
@@ -43,29 +45,13 @@ static void worker_signals(sigset_t *waiting) {
   sigemptyset(waiting);
 }
 
-/* For the access log: request text may hold any byte, log lines may not. */
-static void log_safe(char *out, size_t size, const char *text) {
-  size_t i = 0;
-  for (; i + 1 < size && text[i] != '\0'; i++) {
-    unsigned char c = (unsigned char)text[i];
-    out[i] = c < 0x20 || c >= 0x7f || c == '"' ? '?' : (char)c;
-  }
-  out[i] = '\0';
-}
-
 /* Bodies over this many bytes are followed by a malloc_trim(). */
 #define WORKER_TRIM_AFTER (64 * 1024)
 
-static long elapsed_ms(const struct timespec *start) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return (long)(now.tv_sec - start->tv_sec) * 1000 +
-         (now.tv_nsec - start->tv_nsec) / 1000000;
-}
-
-static void worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
+/* Serves one request.  Returns true when a long poll took it over (the
+ * FCGX_Request then belongs to longpoll.c). */
+static bool worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
                          bw_db_t *db) {
-  char method[16], path[BW_REQUEST_PATH_MAX];
   struct timespec start;
   bw_request_t req;
   bool big;
@@ -73,36 +59,43 @@ static void worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
   clock_gettime(CLOCK_MONOTONIC, &start);
   bw_request_init(&req, fcgx);
   bw_router_dispatch(cfg, db, &req);
+  if (req.parked)
+    return true;
   big = req.body_len > WORKER_TRIM_AFTER;
-  bw_request_cleanup(&req, cfg->max_body);
-  /* Copied out first: req.method lives in libfcgi's params, which
-   * FCGX_Finish_r frees.  The reply goes out before we spend time logging. */
-  log_safe(method, sizeof method, req.method);
-  log_safe(path, sizeof path, req.path_too_long ? "(too long)" : req.path);
-  FCGX_Finish_r(fcgx);
-  bw_log_info("%s %s %d %ldms", method, path, req.status, elapsed_ms(&start));
+  bw_request_finish(&req, cfg->max_body, &start);
   /* A large body (a run of thousands of students) grows the heap by tens of
    * MB that glibc would keep: give it back, so a worker's memory stays flat
    * however large the runs it has served. */
   if (big)
     malloc_trim(0);
+  return false;
 }
 
-/* Sleeps until the listening socket is readable or a stop signal came in.
- * Returns 1 when there may be a connection to accept, 0 to look at the stop
- * flag again, -1 when polling itself fails. */
+/* Room for the listening socket and every parked long poll. */
+#define WORKER_POLLFDS 1024
+
+/* Sleeps until the listening socket is readable, a parked long poll's
+ * connection hangs up, its tick is due, or a stop signal came in; then
+ * runs the long polls' tick.  Returns 1 when there may be a connection to
+ * accept, 0 to look at the stop flag again, -1 when polling itself fails. */
 static int worker_wait(int listen_fd, const sigset_t *waiting) {
-  struct pollfd pfd = {.fd = listen_fd, .events = POLLIN};
-  int n;
+  static struct pollfd fds[WORKER_POLLFDS];
+  int timeout = bw_longpoll_timeout_ms(), n, parked;
+  struct timespec ts = {timeout / 1000, (timeout % 1000) * 1000000L};
 
   if (worker_stopping)
     return 0;
-  n = ppoll(&pfd, 1, NULL, waiting);
+  fds[0] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+  parked = bw_longpoll_pollfds(fds + 1, WORKER_POLLFDS - 1);
+  n = ppoll(fds, (nfds_t)parked + 1, timeout < 0 ? NULL : &ts, waiting);
   if (n < 0 && errno != EINTR) {
     bw_log_error("poll: %s", strerror(errno));
     return -1;
   }
-  return n > 0 && !worker_stopping ? 1 : 0;
+  if (n < 0)
+    return 0;
+  bw_longpoll_tick(fds + 1, parked);
+  return (fds[0].revents & POLLIN) != 0 && !worker_stopping ? 1 : 0;
 }
 
 /* Accepts one connection.  The listening socket is non-blocking and shared
@@ -132,8 +125,17 @@ static int worker_accept(FCGX_Request *fcgx) {
   }
 }
 
+/* A fresh FCGX_Request on the heap: a parked one keeps its address (its
+ * streams point back at it). */
+static FCGX_Request *worker_new_request(int listen_fd) {
+  FCGX_Request *fcgx = malloc(sizeof *fcgx);
+  if (fcgx != NULL)
+    FCGX_InitRequest(fcgx, listen_fd, 0);
+  return fcgx;
+}
+
 int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent) {
-  FCGX_Request fcgx;
+  FCGX_Request *fcgx;
   bw_error_t error;
   sigset_t waiting;
   bw_db_t *db;
@@ -149,20 +151,29 @@ int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent) {
     mongoc_cleanup(); /* bw_db_open ran mongoc_init() before failing */
     return 1;
   }
-  FCGX_InitRequest(&fcgx, listen_fd, 0);
-  while (!worker_stopping) {
+  bw_longpoll_start(cfg, db);
+  fcgx = worker_new_request(listen_fd);
+  while (!worker_stopping && fcgx != NULL) {
     int got = worker_wait(listen_fd, &waiting);
     if (got > 0)
-      got = worker_accept(&fcgx);
+      got = worker_accept(fcgx);
     if (got < 0) {
       status = 1;
       break;
     }
     if (got == 0)
       continue;
-    worker_serve(&fcgx, cfg, db);
+    if (worker_serve(fcgx, cfg, db))
+      fcgx = worker_new_request(listen_fd);
   }
-  FCGX_Free(&fcgx, 1);
+  if (fcgx == NULL) {
+    bw_log_error("worker: out of memory");
+    status = 1;
+  }
+  bw_longpoll_stop();
+  if (fcgx != NULL)
+    FCGX_Free(fcgx, 1);
+  free(fcgx);
   bw_db_close(db);
   mongoc_cleanup();
   return status;

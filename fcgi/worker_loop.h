@@ -3,7 +3,9 @@
  *
  * Stop signals (SIGTERM, SIGINT, SIGHUP, and the parent's death) are only
  * let in while the worker waits for a connection, so a request being served
- * always finishes and gets its reply before the worker exits. */
+ * always finishes and gets its reply before the worker exits; long polls
+ * parked in it (longpoll.h) get queue_empty_code then.  The wait also
+ * watches the parked polls and runs their tick. */
 #ifndef BW_FCGI_WORKER_LOOP_H
 #define BW_FCGI_WORKER_LOOP_H
 

@@ -35,6 +35,14 @@ static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *arg) {
   return n;
 }
 
+/* libcurl's progress callback: non-zero aborts the transfer. */
+static int check_give_up(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+                         curl_off_t ultotal, curl_off_t ulnow) {
+  gr_http_t *http = arg;
+  (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+  return http->give_up(http->give_up_arg) ? 1 : 0;
+}
+
 static const char *http_ca_file; /* set once in main, before threads */
 
 void gr_http_set_ca_file(const char *path) {
@@ -44,6 +52,8 @@ void gr_http_set_ca_file(const char *path) {
 int gr_http_init(gr_http_t *http, const char *base, const char *token) {
   http->base = base;
   http->token = token;
+  http->give_up = NULL;
+  http->give_up_arg = NULL;
   http->curl = curl_easy_init();
   return http->curl ? 0 : -1;
 }
@@ -159,6 +169,11 @@ int gr_http_request(gr_http_t *http, const char *method, const char *path,
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buf);
+  if (http->give_up != NULL) {
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, check_give_up);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, http);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  }
   if (body != NULL || strcmp(method, "POST") == 0) {
     /* Always a Content-Length on POST: nginx answers 411 without one. */
     if (body == NULL)

@@ -9,11 +9,17 @@
 
 #include <curl/curl.h>
 #include <json-c/json.h>
+#include <stdbool.h>
 
 typedef struct gr_http {
   CURL *curl;
   const char *base;  /* API base URL, no trailing slash; borrowed */
   const char *token; /* borrowed */
+  /* When set, a request in flight is given up (a transport failure) once
+   * give_up(give_up_arg) is true, checked about once a second: a long poll
+   * must not hold a stopping grader for its whole wait. */
+  bool (*give_up)(void *arg);
+  void *give_up_arg;
 } gr_http_t;
 
 typedef struct gr_reply {

@@ -3,13 +3,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db.h"
 #include "log.h"
 #include "pipeline.h"
 #include "process.h"
 
-#define POLL_TIMEOUT_MS 30000L
+/* A poll waits on the API for a job up to POLL_WAIT_S (the API may cap it
+ * lower: its poll_wait); the HTTP timeout leaves room beyond it. */
+#define POLL_WAIT_S 18
+#define POLL_STR(x) #x
+#define POLL_PATH_OF(s) "/api/v1/grading_job?wait=" POLL_STR(s)
+#define POLL_PATH POLL_PATH_OF(POLL_WAIT_S)
+#define POLL_TIMEOUT_MS ((POLL_WAIT_S + 12) * 1000L)
+/* An empty answer faster than this means the API did not wait (an API
+ * without long polls, or poll_wait 0): back off as before. */
+#define POLL_WAITED_MS 1000
 #define REPORT_TIMEOUT_MS 60000L
 
 /* A result the API refuses as too big or malformed (400/413) is sent again
@@ -151,16 +161,36 @@ static void run_job(gr_slot_t *slot, gr_http_t *http, json_object *job) {
   gr_outcome_cleanup(&outcome);
 }
 
-/* One poll.  Returns the delay before the next one in ms (0: at once). */
+static long monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool slot_stopping(void *arg) {
+  return gr_session_stopping(arg);
+}
+
+/* One poll (a long poll: the API holds it until a job comes or its wait
+ * ends).  Returns the delay before the next one in ms (0: at once). */
 static int poll_once(gr_slot_t *slot, gr_http_t *http, gr_backoff_t *empty,
                      gr_backoff_t *errors, int *failures) {
   char worker_id[25];
   gr_reply_t reply;
+  long started = monotonic_ms();
   int delay = 0;
 
   gr_session_worker_id(slot->session, worker_id);
-  gr_http_request(http, "GET", "/api/v1/grading_job", worker_id, NULL,
-                  POLL_TIMEOUT_MS, &reply);
+  /* Only the poll is given up on stop: a finished result is still sent. */
+  http->give_up = slot_stopping;
+  http->give_up_arg = slot->session;
+  gr_http_request(http, "GET", POLL_PATH, worker_id, NULL, POLL_TIMEOUT_MS,
+                  &reply);
+  http->give_up = NULL;
+  if (gr_session_stopping(slot->session)) {
+    gr_reply_cleanup(&reply);
+    return 0;
+  }
   if (!gr_reply_is_transient(&reply) && *failures > 0) {
     bw_log_info("slot %d: the API answers again after %d failure(s)",
                 slot->index, *failures);
@@ -178,15 +208,20 @@ static int poll_once(gr_slot_t *slot, gr_http_t *http, gr_backoff_t *empty,
       bw_log_warn("slot %d: polling failed: %s (retrying; logged once)",
                   slot->index, reply.message);
   } else {
-    /* 498 (or whatever code the API was configured to use): empty. */
+    /* 498 (or whatever code the API was configured to use): empty.  After
+     * a long poll that waited, poll again at once. */
     gr_backoff_reset(errors);
-    delay = gr_backoff_next(empty);
+    if (monotonic_ms() - started < POLL_WAITED_MS)
+      delay = gr_backoff_next(empty);
+    else
+      gr_backoff_reset(empty);
     if (reply.status != 498)
       bw_log_debug("slot %d: poll answered %s", slot->index, reply.message);
   }
   gr_reply_cleanup(&reply);
   return delay;
 }
+
 
 void *gr_slot_main(void *arg) {
   gr_slot_t *slot = arg;

@@ -359,7 +359,7 @@ START_TEST(test_unknown_path_under_api_is_404) {
                          "/api/",
                          "/api/v1/grading_run/" UNKNOWN_OID "/extra",
                          "/api/v1/grading_job/" UNKNOWN_OID "/extra",
-                         "/api/v1/worker_register/extra"};
+                         "/api/v1/grader_register/extra"};
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
     assert_call_fails(&w, "GET", paths[i], NULL, 404, "");
 }
@@ -935,7 +935,7 @@ START_TEST(test_worker_id_header_form_is_accepted) {
   raw("POST", "/api/v1/heartbeat", auth, "Worker-Id", w.worker_id, NULL, &r);
   BW_ASSERT_SUCCESS(&r, 200);
   bw_test_http_resp_cleanup(&r);
-  raw("GET", "/api/v1/grading_job", auth, "Worker-Id", w.worker_id, NULL, &r);
+  raw("GET", "/api/v1/grading_job?wait=0", auth, "Worker-Id", w.worker_id, NULL, &r);
   BW_ASSERT_FAIL(&r, 498, "");
   bw_test_http_resp_cleanup(&r);
 

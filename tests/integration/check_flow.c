@@ -326,7 +326,8 @@ static int drain(const char *run_id, int out_fd) {
     }
     bw_test_http_resp_t r;
     char job_id[25];
-    long status = bw_test_http_poll(&c, &r, job_id);
+    /* Long polls in flight: exactly-once must hold with them too. */
+    long status = bw_test_http_poll_wait(&c, 1, &r, job_id);
     bool roster = bw_test_json_get(bw_test_http_data(&r), "students") != NULL;
     bw_test_http_resp_cleanup(&r);
     if (status == 200) {

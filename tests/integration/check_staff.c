@@ -225,6 +225,39 @@ START_TEST(retry_failed_then_post_again) {
 }
 END_TEST
 
+/* A grader long-polling an empty queue gets a retried job when the retry
+ * queues it (the push bumps the queue signal: common/qsignal.h), not at its
+ * wait's end.  The host also rescans every 5 s whatever the signal says, so
+ * the bound is under that, and generous for a loaded machine. */
+START_TEST(retry_wakes_a_waiting_poll) {
+  bw_test_client_t c = staff(), g = grader();
+  bw_test_http_resp_t r = {0};
+  char run[25], jobs[1][25];
+  double t0;
+  int status;
+  pid_t child;
+
+  start_run(&c, 1, false, run);
+  ck_assert_int_eq(poll_all(&g, jobs, 1), 1);
+  report_all(&g, jobs, 1, false);
+  ck_assert(wait_state(&c, run, "succeeded", 10)); /* its student failed */
+  child = fork();
+  ck_assert_int_ge(child, 0);
+  if (child == 0) /* waits up to 15 s for a job */
+    _exit(bw_test_http_poll_wait(&g, 15, NULL, NULL) == 200 ? 0 : 1);
+  bw_test_sleep_ms(1000); /* parked by now, or it polls into the retry */
+  t0 = bw_test_now();
+  staff_post(&c, "retry", run, NULL, &r);
+  BW_ASSERT_SUCCESS(&r, 200);
+  ck_assert_int_eq(waitpid(child, &status, 0), child);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "the waiting poll got no job");
+  ck_assert_msg(bw_test_now() - t0 < 4.0, "woken %.2f s after the retry",
+                bw_test_now() - t0);
+  bw_test_http_resp_cleanup(&r);
+}
+END_TEST
+
 /* ---- races -------------------------------------------------------------- */
 
 static bw_config_t db_config(void) {
@@ -536,6 +569,7 @@ static Suite *staff_suite(void) {
   tcase_add_test(tc, cancel_finished_or_unstarted);
   tc = bw_itest_tcase(s, "retry", 60, true);
   tcase_add_test(tc, retry_failed_then_post_again);
+  tcase_add_test(tc, retry_wakes_a_waiting_poll);
   tc = bw_itest_tcase(s, "races", 120, true);
   tcase_add_loop_test(tc, cancel_races_results_pollers_reaper, 0, 3);
   tcase_add_loop_test(tc, retry_races_late_results_and_retries, 0, 3);

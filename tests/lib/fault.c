@@ -640,7 +640,12 @@ static int fingerprint_collection(mongoc_database_t *db, const char *name,
   bson_error_t err;
   int rc = 0;
   while (mongoc_cursor_next(cursor, &doc)) {
-    sum += doc_hash(doc);
+    /* The note a refused result leaves on its hand-out (job.h) is the one
+     * thing a rejected request may write: the job's diagnostics. */
+    bson_t kept = BSON_INITIALIZER;
+    bson_copy_to_excluding_noinit(doc, &kept, "refused", "refused_at", NULL);
+    sum += doc_hash(&kept);
+    bson_destroy(&kept);
     count++;
   }
   if (mongoc_cursor_error(cursor, &err)) {

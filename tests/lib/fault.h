@@ -118,7 +118,9 @@ long bw_fault_http_header(const char *url, const char *authorization,
 /* A text that changes when any document of any collection of `db_name`
  * is inserted, deleted or changed: per collection (sorted by name) its
  * count and an order-independent hash of its documents' bytes.  For
- * asserting that a rejected request changed nothing at all.  Returns 0, or
+ * asserting that a rejected request changed nothing at all (but for the
+ * `refused` note a refused result leaves on its hand-out for the job's
+ * diagnostics, which is left out of the hash).  Returns 0, or
  * -1 after printing the driver error. */
 int bw_fault_db_fingerprint(const char *mongo_uri, const char *db_name,
                             char *out, size_t cap);

@@ -73,13 +73,32 @@ long bw_test_http_start_run(const bw_test_client_t *c, const char *run_id);
 long bw_test_http_create_and_start(const bw_test_client_t *c,
                                    const char *config, char run_id[25]);
 
-/* GET /api/v1/grading_job; on 200 job_id (may be NULL) gets the job's id. */
+/* GET /api/v1/grading_job?wait=0 (an empty queue answers at once); on 200
+ * job_id (may be NULL) gets the job's id. */
 long bw_test_http_poll(const bw_test_client_t *c, bw_test_http_resp_t *resp,
                        char job_id[25]);
 
-/* POST /api/v1/grading_job/{id} with {"success":b,"info":[{}]}. */
+/* The same as a long poll: the service holds it up to `wait` seconds (at
+ * most its poll_wait) for a job. */
+long bw_test_http_poll_wait(const bw_test_client_t *c, int wait,
+                            bw_test_http_resp_t *resp, char job_id[25]);
+
+/* POST /api/v1/grading_job/{id} with a result of one stage in shape
+ * `shape` (mod BW_TEST_SHAPES): 0 v0.1 {"success":b,"info":[{}]}, 1 the
+ * 2018-11 grader's {"success":b,"info":{"stageResults":[{}],"stdout",
+ * "stderr"}}, 2 the 2018-12 grader's {"success":b,"results":[{..}],
+ * "logs":{..}}.  bw_test_http_report picks the shape from the job id, so
+ * every test that reports results sends all of them. */
+#define BW_TEST_SHAPES 3
+long bw_test_http_report_shape(const bw_test_client_t *c, const char *job_id,
+                               bool success, int shape,
+                               bw_test_http_resp_t *resp);
 long bw_test_http_report(const bw_test_client_t *c, const char *job_id,
                          bool success, bw_test_http_resp_t *resp);
+
+/* How many stage results a job view (data of GET grading_job/{id}) holds,
+ * whatever the shape its grader sent; -1 when it holds none. */
+int bw_test_result_stages(json_object *job);
 long bw_test_http_heartbeat(const bw_test_client_t *c);
 long bw_test_http_run_status(const bw_test_client_t *c, const char *run_id,
                              bw_test_http_resp_t *resp);

@@ -19,7 +19,8 @@
 static const char *const env_vars[] = {"BROADWAY_PORT",      "BROADWAY_HOST",
                                        "BROADWAY_DATA",      "BROADWAY_TOKEN",
                                        "BROADWAY_HEARTBEAT", "BROADWAY_WORKERS",
-                                       "BROADWAY_MONGO_URI", "BROADWAY_DB"};
+                                       "BROADWAY_MONGO_URI", "BROADWAY_DB",
+                                       "BROADWAY_POLL_WAIT"};
 
 /* Every option, as named in the file. */
 static const char *const all_keys[] = {"port",
@@ -58,6 +59,7 @@ static const char *const all_keys[] = {"port",
                                        "max_depth",
                                        "queue_partitions",
                                        "forget_workers",
+                                       "poll_wait",
                                        "default_memory",
                                        "max_memory",
                                        "default_cpus",
@@ -272,7 +274,8 @@ START_TEST(test_env_wins_over_file) {
   const char *path = write_file(
       "b.conf", "port = 1000\nlisten_host = 10.0.0.1\ndata_dir = /from/file\n"
                 "token = filetoken\nheartbeat = 5\nworkers = 2\n"
-                "mongo_uri = mongodb://file\ndb_name = filedb\n");
+                "mongo_uri = mongodb://file\ndb_name = filedb\n"
+                "poll_wait = 3\n");
   setenv("BROADWAY_PORT", "2000", 1);
   setenv("BROADWAY_HOST", "0.0.0.0", 1);
   setenv("BROADWAY_DATA", "/from/env", 1);
@@ -281,7 +284,9 @@ START_TEST(test_env_wins_over_file) {
   setenv("BROADWAY_WORKERS", "8", 1);
   setenv("BROADWAY_MONGO_URI", "mongodb://env:27017", 1);
   setenv("BROADWAY_DB", "envdb", 1);
+  setenv("BROADWAY_POLL_WAIT", "0", 1);
   load_ok(&cfg, path);
+  ck_assert_int_eq(cfg.poll_wait, 0);
   ck_assert_int_eq(cfg.port, 2000);
   ck_assert_str_eq(cfg.listen_host, "0.0.0.0");
   ck_assert_str_eq(cfg.data_dir, "/from/env");
@@ -308,6 +313,13 @@ START_TEST(test_env_bad_value) {
   setenv("BROADWAY_PORT", "x", 1);
   expect_load_error(NULL, "BROADWAY_PORT: port: expected an integer in "
                           "1..65535, got \"x\"");
+}
+END_TEST
+
+START_TEST(test_env_bad_poll_wait) {
+  setenv("BROADWAY_POLL_WAIT", "-1", 1);
+  expect_load_error(NULL, "BROADWAY_POLL_WAIT: poll_wait: expected an integer "
+                          "in 0..3600, got \"-1\"");
 }
 END_TEST
 
@@ -601,6 +613,7 @@ static Suite *config_suite(void) {
   tcase_add_test(env, test_file_used_when_env_unset);
   tcase_add_test(env, test_env_bad_value);
   tcase_add_test(env, test_env_bad_heartbeat);
+  tcase_add_test(env, test_env_bad_poll_wait);
 
   tcase_add_test(derived, test_socket_path_follows_final_data_dir);
   tcase_add_test(derived, test_socket_path_from_file_kept);

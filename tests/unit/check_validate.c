@@ -724,11 +724,48 @@ END_TEST
 START_TEST(test_result_info) {
   expect_result_error("{\"success\":true}", "info: required");
   expect_result_error("{\"success\":true,\"info\":{}}",
+                      "info.stageResults: required");
+  expect_result_error("{\"success\":true,\"info\":1}",
                       "info: expected an array");
   expect_result_error("{\"success\":true,\"info\":[{},\"x\"]}",
                       "info[1]: expected an object");
   expect_result_error("{\"success\":true,\"info\":[null]}",
                       "info[0]: expected an object");
+}
+END_TEST
+
+/* The 2018 graders' shapes: kept as given, with the same rules. */
+START_TEST(test_result_2018_shapes) {
+  expect_result("{\"success\":false,\"info\":{\"stageResults\":[{\"a\":1}],"
+                "\"stdout\":\"o\",\"stderr\":\"e\"}}",
+                "{\"success\":false,\"info\":{\"stageResults\":[{\"a\":1}],"
+                "\"stdout\":\"o\",\"stderr\":\"e\"}}");
+  expect_result("{\"success\":true,\"results\":[{\"exitCode\":0}],"
+                "\"logs\":{\"stdout\":\"o\",\"stderr\":\"\"}}",
+                "{\"success\":true,\"results\":[{\"exitCode\":0}],"
+                "\"logs\":{\"stdout\":\"o\",\"stderr\":\"\"}}");
+  expect_result_error("{\"success\":true,\"info\":{\"stageResults\":{}}}",
+                      "info.stageResults: expected an array");
+  expect_result_error("{\"success\":true,\"info\":{\"stageResults\":[1]}}",
+                      "info.stageResults[0]: expected an object");
+  expect_result_error("{\"success\":true,\"info\":{\"stageResults\":[],"
+                      "\"stdout\":2}}",
+                      "info.stdout: expected a string");
+  expect_result_error("{\"success\":true,\"info\":{\"stageResults\":[],"
+                      "\"x\":\"\"}}",
+                      "info.x: unknown key");
+  expect_result_error("{\"success\":true,\"results\":{}}",
+                      "results: expected an array");
+  expect_result_error("{\"success\":true,\"results\":[],\"info\":[]}",
+                      "results: not allowed together with info");
+  expect_result_error("{\"data\":{\"success\":true,\"results\":[[]]}}",
+                      "data.results[0]: expected an object");
+  cfg.max_info_bytes = 14;
+  expect_result_error("{\"success\":true,\"results\":[{\"a\":\"12345\"}]}",
+                      "results: 15 bytes is over the limit of 14");
+  expect_result_error("{\"success\":true,\"info\":{\"stageResults\":[]"
+                      ",\"stdout\":\"0123456789\"}}",
+                      "info: 41 bytes is over the limit of 14");
 }
 END_TEST
 
@@ -809,6 +846,11 @@ START_TEST(test_hostname) {
   ck_assert(!bw_validate_hostname("a b"));
   ck_assert(!bw_validate_hostname("a/b"));
   ck_assert(!bw_validate_hostname("<script>"));
+  ck_assert(bw_validate_path_hostname("rack/3/node-1.cs.edu"));
+  ck_assert(!bw_validate_path_hostname(""));
+  ck_assert(!bw_validate_path_hostname("a b"));
+  ck_assert(!bw_validate_path_hostname("a(b)"));
+  ck_assert(!bw_validate_path_hostname("a\x01"));
   memset(name, 'h', 255);
   name[255] = '\0';
   ck_assert(bw_validate_hostname(name));
@@ -889,6 +931,7 @@ static Suite *validate_suite(void) {
   tcase_add_test(result, test_result_success);
   tcase_add_test(result, test_result_info);
   tcase_add_test(result, test_result_logs);
+  tcase_add_test(result, test_result_2018_shapes);
   tcase_add_test(result, test_result_unknown_keys);
   tcase_add_test(result, test_result_wrapped_errors);
   tcase_add_test(result, test_result_size_limits);

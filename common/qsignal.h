@@ -1,0 +1,43 @@
+/* qsignal.h - the queue's "something was queued" signal, for long polls.
+ *
+ * A waiting poll must learn that a job was queued, through this host or any
+ * other, without reading the queue partitions over and over.  So every push
+ * into the queue (queue.c) ends with bw_qsignal_bump(): one write that sets
+ * signals/"queue".v to a fresh ObjectId.  A waiter's host reads that one
+ * small document (bw_qsignal_read) and looks at the queue again only when
+ * the value changed.  The push writes its entries before it bumps, so a
+ * reader that sees the new value also sees the entries.
+ *
+ * A value is never reused, so a bump lost to FerretDB's unlocked update
+ * (two writers at once) still changes the value from what any reader saw
+ * before: no wake-up is missed.  A bump that fails is logged, not an error
+ * of the push: the job is queued, and waiters look at the queue again on
+ * their own at least every few seconds (fcgi/longpoll.c).
+ *
+ * bw_qsignal_set_local_hook() lets the FastCGI worker hear of its own
+ * pushes at once, without waiting for its next read. */
+#ifndef BW_QSIGNAL_H
+#define BW_QSIGNAL_H
+
+/* Only db.h: queue.c (storage) includes this to bump on every push. */
+#include "db.h"
+
+/* Marks that something was queued.  Returns 0 or BW_EDB. */
+int bw_qsignal_bump(bw_db_t *db, bw_error_t *error);
+
+/* bw_qsignal_bump for a push that succeeded: a failure is logged as a
+ * warning, not returned (the job is queued; waiters look again on their own
+ * within seconds).  queue.c calls it after every push, so every way a job
+ * gets queued (submission, re-queue by the reaper or an abandon, a staff
+ * retry) wakes waiting graders; control.c calls it after a cancel. */
+void bw_qsignal_notify(bw_db_t *db);
+
+/* The signal's current value (0 before the first push ever).  Returns 0 or
+ * BW_EDB. */
+int bw_qsignal_read(bw_db_t *db, uint64_t *value, bw_error_t *error);
+
+/* fn (or NULL) is called after every bump this process makes. */
+typedef void (*bw_qsignal_hook_fn)(void);
+void bw_qsignal_set_local_hook(bw_qsignal_hook_fn fn);
+
+#endif

@@ -1,0 +1,66 @@
+/* longpoll.h - empty-queue polls that wait for a job (the original's long
+ * poll), many in one single-threaded worker process.
+ *
+ * A poll that finds the queue empty is not answered: its FastCGI request is
+ * parked (kept open, connection and all) and the worker goes on accepting
+ * other requests.  The worker loop polls the listening socket and the
+ * parked connections with a short timeout; on each tick this module
+ *   - drops parked requests whose nginx connection hung up (the grader went
+ *     away: handing it a job would lose the job to the reaper's deadline);
+ *   - reads the queue signal (common/qsignal.h), one small read for the
+ *     whole host: the processes share a page beside the FastCGI socket
+ *     (<socket_path>.longpoll), and whoever moves its "next check" time
+ *     forward does the read;
+ *   - when the signal changed (a push on any host), this process pushed, or
+ *     every LONGPOLL_RECHECK_MS anyway: polls the queue for its waiters,
+ *     oldest first, until the queue is empty again;
+ *   - answers queue_empty_code to waiters whose wait is over.
+ * So idle waiters cost one small read per tick per host, not a queue scan
+ * each; and a new poll that arrives while the host knows the queue is empty
+ * (nothing queued since a poll found it empty, signal read recently) parks
+ * without scanning the queue at all.
+ *
+ * Ownership: a parked request (its FCGX_Request, heap-allocated by the
+ * worker loop, and its bw_request_t) belongs to this module until it is
+ * answered and finished here. */
+#ifndef BW_FCGI_LONGPOLL_H
+#define BW_FCGI_LONGPOLL_H
+
+#include <poll.h>
+
+#include "config.h"
+#include "db.h"
+#include "error.h"
+#include "request.h"
+
+/* Prepares this worker process (after fork, after bw_db_open).  Without the
+ * shared page (it cannot be made) polls answer at once, as without
+ * poll_wait.  Returns 0 or -1. */
+int bw_longpoll_start(const bw_config_t *cfg, bw_db_t *db);
+
+/* Answers every waiter (queue_empty_code) and frees everything. */
+void bw_longpoll_stop(void);
+
+/* How long this poll may wait, in seconds: ?wait=N if given, at most
+ * cfg->poll_wait.  Returns it (0: answer at once) or BW_EINVAL naming
+ * `wait`. */
+int bw_longpoll_wait_for(const bw_request_t *req, const bw_config_t *cfg,
+                         bw_error_t *error);
+
+/* Hands worker_id a job, or parks the request for up to `wait` seconds
+ * (req->parked is then true: the caller must neither answer nor finish
+ * it).  Returns 0 when answered or parked, BW_EEMPTY (error filled: answer
+ * it) when the queue is empty and the request cannot wait, or BW_EDB. */
+int bw_longpoll_poll(bw_request_t *req, const bson_oid_t *worker_id, int wait,
+                     bw_error_t *error);
+
+/* For the worker loop: the parked connections to watch (at most `max`,
+ * events POLLRDHUP) and the poll timeout in ms (-1: none parked). */
+int bw_longpoll_pollfds(struct pollfd *fds, int max);
+int bw_longpoll_timeout_ms(void);
+
+/* One tick, after the wait: `fds` are what bw_longpoll_pollfds gave, with
+ * their revents. */
+void bw_longpoll_tick(const struct pollfd *fds, int n);
+
+#endif
