@@ -113,6 +113,7 @@ static int run(const gr_options_t *opt) {
 static int setup_limits(gr_options_t *opt) {
   const gr_limits_t *l = &opt->limits;
   char why[1024];
+  bw_error_t error;
   int rc;
 
   if (!opt->enforce) {
@@ -128,18 +129,18 @@ static int setup_limits(gr_options_t *opt) {
       (unshare(CLONE_NEWNS) != 0 ||
        mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0))
     bw_log_debug("no private mount namespace: %s", strerror(errno));
-  rc = gr_workdir_probe_bound(opt->work_dir);
+  rc = gr_workdir_probe_bound(opt->work_dir, &error);
   opt->bound_job = rc == 0;
   if (!opt->bound_job && opt->runner == GR_RUNNER_DOCKER)
     bw_log_warn("disk: cannot mount a tmpfs on job folders (%s; it needs "
                 "root): only each file is limited (--ulimit fsize)",
-                strerror(-rc));
+                error.message);
   if (!opt->bound_job && opt->runner == GR_RUNNER_BWRAP) {
     fprintf(stderr,
             "broadway-grader: cannot enforce the disk limit: mounting a tmpfs "
             "on a job folder in %s failed: %s (run the grader as root, or "
             "--limits off)\n",
-            opt->work_dir, strerror(-rc));
+            opt->work_dir, error.message);
     return -1;
   }
   if (opt->runner == GR_RUNNER_BWRAP) {

@@ -251,16 +251,16 @@ static int over_limit(void *arg) {
  * why (killed_by disk when /job already holds more than it may). */
 static int confine_stage(stage_run_t *run, const gr_limits_t *limits,
                          gr_confine_t *confine, char *why, size_t why_len) {
+  bw_error_t error;
   int rc;
 
   if (run->opt->bound_job &&
-      (rc = gr_workdir_bound(run->dir, limits->disk)) != 0) {
-    if (rc == -EINVAL)
+      (rc = gr_workdir_bound(run->dir, limits->disk, &error)) != 0) {
+    if (rc == BW_ETOOBIG)
       run->stage->killed_by = GR_KILLED_DISK;
-    snprintf(why, why_len, "cannot make /job %llu bytes: %s",
-             (unsigned long long)limits->disk,
-             rc == -EINVAL ? "it already holds more" : strerror(-rc));
-    return -1;
+    snprintf(why, why_len, "cannot make /job %llu bytes: %.300s",
+             (unsigned long long)limits->disk, error.message);
+    return rc;
   }
   if (run->opt->cgroup_version > 0) {
     if (gr_cgroup_create(&run->cgroup, limits, why, why_len) != 0)
@@ -449,7 +449,7 @@ static int outcome_init(const gr_options_t *opt, gr_job_outcome_t *job) {
   memset(job, 0, sizeof *job);
   if (gr_tail_init(&job->log_out, opt->logs_bytes) != 0 ||
       gr_tail_init(&job->log_err, opt->logs_bytes) != 0)
-    return -1;
+    return BW_ENOMEM;
   return 0;
 }
 
@@ -470,7 +470,9 @@ void gr_outcome_cleanup(gr_job_outcome_t *job) {
   memset(job, 0, sizeof *job);
 }
 
-static int write_roster(const gr_workdir_t *dir, json_object *job) {
+/* Returns 0, BW_ENOMEM or BW_ESYS (the reason in error). */
+static int write_roster(const gr_workdir_t *dir, json_object *job,
+                        bw_error_t *error) {
   json_object *students;
   const char *text;
   size_t len;
@@ -479,7 +481,8 @@ static int write_roster(const gr_workdir_t *dir, json_object *job) {
     return 0;
   text = json_object_to_json_string_length(
       students, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-  return text ? gr_workdir_write(dir, "roster.json", text, len) : -1;
+  return text ? gr_workdir_write(dir, "roster.json", text, len, error)
+              : bw_error_set(error, BW_ENOMEM, "out of memory");
 }
 
 /* Runs the stages in dir; returns true when all of them succeeded. */
@@ -511,32 +514,31 @@ int gr_pipeline_run(const gr_options_t *opt, gr_session_t *session,
                     gr_job_outcome_t *outcome) {
   json_object *stages = NULL;
   gr_workdir_t dir;
+  bw_error_t error;
   int rc;
 
-  if (outcome_init(opt, outcome) != 0)
-    return -1;
-  rc = gr_workdir_create(&dir, opt->work_dir);
+  if ((rc = outcome_init(opt, outcome)) != 0)
+    return rc;
+  rc = gr_workdir_create(&dir, opt->work_dir, &error);
   if (rc != 0) {
     bw_log_error("job %s: cannot make a folder in %s: %s", job_id,
-                 opt->work_dir, strerror(-rc));
-    note_to_logs(outcome, "cannot make the job folder: %s", strerror(-rc));
-    return -1;
+                 opt->work_dir, error.message);
+    note_to_logs(outcome, "cannot make the job folder: %s", error.message);
+    return rc;
   }
   /* /job is bounded before the roster goes in: it counts too. */
-  rc = opt->bound_job ? gr_workdir_bound(&dir, opt->limits.disk) : 0;
+  rc = opt->bound_job ? gr_workdir_bound(&dir, opt->limits.disk, &error) : 0;
   if (rc != 0)
-    note_to_logs(outcome, "cannot bound /job: %s", strerror(-rc));
-  else if ((rc = write_roster(&dir, job)) != 0)
-    note_to_logs(outcome, "cannot write /job/roster.json: %s",
-                 rc < -1 ? strerror(-rc) : "out of memory");
+    note_to_logs(outcome, "cannot bound /job: %s", error.message);
+  else if (write_roster(&dir, job, &error) != 0)
+    note_to_logs(outcome, "cannot write /job/roster.json: %s", error.message);
   else {
     json_object_object_get_ex(job, "stages", &stages);
     outcome->success = run_stages(opt, session, outcome, job_id, &dir, stages);
   }
-  rc = gr_workdir_remove(&dir);
-  if (rc != 0)
+  if (gr_workdir_remove(&dir, &error) != 0)
     bw_log_warn("job %s: could not remove all of %s: %s", job_id, dir.path,
-                strerror(-rc));
+                error.message);
   return 0;
 }
 
