@@ -341,6 +341,7 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
   gr_confine_t confine = {0};
   gr_argv_t argv;
   char why[512];
+  bw_error_t error;
   int rc;
 
   gr_argv_init(&argv);
@@ -380,15 +381,15 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
     if (run->opt->runner == GR_RUNNER_BWRAP)
       spec.confine = &confine;
   }
-  rc = gr_process_run(&spec, &result);
+  rc = gr_process_run(&spec, &result, &error);
   gr_argv_cleanup(&argv);
   if (rc == 0)
     out->killed_by = stage_verdict(run, &result);
   if (run->has_cgroup)
     gr_cgroup_destroy(&run->cgroup);
   if (rc != 0) {
-    snprintf(why, sizeof why, "cannot start %.300s: %s", run->opt->runner_bin,
-             strerror(-rc));
+    snprintf(why, sizeof why, "cannot start %.300s: %.150s",
+             run->opt->runner_bin, error.message);
     out->error = strdup(why);
     note_to_logs(run->job, "stage %zu: %s", index, why);
     return false;

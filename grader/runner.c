@@ -140,7 +140,7 @@ void gr_runner_kill(const gr_options_t *opt, const char *container) {
 
   if (opt->runner != GR_RUNNER_DOCKER)
     return;
-  if (gr_process_run(&spec, &result) != 0 || result.exit_code != 0)
+  if (gr_process_run(&spec, &result, NULL) != 0 || result.exit_code != 0)
     bw_log_debug("docker kill %s: no such container (already gone?)",
                  container);
 }
