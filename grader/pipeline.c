@@ -345,8 +345,8 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
   int rc;
 
   gr_argv_init(&argv);
-  rc = gr_runner_command(run->opt, stage, job_dir, run->container, &argv, why,
-                         sizeof why);
+  rc = gr_runner_command(run->opt, stage, job_dir, run->container, &argv,
+                         &error);
   if (rc == GR_RUNNER_NOTHING) {
     out->exit_code = 0;
     out->note = strdup("no entry_point: nothing to run");
@@ -354,8 +354,8 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
     return true;
   }
   if (rc < 0) {
-    out->error = strdup(why);
-    note_to_logs(run->job, "stage %zu: %s", index, why);
+    out->error = strdup(error.message);
+    note_to_logs(run->job, "stage %zu: %s", index, error.message);
     gr_argv_cleanup(&argv);
     return false;
   }
