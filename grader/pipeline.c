@@ -65,77 +65,67 @@ static bool valid_env_entry(const char *entry) {
 
 /* env as the protocol sends it (["NAME=value", ...]), or as an object,
  * which older APIs sent. */
-static int parse_env(json_object *value, gr_argv_t *out, char *why,
-                     size_t why_len) {
+static int parse_env(json_object *value, gr_argv_t *out, bw_error_t *error) {
   size_t i, n;
 
   if (json_object_is_type(value, json_type_object)) {
     json_object_object_foreach(value, name, item) {
       char *entry;
       if (asprintf(&entry, "%s=%s", name, json_object_get_string(item)) < 0)
-        return -1;
+        return bw_error_set(error, BW_ENOMEM, "out of memory");
       if (name[0] == '\0' || gr_argv_push(out, entry) != 0) {
         free(entry);
-        snprintf(why, why_len, "env: bad entry");
-        return -1;
+        return bw_error_set(error, BW_EINVAL, "env: bad entry");
       }
       free(entry);
     }
     return 0;
   }
-  if (!json_object_is_type(value, json_type_array)) {
-    snprintf(why, why_len, "env: expected a list of NAME=value strings");
-    return -1;
-  }
+  if (!json_object_is_type(value, json_type_array))
+    return bw_error_set(error, BW_EINVAL,
+                        "env: expected a list of NAME=value strings");
   n = json_object_array_length(value);
   for (i = 0; i < n; i++) {
     json_object *item = json_object_array_get_idx(value, i);
     if (!json_object_is_type(item, json_type_string) ||
-        !valid_env_entry(json_object_get_string(item))) {
-      snprintf(why, why_len, "env[%zu]: expected a NAME=value string", i);
-      return -1;
-    }
+        !valid_env_entry(json_object_get_string(item)))
+      return bw_error_set(error, BW_EINVAL,
+                          "env[%zu]: expected a NAME=value string", i);
     if (gr_argv_push(out, json_object_get_string(item)) != 0)
-      return -1;
+      return bw_error_set(error, BW_ENOMEM, "out of memory");
   }
   return 0;
 }
 
-static int parse_entry_point(json_object *value, gr_argv_t *out, char *why,
-                             size_t why_len) {
+static int parse_entry_point(json_object *value, gr_argv_t *out,
+                             bw_error_t *error) {
   size_t i, n;
 
-  if (!json_object_is_type(value, json_type_array)) {
-    snprintf(why, why_len, "entry_point: expected a list of strings");
-    return -1;
-  }
+  if (!json_object_is_type(value, json_type_array))
+    return bw_error_set(error, BW_EINVAL,
+                        "entry_point: expected a list of strings");
   n = json_object_array_length(value);
   for (i = 0; i < n; i++) {
     json_object *item = json_object_array_get_idx(value, i);
-    if (!json_object_is_type(item, json_type_string)) {
-      snprintf(why, why_len, "entry_point[%zu]: expected a string", i);
-      return -1;
-    }
+    if (!json_object_is_type(item, json_type_string))
+      return bw_error_set(error, BW_EINVAL,
+                          "entry_point[%zu]: expected a string", i);
     if (gr_argv_push(out, json_object_get_string(item)) != 0)
-      return -1;
+      return bw_error_set(error, BW_ENOMEM, "out of memory");
   }
   return 0;
 }
 
-static int parse_timeout(json_object *value, int *timeout_ms, char *why,
-                         size_t why_len) {
+static int parse_timeout(json_object *value, int *timeout_ms,
+                         bw_error_t *error) {
   double seconds;
 
   if (!json_object_is_type(value, json_type_int) &&
-      !json_object_is_type(value, json_type_double)) {
-    snprintf(why, why_len, "timeout: expected a number");
-    return -1;
-  }
+      !json_object_is_type(value, json_type_double))
+    return bw_error_set(error, BW_EINVAL, "timeout: expected a number");
   seconds = json_object_get_double(value);
-  if (!(seconds > 0)) {
-    snprintf(why, why_len, "timeout: expected a number > 0");
-    return -1;
-  }
+  if (!(seconds > 0))
+    return bw_error_set(error, BW_EINVAL, "timeout: expected a number > 0");
   *timeout_ms = seconds * 1000 >= INT_MAX ? INT_MAX : (int)(seconds * 1000);
   if (*timeout_ms < 1)
     *timeout_ms = 1;
@@ -147,43 +137,40 @@ static void parsed_stage_cleanup(parsed_stage_t *ps) {
   gr_argv_cleanup(&ps->entry_point);
 }
 
-/* Returns 0, or -1 with the reason in why (the stage is then not run). */
+/* Returns 0, or BW_EINVAL or BW_ENOMEM with the reason (the field) in
+ * error: the stage is then not run. */
 static int parse_stage(const gr_options_t *opt, json_object *json,
-                       parsed_stage_t *ps, char *why, size_t why_len) {
+                       parsed_stage_t *ps, bw_error_t *error) {
   json_object *value;
   gr_stage_t *st = &ps->stage;
+  int rc;
 
   memset(ps, 0, sizeof *ps);
   st->timeout_ms = DEFAULT_TIMEOUT_MS;
-  snprintf(why, why_len, "out of memory");
-  if (!json_object_is_type(json, json_type_object)) {
-    snprintf(why, why_len, "expected an object");
-    return -1;
-  }
+  if (!json_object_is_type(json, json_type_object))
+    return bw_error_set(error, BW_EINVAL, "expected an object");
   if (!json_object_object_get_ex(json, "image", &value) ||
       !json_object_is_type(value, json_type_string) ||
-      json_object_get_string_len(value) == 0) {
-    snprintf(why, why_len, "image: expected a non-empty string");
-    return -1;
-  }
+      json_object_get_string_len(value) == 0)
+    return bw_error_set(error, BW_EINVAL, "image: expected a non-empty string");
   st->image = json_object_get_string(value);
   if (json_object_object_get_ex(json, "env", &value) && value != NULL &&
-      parse_env(value, &ps->env, why, why_len) != 0)
-    return -1;
+      (rc = parse_env(value, &ps->env, error)) != 0)
+    return rc;
   if (json_object_object_get_ex(json, "entry_point", &value) && value != NULL &&
-      parse_entry_point(value, &ps->entry_point, why, why_len) != 0)
-    return -1;
+      (rc = parse_entry_point(value, &ps->entry_point, error)) != 0)
+    return rc;
   if (json_object_object_get_ex(json, "timeout", &value) && value != NULL &&
-      parse_timeout(value, &st->timeout_ms, why, why_len) != 0)
-    return -1;
+      (rc = parse_timeout(value, &st->timeout_ms, error)) != 0)
+    return rc;
   if (json_object_object_get_ex(json, "host_name", &value) &&
       json_object_is_type(value, json_type_string))
     st->host_name = json_object_get_string(value);
   if (json_object_object_get_ex(json, "enable_networking", &value))
     st->networking = json_object_get_boolean(value);
   if (opt->enforce) {
-    if (gr_limits_of_stage(json, &opt->limits, &ps->limits, why, why_len) != 0)
-      return -1;
+    if ((rc = gr_limits_of_stage(json, &opt->limits, &ps->limits, error)) != 0)
+      return rc;
     st->limits = &ps->limits;
   }
   st->env = (const char **)ps->env.v;
@@ -418,7 +405,7 @@ static bool run_stage_at(const gr_options_t *opt, gr_session_t *session,
   stage_run_t run = {.opt = opt, .session = session, .job = job, .dir = dir};
   json_object *image = NULL;
   parsed_stage_t ps;
-  char why[512];
+  bw_error_t error;
   bool go_on;
 
   if (json_object_is_type(json, json_type_object))
@@ -431,9 +418,9 @@ static bool run_stage_at(const gr_options_t *opt, gr_session_t *session,
     return false;
   snprintf(run.container, sizeof run.container, "broadway-%s-%zu-%d", job_id,
            index, (int)getpid());
-  if (parse_stage(opt, json, &ps, why, sizeof why) != 0) {
+  if (parse_stage(opt, json, &ps, &error) != 0) {
     char full[600];
-    snprintf(full, sizeof full, "stages[%zu].%s", index, why);
+    snprintf(full, sizeof full, "stages[%zu].%s", index, error.message);
     run.stage->error = strdup(full);
     note_to_logs(job, "%s", full);
     parsed_stage_cleanup(&ps);

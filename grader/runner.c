@@ -119,7 +119,8 @@ static int docker_command(const gr_options_t *opt, const gr_stage_t *stage,
   rc |= gr_argv_push(argv, stage->image);
   for (i = 1; stage->entry_point != NULL && i < stage->n_entry_point; i++)
     rc |= gr_argv_push(argv, stage->entry_point[i]);
-  return rc == 0 ? GR_RUNNER_RUN : bw_error_set(error, BW_ENOMEM, "out of memory");
+  return rc == 0 ? GR_RUNNER_RUN
+                 : bw_error_set(error, BW_ENOMEM, "out of memory");
 }
 
 void gr_runner_kill(const gr_options_t *opt, const char *container) {
@@ -142,7 +143,8 @@ static int check_image_name(const char *name, bw_error_t *error) {
   const char *p = name;
 
   if (name[0] == '\0' || name[0] == '/')
-    return bw_error_set(error, BW_EINVAL, "image %s: must be a relative name", name);
+    return bw_error_set(error, BW_EINVAL, "image %s: must be a relative name",
+                        name);
   while (*p != '\0') {
     size_t len = strcspn(p, "/");
     if (len == 2 && p[0] == '.' && p[1] == '.')
@@ -156,7 +158,7 @@ static int check_image_name(const char *name, bw_error_t *error) {
 
 /* bwrap cannot create mount points in a read-only root, so an image folder
  * must already have them. */
-static int check_image_dir(const char *dir, const char *name, 
+static int check_image_dir(const char *dir, const char *name,
                            bw_error_t *error) {
   static const char *const mount_points[] = {"job", "proc", "dev", "tmp"};
   char path[PATH_MAX + 8];
@@ -164,14 +166,16 @@ static int check_image_dir(const char *dir, const char *name,
   size_t i;
 
   if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-    return bw_error_set(error, BW_ENOTFOUND, "image %s: not found in BROADWAY_IMAGES", name);
+    return bw_error_set(error, BW_ENOTFOUND,
+                        "image %s: not found in BROADWAY_IMAGES", name);
   for (i = 0; i < sizeof mount_points / sizeof *mount_points; i++) {
     snprintf(path, sizeof path, "%s/%s", dir, mount_points[i]);
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-      return bw_error_set(error, BW_EINVAL,
-                  "image %s: no /%s folder (bwrap needs /job, /proc, /dev "
-                  "and /tmp to exist in the image)",
-                  name, mount_points[i]);
+      return bw_error_set(
+          error, BW_EINVAL,
+          "image %s: no /%s folder (bwrap needs /job, /proc, /dev "
+          "and /tmp to exist in the image)",
+          name, mount_points[i]);
   }
   return 0;
 }
@@ -225,7 +229,8 @@ static int bwrap_command(const gr_options_t *opt, const gr_stage_t *stage,
     return rc;
   if (snprintf(image_dir, sizeof image_dir, "%s/%s", opt->images,
                stage->image) >= (int)sizeof image_dir)
-    return bw_error_set(error, BW_EINVAL, "image %s: name too long", stage->image);
+    return bw_error_set(error, BW_EINVAL, "image %s: name too long",
+                        stage->image);
   if ((rc = check_image_dir(image_dir, stage->image, error)) != 0)
     return rc;
   if (stage->entry_point == NULL)
@@ -249,7 +254,8 @@ static int bwrap_command(const gr_options_t *opt, const gr_stage_t *stage,
   rc |= gr_argv_push(argv, "--");
   for (i = 0; i < stage->n_entry_point; i++)
     rc |= gr_argv_push(argv, stage->entry_point[i]);
-  return rc == 0 ? GR_RUNNER_RUN : bw_error_set(error, BW_ENOMEM, "out of memory");
+  return rc == 0 ? GR_RUNNER_RUN
+                 : bw_error_set(error, BW_ENOMEM, "out of memory");
 }
 
 int gr_runner_command(const gr_options_t *opt, const gr_stage_t *stage,
