@@ -108,11 +108,10 @@ static int run(const gr_options_t *opt) {
 }
 
 /* Finds how this host enforces the stages' limits, or says why it cannot.
- * Returns 0, or -1 after printing why (the grader must not start: a stage
- * it ran would be unbounded). */
+ * Returns 0, or BW_ESYS / BW_ENOTFOUND ... after printing why (the grader
+ * must not start: a stage it ran would be unbounded). */
 static int setup_limits(gr_options_t *opt) {
   const gr_limits_t *l = &opt->limits;
-  char why[1024];
   bw_error_t error;
   int rc;
 
@@ -144,13 +143,13 @@ static int setup_limits(gr_options_t *opt) {
     return -1;
   }
   if (opt->runner == GR_RUNNER_BWRAP) {
-    rc = gr_cgroup_setup(why, sizeof why);
+    rc = gr_cgroup_setup(&error);
     if (rc < 0) {
       fprintf(stderr,
               "broadway-grader: cannot enforce memory, CPU and process "
               "limits: %s (run the grader as root where cgroup v1 is "
               "mounted, in a delegated cgroup v2 group, or --limits off)\n",
-              why);
+              error.message);
       return -1;
     }
     opt->cgroup_version = rc;

@@ -234,24 +234,24 @@ static int over_limit(void *arg) {
 }
 
 /* Before the stage starts: /job resized to its disk limit, its cgroups
- * made, its rlimits in `confine`.  Returns 0, or -1 with the reason in
- * why (killed_by disk when /job already holds more than it may). */
+ * made, its rlimits in `confine`.  Returns 0, or a BW_E* code with the
+ * reason in error (BW_ETOOBIG and killed_by disk when /job already holds
+ * more than it may). */
 static int confine_stage(stage_run_t *run, const gr_limits_t *limits,
-                         gr_confine_t *confine, char *why, size_t why_len) {
-  bw_error_t error;
+                         gr_confine_t *confine, bw_error_t *error) {
+  bw_error_t bound_error;
   int rc;
 
   if (run->opt->bound_job &&
-      (rc = gr_workdir_bound(run->dir, limits->disk, &error)) != 0) {
+      (rc = gr_workdir_bound(run->dir, limits->disk, &bound_error)) != 0) {
     if (rc == BW_ETOOBIG)
       run->stage->killed_by = GR_KILLED_DISK;
-    snprintf(why, why_len, "cannot make /job %llu bytes: %.300s",
-             (unsigned long long)limits->disk, error.message);
-    return rc;
+    return bw_error_set(error, rc, "cannot make /job %llu bytes: %.300s",
+                        (unsigned long long)limits->disk, bound_error.message);
   }
   if (run->opt->cgroup_version > 0) {
-    if (gr_cgroup_create(&run->cgroup, limits, why, why_len) != 0)
-      return -1;
+    if ((rc = gr_cgroup_create(&run->cgroup, limits, error)) != 0)
+      return rc;
     run->has_cgroup = true;
     confine->cgroup_fds = run->cgroup.procs_fds;
     confine->n_cgroup_fds = (size_t)run->cgroup.n_dirs;
@@ -357,9 +357,9 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
     out->limited = true;
     out->limits = *stage->limits;
     spec.over_limit = over_limit;
-    if (confine_stage(run, stage->limits, &confine, why, sizeof why) != 0) {
-      out->error = strdup(why);
-      note_to_logs(run->job, "stage %zu: %s", index, why);
+    if (confine_stage(run, stage->limits, &confine, &error) != 0) {
+      out->error = strdup(error.message);
+      note_to_logs(run->job, "stage %zu: %s", index, error.message);
       gr_argv_cleanup(&argv);
       if (run->has_cgroup)
         gr_cgroup_destroy(&run->cgroup);
