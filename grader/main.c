@@ -16,6 +16,7 @@
 #include <sys/mount.h>
 
 #include "cgroup.h"
+#include "error.h"
 #include "log.h"
 #include "options.h"
 #include "session.h"

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "error.h"
 #include "log.h"
 #include "process.h"
 #include "runner.h"
