@@ -1,6 +1,7 @@
 #include "error.h"
 
 #include <stdio.h>
+#include <string.h>
 
 int bw_error_set(bw_error_t *error, int code, const char *fmt, ...) {
   if (error != NULL) {
@@ -11,6 +12,10 @@ int bw_error_set(bw_error_t *error, int code, const char *fmt, ...) {
     va_end(ap);
   }
   return code;
+}
+
+int bw_error_sys(bw_error_t *error, int errnum) {
+  return bw_error_set(error, BW_ESYS, "%s", strerror(errnum));
 }
 
 int bw_error_http_status(int code, int queue_empty_code) {
@@ -58,6 +63,8 @@ const char *bw_error_name(int code) {
     return "EAUTH";
   case BW_ETOOBIG:
     return "ETOOBIG";
+  case BW_ESYS:
+    return "ESYS";
   default:
     return "EINTERNAL";
   }

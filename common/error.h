@@ -24,7 +24,8 @@ enum {
   BW_EEMPTY = -7,    /* the queue has nothing to hand out          -> 498 */
   BW_EAUTH = -8,     /* bad token or unknown worker                -> 401 */
   BW_ETOOBIG = -9,   /* over a configured limit                    -> 413 */
-  BW_EINTERNAL = -10 /* a bug or an impossible state               -> 500 */
+  BW_EINTERNAL = -10, /* a bug or an impossible state              -> 500 */
+  BW_ESYS = -11       /* a system call or the network failed     -> 500 */
 };
 
 typedef struct bw_error {
@@ -37,6 +38,11 @@ typedef struct bw_error {
  * i); */
 int bw_error_set(bw_error_t *error, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* bw_error_set(error, BW_ESYS, "%s", strerror(errnum)): for a failed
+ * system call whose callers print only the reason (the grader's logs).
+ * BW_ESYS is the grader's: the service never returns it to a client. */
+int bw_error_sys(bw_error_t *error, int errnum);
 
 /* The HTTP status that a BW_E* code maps to (queue_empty_code for BW_EEMPTY
  * comes from the config, so it is passed in). */

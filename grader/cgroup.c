@@ -32,21 +32,26 @@ static unsigned long stage_counter; /* atomic: slots create groups */
 
 /* ---- small file helpers ------------------------------------------------- */
 
-static int write_file(const char *dir, const char *name, const char *text) {
+/* Returns 0, BW_ENOTFOUND when the kernel has no such file (a controller
+ * or an accounting it lacks), or BW_ESYS; strerror(errno) in error. */
+static int write_file(const char *dir, const char *name, const char *text,
+                      bw_error_t *error) {
   char path[PATH_MAX + 64];
   int fd, rc = 0;
 
   snprintf(path, sizeof path, "%s/%s", dir, name);
   fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0)
-    return -errno;
+    return errno == ENOENT
+               ? bw_error_set(error, BW_ENOTFOUND, "%s", strerror(errno))
+               : bw_error_sys(error, errno);
   if (write(fd, text, strlen(text)) < 0)
-    rc = -errno;
+    rc = bw_error_sys(error, errno);
   close(fd);
   return rc;
 }
 
-/* Reads dir/name into buf (NUL-terminated).  Returns bytes or -errno. */
+/* Reads dir/name into buf (NUL-terminated).  Returns bytes or BW_ESYS. */
 static ssize_t read_file(const char *dir, const char *name, char *buf,
                          size_t cap) {
   char path[PATH_MAX + 64];
@@ -56,11 +61,11 @@ static ssize_t read_file(const char *dir, const char *name, char *buf,
   snprintf(path, sizeof path, "%s/%s", dir, name);
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return -errno;
+    return BW_ESYS;
   n = read(fd, buf, cap - 1);
   close(fd);
   buf[n > 0 ? n : 0] = '\0';
-  return n < 0 ? -errno : n;
+  return n < 0 ? BW_ESYS : n;
 }
 
 /* The number after "key " in a "key value" file; a NULL key reads a file
@@ -96,14 +101,15 @@ static bool has_word(const char *list, const char *word, const char *seps) {
 /* ---- finding the grader's groups ---------------------------------------- */
 
 /* The path of the grader's group in the hierarchy whose controller list
- * contains `controller` ("" for v2's "0::"), from /proc/self/cgroup. */
+ * contains `controller` ("" for v2's "0::"), from /proc/self/cgroup.
+ * Returns 0, BW_ENOTFOUND (or BW_ETOOBIG: longer than cap) or BW_ESYS. */
 static int own_group(const char *controller, char *out, size_t cap) {
   char line[PATH_MAX + 128];
   FILE *f = fopen("/proc/self/cgroup", "r");
-  int rc = -1;
+  int rc = BW_ENOTFOUND;
 
   if (f == NULL)
-    return -1;
+    return BW_ESYS;
   while (rc != 0 && fgets(line, sizeof line, f) != NULL) {
     char *list = strchr(line, ':'), *path;
     if (list == NULL || (path = strchr(++list, ':')) == NULL)
@@ -112,7 +118,7 @@ static int own_group(const char *controller, char *out, size_t cap) {
     path[strcspn(path, "\n")] = '\0';
     if (controller[0] == '\0' ? (line[0] == '0' && list[0] == '\0')
                               : has_word(list, controller, ","))
-      rc = snprintf(out, cap, "%s", path) < (int)cap ? 0 : -1;
+      rc = snprintf(out, cap, "%s", path) < (int)cap ? 0 : BW_ETOOBIG;
   }
   fclose(f);
   return rc;
@@ -120,15 +126,16 @@ static int own_group(const char *controller, char *out, size_t cap) {
 
 /* Where the hierarchy of `controller` (v1, fstype "cgroup") or the v2
  * hierarchy (controller NULL) is mounted, and the group path the mount
- * shows as its root (a container may see only a subtree). */
+ * shows as its root (a container may see only a subtree).  Returns as
+ * own_group. */
 static int find_mount(const char *controller, char *point, char *root,
                       size_t cap) {
   char line[4 * PATH_MAX];
   FILE *f = fopen("/proc/self/mountinfo", "r");
-  int rc = -1;
+  int rc = BW_ENOTFOUND;
 
   if (f == NULL)
-    return -1;
+    return BW_ESYS;
   while (rc != 0 && fgets(line, sizeof line, f) != NULL) {
     char r[PATH_MAX], p[PATH_MAX], type[64], opts[1024];
     const char *dash = strstr(line, " - ");
@@ -141,27 +148,29 @@ static int find_mount(const char *controller, char *point, char *root,
       rc = snprintf(point, cap, "%s", p) < (int)cap &&
                    snprintf(root, cap, "%s", r) < (int)cap
                ? 0
-               : -1;
+               : BW_ETOOBIG;
   }
   fclose(f);
   return rc;
 }
 
-/* mount point + the group path below the mount's root. */
+/* mount point + the group path below the mount's root.  Returns as
+ * own_group. */
 static int group_dir(const char *controller, char *out, size_t cap) {
   char point[PATH_MAX], root[PATH_MAX], own[PATH_MAX];
   const char *rel;
   size_t root_len;
+  int rc;
 
-  if (find_mount(controller, point, root, sizeof point) != 0 ||
-      own_group(controller ? controller : "", own, sizeof own) != 0)
-    return -1;
+  if ((rc = find_mount(controller, point, root, sizeof point)) != 0 ||
+      (rc = own_group(controller ? controller : "", own, sizeof own)) != 0)
+    return rc;
   root_len = strcmp(root, "/") == 0 ? 0 : strlen(root);
   rel = strncmp(own, root, root_len) == 0 ? own + root_len : own;
   return snprintf(out, cap, "%s%s", point, strcmp(rel, "/") == 0 ? "" : rel) <
                  (int)cap
              ? 0
-             : -1;
+             : BW_ETOOBIG;
 }
 
 /* ---- leftovers of dead graders ------------------------------------------ */
@@ -169,7 +178,7 @@ static int group_dir(const char *controller, char *out, size_t cap) {
 static void kill_members(const char *dir) {
   char buf[65536];
 
-  if (write_file(dir, "cgroup.kill", "1") == 0)
+  if (write_file(dir, "cgroup.kill", "1", NULL) == 0)
     return;
   if (read_file(dir, "cgroup.procs", buf, sizeof buf) <= 0)
     return;
@@ -185,19 +194,19 @@ static void kill_members(const char *dir) {
 }
 
 /* Kills what is in dir and removes it, retrying while dying processes
- * still hold it.  Returns 0 or -errno. */
-static int remove_group(const char *dir) {
+ * still hold it.  Returns 0 or BW_ESYS (strerror in error). */
+static int remove_group(const char *dir, bw_error_t *error) {
   struct timespec pause = {0, 20 * 1000 * 1000};
 
   for (int i = 0; i < DESTROY_TRIES; i++) {
     if (rmdir(dir) == 0 || errno == ENOENT)
       return 0;
     if (errno != EBUSY)
-      return -errno;
+      return bw_error_sys(error, errno);
     kill_members(dir);
     nanosleep(&pause, NULL);
   }
-  return -EBUSY;
+  return bw_error_sys(error, EBUSY);
 }
 
 /* Groups broadway-<pid>-<n> whose grader is gone. */
@@ -214,7 +223,7 @@ static void sweep(const char *base) {
         kill((pid_t)pid, 0) == 0 || errno != ESRCH)
       continue;
     snprintf(path, sizeof path, "%s/%s", base, e->d_name);
-    if (remove_group(path) == 0)
+    if (remove_group(path, NULL) == 0)
       bw_log_info("removed cgroup %s left by a grader that died", path);
   }
   closedir(dir);
@@ -225,93 +234,88 @@ static void sweep(const char *base) {
 /* v2: the controllers must reach our group, and our group must hand them
  * to its children, which it may only do once no process is in it: the
  * grader moves what is in its group into a leaf next to the stages. */
-static int setup_v2(char *why, size_t why_len) {
+static int setup_v2(bw_error_t *error) {
   char buf[4096], leaf[PATH_MAX + 64];
   const char *base = host.base[0];
   static const char *const needed[] = {"memory", "pids", "cpu"};
+  bw_error_t write_error;
+  int rc;
 
-  if (group_dir(NULL, host.base[0], sizeof host.base[0]) != 0)
-    return -1;
-  if (read_file(base, "cgroup.controllers", buf, sizeof buf) < 0)
-    return -1;
+  /* no cgroup v2 at all: no message, the v1 one says it */
+  if ((rc = group_dir(NULL, host.base[0], sizeof host.base[0])) != 0)
+    return rc;
+  if ((rc = read_file(base, "cgroup.controllers", buf, sizeof buf)) < 0)
+    return rc;
   for (size_t i = 0; i < 3; i++)
-    if (!has_word(buf, needed[i], " \n")) {
-      snprintf(why, why_len,
-               "cgroup v2 at %.300s lacks the %s controller (delegate it: "
-               "systemd Delegate=yes)",
-               base, needed[i]);
-      return -1;
-    }
+    if (!has_word(buf, needed[i], " \n"))
+      return bw_error_set(error, BW_ENOTFOUND,
+                          "cgroup v2 at %.300s lacks the %s controller "
+                          "(delegate it: systemd Delegate=yes)",
+                          base, needed[i]);
   read_file(base, "cgroup.subtree_control", buf, sizeof buf);
   if (has_word(buf, "memory", " \n") && has_word(buf, "pids", " \n") &&
       has_word(buf, "cpu", " \n"))
     return 2;
   snprintf(leaf, sizeof leaf, "%s/broadway-%d-grader", base, (int)getpid());
   if (read_file(base, "cgroup.procs", buf, sizeof buf) > 0) {
-    if (mkdir(leaf, 0755) != 0 && errno != EEXIST) {
-      snprintf(why, why_len, "cgroup v2: cannot create %.300s: %s", leaf,
-               strerror(errno));
-      return -1;
-    }
+    if (mkdir(leaf, 0755) != 0 && errno != EEXIST)
+      return bw_error_set(error, BW_ESYS, "cgroup v2: cannot create %.300s: %s",
+                          leaf, strerror(errno));
     for (char *p = buf; *p != '\0' && *p != '\n';) {
       char pid[32];
       size_t n = strcspn(p, "\n");
       snprintf(pid, sizeof pid, "%.*s", (int)n, p);
-      write_file(leaf, "cgroup.procs", pid);
+      write_file(leaf, "cgroup.procs", pid, NULL);
       p += n + (p[n] == '\n');
     }
   }
-  if (write_file(base, "cgroup.subtree_control", "+memory +pids +cpu") != 0) {
-    snprintf(why, why_len,
-             "cgroup v2: cannot enable memory, pids and cpu for the "
-             "children of %.300s: %s (is the group delegated to this user?)",
-             base, strerror(errno));
-    return -1;
-  }
+  if ((rc = write_file(base, "cgroup.subtree_control", "+memory +pids +cpu",
+                       &write_error)) != 0)
+    return bw_error_set(error, rc,
+                        "cgroup v2: cannot enable memory, pids and cpu for the "
+                        "children of %.300s: %s (is the group delegated to "
+                        "this user?)",
+                        base, write_error.message);
   return 2;
 }
 
 /* v1: each hierarchy mounted, our group in it writable. */
-static int setup_v1(char *why, size_t why_len) {
+static int setup_v1(bw_error_t *error) {
   char probe[PATH_MAX + 64];
+  int rc;
 
   for (size_t i = 0; i < N_V1; i++) {
-    if (group_dir(v1_controllers[i], host.base[i], sizeof host.base[i]) != 0) {
-      snprintf(why, why_len,
-               "no cgroup v2 with memory, pids and cpu, and no cgroup v1 %s "
-               "hierarchy mounted",
-               v1_controllers[i]);
-      return -1;
-    }
+    if ((rc = group_dir(v1_controllers[i], host.base[i],
+                        sizeof host.base[i])) != 0)
+      return bw_error_set(error, rc,
+                          "no cgroup v2 with memory, pids and cpu, and no "
+                          "cgroup v1 %s hierarchy mounted",
+                          v1_controllers[i]);
     snprintf(probe, sizeof probe, "%s/broadway-%d-probe", host.base[i],
              (int)getpid());
-    if (mkdir(probe, 0755) != 0) {
-      snprintf(why, why_len,
-               "cgroup v1 %s: cannot create a group in %.300s: %s",
-               v1_controllers[i], host.base[i], strerror(errno));
-      return -1;
-    }
+    if (mkdir(probe, 0755) != 0)
+      return bw_error_set(error, BW_ESYS,
+                          "cgroup v1 %s: cannot create a group in %.300s: %s",
+                          v1_controllers[i], host.base[i], strerror(errno));
     rmdir(probe);
   }
   return 1;
 }
 
-int gr_cgroup_setup(char *why, size_t why_len) {
-  char v2_why[512] = "";
+int gr_cgroup_setup(bw_error_t *error) {
+  bw_error_t v2 = {.message = ""}, v1;
 
   memset(&host, 0, sizeof host);
-  host.version = setup_v2(v2_why, sizeof v2_why);
+  host.version = setup_v2(&v2);
   if (host.version < 0) {
     memset(&host, 0, sizeof host);
-    host.version = setup_v1(why, why_len);
-    if (host.version < 0 && v2_why[0] != '\0') {
-      char v1_why[512];
-      snprintf(v1_why, sizeof v1_why, "%s", why);
-      snprintf(why, why_len, "%s; %s", v2_why, v1_why);
-    }
+    host.version = setup_v1(&v1);
+    if (host.version < 0)
+      return v2.message[0] != '\0'
+                 ? bw_error_set(error, v1.code, "%.250s; %.250s", v2.message,
+                                v1.message)
+                 : bw_error_set(error, v1.code, "%s", v1.message);
   }
-  if (host.version < 0)
-    return -1;
   for (size_t i = 0; i < (host.version == 2 ? 1 : N_V1); i++)
     sweep(host.base[i]);
   return host.version;
@@ -319,9 +323,10 @@ int gr_cgroup_setup(char *why, size_t why_len) {
 
 /* ---- one stage ---------------------------------------------------------- */
 
-static int set_limits_v1(const gr_cgroup_t *cg, const gr_limits_t *l, char *why,
-                         size_t why_len) {
+static int set_limits_v1(const gr_cgroup_t *cg, const gr_limits_t *l,
+                         bw_error_t *error) {
   char mem[32], pids[32], quota[32], period[32];
+  bw_error_t e;
   int rc;
 
   snprintf(mem, sizeof mem, "%llu", (unsigned long long)l->memory);
@@ -331,44 +336,39 @@ static int set_limits_v1(const gr_cgroup_t *cg, const gr_limits_t *l, char *why,
   snprintf(period, sizeof period, "%d", CPU_PERIOD_US);
   /* memsw (memory + swap) only exists with swap accounting; without it
    * there is no swap to limit. */
-  if ((rc = write_file(cg->dirs[0], "memory.limit_in_bytes", mem)) != 0 ||
-      ((rc = write_file(cg->dirs[0], "memory.memsw.limit_in_bytes", mem)) !=
+  if ((rc = write_file(cg->dirs[0], "memory.limit_in_bytes", mem, &e)) != 0 ||
+      ((rc = write_file(cg->dirs[0], "memory.memsw.limit_in_bytes", mem, &e)) !=
            0 &&
-       rc != -ENOENT)) {
-    snprintf(why, why_len, "memory limit: %s", strerror(-rc));
-    return rc;
-  }
-  if ((rc = write_file(cg->dirs[1], "pids.max", pids)) != 0 ||
-      (rc = write_file(cg->dirs[2], "cpu.cfs_period_us", period)) != 0 ||
-      (rc = write_file(cg->dirs[2], "cpu.cfs_quota_us", quota)) != 0) {
-    snprintf(why, why_len, "pids or cpu limit: %s", strerror(-rc));
-    return rc;
-  }
+       rc != BW_ENOTFOUND))
+    return bw_error_set(error, rc, "memory limit: %s", e.message);
+  if ((rc = write_file(cg->dirs[1], "pids.max", pids, &e)) != 0 ||
+      (rc = write_file(cg->dirs[2], "cpu.cfs_period_us", period, &e)) != 0 ||
+      (rc = write_file(cg->dirs[2], "cpu.cfs_quota_us", quota, &e)) != 0)
+    return bw_error_set(error, rc, "pids or cpu limit: %s", e.message);
   return 0;
 }
 
-static int set_limits_v2(const gr_cgroup_t *cg, const gr_limits_t *l, char *why,
-                         size_t why_len) {
+static int set_limits_v2(const gr_cgroup_t *cg, const gr_limits_t *l,
+                         bw_error_t *error) {
   char mem[32], pids[32], cpu[64];
+  bw_error_t e;
   int rc;
 
   snprintf(mem, sizeof mem, "%llu", (unsigned long long)l->memory);
   snprintf(pids, sizeof pids, "%ld", l->pids);
   snprintf(cpu, sizeof cpu, "%lld %d",
            (long long)(l->cpus * CPU_PERIOD_US + 0.5), CPU_PERIOD_US);
-  if ((rc = write_file(cg->dirs[0], "memory.max", mem)) != 0 ||
-      ((rc = write_file(cg->dirs[0], "memory.swap.max", "0")) != 0 &&
-       rc != -ENOENT) ||
-      (rc = write_file(cg->dirs[0], "pids.max", pids)) != 0 ||
-      (rc = write_file(cg->dirs[0], "cpu.max", cpu)) != 0) {
-    snprintf(why, why_len, "cgroup limits: %s", strerror(-rc));
-    return rc;
-  }
+  if ((rc = write_file(cg->dirs[0], "memory.max", mem, &e)) != 0 ||
+      ((rc = write_file(cg->dirs[0], "memory.swap.max", "0", &e)) != 0 &&
+       rc != BW_ENOTFOUND) ||
+      (rc = write_file(cg->dirs[0], "pids.max", pids, &e)) != 0 ||
+      (rc = write_file(cg->dirs[0], "cpu.max", cpu, &e)) != 0)
+    return bw_error_set(error, rc, "cgroup limits: %s", e.message);
   return 0;
 }
 
-int gr_cgroup_create(gr_cgroup_t *cg, const gr_limits_t *limits, char *why,
-                     size_t why_len) {
+int gr_cgroup_create(gr_cgroup_t *cg, const gr_limits_t *limits,
+                     bw_error_t *error) {
   unsigned long n = __atomic_fetch_add(&stage_counter, 1, __ATOMIC_RELAXED);
   int rc = 0;
 
@@ -381,22 +381,19 @@ int gr_cgroup_create(gr_cgroup_t *cg, const gr_limits_t *limits, char *why,
              host.base[i], (int)getpid(), n);
     /* co-mounted hierarchies (cpu,cpuacct) share one directory */
     if (mkdir(cg->dirs[i], 0755) != 0 && errno != EEXIST) {
-      rc = -errno;
-      snprintf(why, why_len, "cannot create cgroup %.300s: %s", cg->dirs[i],
-               strerror(errno));
+      rc = bw_error_set(error, BW_ESYS, "cannot create cgroup %.300s: %s",
+                        cg->dirs[i], strerror(errno));
       cg->dirs[i][0] = '\0';
     }
   }
   if (rc == 0)
-    rc = host.version == 2 ? set_limits_v2(cg, limits, why, why_len)
-                           : set_limits_v1(cg, limits, why, why_len);
+    rc = host.version == 2 ? set_limits_v2(cg, limits, error)
+                           : set_limits_v1(cg, limits, error);
   for (int i = 0; i < cg->n_dirs && rc == 0; i++) {
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/cgroup.procs", cg->dirs[i]);
-    if ((cg->procs_fds[i] = open(path, O_WRONLY | O_CLOEXEC)) < 0) {
-      rc = -errno;
-      snprintf(why, why_len, "%.300s: %s", path, strerror(errno));
-    }
+    if ((cg->procs_fds[i] = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+      rc = bw_error_set(error, BW_ESYS, "%.300s: %s", path, strerror(errno));
   }
   if (rc != 0)
     gr_cgroup_destroy(cg);
@@ -438,6 +435,7 @@ void gr_cgroup_usage(const gr_cgroup_t *cg, gr_cgroup_usage_t *u) {
 }
 
 int gr_cgroup_destroy(gr_cgroup_t *cg) {
+  bw_error_t e;
   int rc = 0;
 
   for (int i = 0; i < GR_CGROUP_DIRS; i++) {
@@ -449,9 +447,9 @@ int gr_cgroup_destroy(gr_cgroup_t *cg) {
     int r;
     if (cg->dirs[i][0] == '\0')
       continue;
-    r = remove_group(cg->dirs[i]);
+    r = remove_group(cg->dirs[i], &e);
     if (r != 0) {
-      bw_log_error("cannot remove cgroup %s: %s", cg->dirs[i], strerror(-r));
+      bw_log_error("cannot remove cgroup %s: %s", cg->dirs[i], e.message);
       rc = r;
     }
     cg->dirs[i][0] = '\0';

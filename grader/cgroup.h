@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "error.h"
 #include "limits.h"
 
 #define GR_CGROUP_DIRS 4
@@ -44,19 +45,21 @@ typedef struct gr_cgroup_usage {
 } gr_cgroup_usage_t;
 
 /* Once, before any thread starts.  Returns 1 (v1) or 2 (v2) when stages can
- * be confined, or -1 with the reason in why. */
-int gr_cgroup_setup(char *why, size_t why_len);
+ * be confined, or with the reason in error: BW_ENOTFOUND (no usable
+ * hierarchy, a controller missing), BW_ETOOBIG (a group path too long) or
+ * BW_ESYS (a group could not be made). */
+int gr_cgroup_setup(bw_error_t *error);
 
-/* Makes the stage's groups with `limits`.  Returns 0 or -errno (why says
- * which file); on failure nothing is left. */
-int gr_cgroup_create(gr_cgroup_t *cg, const gr_limits_t *limits, char *why,
-                     size_t why_len);
+/* Makes the stage's groups with `limits`.  Returns 0 or BW_ESYS (error says
+ * which file and why); on failure nothing is left. */
+int gr_cgroup_create(gr_cgroup_t *cg, const gr_limits_t *limits,
+                     bw_error_t *error);
 
 /* Reads the counters; fields it cannot read stay 0 (peak -1). */
 void gr_cgroup_usage(const gr_cgroup_t *cg, gr_cgroup_usage_t *usage);
 
 /* Kills whatever is left in the groups and removes them.  Returns 0, or
- * -errno when a group could not be removed (logged). */
+ * BW_ESYS when a group could not be removed (logged). */
 int gr_cgroup_destroy(gr_cgroup_t *cg);
 
 #endif

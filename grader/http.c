@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
+
 /* A job carries its roster; 100000 students fit well below this. */
 #define MAX_RESPONSE (256u * 1024 * 1024)
 
@@ -55,7 +57,7 @@ int gr_http_init(gr_http_t *http, const char *base, const char *token) {
   http->give_up = NULL;
   http->give_up_arg = NULL;
   http->curl = curl_easy_init();
-  return http->curl ? 0 : -1;
+  return http->curl ? 0 : BW_ENOMEM;
 }
 
 void gr_http_cleanup(gr_http_t *http) {
@@ -155,7 +157,7 @@ int gr_http_request(gr_http_t *http, const char *method, const char *path,
   headers = make_headers(http, worker_id);
   if (headers == NULL) {
     snprintf(reply->message, sizeof reply->message, "out of memory");
-    return -1;
+    return BW_ENOMEM;
   }
   curl_easy_reset(curl);
   curl_easy_setopt(curl, CURLOPT_URL, url);
@@ -188,7 +190,7 @@ int gr_http_request(gr_http_t *http, const char *method, const char *path,
     snprintf(reply->message, sizeof reply->message, "%s %s: %s", method, path,
              error[0] ? error : curl_easy_strerror(rc));
     free(buf.data);
-    return -1;
+    return BW_ESYS;
   }
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply->status);
   snprintf(reply->message, sizeof reply->message, "HTTP %ld", reply->status);

@@ -34,14 +34,15 @@ typedef struct gr_reply {
  * must outlive them. */
 void gr_http_set_ca_file(const char *path);
 
-/* Returns 0 or -1 when libcurl cannot make a handle. */
+/* Returns 0 or BW_ENOMEM when libcurl cannot make a handle. */
 int gr_http_init(gr_http_t *http, const char *base, const char *token);
 void gr_http_cleanup(gr_http_t *http);
 
 /* Sends `method path` (path starts with '/').  worker_id and body may be
  * NULL.  Fills `reply` (always initialised, release with
- * gr_reply_cleanup).  Returns 0 when the server answered, -1 on a transport
- * failure. */
+ * gr_reply_cleanup).  Returns 0 when the server answered (whatever its
+ * status), else BW_ESYS on a transport failure or BW_ENOMEM, with the reason
+ * in reply->message. */
 int gr_http_request(gr_http_t *http, const char *method, const char *path,
                     const char *worker_id, const char *body, long timeout_ms,
                     gr_reply_t *reply);

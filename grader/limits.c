@@ -16,25 +16,23 @@ void gr_limits_default(gr_limits_t *limits) {
 
 /* A size key of the stage, capped; `*out` keeps the cap when absent. */
 static int size_key(json_object *stage, const char *key, uint64_t cap,
-                    uint64_t *out, char *why, size_t why_len) {
+                    uint64_t *out, bw_error_t *error) {
   json_object *value;
   uint64_t bytes;
 
   *out = cap;
   if (!json_object_object_get_ex(stage, key, &value) || value == NULL)
     return 0;
-  if (!bw_validate_size(value, &bytes) || bytes == 0) {
-    snprintf(why, why_len, "%s: expected bytes, or a size such as \"512m\"",
-             key);
-    return -1;
-  }
+  if (!bw_validate_size(value, &bytes) || bytes == 0)
+    return bw_error_set(error, BW_EINVAL,
+                        "%s: expected bytes, or a size such as \"512m\"", key);
   if (bytes < cap)
     *out = bytes;
   return 0;
 }
 
 static int number_key(json_object *stage, const char *key, double cap,
-                      double *out, char *why, size_t why_len) {
+                      double *out, bw_error_t *error) {
   json_object *value;
   double n;
 
@@ -42,30 +40,26 @@ static int number_key(json_object *stage, const char *key, double cap,
   if (!json_object_object_get_ex(stage, key, &value) || value == NULL)
     return 0;
   if (!json_object_is_type(value, json_type_int) &&
-      !json_object_is_type(value, json_type_double)) {
-    snprintf(why, why_len, "%s: expected a number", key);
-    return -1;
-  }
+      !json_object_is_type(value, json_type_double))
+    return bw_error_set(error, BW_EINVAL, "%s: expected a number", key);
   n = json_object_get_double(value);
-  if (!(n > 0)) {
-    snprintf(why, why_len, "%s: expected a number > 0", key);
-    return -1;
-  }
+  if (!(n > 0))
+    return bw_error_set(error, BW_EINVAL, "%s: expected a number > 0", key);
   if (n < cap)
     *out = n;
   return 0;
 }
 
 int gr_limits_of_stage(json_object *stage, const gr_limits_t *caps,
-                       gr_limits_t *out, char *why, size_t why_len) {
+                       gr_limits_t *out, bw_error_t *error) {
   double pids;
 
-  if (size_key(stage, "memory", caps->memory, &out->memory, why, why_len) ||
-      number_key(stage, "cpus", caps->cpus, &out->cpus, why, why_len) ||
-      number_key(stage, "pids", (double)caps->pids, &pids, why, why_len) ||
-      size_key(stage, "disk", caps->disk, &out->disk, why, why_len) ||
-      size_key(stage, "output", caps->output, &out->output, why, why_len))
-    return -1;
+  if (size_key(stage, "memory", caps->memory, &out->memory, error) ||
+      number_key(stage, "cpus", caps->cpus, &out->cpus, error) ||
+      number_key(stage, "pids", (double)caps->pids, &pids, error) ||
+      size_key(stage, "disk", caps->disk, &out->disk, error) ||
+      size_key(stage, "output", caps->output, &out->output, error))
+    return BW_EINVAL;
   out->pids = pids < 1 ? 1 : (long)pids;
   return 0;
 }

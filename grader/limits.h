@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "error.h"
+
 typedef struct gr_limits {
   uint64_t memory; /* bytes of RAM, no swap */
   double cpus;     /* CPUs' worth of time per period */
@@ -37,10 +39,10 @@ typedef enum gr_killed_by {
 void gr_limits_default(gr_limits_t *limits);
 
 /* The stage's limits: its keys where it has them, `caps` where not, never
- * more than `caps`.  Returns 0, or -1 with "memory: expected ..." in why
- * (the API checks the same, so only a foreign API gets there). */
+ * more than `caps`.  Returns 0, or BW_EINVAL with "memory: expected ..." in
+ * error (the API checks the same, so only a foreign API gets there). */
 int gr_limits_of_stage(json_object *stage, const gr_limits_t *caps,
-                       gr_limits_t *out, char *why, size_t why_len);
+                       gr_limits_t *out, bw_error_t *error);
 
 /* "memory", "pids", ... ; NULL for GR_KILLED_NONE. */
 const char *gr_killed_by_name(gr_killed_by_t reason);

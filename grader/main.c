@@ -16,6 +16,7 @@
 #include <sys/mount.h>
 
 #include "cgroup.h"
+#include "error.h"
 #include "log.h"
 #include "options.h"
 #include "session.h"
@@ -40,16 +41,22 @@ static void *signal_main(void *arg) {
   return NULL;
 }
 
+/* Runs the heartbeat and n slot threads until the session stops.  Returns 0,
+ * BW_ENOMEM or BW_ESYS (a thread could not start). */
 static int run_slots(gr_session_t *session, int n) {
   pthread_t heartbeat, *threads = calloc((size_t)n, sizeof *threads);
   gr_slot_t *slots = calloc((size_t)n, sizeof *slots);
   int i, started = 0, rc = 0;
 
-  if (threads == NULL || slots == NULL ||
-      pthread_create(&heartbeat, NULL, gr_heartbeat_main, session) != 0) {
+  if (threads == NULL || slots == NULL) {
     free(threads);
     free(slots);
-    return -1;
+    return BW_ENOMEM;
+  }
+  if (pthread_create(&heartbeat, NULL, gr_heartbeat_main, session) != 0) {
+    free(threads);
+    free(slots);
+    return BW_ESYS;
   }
   for (i = 0; i < n; i++) {
     slots[i].session = session;
@@ -57,7 +64,7 @@ static int run_slots(gr_session_t *session, int n) {
     if (pthread_create(&threads[i], NULL, gr_slot_main, &slots[i]) != 0) {
       bw_log_error("cannot start slot %d; stopping", i);
       gr_session_stop(session);
-      rc = -1;
+      rc = BW_ESYS;
       break;
     }
     started++;
@@ -78,10 +85,10 @@ static int run(const gr_options_t *opt) {
   gr_session_t session;
   pthread_t signals;
   gr_http_t http;
-  int rc = 0;
+  int rc;
 
-  if (gr_session_init(&session, opt) != 0)
-    return -1;
+  if ((rc = gr_session_init(&session, opt)) != 0)
+    return rc;
   waiter.session = &session;
   sigemptyset(&waiter.set);
   sigaddset(&waiter.set, SIGTERM);
@@ -90,13 +97,13 @@ static int run(const gr_options_t *opt) {
   pthread_sigmask(SIG_BLOCK, &waiter.set, NULL); /* inherited by threads */
   if (pthread_create(&signals, NULL, signal_main, &waiter) != 0) {
     gr_session_cleanup(&session);
-    return -1;
+    return BW_ESYS;
   }
   /* From here the signal thread uses session and waiter, which live in this
    * frame: every way out goes through its join below. */
-  if (gr_http_init(&http, opt->api, opt->token) != 0)
-    rc = -1;
-  else if (gr_session_register(&session, &http) == 0)
+  /* Stopped before registering (BW_ECONFLICT) is a clean stop: 0. */
+  if ((rc = gr_http_init(&http, opt->api, opt->token)) == 0 &&
+      gr_session_register(&session, &http) == 0)
     rc = run_slots(&session, opt->slots);
   gr_http_cleanup(&http);
   /* Wake the signal thread if the stop came from elsewhere. */
@@ -108,11 +115,12 @@ static int run(const gr_options_t *opt) {
 }
 
 /* Finds how this host enforces the stages' limits, or says why it cannot.
- * Returns 0, or -1 after printing why (the grader must not start: a stage
+ * Returns 0, or the failed check's BW_E* code (gr_workdir_probe_bound's or
+ * gr_cgroup_setup's) after printing why (the grader must not start: a stage
  * it ran would be unbounded). */
 static int setup_limits(gr_options_t *opt) {
   const gr_limits_t *l = &opt->limits;
-  char why[1024];
+  bw_error_t error;
   int rc;
 
   if (!opt->enforce) {
@@ -128,29 +136,29 @@ static int setup_limits(gr_options_t *opt) {
       (unshare(CLONE_NEWNS) != 0 ||
        mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0))
     bw_log_debug("no private mount namespace: %s", strerror(errno));
-  rc = gr_workdir_probe_bound(opt->work_dir);
+  rc = gr_workdir_probe_bound(opt->work_dir, &error);
   opt->bound_job = rc == 0;
   if (!opt->bound_job && opt->runner == GR_RUNNER_DOCKER)
     bw_log_warn("disk: cannot mount a tmpfs on job folders (%s; it needs "
                 "root): only each file is limited (--ulimit fsize)",
-                strerror(-rc));
+                error.message);
   if (!opt->bound_job && opt->runner == GR_RUNNER_BWRAP) {
     fprintf(stderr,
             "broadway-grader: cannot enforce the disk limit: mounting a tmpfs "
             "on a job folder in %s failed: %s (run the grader as root, or "
             "--limits off)\n",
-            opt->work_dir, strerror(-rc));
-    return -1;
+            opt->work_dir, error.message);
+    return rc;
   }
   if (opt->runner == GR_RUNNER_BWRAP) {
-    rc = gr_cgroup_setup(why, sizeof why);
+    rc = gr_cgroup_setup(&error);
     if (rc < 0) {
       fprintf(stderr,
               "broadway-grader: cannot enforce memory, CPU and process "
               "limits: %s (run the grader as root where cgroup v1 is "
               "mounted, in a delegated cgroup v2 group, or --limits off)\n",
-              why);
-      return -1;
+              error.message);
+      return rc;
     }
     opt->cgroup_version = rc;
   }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "error.h"
 #include "validate.h"
 #include "version.h"
 
@@ -85,17 +86,18 @@ typedef struct raw_options {
       *ca_file;
 } raw_options_t;
 
+/* Returns 0 or BW_ETOOBIG (printed). */
 static int copy_string(char *dst, size_t cap, const char *src,
                        const char *what) {
   if (strlen(src) >= cap) {
     fprintf(stderr, "broadway-grader: %s: too long\n", what);
-    return -1;
+    return BW_ETOOBIG;
   }
   strcpy(dst, src);
   return 0;
 }
 
-/* "65536", "64k", "1m": bytes.  Returns -1 on anything else. */
+/* "65536", "64k", "1m": bytes.  Returns BW_EINVAL on anything else. */
 static int parse_size(const char *text, size_t *out) {
   char *end;
   unsigned long long n;
@@ -103,13 +105,13 @@ static int parse_size(const char *text, size_t *out) {
   errno = 0;
   n = strtoull(text, &end, 10);
   if (errno != 0 || end == text || text[0] == '-')
-    return -1;
+    return BW_EINVAL;
   if (*end == 'k' || *end == 'K')
     n *= 1024, end++;
   else if (*end == 'm' || *end == 'M')
     n *= 1024 * 1024, end++;
   if (*end != '\0' || n > (1ULL << 32))
-    return -1;
+    return BW_EINVAL;
   *out = (size_t)n;
   return 0;
 }
@@ -121,13 +123,13 @@ static int parse_slots(const char *text, int *out) {
   errno = 0;
   n = strtol(text, &end, 10);
   if (errno != 0 || end == text || *end != '\0' || n < 1 || n > 1024)
-    return -1;
+    return BW_EINVAL;
   *out = (int)n;
   return 0;
 }
 
 /* Searches PATH like a shell, so the grader fails at start, not per job,
- * when the runner is not installed. */
+ * when the runner is not installed.  Returns 0 or BW_ENOTFOUND. */
 static int find_in_path(const char *name, char *out, size_t cap) {
   const char *path = getenv("PATH");
   const char *p = path ? path : "/usr/local/bin:/usr/bin:/bin";
@@ -141,9 +143,11 @@ static int find_in_path(const char *name, char *out, size_t cap) {
     if (*p == ':')
       p++;
   }
-  return -1;
+  return BW_ENOTFOUND;
 }
 
+/* Returns 0, BW_ESYS when it cannot be read (printed if `required`) or
+ * BW_EINVAL when it is empty. */
 static int read_token_file(const char *path, char *out, size_t cap,
                            int required) {
   FILE *f = fopen(path, "r");
@@ -153,13 +157,13 @@ static int read_token_file(const char *path, char *out, size_t cap,
     if (required)
       fprintf(stderr, "broadway-grader: token file %s: %s\n", path,
               strerror(errno));
-    return -1;
+    return BW_ESYS;
   }
   n = fread(out, 1, cap - 1, f);
   fclose(f);
   out[n] = '\0';
   out[strcspn(out, "\r\n")] = '\0';
-  return out[0] != '\0' ? 0 : -1;
+  return out[0] != '\0' ? 0 : BW_EINVAL;
 }
 
 static int load_token(gr_options_t *opt, const raw_options_t *raw) {
@@ -176,7 +180,7 @@ static int load_token(gr_options_t *opt, const raw_options_t *raw) {
     return 0;
   fprintf(stderr, "broadway-grader: no token: set BROADWAY_TOKEN or "
                   "--token-file\n");
-  return -1;
+  return BW_ENOTFOUND;
 }
 
 static int load_runner(gr_options_t *opt, const raw_options_t *raw) {
@@ -189,23 +193,23 @@ static int load_runner(gr_options_t *opt, const raw_options_t *raw) {
     opt->runner = GR_RUNNER_BWRAP;
   else {
     fprintf(stderr, "broadway-grader: runner: expected docker or bwrap\n");
-    return -1;
+    return BW_EINVAL;
   }
   if (find_in_path(name, opt->runner_bin, sizeof opt->runner_bin) != 0) {
     fprintf(stderr, "broadway-grader: runner %s: not found in PATH\n", name);
-    return -1;
+    return BW_ENOTFOUND;
   }
   if (opt->runner != GR_RUNNER_BWRAP)
     return 0;
   if (raw->images == NULL || raw->images[0] == '\0') {
     fprintf(stderr, "broadway-grader: the bwrap runner needs "
                     "BROADWAY_IMAGES (or --images)\n");
-    return -1;
+    return BW_EINVAL;
   }
   if (stat(raw->images, &st) != 0 || !S_ISDIR(st.st_mode)) {
     fprintf(stderr, "broadway-grader: images: %s is not a directory\n",
             raw->images);
-    return -1;
+    return BW_EINVAL;
   }
   return copy_string(opt->images, sizeof opt->images, raw->images, "images");
 }
@@ -218,12 +222,12 @@ static int load_work_dir(gr_options_t *opt, const raw_options_t *raw) {
     dir = "/tmp";
   if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
     fprintf(stderr, "broadway-grader: work dir %s is not a directory\n", dir);
-    return -1;
+    return BW_EINVAL;
   }
   /* docker -v SRC:DST splits on ':'; a job folder must not contain one. */
   if (opt->runner == GR_RUNNER_DOCKER && strchr(dir, ':') != NULL) {
     fprintf(stderr, "broadway-grader: work dir: ':' not allowed\n");
-    return -1;
+    return BW_EINVAL;
   }
   return copy_string(opt->work_dir, sizeof opt->work_dir, dir, "work dir");
 }
@@ -234,15 +238,15 @@ static int load_numbers(gr_options_t *opt, const raw_options_t *raw) {
   opt->logs_bytes = 1024 * 1024;
   if (raw->slots && parse_slots(raw->slots, &opt->slots) != 0) {
     fprintf(stderr, "broadway-grader: slots: expected 1 to 1024\n");
-    return -1;
+    return BW_EINVAL;
   }
   if (raw->tail && parse_size(raw->tail, &opt->tail_bytes) != 0) {
     fprintf(stderr, "broadway-grader: tail bytes: expected a size\n");
-    return -1;
+    return BW_EINVAL;
   }
   if (raw->logs && parse_size(raw->logs, &opt->logs_bytes) != 0) {
     fprintf(stderr, "broadway-grader: logs bytes: expected a size\n");
-    return -1;
+    return BW_EINVAL;
   }
   return 0;
 }
@@ -253,7 +257,7 @@ static int parse_limit_size(const char *text, uint64_t *out) {
   bool ok = value != NULL && bw_validate_size(value, out) && *out > 0;
 
   json_object_put(value);
-  return ok ? 0 : -1;
+  return ok ? 0 : BW_EINVAL;
 }
 
 static int parse_number(const char *text, double min, double max, double *out) {
@@ -263,7 +267,7 @@ static int parse_number(const char *text, double min, double max, double *out) {
   *out = strtod(text, &end);
   return errno == 0 && end != text && *end == '\0' && *out >= min && *out <= max
              ? 0
-             : -1;
+             : BW_EINVAL;
 }
 
 static int load_limits(gr_options_t *opt, const raw_options_t *raw) {
@@ -289,7 +293,7 @@ static int load_limits(gr_options_t *opt, const raw_options_t *raw) {
     bad = "limits: expected on or off";
   if (bad != NULL) {
     fprintf(stderr, "broadway-grader: %s\n", bad);
-    return -1;
+    return BW_EINVAL;
   }
   if (raw->pids)
     opt->limits.pids = (long)pids;
@@ -310,13 +314,14 @@ static int load_hostname(gr_options_t *opt, const raw_options_t *raw) {
 static int load_api(gr_options_t *opt, const raw_options_t *raw) {
   const char *api = raw->api ? raw->api : "http://127.0.0.1:1470";
   size_t len;
+  int rc;
 
   if (strncmp(api, "http://", 7) != 0 && strncmp(api, "https://", 8) != 0) {
     fprintf(stderr, "broadway-grader: api: expected an http(s):// URL\n");
-    return -1;
+    return BW_EINVAL;
   }
-  if (copy_string(opt->api, sizeof opt->api, api, "api") != 0)
-    return -1;
+  if ((rc = copy_string(opt->api, sizeof opt->api, api, "api")) != 0)
+    return rc;
   len = strlen(opt->api);
   while (len > 0 && opt->api[len - 1] == '/')
     opt->api[--len] = '\0';
@@ -329,7 +334,7 @@ static int load_ca_file(gr_options_t *opt, const raw_options_t *raw) {
   if (access(raw->ca_file, R_OK) != 0) {
     fprintf(stderr, "broadway-grader: ca file: cannot read %s: %s\n",
             raw->ca_file, strerror(errno));
-    return -1;
+    return BW_ESYS;
   }
   return copy_string(opt->ca_file, sizeof opt->ca_file, raw->ca_file,
                      "ca file");
@@ -357,7 +362,7 @@ static void raw_from_env(raw_options_t *raw) {
     raw->token = NULL;
 }
 
-/* Returns 0, 1 for --help, -1 for a bad flag. */
+/* Returns 0, 1 for --help, BW_EINVAL for a bad flag. */
 static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
   static const struct option longopts[] = {
       {"api", required_argument, NULL, OPT_API},
@@ -411,13 +416,13 @@ static int raw_from_argv(raw_options_t *raw, int argc, char **argv) {
     }
     if (c < OPT_API || c > OPT_CA_FILE) {
       fputs(usage_text, stderr);
-      return -1;
+      return BW_EINVAL;
     }
     *slot[c] = optarg;
   }
   if (optind < argc) {
     fprintf(stderr, "broadway-grader: unexpected argument %s\n", argv[optind]);
-    return -1;
+    return BW_EINVAL;
   }
   return 0;
 }
@@ -431,11 +436,14 @@ int gr_options_load(gr_options_t *opt, int argc, char **argv) {
   rc = raw_from_argv(&raw, argc, argv);
   if (rc != 0)
     return rc;
-  if (load_api(opt, &raw) != 0 || load_token(opt, &raw) != 0 ||
-      load_runner(opt, &raw) != 0 || load_work_dir(opt, &raw) != 0 ||
-      load_numbers(opt, &raw) != 0 || load_limits(opt, &raw) != 0 ||
-      load_hostname(opt, &raw) != 0 || load_ca_file(opt, &raw) != 0)
-    return -1;
+  if ((rc = load_api(opt, &raw)) != 0 || (rc = load_token(opt, &raw)) != 0 ||
+      (rc = load_runner(opt, &raw)) != 0 ||
+      (rc = load_work_dir(opt, &raw)) != 0 ||
+      (rc = load_numbers(opt, &raw)) != 0 ||
+      (rc = load_limits(opt, &raw)) != 0 ||
+      (rc = load_hostname(opt, &raw)) != 0 ||
+      (rc = load_ca_file(opt, &raw)) != 0)
+    return rc;
   return 0;
 }
 

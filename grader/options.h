@@ -39,7 +39,10 @@ typedef struct gr_options {
 } gr_options_t;
 
 /* Parses argv and the environment.  Returns 0 to run, 1 when --help or
- * --version was printed, or -1 after printing what is wrong to stderr. */
+ * --version was printed, or after printing what is wrong to stderr a
+ * negative BW_E* code: BW_EINVAL (a bad value), BW_ENOTFOUND (no token,
+ * runner not in PATH), BW_ETOOBIG (a value too long), BW_ESYS (a file that
+ * cannot be read). */
 int gr_options_load(gr_options_t *opt, int argc, char **argv);
 
 const char *gr_options_runner_name(int runner);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "error.h"
 #include "log.h"
 #include "process.h"
 #include "runner.h"
@@ -65,77 +66,67 @@ static bool valid_env_entry(const char *entry) {
 
 /* env as the protocol sends it (["NAME=value", ...]), or as an object,
  * which older APIs sent. */
-static int parse_env(json_object *value, gr_argv_t *out, char *why,
-                     size_t why_len) {
+static int parse_env(json_object *value, gr_argv_t *out, bw_error_t *error) {
   size_t i, n;
 
   if (json_object_is_type(value, json_type_object)) {
     json_object_object_foreach(value, name, item) {
       char *entry;
       if (asprintf(&entry, "%s=%s", name, json_object_get_string(item)) < 0)
-        return -1;
+        return bw_error_set(error, BW_ENOMEM, "out of memory");
       if (name[0] == '\0' || gr_argv_push(out, entry) != 0) {
         free(entry);
-        snprintf(why, why_len, "env: bad entry");
-        return -1;
+        return bw_error_set(error, BW_EINVAL, "env: bad entry");
       }
       free(entry);
     }
     return 0;
   }
-  if (!json_object_is_type(value, json_type_array)) {
-    snprintf(why, why_len, "env: expected a list of NAME=value strings");
-    return -1;
-  }
+  if (!json_object_is_type(value, json_type_array))
+    return bw_error_set(error, BW_EINVAL,
+                        "env: expected a list of NAME=value strings");
   n = json_object_array_length(value);
   for (i = 0; i < n; i++) {
     json_object *item = json_object_array_get_idx(value, i);
     if (!json_object_is_type(item, json_type_string) ||
-        !valid_env_entry(json_object_get_string(item))) {
-      snprintf(why, why_len, "env[%zu]: expected a NAME=value string", i);
-      return -1;
-    }
+        !valid_env_entry(json_object_get_string(item)))
+      return bw_error_set(error, BW_EINVAL,
+                          "env[%zu]: expected a NAME=value string", i);
     if (gr_argv_push(out, json_object_get_string(item)) != 0)
-      return -1;
+      return bw_error_set(error, BW_ENOMEM, "out of memory");
   }
   return 0;
 }
 
-static int parse_entry_point(json_object *value, gr_argv_t *out, char *why,
-                             size_t why_len) {
+static int parse_entry_point(json_object *value, gr_argv_t *out,
+                             bw_error_t *error) {
   size_t i, n;
 
-  if (!json_object_is_type(value, json_type_array)) {
-    snprintf(why, why_len, "entry_point: expected a list of strings");
-    return -1;
-  }
+  if (!json_object_is_type(value, json_type_array))
+    return bw_error_set(error, BW_EINVAL,
+                        "entry_point: expected a list of strings");
   n = json_object_array_length(value);
   for (i = 0; i < n; i++) {
     json_object *item = json_object_array_get_idx(value, i);
-    if (!json_object_is_type(item, json_type_string)) {
-      snprintf(why, why_len, "entry_point[%zu]: expected a string", i);
-      return -1;
-    }
+    if (!json_object_is_type(item, json_type_string))
+      return bw_error_set(error, BW_EINVAL,
+                          "entry_point[%zu]: expected a string", i);
     if (gr_argv_push(out, json_object_get_string(item)) != 0)
-      return -1;
+      return bw_error_set(error, BW_ENOMEM, "out of memory");
   }
   return 0;
 }
 
-static int parse_timeout(json_object *value, int *timeout_ms, char *why,
-                         size_t why_len) {
+static int parse_timeout(json_object *value, int *timeout_ms,
+                         bw_error_t *error) {
   double seconds;
 
   if (!json_object_is_type(value, json_type_int) &&
-      !json_object_is_type(value, json_type_double)) {
-    snprintf(why, why_len, "timeout: expected a number");
-    return -1;
-  }
+      !json_object_is_type(value, json_type_double))
+    return bw_error_set(error, BW_EINVAL, "timeout: expected a number");
   seconds = json_object_get_double(value);
-  if (!(seconds > 0)) {
-    snprintf(why, why_len, "timeout: expected a number > 0");
-    return -1;
-  }
+  if (!(seconds > 0))
+    return bw_error_set(error, BW_EINVAL, "timeout: expected a number > 0");
   *timeout_ms = seconds * 1000 >= INT_MAX ? INT_MAX : (int)(seconds * 1000);
   if (*timeout_ms < 1)
     *timeout_ms = 1;
@@ -147,43 +138,40 @@ static void parsed_stage_cleanup(parsed_stage_t *ps) {
   gr_argv_cleanup(&ps->entry_point);
 }
 
-/* Returns 0, or -1 with the reason in why (the stage is then not run). */
+/* Returns 0, or BW_EINVAL or BW_ENOMEM with the reason (the field) in
+ * error: the stage is then not run. */
 static int parse_stage(const gr_options_t *opt, json_object *json,
-                       parsed_stage_t *ps, char *why, size_t why_len) {
+                       parsed_stage_t *ps, bw_error_t *error) {
   json_object *value;
   gr_stage_t *st = &ps->stage;
+  int rc;
 
   memset(ps, 0, sizeof *ps);
   st->timeout_ms = DEFAULT_TIMEOUT_MS;
-  snprintf(why, why_len, "out of memory");
-  if (!json_object_is_type(json, json_type_object)) {
-    snprintf(why, why_len, "expected an object");
-    return -1;
-  }
+  if (!json_object_is_type(json, json_type_object))
+    return bw_error_set(error, BW_EINVAL, "expected an object");
   if (!json_object_object_get_ex(json, "image", &value) ||
       !json_object_is_type(value, json_type_string) ||
-      json_object_get_string_len(value) == 0) {
-    snprintf(why, why_len, "image: expected a non-empty string");
-    return -1;
-  }
+      json_object_get_string_len(value) == 0)
+    return bw_error_set(error, BW_EINVAL, "image: expected a non-empty string");
   st->image = json_object_get_string(value);
   if (json_object_object_get_ex(json, "env", &value) && value != NULL &&
-      parse_env(value, &ps->env, why, why_len) != 0)
-    return -1;
+      (rc = parse_env(value, &ps->env, error)) != 0)
+    return rc;
   if (json_object_object_get_ex(json, "entry_point", &value) && value != NULL &&
-      parse_entry_point(value, &ps->entry_point, why, why_len) != 0)
-    return -1;
+      (rc = parse_entry_point(value, &ps->entry_point, error)) != 0)
+    return rc;
   if (json_object_object_get_ex(json, "timeout", &value) && value != NULL &&
-      parse_timeout(value, &st->timeout_ms, why, why_len) != 0)
-    return -1;
+      (rc = parse_timeout(value, &st->timeout_ms, error)) != 0)
+    return rc;
   if (json_object_object_get_ex(json, "host_name", &value) &&
       json_object_is_type(value, json_type_string))
     st->host_name = json_object_get_string(value);
   if (json_object_object_get_ex(json, "enable_networking", &value))
     st->networking = json_object_get_boolean(value);
   if (opt->enforce) {
-    if (gr_limits_of_stage(json, &opt->limits, &ps->limits, why, why_len) != 0)
-      return -1;
+    if ((rc = gr_limits_of_stage(json, &opt->limits, &ps->limits, error)) != 0)
+      return rc;
     st->limits = &ps->limits;
   }
   st->env = (const char **)ps->env.v;
@@ -247,24 +235,24 @@ static int over_limit(void *arg) {
 }
 
 /* Before the stage starts: /job resized to its disk limit, its cgroups
- * made, its rlimits in `confine`.  Returns 0, or -1 with the reason in
- * why (killed_by disk when /job already holds more than it may). */
+ * made, its rlimits in `confine`.  Returns 0, or a BW_E* code with the
+ * reason in error (BW_ETOOBIG and killed_by disk when /job already holds
+ * more than it may). */
 static int confine_stage(stage_run_t *run, const gr_limits_t *limits,
-                         gr_confine_t *confine, char *why, size_t why_len) {
+                         gr_confine_t *confine, bw_error_t *error) {
+  bw_error_t bound_error;
   int rc;
 
   if (run->opt->bound_job &&
-      (rc = gr_workdir_bound(run->dir, limits->disk)) != 0) {
-    if (rc == -EINVAL)
+      (rc = gr_workdir_bound(run->dir, limits->disk, &bound_error)) != 0) {
+    if (rc == BW_ETOOBIG)
       run->stage->killed_by = GR_KILLED_DISK;
-    snprintf(why, why_len, "cannot make /job %llu bytes: %s",
-             (unsigned long long)limits->disk,
-             rc == -EINVAL ? "it already holds more" : strerror(-rc));
-    return -1;
+    return bw_error_set(error, rc, "cannot make /job %llu bytes: %.300s",
+                        (unsigned long long)limits->disk, bound_error.message);
   }
   if (run->opt->cgroup_version > 0) {
-    if (gr_cgroup_create(&run->cgroup, limits, why, why_len) != 0)
-      return -1;
+    if ((rc = gr_cgroup_create(&run->cgroup, limits, error)) != 0)
+      return rc;
     run->has_cgroup = true;
     confine->cgroup_fds = run->cgroup.procs_fds;
     confine->n_cgroup_fds = (size_t)run->cgroup.n_dirs;
@@ -341,11 +329,12 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
   gr_confine_t confine = {0};
   gr_argv_t argv;
   char why[512];
+  bw_error_t error;
   int rc;
 
   gr_argv_init(&argv);
-  rc = gr_runner_command(run->opt, stage, job_dir, run->container, &argv, why,
-                         sizeof why);
+  rc = gr_runner_command(run->opt, stage, job_dir, run->container, &argv,
+                         &error);
   if (rc == GR_RUNNER_NOTHING) {
     out->exit_code = 0;
     out->note = strdup("no entry_point: nothing to run");
@@ -353,8 +342,8 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
     return true;
   }
   if (rc < 0) {
-    out->error = strdup(why);
-    note_to_logs(run->job, "stage %zu: %s", index, why);
+    out->error = strdup(error.message);
+    note_to_logs(run->job, "stage %zu: %s", index, error.message);
     gr_argv_cleanup(&argv);
     return false;
   }
@@ -369,9 +358,9 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
     out->limited = true;
     out->limits = *stage->limits;
     spec.over_limit = over_limit;
-    if (confine_stage(run, stage->limits, &confine, why, sizeof why) != 0) {
-      out->error = strdup(why);
-      note_to_logs(run->job, "stage %zu: %s", index, why);
+    if (confine_stage(run, stage->limits, &confine, &error) != 0) {
+      out->error = strdup(error.message);
+      note_to_logs(run->job, "stage %zu: %s", index, error.message);
       gr_argv_cleanup(&argv);
       if (run->has_cgroup)
         gr_cgroup_destroy(&run->cgroup);
@@ -380,15 +369,15 @@ static bool run_stage(stage_run_t *run, const gr_stage_t *stage,
     if (run->opt->runner == GR_RUNNER_BWRAP)
       spec.confine = &confine;
   }
-  rc = gr_process_run(&spec, &result);
+  rc = gr_process_run(&spec, &result, &error);
   gr_argv_cleanup(&argv);
   if (rc == 0)
     out->killed_by = stage_verdict(run, &result);
   if (run->has_cgroup)
     gr_cgroup_destroy(&run->cgroup);
   if (rc != 0) {
-    snprintf(why, sizeof why, "cannot start %.300s: %s", run->opt->runner_bin,
-             strerror(-rc));
+    snprintf(why, sizeof why, "cannot start %.300s: %.150s",
+             run->opt->runner_bin, error.message);
     out->error = strdup(why);
     note_to_logs(run->job, "stage %zu: %s", index, why);
     return false;
@@ -417,7 +406,7 @@ static bool run_stage_at(const gr_options_t *opt, gr_session_t *session,
   stage_run_t run = {.opt = opt, .session = session, .job = job, .dir = dir};
   json_object *image = NULL;
   parsed_stage_t ps;
-  char why[512];
+  bw_error_t error;
   bool go_on;
 
   if (json_object_is_type(json, json_type_object))
@@ -430,9 +419,9 @@ static bool run_stage_at(const gr_options_t *opt, gr_session_t *session,
     return false;
   snprintf(run.container, sizeof run.container, "broadway-%s-%zu-%d", job_id,
            index, (int)getpid());
-  if (parse_stage(opt, json, &ps, why, sizeof why) != 0) {
+  if (parse_stage(opt, json, &ps, &error) != 0) {
     char full[600];
-    snprintf(full, sizeof full, "stages[%zu].%s", index, why);
+    snprintf(full, sizeof full, "stages[%zu].%s", index, error.message);
     run.stage->error = strdup(full);
     note_to_logs(job, "%s", full);
     parsed_stage_cleanup(&ps);
@@ -449,7 +438,7 @@ static int outcome_init(const gr_options_t *opt, gr_job_outcome_t *job) {
   memset(job, 0, sizeof *job);
   if (gr_tail_init(&job->log_out, opt->logs_bytes) != 0 ||
       gr_tail_init(&job->log_err, opt->logs_bytes) != 0)
-    return -1;
+    return BW_ENOMEM;
   return 0;
 }
 
@@ -470,7 +459,9 @@ void gr_outcome_cleanup(gr_job_outcome_t *job) {
   memset(job, 0, sizeof *job);
 }
 
-static int write_roster(const gr_workdir_t *dir, json_object *job) {
+/* Returns 0, BW_ENOMEM or BW_ESYS (the reason in error). */
+static int write_roster(const gr_workdir_t *dir, json_object *job,
+                        bw_error_t *error) {
   json_object *students;
   const char *text;
   size_t len;
@@ -479,7 +470,8 @@ static int write_roster(const gr_workdir_t *dir, json_object *job) {
     return 0;
   text = json_object_to_json_string_length(
       students, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-  return text ? gr_workdir_write(dir, "roster.json", text, len) : -1;
+  return text ? gr_workdir_write(dir, "roster.json", text, len, error)
+              : bw_error_set(error, BW_ENOMEM, "out of memory");
 }
 
 /* Runs the stages in dir; returns true when all of them succeeded. */
@@ -511,32 +503,31 @@ int gr_pipeline_run(const gr_options_t *opt, gr_session_t *session,
                     gr_job_outcome_t *outcome) {
   json_object *stages = NULL;
   gr_workdir_t dir;
+  bw_error_t error;
   int rc;
 
-  if (outcome_init(opt, outcome) != 0)
-    return -1;
-  rc = gr_workdir_create(&dir, opt->work_dir);
+  if ((rc = outcome_init(opt, outcome)) != 0)
+    return rc;
+  rc = gr_workdir_create(&dir, opt->work_dir, &error);
   if (rc != 0) {
     bw_log_error("job %s: cannot make a folder in %s: %s", job_id,
-                 opt->work_dir, strerror(-rc));
-    note_to_logs(outcome, "cannot make the job folder: %s", strerror(-rc));
-    return -1;
+                 opt->work_dir, error.message);
+    note_to_logs(outcome, "cannot make the job folder: %s", error.message);
+    return rc;
   }
   /* /job is bounded before the roster goes in: it counts too. */
-  rc = opt->bound_job ? gr_workdir_bound(&dir, opt->limits.disk) : 0;
+  rc = opt->bound_job ? gr_workdir_bound(&dir, opt->limits.disk, &error) : 0;
   if (rc != 0)
-    note_to_logs(outcome, "cannot bound /job: %s", strerror(-rc));
-  else if ((rc = write_roster(&dir, job)) != 0)
-    note_to_logs(outcome, "cannot write /job/roster.json: %s",
-                 rc < -1 ? strerror(-rc) : "out of memory");
+    note_to_logs(outcome, "cannot bound /job: %s", error.message);
+  else if (write_roster(&dir, job, &error) != 0)
+    note_to_logs(outcome, "cannot write /job/roster.json: %s", error.message);
   else {
     json_object_object_get_ex(job, "stages", &stages);
     outcome->success = run_stages(opt, session, outcome, job_id, &dir, stages);
   }
-  rc = gr_workdir_remove(&dir);
-  if (rc != 0)
+  if (gr_workdir_remove(&dir, &error) != 0)
     bw_log_warn("job %s: could not remove all of %s: %s", job_id, dir.path,
-                strerror(-rc));
+                error.message);
   return 0;
 }
 

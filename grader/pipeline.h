@@ -43,7 +43,7 @@ typedef struct gr_job_outcome {
 
 /* Runs `job` (the `data` of GET /api/v1/grading_job; job_id already checked
  * to be 24 hex digits).  Fills `outcome` (always initialised; release with
- * gr_outcome_cleanup).  Returns 0, or -1 when out of memory or the job
+ * gr_outcome_cleanup).  Returns 0, BW_ENOMEM, or BW_ESYS when the job
  * folder cannot be made (outcome then says so as a failed job). */
 int gr_pipeline_run(const gr_options_t *opt, gr_session_t *session,
                     const char *job_id, json_object *job,

@@ -55,6 +55,8 @@ static char **child_environment(void) {
   return env;
 }
 
+/* posix_spawn with the pipes as stdout and stderr.  Returns 0 or an errno
+ * (posix_spawn's own convention; gr_process_run turns it into BW_ESYS). */
 static int spawn(const gr_process_spec_t *spec, int out_w, int err_w,
                  pid_t *pid) {
   posix_spawn_file_actions_t actions;
@@ -266,14 +268,15 @@ static void finish(supervision_t *sv, gr_process_result_t *result) {
   result->duration_ms = sv->reaped_at - sv->started;
 }
 
-int gr_process_run(const gr_process_spec_t *spec, gr_process_result_t *result) {
+int gr_process_run(const gr_process_spec_t *spec, gr_process_result_t *result,
+                   bw_error_t *error) {
   supervision_t sv = {.spec = spec, .fds = {-1, -1}};
   int out[2], err[2], rc;
 
   if (pipe2(out, O_CLOEXEC) != 0)
-    return -errno;
+    return bw_error_sys(error, errno);
   if (pipe2(err, O_CLOEXEC) != 0) {
-    rc = -errno;
+    rc = bw_error_sys(error, errno);
     close(out[0]);
     close(out[1]);
     return rc;
@@ -285,7 +288,7 @@ int gr_process_run(const gr_process_spec_t *spec, gr_process_result_t *result) {
   if (rc != 0) {
     close(out[0]);
     close(err[0]);
-    return -rc;
+    return bw_error_sys(error, rc);
   }
   sv.fds[0] = out[0];
   sv.fds[1] = err[0];

@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "error.h"
+
 enum { GR_STDOUT = 1, GR_STDERR = 2 };
 
 /* What the child takes on before exec: it joins control groups (descriptors
@@ -56,9 +58,11 @@ typedef struct gr_process_result {
   long long duration_ms; /* spawn to exit */
 } gr_process_result_t;
 
-/* Runs the command to its end.  Returns 0 once it was reaped, or -errno
- * when it could not be started (result untouched then). */
-int gr_process_run(const gr_process_spec_t *spec, gr_process_result_t *result);
+/* Runs the command to its end.  Returns 0 once it was reaped, or BW_ESYS
+ * with strerror(errno) in `error` (may be NULL) when it could not be
+ * started (result untouched then). */
+int gr_process_run(const gr_process_spec_t *spec, gr_process_result_t *result,
+                   bw_error_t *error);
 
 /* Milliseconds on the monotonic clock. */
 long long gr_monotonic_ms(void);

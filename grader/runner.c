@@ -35,12 +35,12 @@ int gr_argv_push(gr_argv_t *argv, const char *arg) {
     size_t cap = argv->cap ? argv->cap * 2 : 32;
     char **grown = realloc(argv->v, cap * sizeof *grown);
     if (grown == NULL)
-      return -1;
+      return BW_ENOMEM;
     argv->v = grown;
     argv->cap = cap;
   }
   if ((argv->v[argv->n] = strdup(arg)) == NULL)
-    return -1;
+    return BW_ENOMEM;
   argv->v[++argv->n] = NULL;
   return 0;
 }
@@ -56,29 +56,18 @@ static int push_format(gr_argv_t *argv, const char *fmt, ...) {
   rc = vasprintf(&text, fmt, ap);
   va_end(ap);
   if (rc < 0)
-    return -1;
+    return BW_ENOMEM;
   rc = gr_argv_push(argv, text);
   free(text);
   return rc;
 }
 
-/* Pushes a NULL-terminated list; returns 0 or -1. */
+/* Pushes a NULL-terminated list; returns 0 or BW_ENOMEM. */
 static int push_all(gr_argv_t *argv, const char *const *args) {
   for (; *args != NULL; args++)
     if (gr_argv_push(argv, *args) != 0)
-      return -1;
+      return BW_ENOMEM;
   return 0;
-}
-
-static int fail(char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *why, size_t why_len, const char *fmt, ...) {
-  va_list ap;
-
-  va_start(ap, fmt);
-  vsnprintf(why, why_len, fmt, ap);
-  va_end(ap);
-  return -1;
 }
 
 static bool env_has(const gr_stage_t *stage, const char *prefix) {
@@ -94,7 +83,7 @@ static bool env_has(const gr_stage_t *stage, const char *prefix) {
 
 static int docker_command(const gr_options_t *opt, const gr_stage_t *stage,
                           const char *job_dir, const char *container,
-                          gr_argv_t *argv, char *why, size_t why_len) {
+                          gr_argv_t *argv, bw_error_t *error) {
   const char *const head[] = {opt->runner_bin, "run", "--rm", NULL};
   size_t i;
   int rc = 0;
@@ -103,7 +92,7 @@ static int docker_command(const gr_options_t *opt, const gr_stage_t *stage,
    * read as a flag.  Every flag below uses --flag=value for the same
    * reason. */
   if (stage->image[0] == '-')
-    return fail(why, why_len, "image: must not start with '-'");
+    return bw_error_set(error, BW_EINVAL, "image: must not start with '-'");
   rc |= push_all(argv, head);
   rc |= push_format(argv, "--name=%s", container);
   if (!stage->networking)
@@ -130,7 +119,8 @@ static int docker_command(const gr_options_t *opt, const gr_stage_t *stage,
   rc |= gr_argv_push(argv, stage->image);
   for (i = 1; stage->entry_point != NULL && i < stage->n_entry_point; i++)
     rc |= gr_argv_push(argv, stage->entry_point[i]);
-  return rc == 0 ? GR_RUNNER_RUN : fail(why, why_len, "out of memory");
+  return rc == 0 ? GR_RUNNER_RUN
+                 : bw_error_set(error, BW_ENOMEM, "out of memory");
 }
 
 void gr_runner_kill(const gr_options_t *opt, const char *container) {
@@ -140,7 +130,7 @@ void gr_runner_kill(const gr_options_t *opt, const char *container) {
 
   if (opt->runner != GR_RUNNER_DOCKER)
     return;
-  if (gr_process_run(&spec, &result) != 0 || result.exit_code != 0)
+  if (gr_process_run(&spec, &result, NULL) != 0 || result.exit_code != 0)
     bw_log_debug("docker kill %s: no such container (already gone?)",
                  container);
 }
@@ -149,15 +139,16 @@ void gr_runner_kill(const gr_options_t *opt, const char *container) {
 
 /* The image name is a path below BROADWAY_IMAGES, taken as written
  * ("bbox:1"); nothing in it may climb out. */
-static int check_image_name(const char *name, char *why, size_t why_len) {
+static int check_image_name(const char *name, bw_error_t *error) {
   const char *p = name;
 
   if (name[0] == '\0' || name[0] == '/')
-    return fail(why, why_len, "image %s: must be a relative name", name);
+    return bw_error_set(error, BW_EINVAL, "image %s: must be a relative name",
+                        name);
   while (*p != '\0') {
     size_t len = strcspn(p, "/");
     if (len == 2 && p[0] == '.' && p[1] == '.')
-      return fail(why, why_len, "image %s: '..' not allowed", name);
+      return bw_error_set(error, BW_EINVAL, "image %s: '..' not allowed", name);
     p += len;
     if (*p == '/')
       p++;
@@ -167,22 +158,24 @@ static int check_image_name(const char *name, char *why, size_t why_len) {
 
 /* bwrap cannot create mount points in a read-only root, so an image folder
  * must already have them. */
-static int check_image_dir(const char *dir, const char *name, char *why,
-                           size_t why_len) {
+static int check_image_dir(const char *dir, const char *name,
+                           bw_error_t *error) {
   static const char *const mount_points[] = {"job", "proc", "dev", "tmp"};
   char path[PATH_MAX + 8];
   struct stat st;
   size_t i;
 
   if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-    return fail(why, why_len, "image %s: not found in BROADWAY_IMAGES", name);
+    return bw_error_set(error, BW_ENOTFOUND,
+                        "image %s: not found in BROADWAY_IMAGES", name);
   for (i = 0; i < sizeof mount_points / sizeof *mount_points; i++) {
     snprintf(path, sizeof path, "%s/%s", dir, mount_points[i]);
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-      return fail(why, why_len,
-                  "image %s: no /%s folder (bwrap needs /job, /proc, /dev "
-                  "and /tmp to exist in the image)",
-                  name, mount_points[i]);
+      return bw_error_set(
+          error, BW_EINVAL,
+          "image %s: no /%s folder (bwrap needs /job, /proc, /dev "
+          "and /tmp to exist in the image)",
+          name, mount_points[i]);
   }
   return 0;
 }
@@ -206,8 +199,8 @@ static int bwrap_env(const gr_stage_t *stage, gr_argv_t *argv) {
 }
 
 static int bwrap_command(const gr_options_t *opt, const gr_stage_t *stage,
-                         const char *job_dir, gr_argv_t *argv, char *why,
-                         size_t why_len) {
+                         const char *job_dir, gr_argv_t *argv,
+                         bw_error_t *error) {
   /* --unshare-all: user (if possible; --unshare-user makes it certain),
    * ipc, pid, net, uts, cgroup.  The pid
    * namespace is what makes the kill complete: when bwrap dies
@@ -232,13 +225,14 @@ static int bwrap_command(const gr_options_t *opt, const gr_stage_t *stage,
   size_t i;
   int rc = 0;
 
-  if (check_image_name(stage->image, why, why_len) != 0)
-    return -1;
+  if ((rc = check_image_name(stage->image, error)) != 0)
+    return rc;
   if (snprintf(image_dir, sizeof image_dir, "%s/%s", opt->images,
                stage->image) >= (int)sizeof image_dir)
-    return fail(why, why_len, "image %s: name too long", stage->image);
-  if (check_image_dir(image_dir, stage->image, why, why_len) != 0)
-    return -1;
+    return bw_error_set(error, BW_EINVAL, "image %s: name too long",
+                        stage->image);
+  if ((rc = check_image_dir(image_dir, stage->image, error)) != 0)
+    return rc;
   if (stage->entry_point == NULL)
     return GR_RUNNER_NOTHING;
   rc |= gr_argv_push(argv, opt->runner_bin);
@@ -260,13 +254,14 @@ static int bwrap_command(const gr_options_t *opt, const gr_stage_t *stage,
   rc |= gr_argv_push(argv, "--");
   for (i = 0; i < stage->n_entry_point; i++)
     rc |= gr_argv_push(argv, stage->entry_point[i]);
-  return rc == 0 ? GR_RUNNER_RUN : fail(why, why_len, "out of memory");
+  return rc == 0 ? GR_RUNNER_RUN
+                 : bw_error_set(error, BW_ENOMEM, "out of memory");
 }
 
 int gr_runner_command(const gr_options_t *opt, const gr_stage_t *stage,
                       const char *job_dir, const char *container,
-                      gr_argv_t *argv, char *why, size_t why_len) {
+                      gr_argv_t *argv, bw_error_t *error) {
   if (opt->runner == GR_RUNNER_BWRAP)
-    return bwrap_command(opt, stage, job_dir, argv, why, why_len);
-  return docker_command(opt, stage, job_dir, container, argv, why, why_len);
+    return bwrap_command(opt, stage, job_dir, argv, error);
+  return docker_command(opt, stage, job_dir, container, argv, error);
 }

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "error.h"
 #include "limits.h"
 #include "options.h"
 
@@ -30,7 +31,7 @@ typedef struct gr_argv {
 
 void gr_argv_init(gr_argv_t *argv);
 void gr_argv_cleanup(gr_argv_t *argv);
-int gr_argv_push(gr_argv_t *argv, const char *arg); /* 0 or -1 (ENOMEM) */
+int gr_argv_push(gr_argv_t *argv, const char *arg); /* 0 or BW_ENOMEM */
 
 /* One stage as the grader runs it; the strings are borrowed from the job. */
 typedef struct gr_stage {
@@ -50,11 +51,12 @@ enum { GR_RUNNER_RUN = 0, GR_RUNNER_NOTHING = 1 };
 /* Fills `argv` with the command running `stage` with job_dir at /job.
  * `container` names the docker container (unused by bwrap).  Returns
  * GR_RUNNER_RUN, GR_RUNNER_NOTHING when there is nothing to run (bwrap and
- * no entry_point: a folder has no default command), or -1 with the reason
- * in `why` (an image name that is unsafe or not installed). */
+ * no entry_point: a folder has no default command), or with the reason in
+ * `error`: BW_EINVAL (an unsafe image name, an image without /job, /proc,
+ * /dev or /tmp), BW_ENOTFOUND (an image not installed) or BW_ENOMEM. */
 int gr_runner_command(const gr_options_t *opt, const gr_stage_t *stage,
                       const char *job_dir, const char *container,
-                      gr_argv_t *argv, char *why, size_t why_len);
+                      gr_argv_t *argv, bw_error_t *error);
 
 /* Stops the stage's container, for runners where killing the client does
  * not stop it (docker: `docker kill NAME`).  Waits 10 s at most. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "error.h"
 #include "log.h"
 
 #define REGISTER_TIMEOUT_MS 30000L
@@ -35,10 +36,10 @@ int gr_session_init(gr_session_t *session, const gr_options_t *opt) {
   session->opt = opt;
   session->heartbeat_s = 10;
   if (pthread_mutex_init(&session->lock, NULL) != 0)
-    return -1;
+    return BW_ESYS;
   if (pthread_condattr_init(&attr) != 0) {
     pthread_mutex_destroy(&session->lock);
-    return -1;
+    return BW_ESYS;
   }
   /* Monotonic: a clock step must not stretch or skip a heartbeat. */
   rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -47,7 +48,7 @@ int gr_session_init(gr_session_t *session, const gr_options_t *opt) {
   pthread_condattr_destroy(&attr); /* on failure too */
   if (rc != 0) {
     pthread_mutex_destroy(&session->lock);
-    return -1;
+    return BW_ESYS;
   }
   return 0;
 }
@@ -104,14 +105,15 @@ void gr_session_worker_id(gr_session_t *session, char out[25]) {
   pthread_mutex_unlock(&session->lock);
 }
 
-/* One registration request.  Returns 0 and fills id/heartbeat, or -1. */
+/* One registration request.  Returns 0 and fills id/heartbeat, or
+ * BW_EAUTH (a 401) or BW_ESYS (anything else; logged either way). */
 static int register_once(gr_session_t *session, gr_http_t *http, char id[25],
                          int *heartbeat) {
   json_object *field;
   gr_reply_t reply;
   char path[1024], *host;
   const char *text;
-  int ok = 0;
+  int rc = BW_ESYS;
 
   host = gr_http_escape(http, session->opt->hostname);
   snprintf(path, sizeof path, "/api/v1/worker_register?hostname=%s",
@@ -127,17 +129,19 @@ static int register_once(gr_session_t *session, gr_http_t *http, char id[25],
     if (json_object_object_get_ex(reply.data, "heartbeat", &field) &&
         json_object_get_int(field) > 0)
       *heartbeat = json_object_get_int(field);
-    ok = 1;
+    rc = 0;
   } else if (reply.status == 401) {
+    rc = BW_EAUTH;
     bw_log_error("registration refused (401): is the token right? retrying");
   } else {
     bw_log_warn("registration failed: %s; retrying", reply.message);
   }
   gr_reply_cleanup(&reply);
-  return ok ? 0 : -1;
+  return rc;
 }
 
-/* Registers until it works; the caller holds no lock. */
+/* Registers until it works; the caller holds no lock.  Returns 0, or
+ * BW_ECONFLICT when the session was stopped first. */
 static int register_until_done(gr_session_t *session, gr_http_t *http) {
   gr_backoff_t backoff;
   char id[25];
@@ -146,7 +150,7 @@ static int register_until_done(gr_session_t *session, gr_http_t *http) {
   gr_backoff_init(&backoff, 200, 5000);
   while (register_once(session, http, id, &heartbeat) != 0)
     if (!gr_session_sleep_ms(session, gr_backoff_next(&backoff)))
-      return -1;
+      return BW_ECONFLICT;
   pthread_mutex_lock(&session->lock);
   memcpy(session->worker_id, id, 25);
   session->heartbeat_s = heartbeat;
@@ -187,14 +191,16 @@ static int heartbeat_interval_ms(gr_session_t *session) {
   return seconds * 1000;
 }
 
-/* One heartbeat.  Returns 0 when the API took it.  `failures` counts the
- * current streak, so an outage is logged once, not every second. */
+/* One heartbeat.  Returns 0 when the API took it (or a re-registration
+ * after a 401 did), else BW_ESYS or BW_ECONFLICT (stopped).  `failures`
+ * counts the current streak, so an outage is logged once, not every
+ * second. */
 static int heartbeat_once(gr_session_t *session, gr_http_t *http,
                           int *failures) {
   char id[25];
   gr_reply_t reply;
   int interval = heartbeat_interval_ms(session);
-  int rc = -1;
+  int rc = BW_ESYS;
 
   gr_session_worker_id(session, id);
   /* A heartbeat that arrives later than its interval is worth nothing. */

@@ -33,16 +33,16 @@ void gr_backoff_init(gr_backoff_t *backoff, int min_ms, int max_ms);
 int gr_backoff_next(gr_backoff_t *backoff); /* the delay to wait now */
 void gr_backoff_reset(gr_backoff_t *backoff);
 
-/* Returns 0 or -1 (pthread failure). */
+/* Returns 0 or BW_ESYS (pthread failure). */
 int gr_session_init(gr_session_t *session, const gr_options_t *opt);
 void gr_session_cleanup(gr_session_t *session);
 
-/* Registers, retrying with backoff until it works.  Returns 0, or -1 when
- * the session was stopped first. */
+/* Registers, retrying with backoff until it works.  Returns 0, or
+ * BW_ECONFLICT when the session was stopped first. */
 int gr_session_register(gr_session_t *session, gr_http_t *http);
 
 /* Called after a 401 for `stale_id`: registers again unless another thread
- * already did.  Returns 0, or -1 when stopped. */
+ * already did.  Returns 0, or BW_ECONFLICT when stopped. */
 int gr_session_reregister(gr_session_t *session, gr_http_t *http,
                           const char *stale_id);
 

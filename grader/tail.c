@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "json.h"
 
 int gr_tail_init(gr_tail_t *tail, size_t cap) {
@@ -11,7 +12,7 @@ int gr_tail_init(gr_tail_t *tail, size_t cap) {
   if (cap == 0)
     return 0;
   tail->buf = malloc(cap);
-  return tail->buf ? 0 : -1;
+  return tail->buf ? 0 : BW_ENOMEM;
 }
 
 void gr_tail_cleanup(gr_tail_t *tail) {

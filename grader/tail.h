@@ -18,7 +18,7 @@ typedef struct gr_tail {
   unsigned long long total; /* bytes ever appended */
 } gr_tail_t;
 
-/* Returns 0 or -1 when out of memory. */
+/* Returns 0 or BW_ENOMEM. */
 int gr_tail_init(gr_tail_t *tail, size_t cap);
 void gr_tail_cleanup(gr_tail_t *tail);
 void gr_tail_append(gr_tail_t *tail, const char *data, size_t len);
