@@ -162,6 +162,7 @@ static int control_queue_picked(bw_db_t *db, const bson_oid_t *run, int round,
 
   for (int i = 0; i < r->n; i++) {
     bw_handout_t h = {.attempt = r->picked[i]->attempts + 1,
+                      .first_attempt = r->picked[i]->attempts + 1,
                       .round = round,
                       .index = i,
                       .student_count = r->n,

@@ -451,15 +451,17 @@ int bw_job_report(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *oid,
 int bw_job_abandon(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
                    const bson_t *student, const char *reason, bool *failed,
                    bw_error_t *error) {
-  bool give_up = h->attempt >= cfg->max_attempts;
+  /* Counted in the hand-out's round: a retry gives a job its attempts
+   * again. */
+  int used = h->attempt - (h->first_attempt > 1 ? h->first_attempt : 1) + 1;
+  bool give_up = used >= cfg->max_attempts;
   bson_t outcome;
   char why[512];
   int rc;
 
   *failed = false;
   if (give_up)
-    snprintf(why, sizeof why, "gave up after %d attempts: %s", h->attempt,
-             reason);
+    snprintf(why, sizeof why, "gave up after %d attempts: %s", used, reason);
   else
     bson_strncpy(why, reason, sizeof why);
   rc = job_insert_outcome(db, h, give_up ? "failed" : "requeued", NULL, -1, why,

@@ -23,6 +23,8 @@ void bw_handout_append(bson_t *doc, const bw_handout_t *h,
   }
   if (h->round > 0)
     BSON_APPEND_INT32(doc, "round", h->round);
+  if (h->first_attempt > 1)
+    BSON_APPEND_INT32(doc, "first_attempt", h->first_attempt);
   if (student != NULL)
     BSON_APPEND_DOCUMENT(doc, "student", student);
 }
@@ -51,6 +53,7 @@ bool bw_handout_from_bson(const bson_t *doc, bw_handout_t *h, bson_t *student) {
                  ? (int)bson_iter_as_int64(&it)
                  : -1;
   h->round = (int)bw_db_get_int(doc, "round");
+  h->first_attempt = (int)bw_db_get_int(doc, "first_attempt");
   if (student != NULL)
     bw_db_get_doc(doc, "student", student);
   return true;

@@ -36,6 +36,9 @@ typedef struct bw_handout {
   int student_count; /* the run's, for student jobs (finish tickets) */
   int index;         /* a student job's place in the roster (finish tickets) */
   int round;         /* 0, or the retry that queued it (run.c's marks) */
+  int first_attempt; /* the attempt its round began with (0 or 1: the
+                        first pass); max_attempts counts from there, so a
+                        retried job gets its attempts again */
 } bw_handout_t;
 
 /* The _id of a queue entry, claim, active record or outcome:

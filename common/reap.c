@@ -464,6 +464,12 @@ static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
   h.student_count = (int)bw_db_get_int(
       run_doc, j->retry_index >= 0 ? "retry_count" : "student_count");
   h.index = j->retry_index >= 0 ? j->retry_index : j->index;
+  /* Its round's first attempt: a retried student job's, or a retry
+   * round's post job's (attempts count from there, job.h). */
+  h.first_attempt = j->retry_index >= 0 ? j->retry_attempt
+                    : h.round > 0 && strcmp(j->type, "post") == 0
+                        ? (int)bw_db_get_int(run_doc, "post_attempt")
+                        : 1;
   student = reap_job_env(j, &holder, &env);
   if (claim == REAP_ORPHANED) {
     why = "its claim is over claim_grace old and its hand-out was never "

@@ -409,7 +409,9 @@ int bw_run_mark_or_stale(bw_db_t *db, const bw_config_t *cfg,
 static int run_queue_single(bw_db_t *db, const bson_oid_t *run,
                             const bson_oid_t *job, const char *type, int round,
                             int attempt, bw_error_t *error) {
-  bw_handout_t h = {.attempt = attempt > 0 ? attempt : 1, .round = round};
+  bw_handout_t h = {.attempt = attempt > 0 ? attempt : 1,
+                    .first_attempt = attempt > 0 ? attempt : 1,
+                    .round = round};
   bson_oid_copy(job, &h.job_id);
   bson_oid_copy(run, &h.run_id);
   bson_strncpy(h.type, type, sizeof h.type);

@@ -506,6 +506,52 @@ static void reaper_child(const bw_config_t *cfg, int out_fd) {
   }
 }
 
+
+/* max_attempts counts from the attempt a hand-out's round began with: a job
+ * staff retried (control.c) after it used up its attempts gets them again,
+ * while a first-pass job is still given up at max_attempts. */
+static bool test_abandon(bw_db_t *db, const bw_config_t *cfg, int attempt,
+                         int first_attempt) {
+  char run_id[25];
+  bson_t job;
+  bw_handout_t h = {.attempt = attempt,
+                    .first_attempt = first_attempt,
+                    .student_count = 1,
+                    .index = 0,
+                    .type = "student"};
+  bw_error_t error;
+  bool failed = true;
+
+  /* The run's one student job (not polled: other tests' runs may wait in
+   * the same queue). */
+  test_create_started_run(db, cfg, 1, false, run_id);
+  h.run_id = test_oid(run_id);
+  ck_assert_int_eq(
+      bw_db_find_by_oid(db, BW_COLL_JOBS, "run_id", &h.run_id, &job, &error), 0);
+  ck_assert(bw_db_get_oid(&job, "_id", &h.job_id));
+  bson_destroy(&job);
+  ck_assert_int_eq(bw_job_abandon(db, cfg, &h, NULL, "test: the grader died",
+                                  &failed, &error),
+                   0);
+  return failed;
+}
+
+START_TEST(a_retried_job_gets_its_attempts_again) {
+  bw_config_t cfg = test_config();
+  bw_db_t *db = test_db(&cfg);
+
+  cfg.max_attempts = 2;
+  ck_assert_msg(test_abandon(db, &cfg, 2, 0),
+                "a first-pass job at max_attempts is given up");
+  ck_assert_msg(!test_abandon(db, &cfg, 3, 3),
+                "a retried job's first attempt is re-queued, though attempt "
+                "3 is past max_attempts 2");
+  ck_assert_msg(test_abandon(db, &cfg, 4, 3),
+                "a retried job is given up after max_attempts of its round");
+  bw_db_close(db);
+}
+END_TEST
+
 /* Issue 11: with no fault, repair repairs nothing and no pass takes a job
  * from a grader that heartbeats and is within its deadline, while a large
  * run is being started (its jobs are queued after its state is written:
@@ -653,6 +699,7 @@ static Suite *queue_suite(void) {
   tcase_add_test(tc, repair_never_takes_a_live_graders_job);
   tcase_add_test(tc, finish_tickets_name_one_last_job_among_many_processes);
   tcase_add_test(tc, finish_tickets_survive_a_hint_set_back);
+  tcase_add_test(tc, a_retried_job_gets_its_attempts_again);
   return s;
 }
 
