@@ -48,6 +48,13 @@ static int control_cancel_steps(bw_db_t *db, const bson_oid_t *run, int round,
   return rc;
 }
 
+int bw_control_finish_cancel(bw_db_t *db, const bson_oid_t *run, int round,
+                             bw_error_t *error) {
+  if (!bw_run_cancelled(db, run, round))
+    return 0;
+  return control_cancel_steps(db, run, round, error) < 0 ? BW_EDB : 1;
+}
+
 int bw_control_cancel(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
   bson_t doc;
   int round, rc = bw_run_find(db, run, false, &doc, error);

@@ -38,6 +38,13 @@
  * cancelled" / "... already finished (succeeded)"), or BW_EDB. */
 int bw_control_cancel(bw_db_t *db, const bson_oid_t *run, bw_error_t *error);
 
+/* Finishes a cancel whose canceller died after taking the end mark (the
+ * reaper's repair calls it for every active run): when the round's end mark
+ * is a cancel, does the cancel's remaining steps.  Returns 1 when it did,
+ * 0 when the run was not cancelled, or BW_EDB. */
+int bw_control_finish_cancel(bw_db_t *db, const bson_oid_t *run, int round,
+                             bw_error_t *error);
+
 /* Queues the run's failed student jobs again (every student job with
  * `all`) as new attempts, and its post-processing after them.  *out is
  * {"grading_run_id", "round", "retried": <jobs queued>}.  Returns 0,

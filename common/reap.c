@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "control.h"
 #include "job.h"
 #include "json.h"
 #include "log.h"
@@ -556,6 +557,21 @@ static int reap_run(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
   }
   state = bw_db_get_utf8(&doc, "state", "created");
   round = (int)bw_db_get_int(&doc, "round");
+  /* Cancelled, but its canceller died before the state was written: the
+   * cancel's steps (idempotent) instead of any repair of its phase. */
+  rc = bw_control_finish_cancel(db, run, round, error);
+  if (rc != 0) {
+    char hex[25];
+    bson_oid_to_string(run, hex);
+    if (rc > 0) {
+      (*repaired)++;
+      bw_log_info("reaper: repair: run %s: cancelled, but its canceller "
+                  "stopped half-way: cancel finished",
+                  hex);
+    }
+    bson_destroy(&doc);
+    return rc < 0 ? rc : 0;
+  }
   rc = reap_phase_age(db, run, round, state,
                       bw_db_get_oid(&doc, "pre_job_id", &pre), &phase_age_ms,
                       error);

@@ -507,6 +507,29 @@ static void reaper_child(const bw_config_t *cfg, int out_fd) {
 }
 
 
+/* A canceller that took the run's end mark (control.h) and died before
+ * writing the state: the reaper's repair finishes the cancel. */
+START_TEST(repair_finishes_a_cancel_whose_canceller_died) {
+  bw_config_t cfg = test_config();
+  bw_db_t *db = test_db(&cfg);
+  bw_reap_stats_t stats = {0};
+  bw_error_t error;
+  char run_id[25];
+  bson_oid_t run;
+  bson_t doc;
+
+  test_create_started_run(db, &cfg, 3, false, run_id);
+  run = test_oid(run_id);
+  ck_assert_int_eq(bw_run_mark(db, &run, 0, "end", true, &error), 0);
+  ck_assert_int_eq(bw_reap_repair(db, &cfg, &stats, &error), 0);
+  ck_assert_int_ge(stats.repaired, 1);
+  ck_assert_int_eq(bw_run_find(db, &run, false, &doc, &error), 0);
+  ck_assert_str_eq(bw_db_get_utf8(&doc, "state", ""), "cancelled");
+  bson_destroy(&doc);
+  bw_db_close(db);
+}
+END_TEST
+
 /* max_attempts counts from the attempt a hand-out's round began with: a job
  * staff retried (control.c) after it used up its attempts gets them again,
  * while a first-pass job is still given up at max_attempts. */
@@ -700,6 +723,7 @@ static Suite *queue_suite(void) {
   tcase_add_test(tc, finish_tickets_name_one_last_job_among_many_processes);
   tcase_add_test(tc, finish_tickets_survive_a_hint_set_back);
   tcase_add_test(tc, a_retried_job_gets_its_attempts_again);
+  tcase_add_test(tc, repair_finishes_a_cancel_whose_canceller_died);
   return s;
 }
 
