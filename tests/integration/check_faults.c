@@ -430,6 +430,20 @@ static double wait_respawn(pid_t pgid, pid_t killed, int size) {
   return -1;
 }
 
+/* SIGKILLs the pool's worker number `pick` (modulo the workers it has now)
+ * and waits until the pool is back to `size`; returns the seconds that took. */
+static double kill_worker(pid_t pgid, int pick, int size) {
+  pid_t workers[32];
+  int n = bw_fault_fcgi_workers(pgid, workers, 32);
+  ck_assert_int_gt(n, 0);
+  pid_t victim = workers[pick % (n < 32 ? n : 32)];
+  ck_assert_int_eq(kill(victim, SIGKILL), 0);
+  double took = wait_respawn(pgid, victim, size);
+  ck_assert_msg(took >= 0, "worker %d was not replaced within 10 s",
+                (int)victim);
+  return took;
+}
+
 START_TEST(test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost) {
   const int students = 80, graders = 4;
   bw_test_client_t c;
@@ -450,13 +464,7 @@ START_TEST(test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost) {
   double slowest = 0;
   for (int k = 0; k < WORKER_KILLS; k++) {
     bw_test_sleep_ms(KILL_PAUSE_MS + 40 * (k % 4));
-    int n = bw_fault_fcgi_workers(pgid, workers, 32);
-    ck_assert_int_gt(n, 0);
-    pid_t victim = workers[(k * 7) % (n < 32 ? n : 32)];
-    ck_assert_int_eq(kill(victim, SIGKILL), 0);
-    double took = wait_respawn(pgid, victim, size);
-    ck_assert_msg(took >= 0, "worker %d was not replaced within 10 s",
-                  (int)victim);
+    double took = kill_worker(pgid, k * 7, size);
     slowest = took > slowest ? took : slowest;
   }
   fprintf(stderr, "faults: %d workers killed, slowest respawn %.2f s\n",
@@ -495,23 +503,13 @@ START_TEST(test_fcgi_worker_kill9_with_waiting_polls_loses_nothing) {
     pids[i] = grader_spawn(url(), token(), &log, &o);
   bw_test_sleep_ms(1500); /* registered, and waiting on the empty queue */
   for (int k = 0; k < 2; k++) {
-    int n = bw_fault_fcgi_workers(pgid, workers, 32);
-    ck_assert_int_gt(n, 0);
-    pid_t victim = workers[k % n];
-    ck_assert_int_eq(kill(victim, SIGKILL), 0);
-    ck_assert_msg(wait_respawn(pgid, victim, size) >= 0,
-                  "worker %d was not replaced within 10 s", (int)victim);
+    kill_worker(pgid, k, size);
     bw_test_sleep_ms(300);
   }
   started_run(&c, students, true, run_id);
   for (int k = 0; k < 3; k++) {
     bw_test_sleep_ms(KILL_PAUSE_MS);
-    int n = bw_fault_fcgi_workers(pgid, workers, 32);
-    ck_assert_int_gt(n, 0);
-    pid_t victim = workers[(k * 5) % n];
-    ck_assert_int_eq(kill(victim, SIGKILL), 0);
-    ck_assert_msg(wait_respawn(pgid, victim, size) >= 0,
-                  "worker %d was not replaced within 10 s", (int)victim);
+    kill_worker(pgid, k * 5, size);
   }
   assert_run_succeeded(&c, run_id, RUN_LIMIT_S);
   graders_stop(pids, graders);
