@@ -386,6 +386,25 @@ static void assert_queue_empty(const char *base, const char *tok) {
   bw_test_http_resp_cleanup(&r);
 }
 
+/* How every run under faults ends: the run succeeds, the graders stop, and
+ * by their event log each of its `jobs` jobs was done exactly once; with a
+ * `base`, a fresh grader of that API then finds the queue empty.  Removes
+ * the log. */
+static void assert_run_done_once(const bw_test_client_t *c, const char *run_id,
+                                 pid_t *pids, int graders,
+                                 const event_log_t *log, int jobs,
+                                 const char *base, const char *tok) {
+  assert_run_succeeded(c, run_id, RUN_LIMIT_S);
+  graders_stop(pids, graders);
+  tallies_t *t = calloc(1, sizeof *t);
+  tallies_read(log, t);
+  assert_each_job_done_once(c, run_id, t, jobs);
+  if (base != NULL)
+    assert_queue_empty(base, tok);
+  free(t);
+  unlink(log->path);
+}
+
 static pid_t stack_pgid(void) {
   pid_t pgid = bw_fault_stack_pgid(bw_test_stack_data_dir(bw_itest_stack()));
   ck_assert_msg(pgid > 0, "the stack's process group is not found");
@@ -471,14 +490,8 @@ START_TEST(test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost) {
           WORKER_KILLS, slowest);
   ck_assert_int_eq(bw_fault_fcgi_parent(pgid), parent);
 
-  assert_run_succeeded(&c, run_id, RUN_LIMIT_S);
-  graders_stop(pids, graders);
-  tallies_t *t = calloc(1, sizeof *t);
-  tallies_read(&log, t);
-  assert_each_job_done_once(&c, run_id, t, students + 1);
-  assert_queue_empty(url(), token());
-  free(t);
-  unlink(log.path);
+  assert_run_done_once(&c, run_id, pids, graders, &log, students + 1, url(),
+                       token());
 }
 END_TEST
 
@@ -511,14 +524,8 @@ START_TEST(test_fcgi_worker_kill9_with_waiting_polls_loses_nothing) {
     bw_test_sleep_ms(KILL_PAUSE_MS);
     kill_worker(pgid, k * 5, size);
   }
-  assert_run_succeeded(&c, run_id, RUN_LIMIT_S);
-  graders_stop(pids, graders);
-  tallies_t *t = calloc(1, sizeof *t);
-  tallies_read(&log, t);
-  assert_each_job_done_once(&c, run_id, t, students + 1);
-  assert_queue_empty(url(), token());
-  free(t);
-  unlink(log.path);
+  assert_run_done_once(&c, run_id, pids, graders, &log, students + 1, url(),
+                       token());
 }
 END_TEST
 
@@ -903,13 +910,8 @@ static void run_through_outage(outage_fn outage, void *ctx) {
     ck_assert_msg(pid_in(before[i], after, n_after),
                   "FastCGI worker %d died during the outage", (int)before[i]);
 
-  assert_run_succeeded(&c, run_id, RUN_LIMIT_S);
-  graders_stop(pids, graders);
-  tallies_t *t = calloc(1, sizeof *t);
-  tallies_read(&log, t);
-  assert_each_job_done_once(&c, run_id, t, students + 1);
-  free(t);
-  unlink(log.path);
+  assert_run_done_once(&c, run_id, pids, graders, &log, students + 1, NULL,
+                       NULL);
 }
 
 /* A stopped FerretDB would outlive a failed test and hang the stack's
@@ -1057,14 +1059,8 @@ START_TEST(test_whole_stack_kill9_then_restart_loses_nothing) {
   }
   close(fd);
 
-  assert_run_succeeded(&g, run_id, RUN_LIMIT_S);
-  graders_stop(pids, graders);
-  tallies_t *t = calloc(1, sizeof *t);
-  tallies_read(&log, t);
-  assert_each_job_done_once(&g, run_id, t, students + 1);
-  assert_queue_empty(base, tok);
-  free(t);
-  unlink(log.path);
+  assert_run_done_once(&g, run_id, pids, graders, &log, students + 1, base,
+                       tok);
 }
 END_TEST
 
