@@ -77,8 +77,9 @@ $(BIN)/broadway-grader: $(GRADER_SRC:%.c=$(BUILD)/%.o) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lcurl $(LDLIBS) -lpthread
 
-# The staff's command: json-c and libcurl only (no libbroadway).
-$(BIN)/broadway: $(CLI_SRC:%.c=$(BUILD)/%.o)
+# The staff's command: json-c and libcurl, and of common/ only text.o (no
+# libbroadway, so no libmongoc).
+$(BIN)/broadway: $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/common/text.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lcurl -ljson-c
 

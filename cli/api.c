@@ -1,4 +1,5 @@
 #include "api.h"
+#include "text.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -7,18 +8,6 @@
 
 static void api_copy(char *dst, size_t size, const char *src) {
   snprintf(dst, size, "%s", src);
-}
-
-/* Trims blanks around s in place. */
-static char *api_trim(char *s) {
-  char *end;
-  while (*s == ' ' || *s == '\t')
-    s++;
-  end = s + strlen(s);
-  while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||
-                     end[-1] == '\r'))
-    *--end = '\0';
-  return s;
 }
 
 static int api_read_file(cli_api_t *api, bool want_url, bool want_token) {
@@ -36,7 +25,7 @@ static int api_read_file(cli_api_t *api, bool want_url, bool want_token) {
   if ((f = fopen(path, "r")) == NULL)
     return 0; /* no file: the defaults */
   while (fgets(line, sizeof line, f) != NULL) {
-    char *s = api_trim(line), *eq, *key, *value;
+    char *s = bw_trim(line), *eq, *key, *value;
     n++;
     if (*s == '\0' || *s == '#')
       continue;
@@ -47,8 +36,8 @@ static int api_read_file(cli_api_t *api, bool want_url, bool want_token) {
       return CLI_USAGE;
     }
     *eq = '\0';
-    key = api_trim(s);
-    value = api_trim(eq + 1);
+    key = bw_trim(s);
+    value = bw_trim(eq + 1);
     if (strcmp(key, "api") == 0 && want_url)
       api_copy(api->url, sizeof api->url, value);
     else if (strcmp(key, "token") == 0 && want_token) {

@@ -93,6 +93,26 @@ static int cli_get(const cli_t *cli, const char *fmt, const char *arg,
   return cli_api_call(&cli->api, "GET", path, NULL, data, NULL);
 }
 
+/* Prints a read command's answer as a person reads it; arg is the id the
+ * command was given (NULL for those that take none). */
+typedef void cli_table_fn(json_object *data, const char *arg);
+
+/* The one shape of the read commands: GET, then the answer as it came with
+ * --json, else the command's table. */
+static int cli_read(const cli_t *cli, const char *fmt, const char *arg,
+                    cli_table_fn *table) {
+  json_object *data = NULL;
+  int rc = cli_get(cli, fmt, arg, &data);
+  if (rc != CLI_OK)
+    return rc;
+  if (cli->json)
+    cli_print_json(data);
+  else
+    table(data, arg);
+  json_object_put(data);
+  return CLI_OK;
+}
+
 /* ---- status and run --wait ---------------------------------------------- */
 
 static cli_counts_t cli_counts(json_object *status) {
@@ -113,32 +133,25 @@ static bool cli_finished(const char *state) {
          strcmp(state, "cancelled") == 0;
 }
 
-static int cmd_status(cli_t *cli) {
-  json_object *data = NULL;
-  const char *id;
-  cli_counts_t n;
-  int rc = cli_id_arg(cli, "run", &id);
+static void status_table(json_object *data, const char *id) {
+  cli_counts_t n = cli_counts(data);
+  printf("run %s: %s\n", id, str(data, "state"));
+  printf("  jobs %d: %d succeeded, %d failed, %d running, %d queued, "
+         "%d cancelled\n",
+         n.total, n.succeeded, n.failed, n.running, n.queued, n.cancelled);
+  if (str(data, "created_at")[0])
+    printf("  created %s", str(data, "created_at"));
+  if (str(data, "finished_at")[0])
+    printf("  finished %s", str(data, "finished_at"));
+  printf("\n");
+}
 
-  if (rc == CLI_OK)
-    rc = cli_get(cli, "/api/v1/grading_run/%s", id, &data);
+static int cmd_status(cli_t *cli) {
+  const char *id;
+  int rc = cli_id_arg(cli, "run", &id);
   if (rc != CLI_OK)
     return rc;
-  if (cli->json) {
-    cli_print_json(data);
-  } else {
-    n = cli_counts(data);
-    printf("run %s: %s\n", id, str(data, "state"));
-    printf("  jobs %d: %d succeeded, %d failed, %d running, %d queued, "
-           "%d cancelled\n",
-           n.total, n.succeeded, n.failed, n.running, n.queued, n.cancelled);
-    if (str(data, "created_at")[0])
-      printf("  created %s", str(data, "created_at"));
-    if (str(data, "finished_at")[0])
-      printf("  finished %s", str(data, "finished_at"));
-    printf("\n");
-  }
-  json_object_put(data);
-  return CLI_OK;
+  return cli_read(cli, "/api/v1/grading_run/%s", id, status_table);
 }
 
 static volatile sig_atomic_t cli_stop;
@@ -371,20 +384,8 @@ static int cmd_failed(cli_t *cli) {
   return CLI_OK;
 }
 
-static int cmd_logs(cli_t *cli) {
-  json_object *job = NULL, *info;
-  const char *id;
-  int rc = cli_id_arg(cli, "job", &id);
-
-  if (rc == CLI_OK)
-    rc = cli_get(cli, "/api/v1/grading_job/%s", id, &job);
-  if (rc != CLI_OK)
-    return rc;
-  if (cli->json) {
-    cli_print_json(job);
-    json_object_put(job);
-    return CLI_OK;
-  }
+static void logs_table(json_object *job, const char *id) {
+  json_object *info;
   printf("job %s (%s) %s, attempt %s%s%s\n", id, str(job, "type"),
          str(job, "state"), str(job, "attempts"),
          str(job, "reason")[0] ? ": " : "", str(job, "reason"));
@@ -403,8 +404,14 @@ static int cmd_logs(cli_t *cli) {
   }
   if (json_object_array_length(info) == 0 && str(job, "logs")[0])
     printf("-- logs\n%s\n", str(job, "logs"));
-  json_object_put(job);
-  return CLI_OK;
+}
+
+static int cmd_logs(cli_t *cli) {
+  const char *id;
+  int rc = cli_id_arg(cli, "job", &id);
+  if (rc != CLI_OK)
+    return rc;
+  return cli_read(cli, "/api/v1/grading_job/%s", id, logs_table);
 }
 
 /* ---- cancel, retry ------------------------------------------------------ */
@@ -445,21 +452,9 @@ static int cmd_retry(cli_t *cli) {
 
 /* ---- runs, workers, queue ----------------------------------------------- */
 
-static int cmd_runs(cli_t *cli) {
-  json_object *data = NULL, *runs;
-  char query[128];
-  int rc;
-
-  snprintf(query, sizeof query, "/api/v1/grading_runs?counts=1&limit=50%s%s",
-           cli->state ? "&state=" : "", cli->state ? cli->state : "");
-  if ((rc = cli_api_call(&cli->api, "GET", query, NULL, &data, NULL)) != CLI_OK)
-    return rc;
-  if (cli->json) {
-    cli_print_json(data);
-    json_object_put(data);
-    return CLI_OK;
-  }
-  runs = json_object_object_get(data, "runs");
+static void runs_table(json_object *data, const char *unused) {
+  json_object *runs = json_object_object_get(data, "runs");
+  (void)unused;
   printf("%-24s  %-15s  %5s  %5s  %5s  %s\n", "RUN", "STATE", "DONE", "FAIL",
          "JOBS", "CREATED");
   for (size_t i = 0; i < json_object_array_length(runs); i++) {
@@ -470,21 +465,18 @@ static int cmd_runs(cli_t *cli) {
            n.total, str(r, "created_at"));
   }
   printf("(%zu of %d)\n", json_object_array_length(runs), num(data, "total"));
-  json_object_put(data);
-  return CLI_OK;
 }
 
-static int cmd_workers(cli_t *cli) {
-  json_object *data = NULL, *list;
-  int rc = cli_api_call(&cli->api, "GET", "/api/v1/workers", NULL, &data, NULL);
-  if (rc != CLI_OK)
-    return rc;
-  if (cli->json) {
-    cli_print_json(data);
-    json_object_put(data);
-    return CLI_OK;
-  }
-  list = json_object_object_get(data, "workers");
+static int cmd_runs(cli_t *cli) {
+  char query[128];
+  snprintf(query, sizeof query, "/api/v1/grading_runs?counts=1&limit=50%s%s",
+           cli->state ? "&state=" : "", cli->state ? cli->state : "");
+  return cli_read(cli, "%s", query, runs_table);
+}
+
+static void workers_table(json_object *data, const char *unused) {
+  json_object *list = json_object_object_get(data, "workers");
+  (void)unused;
   printf("%-24s  %-20s  %-5s  %4s  %5s  %s\n", "WORKER", "HOSTNAME", "ALIVE",
          "JOBS", "DONE", "LAST SEEN");
   for (size_t i = 0; i < json_object_array_length(list); i++) {
@@ -495,20 +487,15 @@ static int cmd_workers(cli_t *cli) {
            num(w, "jobs_done"), str(w, "last_seen"));
   }
   printf("%d alive, %d dead\n", num(data, "alive"), num(data, "dead"));
-  json_object_put(data);
-  return CLI_OK;
 }
 
-static int cmd_queue(cli_t *cli) {
-  json_object *data = NULL, *runs;
-  int rc = cli_api_call(&cli->api, "GET", "/api/v1/queue", NULL, &data, NULL);
-  if (rc != CLI_OK)
-    return rc;
-  if (cli->json) {
-    cli_print_json(data);
-    json_object_put(data);
-    return CLI_OK;
-  }
+static int cmd_workers(cli_t *cli) {
+  return cli_read(cli, "/api/v1/workers", NULL, workers_table);
+}
+
+static void queue_table(json_object *data, const char *unused) {
+  json_object *runs;
+  (void)unused;
   printf("%d waiting, %d running, oldest waiting %.1f s\n",
          num(data, "waiting"), num(data, "running"),
          json_object_get_double(json_object_object_get(data, "oldest_wait_s")));
@@ -518,8 +505,10 @@ static int cmd_queue(cli_t *cli) {
     printf("  run %s: %d waiting, %d running\n", str(r, "grading_run_id"),
            num(r, "waiting"), num(r, "running"));
   }
-  json_object_put(data);
-  return CLI_OK;
+}
+
+static int cmd_queue(cli_t *cli) {
+  return cli_read(cli, "/api/v1/queue", NULL, queue_table);
 }
 
 /* ---- options ------------------------------------------------------------ */

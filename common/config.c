@@ -1,4 +1,5 @@
 #include "config.h"
+#include "text.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -245,17 +246,6 @@ int bw_config_set(bw_config_t *cfg, const char *key, const char *value,
 /* ------------------------------------------------------------------------
  * The file layer. */
 
-static char *trim(char *s) {
-  char *end;
-  while (*s == ' ' || *s == '\t')
-    s++;
-  end = s + strlen(s);
-  while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||
-                     end[-1] == '\r'))
-    *--end = '\0';
-  return s;
-}
-
 /* A '#' at the start of a line or after a blank starts a comment, so values
  * such as tokens may still contain '#'. */
 static void strip_comment(char *line) {
@@ -274,7 +264,7 @@ static int apply_line(bw_config_t *cfg, char *line, const char *path,
   int rc;
 
   strip_comment(line);
-  key = trim(line);
+  key = bw_trim(line);
   if (key[0] == '\0')
     return 0;
   eq = strchr(key, '=');
@@ -282,8 +272,8 @@ static int apply_line(bw_config_t *cfg, char *line, const char *path,
     return bw_error_set(error, BW_EINVAL, "%s:%u: expected `key = value`", path,
                         lineno);
   *eq = '\0';
-  key = trim(key);
-  value = trim(eq + 1);
+  key = bw_trim(key);
+  value = bw_trim(eq + 1);
   rc = bw_config_set(cfg, key, value, &why);
   if (rc < 0)
     return bw_error_set(error, rc, "%s:%u: %s", path, lineno, why.message);

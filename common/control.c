@@ -128,7 +128,6 @@ static int control_reopen(bw_db_t *db, const bson_oid_t *run, int round,
                           const control_retry_t *r, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, unset,
          retry, entry;
-  bson_error_t driver;
   int rc = 0;
 
   BSON_APPEND_OID(&filter, "_id", run);
@@ -153,9 +152,7 @@ static int control_reopen(bw_db_t *db, const bson_oid_t *run, int round,
   BSON_APPEND_UTF8(&unset, "finished_at", "");
   BSON_APPEND_UTF8(&unset, "success", "");
   bson_append_document_end(&update, &unset);
-  if (!mongoc_collection_update_one(bw_db_coll(db, BW_COLL_RUNS), &filter,
-                                    &update, NULL, NULL, &driver))
-    rc = bw_db_error(&driver, error);
+  rc = bw_db_update_one(db, BW_COLL_RUNS, &filter, &update, NULL, error);
   bson_destroy(&filter);
   bson_destroy(&update);
   return rc;

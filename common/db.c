@@ -175,6 +175,16 @@ bool bw_db_reachable(void) {
   return bw_db_now_ms() >= db_unreachable_until;
 }
 
+int bw_db_update_one(bw_db_t *db, bw_coll_t which, const bson_t *filter,
+                     const bson_t *update, const bson_t *opts,
+                     bw_error_t *error) {
+  bson_error_t driver;
+  if (!mongoc_collection_update_one(bw_db_coll(db, which), filter, update, opts,
+                                    NULL, &driver))
+    return bw_db_error(&driver, error);
+  return 0;
+}
+
 int bw_db_error(const bson_error_t *driver, bw_error_t *error) {
   if (driver->code == 11000 || driver->code == 11001)
     return bw_error_set(error, BW_EDUP, "database: duplicate key");

@@ -70,6 +70,13 @@ int bw_db_queue_partitions(const bw_db_t *db);
 mongoc_database_t *bw_db_database(bw_db_t *db);
 const char *bw_db_coll_name(bw_coll_t which);
 
+/* updateOne on collection `which` (opts may be NULL): 0, or bw_db_error()'s
+ * code.  For documents with one writer (see above): FerretDB runs it as a
+ * read-then-write. */
+int bw_db_update_one(bw_db_t *db, bw_coll_t which, const bson_t *filter,
+                     const bson_t *update, const bson_t *opts,
+                     bw_error_t *error);
+
 /* Maps a driver error to ours: duplicate key -> BW_EDUP, server selection /
  * socket failures -> BW_EDB (503), anything else BW_EDB too.  The driver's
  * text (hosts, socket paths) is logged, not put in the message.  Returns

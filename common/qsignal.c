@@ -13,7 +13,6 @@ void bw_qsignal_set_local_hook(bw_qsignal_hook_fn fn) {
 int bw_qsignal_bump(bw_db_t *db, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set,
          opts = BSON_INITIALIZER;
-  bson_error_t driver;
   bson_oid_t value;
   int rc = 0;
 
@@ -24,9 +23,7 @@ int bw_qsignal_bump(bw_db_t *db, bw_error_t *error) {
   BSON_APPEND_DATE_TIME(&set, "at", bw_db_now_ms());
   bson_append_document_end(&update, &set);
   BSON_APPEND_BOOL(&opts, "upsert", true);
-  if (!mongoc_collection_update_one(bw_db_coll(db, BW_COLL_SIGNALS), &filter,
-                                    &update, &opts, NULL, &driver))
-    rc = bw_db_error(&driver, error);
+  rc = bw_db_update_one(db, BW_COLL_SIGNALS, &filter, &update, &opts, error);
   /* Two first-ever bumps racing: the other one's insert won, and its value
    * is as new as ours. */
   if (rc == BW_EDUP)

@@ -18,7 +18,6 @@ static int64_t retain_cursor(bw_db_t *db, int64_t fallback) {
 static int retain_save_cursor(bw_db_t *db, int64_t day, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set,
          opts = BSON_INITIALIZER;
-  bson_error_t driver;
   int rc = 0;
 
   BSON_APPEND_UTF8(&filter, "_id", CURSOR_ID);
@@ -27,9 +26,7 @@ static int retain_save_cursor(bw_db_t *db, int64_t day, bw_error_t *error) {
   bson_append_document_end(&update, &set);
   BSON_APPEND_BOOL(&opts, "upsert", true);
   /* Two reapers may both move it: each only past days it saw pruned. */
-  if (!mongoc_collection_update_one(bw_db_coll(db, BW_COLL_COUNTERS), &filter,
-                                    &update, &opts, NULL, &driver))
-    rc = bw_db_error(&driver, error);
+  rc = bw_db_update_one(db, BW_COLL_COUNTERS, &filter, &update, &opts, error);
   bson_destroy(&filter);
   bson_destroy(&update);
   bson_destroy(&opts);
@@ -81,7 +78,6 @@ static void retain_strip_info(const bson_t *result, bson_t *set) {
 static int retain_prune(bw_db_t *db, const bson_t *result, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, unset;
   bson_iter_t id;
-  bson_error_t driver;
   int rc = 0;
 
   if (!bson_iter_init_find(&id, result, "_id"))
@@ -94,9 +90,7 @@ static int retain_prune(bw_db_t *db, const bson_t *result, bw_error_t *error) {
   BSON_APPEND_DOCUMENT_BEGIN(&update, "$unset", &unset);
   BSON_APPEND_UTF8(&unset, "logs", "");
   bson_append_document_end(&update, &unset);
-  if (!mongoc_collection_update_one(bw_db_coll(db, BW_COLL_RESULTS), &filter,
-                                    &update, NULL, NULL, &driver))
-    rc = bw_db_error(&driver, error);
+  rc = bw_db_update_one(db, BW_COLL_RESULTS, &filter, &update, NULL, error);
   bson_destroy(&filter);
   bson_destroy(&update);
   return rc;

@@ -312,7 +312,6 @@ static int run_update_state(bw_db_t *db, const bson_oid_t *run,
                             const char *state, const char *stamp, int success,
                             bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
-  bson_error_t driver;
   int rc = 0;
 
   BSON_APPEND_OID(&filter, "_id", run);
@@ -325,9 +324,7 @@ static int run_update_state(bw_db_t *db, const bson_oid_t *run,
   bson_append_document_end(&update, &set);
   /* Each phase change has exactly one writer (a mark decided it), so
    * FerretDB's read-then-write cannot lose one. */
-  if (!mongoc_collection_update_one(bw_db_coll(db, BW_COLL_RUNS), &filter,
-                                    &update, NULL, NULL, &driver))
-    rc = bw_db_error(&driver, error);
+  rc = bw_db_update_one(db, BW_COLL_RUNS, &filter, &update, NULL, error);
   bson_destroy(&filter);
   bson_destroy(&update);
   return rc;

@@ -386,6 +386,25 @@ static void assert_queue_empty(const char *base, const char *tok) {
   bw_test_http_resp_cleanup(&r);
 }
 
+/* How every run under faults ends: the run succeeds, the graders stop, and
+ * by their event log each of its `jobs` jobs was done exactly once; with a
+ * `base`, a fresh grader of that API then finds the queue empty.  Removes
+ * the log. */
+static void assert_run_done_once(const bw_test_client_t *c, const char *run_id,
+                                 pid_t *pids, int graders,
+                                 const event_log_t *log, int jobs,
+                                 const char *base, const char *tok) {
+  assert_run_succeeded(c, run_id, RUN_LIMIT_S);
+  graders_stop(pids, graders);
+  tallies_t *t = calloc(1, sizeof *t);
+  tallies_read(log, t);
+  assert_each_job_done_once(c, run_id, t, jobs);
+  if (base != NULL)
+    assert_queue_empty(base, tok);
+  free(t);
+  unlink(log->path);
+}
+
 static pid_t stack_pgid(void) {
   pid_t pgid = bw_fault_stack_pgid(bw_test_stack_data_dir(bw_itest_stack()));
   ck_assert_msg(pgid > 0, "the stack's process group is not found");
@@ -430,6 +449,20 @@ static double wait_respawn(pid_t pgid, pid_t killed, int size) {
   return -1;
 }
 
+/* SIGKILLs the pool's worker number `pick` (modulo the workers it has now)
+ * and waits until the pool is back to `size`; returns the seconds that took. */
+static double kill_worker(pid_t pgid, int pick, int size) {
+  pid_t workers[32];
+  int n = bw_fault_fcgi_workers(pgid, workers, 32);
+  ck_assert_int_gt(n, 0);
+  pid_t victim = workers[pick % (n < 32 ? n : 32)];
+  ck_assert_int_eq(kill(victim, SIGKILL), 0);
+  double took = wait_respawn(pgid, victim, size);
+  ck_assert_msg(took >= 0, "worker %d was not replaced within 10 s",
+                (int)victim);
+  return took;
+}
+
 START_TEST(test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost) {
   const int students = 80, graders = 4;
   bw_test_client_t c;
@@ -450,27 +483,15 @@ START_TEST(test_fcgi_worker_kill9_is_respawned_and_nothing_is_lost) {
   double slowest = 0;
   for (int k = 0; k < WORKER_KILLS; k++) {
     bw_test_sleep_ms(KILL_PAUSE_MS + 40 * (k % 4));
-    int n = bw_fault_fcgi_workers(pgid, workers, 32);
-    ck_assert_int_gt(n, 0);
-    pid_t victim = workers[(k * 7) % (n < 32 ? n : 32)];
-    ck_assert_int_eq(kill(victim, SIGKILL), 0);
-    double took = wait_respawn(pgid, victim, size);
-    ck_assert_msg(took >= 0, "worker %d was not replaced within 10 s",
-                  (int)victim);
+    double took = kill_worker(pgid, k * 7, size);
     slowest = took > slowest ? took : slowest;
   }
   fprintf(stderr, "faults: %d workers killed, slowest respawn %.2f s\n",
           WORKER_KILLS, slowest);
   ck_assert_int_eq(bw_fault_fcgi_parent(pgid), parent);
 
-  assert_run_succeeded(&c, run_id, RUN_LIMIT_S);
-  graders_stop(pids, graders);
-  tallies_t *t = calloc(1, sizeof *t);
-  tallies_read(&log, t);
-  assert_each_job_done_once(&c, run_id, t, students + 1);
-  assert_queue_empty(url(), token());
-  free(t);
-  unlink(log.path);
+  assert_run_done_once(&c, run_id, pids, graders, &log, students + 1, url(),
+                       token());
 }
 END_TEST
 
@@ -495,32 +516,16 @@ START_TEST(test_fcgi_worker_kill9_with_waiting_polls_loses_nothing) {
     pids[i] = grader_spawn(url(), token(), &log, &o);
   bw_test_sleep_ms(1500); /* registered, and waiting on the empty queue */
   for (int k = 0; k < 2; k++) {
-    int n = bw_fault_fcgi_workers(pgid, workers, 32);
-    ck_assert_int_gt(n, 0);
-    pid_t victim = workers[k % n];
-    ck_assert_int_eq(kill(victim, SIGKILL), 0);
-    ck_assert_msg(wait_respawn(pgid, victim, size) >= 0,
-                  "worker %d was not replaced within 10 s", (int)victim);
+    kill_worker(pgid, k, size);
     bw_test_sleep_ms(300);
   }
   started_run(&c, students, true, run_id);
   for (int k = 0; k < 3; k++) {
     bw_test_sleep_ms(KILL_PAUSE_MS);
-    int n = bw_fault_fcgi_workers(pgid, workers, 32);
-    ck_assert_int_gt(n, 0);
-    pid_t victim = workers[(k * 5) % n];
-    ck_assert_int_eq(kill(victim, SIGKILL), 0);
-    ck_assert_msg(wait_respawn(pgid, victim, size) >= 0,
-                  "worker %d was not replaced within 10 s", (int)victim);
+    kill_worker(pgid, k * 5, size);
   }
-  assert_run_succeeded(&c, run_id, RUN_LIMIT_S);
-  graders_stop(pids, graders);
-  tallies_t *t = calloc(1, sizeof *t);
-  tallies_read(&log, t);
-  assert_each_job_done_once(&c, run_id, t, students + 1);
-  assert_queue_empty(url(), token());
-  free(t);
-  unlink(log.path);
+  assert_run_done_once(&c, run_id, pids, graders, &log, students + 1, url(),
+                       token());
 }
 END_TEST
 
@@ -905,13 +910,8 @@ static void run_through_outage(outage_fn outage, void *ctx) {
     ck_assert_msg(pid_in(before[i], after, n_after),
                   "FastCGI worker %d died during the outage", (int)before[i]);
 
-  assert_run_succeeded(&c, run_id, RUN_LIMIT_S);
-  graders_stop(pids, graders);
-  tallies_t *t = calloc(1, sizeof *t);
-  tallies_read(&log, t);
-  assert_each_job_done_once(&c, run_id, t, students + 1);
-  free(t);
-  unlink(log.path);
+  assert_run_done_once(&c, run_id, pids, graders, &log, students + 1, NULL,
+                       NULL);
 }
 
 /* A stopped FerretDB would outlive a failed test and hang the stack's
@@ -1059,14 +1059,8 @@ START_TEST(test_whole_stack_kill9_then_restart_loses_nothing) {
   }
   close(fd);
 
-  assert_run_succeeded(&g, run_id, RUN_LIMIT_S);
-  graders_stop(pids, graders);
-  tallies_t *t = calloc(1, sizeof *t);
-  tallies_read(&log, t);
-  assert_each_job_done_once(&g, run_id, t, students + 1);
-  assert_queue_empty(base, tok);
-  free(t);
-  unlink(log.path);
+  assert_run_done_once(&g, run_id, pids, graders, &log, students + 1, base,
+                       tok);
 }
 END_TEST
 

@@ -175,15 +175,10 @@ static void graded_job(bw_test_client_t *c, char job_id[25]) {
 
 /* One retention pass as the reaper makes it, with keep_output seconds. */
 static int reaper_pass(int keep_output) {
-  bw_config_t cfg;
+  bw_config_t cfg = bw_itest_config();
   bw_db_t *db = NULL;
   bw_error_t error;
   bw_reap_stats_t stats = {0};
-  bw_config_init(&cfg);
-  bson_strncpy(cfg.mongo_uri, bw_test_stack_mongo_uri(bw_itest_stack()),
-               sizeof cfg.mongo_uri);
-  bson_strncpy(cfg.db_name, bw_test_stack_db_name(bw_itest_stack()),
-               sizeof cfg.db_name);
   cfg.keep_output = keep_output;
   ck_assert_int_eq(bw_db_open(&db, &cfg, &error), 0);
   ck_assert_int_eq(bw_reap_repair(db, &cfg, &stats, &error), 0);

@@ -25,16 +25,6 @@
 
 #define PROCS 8
 
-static bw_config_t test_config(void) {
-  bw_config_t cfg;
-  bw_config_init(&cfg);
-  bson_strncpy(cfg.mongo_uri, bw_test_stack_mongo_uri(bw_itest_stack()),
-               sizeof cfg.mongo_uri);
-  bson_strncpy(cfg.db_name, bw_test_stack_db_name(bw_itest_stack()),
-               sizeof cfg.db_name);
-  return cfg;
-}
-
 static bw_db_t *test_db(const bw_config_t *cfg) {
   bw_db_t *db = NULL;
   bw_error_t error;
@@ -183,7 +173,7 @@ static void wait_children(pid_t *pids, int n) {
 }
 
 START_TEST(drain_from_many_processes_hands_each_job_out_once) {
-  bw_config_t cfg = test_config();
+  bw_config_t cfg = bw_itest_config();
   bw_db_t *db = test_db(&cfg);
   char run_id[25];
   pid_t pids[PROCS];
@@ -216,7 +206,7 @@ START_TEST(drain_from_many_processes_hands_each_job_out_once) {
 END_TEST
 
 START_TEST(concurrent_starts_start_a_run_once) {
-  bw_config_t cfg = test_config();
+  bw_config_t cfg = bw_itest_config();
   bw_db_t *db = test_db(&cfg);
   char run_id[25];
   pid_t pids[PROCS];
@@ -261,7 +251,7 @@ static void test_kill_worker(bw_db_t *db, const char *worker) {
 }
 
 START_TEST(reapers_and_a_late_result_race_and_one_wins) {
-  bw_config_t cfg = test_config();
+  bw_config_t cfg = bw_itest_config();
   bw_db_t *db = test_db(&cfg);
   char run_id[25], worker[25], job_id[64];
   json_object *job = NULL;
@@ -319,7 +309,7 @@ END_TEST
  * claim window (a whole-stack outage): run repair must still re-queue the
  * job, or the run never finishes. */
 START_TEST(an_orphan_claim_older_than_the_reaper_window_is_requeued) {
-  bw_config_t cfg = test_config();
+  bw_config_t cfg = bw_itest_config();
   bw_db_t *db = test_db(&cfg);
   char run_id[25], worker[25], entry[48];
   json_object *status = NULL, *job = NULL;
@@ -452,7 +442,7 @@ static void live_grader_child(const bw_config_t *cfg) {
  * the start): repair leaves the run alone while its phase is younger than
  * claim_grace, and queues every job once it is older (the starter died). */
 START_TEST(repair_waits_for_a_phase_still_being_queued) {
-  bw_config_t cfg = test_config();
+  bw_config_t cfg = bw_itest_config();
   bw_db_t *db = test_db(&cfg);
   bw_reap_stats_t stats;
   bw_error_t error;
@@ -581,7 +571,7 @@ END_TEST
  * the reaper used to "repair" hundreds of them, `repaired 375`) and
  * graded. */
 START_TEST(repair_never_takes_a_live_graders_job) {
-  bw_config_t cfg = test_config();
+  bw_config_t cfg = bw_itest_config();
   bw_db_t *db = test_db(&cfg);
   bw_reap_stats_t sum = {0};
   bw_error_t error;
@@ -635,7 +625,7 @@ END_TEST
 
 START_TEST(finish_tickets_name_one_last_job_among_many_processes) {
   enum { COUNT = 300 };
-  bw_config_t cfg = test_config();
+  bw_config_t cfg = bw_itest_config();
   bson_oid_t run, jobs[COUNT];
   pid_t pids[PROCS];
   int lasts = 0;
@@ -670,7 +660,7 @@ END_TEST
  * to 0, still takes the right tickets, and the last job is the last. */
 START_TEST(finish_tickets_survive_a_hint_set_back) {
   enum { COUNT = 70 };
-  bw_config_t cfg = test_config();
+  bw_config_t cfg = bw_itest_config();
   bw_db_t *db = test_db(&cfg);
   bson_oid_t run, jobs[COUNT];
   bson_t filter = BSON_INITIALIZER;

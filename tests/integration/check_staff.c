@@ -260,19 +260,9 @@ END_TEST
 
 /* ---- races -------------------------------------------------------------- */
 
-static bw_config_t db_config(void) {
-  bw_config_t cfg;
-  bw_config_init(&cfg);
-  bson_strncpy(cfg.mongo_uri, bw_test_stack_mongo_uri(bw_itest_stack()),
-               sizeof cfg.mongo_uri);
-  bson_strncpy(cfg.db_name, bw_test_stack_db_name(bw_itest_stack()),
-               sizeof cfg.db_name);
-  return cfg;
-}
-
 /* A reaper pass in a child, as a cron reaper would run it. */
 static void child_reap(void) {
-  bw_config_t cfg = db_config();
+  bw_config_t cfg = bw_itest_config();
   bw_db_t *db = NULL;
   bw_error_t error;
   bw_reap_stats_t stats;

@@ -64,6 +64,16 @@ void bw_itest_pop_stack(void) {
   pushed_stack_failed = false;
 }
 
+bw_config_t bw_itest_config(void) {
+  bw_config_t cfg;
+  bw_config_init(&cfg);
+  bson_strncpy(cfg.mongo_uri, bw_test_stack_mongo_uri(current_stack),
+               sizeof cfg.mongo_uri);
+  bson_strncpy(cfg.db_name, bw_test_stack_db_name(current_stack),
+               sizeof cfg.db_name);
+  return cfg;
+}
+
 void bw_itest_client(bw_test_client_t *c) {
   ck_assert_msg(current_stack != NULL, "no stack");
   bw_test_client_init(c, bw_test_stack_url(current_stack),

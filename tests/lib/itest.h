@@ -12,6 +12,7 @@
 #include <check.h>
 #include <string.h>
 
+#include "config.h"
 #include "http.h"
 #include "stack.h"
 #include "suite.h"
@@ -34,6 +35,10 @@ bw_test_stack_t *bw_itest_stack(void);
  * through bw_itest_reset_db(). */
 void bw_itest_push_stack(const bw_test_stack_opts_t *opts);
 void bw_itest_pop_stack(void);
+
+/* The service's default config pointed at the current stack's database, for
+ * tests that call common/ directly (as a reaper or a FastCGI worker would). */
+bw_config_t bw_itest_config(void);
 
 /* A client of the current stack with its token, not registered. */
 void bw_itest_client(bw_test_client_t *c);
