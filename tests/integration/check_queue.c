@@ -500,7 +500,7 @@ static void reaper_child(const bw_config_t *cfg, int out_fd) {
 /* A canceller that took the run's end mark (control.h) and died before
  * writing the state: the reaper's repair finishes the cancel. */
 START_TEST(repair_finishes_a_cancel_whose_canceller_died) {
-  bw_config_t cfg = test_config();
+  bw_config_t cfg = bw_itest_config();
   bw_db_t *db = test_db(&cfg);
   bw_reap_stats_t stats = {0};
   bw_error_t error;
@@ -550,7 +550,7 @@ static bool test_abandon(bw_db_t *db, const bw_config_t *cfg, int attempt,
 }
 
 START_TEST(a_retried_job_gets_its_attempts_again) {
-  bw_config_t cfg = test_config();
+  bw_config_t cfg = bw_itest_config();
   bw_db_t *db = test_db(&cfg);
 
   cfg.max_attempts = 2;
