@@ -190,7 +190,7 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BIN     := build/fuzz/fuzz_body
 FUZZ_SRC     := tests/fuzz/fuzz_body.c common/json.c common/validate.c \
-                common/env.c common/error.c common/config.c
+                common/env.c common/error.c common/config.c common/text.c
 FUZZ_CFLAGS  := -g -O1 -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Icommon \
                 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -fno-omit-frame-pointer
