@@ -63,16 +63,23 @@ static void cont_db(pid_t db, pid_t watchdog) {
 /* After a stall each FastCGI worker waits out its driver's reconnect
  * cooldown: wait until every worker answers a read again (a 404; 12 in a
  * row, so that each of the 4 workers did). */
+/* Waits until the API has answered for 6 s without a break.  A worker whose
+ * driver failed during a stall fails at once for up to 5 s after (libmongoc's
+ * single-threaded cooldown), and nginx may not route a probe to that worker:
+ * 6 s of answers means every worker's cooldown has run out. */
 static void wait_api_up(const bw_test_client_t *c) {
   const char *path = "/api/v1/grading_job/000000000000000000000000";
-  int row = 0;
-  for (double end = bw_test_now() + 30; bw_test_now() < end;
-       bw_test_sleep_ms(50)) {
-    row = bw_test_http_call(c, "GET", path, NULL, NULL) == 404 ? row + 1 : 0;
-    if (row == 12)
+  double since = -1;
+  for (double end = bw_test_now() + 40; bw_test_now() < end;
+       bw_test_sleep_ms(100)) {
+    if (bw_test_http_call(c, "GET", path, NULL, NULL) != 404)
+      since = -1;
+    else if (since < 0)
+      since = bw_test_now();
+    else if (bw_test_now() - since >= 6)
       return;
   }
-  ck_abort_msg("the API did not answer within 30 s");
+  ck_abort_msg("the API did not answer for 6 s in a row within 40 s");
 }
 
 /* Takes every job of the run (one at a time) and reports it with output. */
