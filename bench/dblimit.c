@@ -285,7 +285,7 @@ static int dbjob_step(dbjob_t *d, bw_db_t *db, const bson_oid_t *wid,
   int rc = bw_worker_check(db, wid, &error);
 
   if (rc == 0)
-    rc = bw_job_poll(db, &d->cfg, wid, &job, &error);
+    rc = bw_job_poll(db, &d->cfg, wid, BW_GEN_SEED, &job, &error);
   if (rc == BW_EEMPTY)
     return 0;
   polled = bw_test_now();

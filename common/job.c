@@ -598,7 +598,7 @@ static void job_give_back(bw_db_t *db, const bw_config_t *cfg,
 /* Tries to take one entry.  Returns 0 (won: *out is the payload), 1
  * (someone else has it), or a negative error. */
 static int job_take(bw_db_t *db, const bw_config_t *cfg, const bson_t *entry,
-                    const bson_oid_t *worker, json_object **out,
+                    const bson_oid_t *worker, int gen, json_object **out,
                     bw_error_t *error) {
   bw_handout_t h;
   bson_t student;
@@ -608,7 +608,7 @@ static int job_take(bw_db_t *db, const bw_config_t *cfg, const bson_t *entry,
   int rc;
 
   if (!bson_iter_init_find(&it, entry, "_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
-      !bw_handout_from_bson(entry, &h, &student))
+      !bw_handout_from_bson(entry, &h, &student) || h.gen != gen)
     return 1;
   bson_strncpy(id, bson_iter_utf8(&it, NULL), sizeof id);
   rc = bw_queue_claim(db, id, &h, worker, error);
@@ -650,7 +650,7 @@ static int job_random(void) {
 }
 
 int bw_job_poll(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *worker,
-                json_object **out, bw_error_t *error) {
+                int gen, json_object **out, bw_error_t *error) {
   int partitions = bw_db_queue_partitions(db), first = job_random();
   bw_queue_page_t page;
 
@@ -663,7 +663,7 @@ int bw_job_poll(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *worker,
     }
     start = page.n ? job_random() % page.n : 0;
     for (int i = 0; i < page.n; i++) {
-      rc = job_take(db, cfg, &page.docs[(start + i) % page.n], worker, out,
+      rc = job_take(db, cfg, &page.docs[(start + i) % page.n], worker, gen, out,
                     error);
       if (rc != 1) {
         bw_queue_page_cleanup(&page);

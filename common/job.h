@@ -25,13 +25,15 @@
 #include "error.h"
 #include "queue.h"
 
-/* Hands one waiting job to `worker`: picks an entry of a random partition,
- * claims it, dequeues it, builds the grader's payload and records the
- * hand-out; a claimed hand-out that cannot be recorded or built is given
- * back (bw_job_abandon).  On success *out is {"job_id":..., "stages":[...],
+/* Hands one waiting job of generation `gen` (enum bw_gen: the caller's
+ * API generation; entries of another generation are left for their own
+ * graders) to `worker`: picks an entry of a random partition, claims it,
+ * dequeues it, builds the grader's payload and records the hand-out; a
+ * claimed hand-out that cannot be recorded or built is given back
+ * (bw_job_abandon).  On success *out is {"job_id":..., "stages":[...],
  * "students":[...] (pre/post only)}.  Returns 0, BW_EEMPTY, or BW_EDB. */
 int bw_job_poll(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *worker,
-                json_object **out, bw_error_t *error);
+                int gen, json_object **out, bw_error_t *error);
 
 /* Client view of a job.  Returns 0 and *out (new reference), BW_ENOTFOUND
  * or BW_EDB. */

@@ -25,6 +25,10 @@ void bw_handout_append(bson_t *doc, const bw_handout_t *h,
     BSON_APPEND_INT32(doc, "round", h->round);
   if (h->first_attempt > 1)
     BSON_APPEND_INT32(doc, "first_attempt", h->first_attempt);
+  if (h->gen != BW_GEN_SEED)
+    BSON_APPEND_INT32(doc, "gen", h->gen);
+  if (h->course[0] != '\0')
+    BSON_APPEND_UTF8(doc, "course", h->course);
   if (student != NULL)
     BSON_APPEND_DOCUMENT(doc, "student", student);
 }
@@ -54,6 +58,9 @@ bool bw_handout_from_bson(const bson_t *doc, bw_handout_t *h, bson_t *student) {
                  : -1;
   h->round = (int)bw_db_get_int(doc, "round");
   h->first_attempt = (int)bw_db_get_int(doc, "first_attempt");
+  h->gen = (int)bw_db_get_int(doc, "gen");
+  if (bson_iter_init_find(&it, doc, "course") && BSON_ITER_HOLDS_UTF8(&it))
+    bson_strncpy(h->course, bson_iter_utf8(&it, NULL), sizeof h->course);
   if (student != NULL)
     bw_db_get_doc(doc, "student", student);
   return true;

@@ -27,6 +27,17 @@
 
 #include "db.h"
 
+/* The API generation a job was made through, which decides the job's shape
+ * and so which graders may take it (PROTOCOL-LATER.md §4.1): seed-era
+ * graders (v0.1, Gen 2) and Gen 3 graders never take each other's jobs. */
+enum bw_gen {
+  BW_GEN_SEED = 0, /* v0.1 and Gen 2: "K=V" env lists, entry_point, ... */
+  BW_GEN_3 = 3,    /* the 2019 API: env objects, entrypoint, ... */
+};
+
+/* Longest course id (PROTOCOL-LATER.md §2.4), without the NUL. */
+#define BW_COURSE_MAX 63
+
 /* What identifies a hand-out; stored in queue entries and active records. */
 typedef struct bw_handout {
   bson_oid_t job_id;
@@ -39,6 +50,9 @@ typedef struct bw_handout {
   int first_attempt; /* the attempt its round began with (0 or 1: the
                         first pass); max_attempts counts from there, so a
                         retried job gets its attempts again */
+  int gen;           /* enum bw_gen of its run (stored only when not 0) */
+  char course[BW_COURSE_MAX + 1]; /* its run's course; "" for seed-era runs
+                                     (stored only when not empty) */
 } bw_handout_t;
 
 /* The _id of a queue entry, claim, active record or outcome:

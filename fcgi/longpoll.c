@@ -323,7 +323,7 @@ int bw_longpoll_poll(bw_request_t *req, const bson_oid_t *worker_id, int wait,
   if (wait > 0 && longpoll_known_empty() &&
       longpoll_park(req, worker_id, wait))
     return 0;
-  rc = bw_job_poll(lp.db, lp.cfg, worker_id, &job, error);
+  rc = bw_job_poll(lp.db, lp.cfg, worker_id, BW_GEN_SEED, &job, error);
   if (rc == 0) {
     bw_request_reply_success(req, job);
     return 0;
@@ -430,7 +430,8 @@ static void longpoll_wake(void) {
      * forgotten (and registered anew) while it waited. */
     rc = bw_worker_check(lp.db, &slot->worker_id, &error);
     if (rc == 0)
-      rc = bw_job_poll(lp.db, lp.cfg, &slot->worker_id, &job, &error);
+      rc = bw_job_poll(lp.db, lp.cfg, &slot->worker_id, BW_GEN_SEED, &job,
+                        &error);
     if (rc == BW_EEMPTY) {
       atomic_store(&lp.shared->empty_generation, before);
       return;

@@ -70,7 +70,7 @@ static int test_status(bw_db_t *db, const char *run_id, json_object **out,
 static int test_poll(bw_db_t *db, const bw_config_t *cfg, const char *worker,
                      json_object **out, bw_error_t *error) {
   bson_oid_t w = test_oid(worker);
-  return bw_job_poll(db, cfg, &w, out, error);
+  return bw_job_poll(db, cfg, &w, BW_GEN_SEED, out, error);
 }
 
 static int test_report(bw_db_t *db, const bw_config_t *cfg, const char *job,
