@@ -32,6 +32,7 @@ void bw_config_init(bw_config_t *cfg) {
   cfg->queue_partitions = 16;
   cfg->forget_workers = 86400;
   cfg->poll_wait = 18;
+  cfg->stream_keepalive = 20;
   cfg->keep_output = 0;
 
   cfg->max_body = (size_t)64 << 20;
@@ -114,6 +115,7 @@ static const option_t options[] = {
     INT_OPT(queue_partitions, 1, 256),
     INT_OPT(forget_workers, 60, INT_MAX),
     INT_OPT(poll_wait, 0, 3600),
+    INT_OPT(stream_keepalive, 1, 3600),
     INT_OPT(keep_output, 0, INT_MAX),
     SIZE_OPT(max_body, 1),
     INT_OPT(max_students, 1, INT_MAX),

@@ -54,6 +54,7 @@ typedef struct bw_config {
   int queue_partitions; /* 16 queue collections: see queue.h for why */
   int forget_workers;   /* 86400 s: the reaper deletes graders silent longer */
   int poll_wait; /* BROADWAY_POLL_WAIT, 18 s an empty-queue poll may wait */
+  int stream_keepalive; /* 20 s between an SSE stream's keep-alive comments */
   int keep_output;      /* 0 (forever): stage output kept this long (retain.h) */
 
   /* limits on what clients send */

@@ -8,6 +8,7 @@
 #include "env.h"
 #include "json.h"
 #include "log.h"
+#include "qsignal.h"
 #include "run.h"
 
 /* ---- read ------------------------------------------------------------ */
@@ -260,6 +261,14 @@ static int job_insert_result(bw_db_t *db, const bw_handout_t *h,
   return rc == BW_EDUP ? 0 : rc; /* a resend: the first copy stands */
 }
 
+/* A client may be streaming this job (fcgi/stream.h, Gen 3 jobs only: a
+ * course's): the "jobs" signal tells the hosts of its stream that it was
+ * handed out or ended.  Seed-era jobs cost nothing here. */
+static void job_moved(bw_db_t *db, const bw_handout_t *h) {
+  if (h->course[0] != '\0')
+    bw_qsignal_notify_jobs(db);
+}
+
 /* Carries out what `outcome` decided for hand-out `h`.  Every step is
  * idempotent, so this is also how a resend or the reaper finishes an
  * attempt whose decider died (or timed out) half-way. */
@@ -291,6 +300,8 @@ static int job_apply(bw_db_t *db, const bw_config_t *cfg, const bw_handout_t *h,
                                  bson_iter_init_find(&it, outcome, "success") &&
                                  bson_iter_as_bool(&it),
                              error);
+  if (rc == 0)
+    job_moved(db, h);
   return rc;
 }
 
@@ -628,6 +639,8 @@ static int job_take(bw_db_t *db, const bw_config_t *cfg, const bson_t *entry,
   if (rc == 0)
     rc = bw_queue_record_active(db, id, &h, &student, worker,
                                 job_deadline(cfg, *out), error);
+  if (rc == 0)
+    job_moved(db, &h);
   if (rc < 0) {
     json_object_put(*out);
     *out = NULL;

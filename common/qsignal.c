@@ -1,8 +1,14 @@
 #include "qsignal.h"
 
+#include <string.h>
+
 #include "log.h"
 
-#define QSIGNAL_ID "queue"
+#define QSIGNAL_QUEUE_ID "queue"
+#define QSIGNAL_JOBS_ID "jobs"
+/* The collection holds only the signals: a read of all of them is one
+ * small find, bounded here in case someone adds documents. */
+#define QSIGNAL_READ_LIMIT 8
 
 static bw_qsignal_hook_fn local_hook;
 
@@ -10,14 +16,16 @@ void bw_qsignal_set_local_hook(bw_qsignal_hook_fn fn) {
   local_hook = fn;
 }
 
-int bw_qsignal_bump(bw_db_t *db, bw_error_t *error) {
+/* Sets signals/<id>.v to a value never used before. */
+static int qsignal_bump(bw_db_t *db, const char *id,
+                        enum bw_qsignal_kind kind, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set,
          opts = BSON_INITIALIZER;
   bson_oid_t value;
   int rc = 0;
 
   bson_oid_init(&value, NULL);
-  BSON_APPEND_UTF8(&filter, "_id", QSIGNAL_ID);
+  BSON_APPEND_UTF8(&filter, "_id", id);
   BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
   BSON_APPEND_OID(&set, "v", &value);
   BSON_APPEND_DATE_TIME(&set, "at", bw_db_now_ms());
@@ -32,8 +40,12 @@ int bw_qsignal_bump(bw_db_t *db, bw_error_t *error) {
   bson_destroy(&update);
   bson_destroy(&filter);
   if (local_hook != NULL)
-    local_hook();
+    local_hook(kind);
   return rc;
+}
+
+int bw_qsignal_bump(bw_db_t *db, bw_error_t *error) {
+  return qsignal_bump(db, QSIGNAL_QUEUE_ID, BW_QSIGNAL_QUEUE, error);
 }
 
 void bw_qsignal_notify(bw_db_t *db) {
@@ -42,20 +54,43 @@ void bw_qsignal_notify(bw_db_t *db) {
     bw_log_warn("queue: signal not sent: %s", error.message);
 }
 
-int bw_qsignal_read(bw_db_t *db, uint64_t *value, bw_error_t *error) {
-  bson_t doc;
-  bson_iter_t it;
-  int rc = bw_db_find_by_id(db, BW_COLL_SIGNALS, QSIGNAL_ID, &doc, error);
+void bw_qsignal_notify_jobs(bw_db_t *db) {
+  bw_error_t error;
+  if (qsignal_bump(db, QSIGNAL_JOBS_ID, BW_QSIGNAL_JOBS, &error) < 0)
+    bw_log_warn("jobs: signal not sent: %s", error.message);
+}
 
-  *value = 0;
-  if (rc == 0 && bson_iter_init_find(&it, &doc, "v") &&
-      BSON_ITER_HOLDS_OID(&it)) {
-    const uint8_t *bytes = bson_iter_oid(&it)->bytes;
-    uint64_t h = 1469598103934665603ull; /* FNV-1a over the 12 bytes */
-    for (int i = 0; i < 12; i++)
-      h = (h ^ bytes[i]) * 1099511628211ull;
-    *value = h == 0 ? 1 : h;
-  }
-  bson_destroy(&doc);
-  return rc == BW_ENOTFOUND ? 0 : rc;
+/* FNV-1a over the ObjectId's 12 bytes; never 0 (0 is "never bumped"). */
+static uint64_t qsignal_hash(const bson_oid_t *oid) {
+  uint64_t h = 1469598103934665603ull;
+  for (int i = 0; i < 12; i++)
+    h = (h ^ oid->bytes[i]) * 1099511628211ull;
+  return h == 0 ? 1 : h;
+}
+
+static void qsignal_visit(const bson_t *doc, void *ctx) {
+  bw_qsignal_values_t *values = ctx;
+  const char *id = bw_db_get_utf8(doc, "_id", "");
+  bson_iter_t it;
+
+  if (!bson_iter_init_find(&it, doc, "v") || !BSON_ITER_HOLDS_OID(&it))
+    return;
+  if (strcmp(id, QSIGNAL_QUEUE_ID) == 0)
+    values->queue = qsignal_hash(bson_iter_oid(&it));
+  else if (strcmp(id, QSIGNAL_JOBS_ID) == 0)
+    values->jobs = qsignal_hash(bson_iter_oid(&it));
+}
+
+int bw_qsignal_read(bw_db_t *db, bw_qsignal_values_t *values,
+                    bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+  int rc;
+
+  values->queue = values->jobs = 0;
+  BSON_APPEND_INT64(&opts, "limit", QSIGNAL_READ_LIMIT);
+  rc = bw_db_each(bw_db_coll(db, BW_COLL_SIGNALS), &filter, &opts,
+                  qsignal_visit, values, error);
+  bson_destroy(&opts);
+  bson_destroy(&filter);
+  return rc;
 }

@@ -14,8 +14,16 @@
  * of the push: the job is queued, and waiters look at the queue again on
  * their own at least every few seconds (fcgi/longpoll.c).
  *
+ * A second signal, signals/"jobs", moves whenever a Gen 3 job (a course's
+ * job: the only kind a client can stream, fcgi/stream.h) is handed out or
+ * ends (job.c).  SSE streams look at their jobs again only when one of the
+ * two moved; seed-era hand-outs and results do not bump it, so the seed
+ * API pays nothing for it.  Both documents are read in one find (the
+ * collection holds just these two), so a host with streams waiting reads
+ * no more than one with long polls waiting.
+ *
  * bw_qsignal_set_local_hook() lets the FastCGI worker hear of its own
- * pushes at once, without waiting for its next read. */
+ * bumps at once, without waiting for its next read. */
 #ifndef BW_QSIGNAL_H
 #define BW_QSIGNAL_H
 
@@ -32,12 +40,27 @@ int bw_qsignal_bump(bw_db_t *db, bw_error_t *error);
  * retry) wakes waiting graders; control.c calls it after a cancel. */
 void bw_qsignal_notify(bw_db_t *db);
 
-/* The signal's current value (0 before the first push ever).  Returns 0 or
- * BW_EDB. */
-int bw_qsignal_read(bw_db_t *db, uint64_t *value, bw_error_t *error);
+/* Which signal moved. */
+enum bw_qsignal_kind {
+  BW_QSIGNAL_QUEUE, /* something was queued (or a cancel dropped entries) */
+  BW_QSIGNAL_JOBS,  /* a Gen 3 job was handed out or ended */
+};
+
+/* bw_qsignal_notify for the "jobs" signal: a Gen 3 job was handed out, or
+ * its attempt ended.  Logged, not returned, on failure (a stream then sees
+ * the change with the next one). */
+void bw_qsignal_notify_jobs(bw_db_t *db);
+
+/* Both signals' current values (0 before the first bump ever), in one
+ * read.  Returns 0 or BW_EDB. */
+typedef struct bw_qsignal_values {
+  uint64_t queue, jobs;
+} bw_qsignal_values_t;
+int bw_qsignal_read(bw_db_t *db, bw_qsignal_values_t *values,
+                    bw_error_t *error);
 
 /* fn (or NULL) is called after every bump this process makes. */
-typedef void (*bw_qsignal_hook_fn)(void);
+typedef void (*bw_qsignal_hook_fn)(enum bw_qsignal_kind kind);
 void bw_qsignal_set_local_hook(bw_qsignal_hook_fn fn);
 
 #endif

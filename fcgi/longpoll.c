@@ -37,10 +37,9 @@
  * the value on the shared page, however old.  Longer than a burst of polls
  * keeps the reader busy (200 graders whose waits end together). */
 #define LONGPOLL_KNOWN_MS 1000
-/* Parked requests per process.  Each holds a connection, and libfcgi
- * closes a connection with select(), which cannot take a descriptor over
- * FD_SETSIZE (1024): stay well below it. */
-#define LONGPOLL_MAX 768
+/* Parked requests per process (long polls and streams together):
+ * BW_LONGPOLL_MAX, longpoll.h. */
+#define LONGPOLL_MAX BW_LONGPOLL_MAX
 /* FastCGI processes per host that can be woken (more still work: they
  * hear of jobs by the signal reads alone). */
 #define LONGPOLL_PROCS 64
@@ -55,6 +54,10 @@ typedef struct longpoll_shared {
   _Atomic uint64_t empty_generation; /* a scan found the queue empty then */
   _Atomic int32_t pids[LONGPOLL_PROCS];    /* processes that can be woken */
   _Atomic int32_t waiting[LONGPOLL_PROCS]; /* their parked requests */
+  /* Added for streams; at the end, so a page of an older build still
+   * lines up (the file is grown to this size). */
+  _Atomic uint64_t jobs_signal; /* the "jobs" signal's value when read */
+  _Atomic uint64_t moved; /* moves on whenever either signal moved */
 } longpoll_shared_t;
 
 typedef struct longpoll_slot {
@@ -71,7 +74,8 @@ static struct {
   longpoll_shared_t *shared;
   longpoll_slot_t *slots; /* oldest first */
   int n;
-  int wake_fd;   /* datagrams here mean "look at the queue" */
+  int watchers;  /* other parked requests waiting for the signals (streams) */
+  int wake_fd;   /* datagrams here: 'w' "look at the queue", 'm' "moved" */
   int me;        /* this process's index in shared->pids, -1: none */
   bool look;     /* look at the queue on this tick */
   unsigned long inode; /* of the shared page: names the wake sockets */
@@ -145,14 +149,11 @@ static void longpoll_unregister(void) {
 
 static void longpoll_count_waiting(void) {
   if (lp.me >= 0)
-    atomic_store(&lp.shared->waiting[lp.me], lp.n);
+    atomic_store(&lp.shared->waiting[lp.me], lp.n + lp.watchers);
 }
 
-/* Something was queued: this process looks on its tick, and every other
- * one with waiters gets a datagram. */
-static void longpoll_notify_all(void) {
-  lp.look = true;
-  atomic_fetch_add(&lp.shared->generation, 1);
+/* Sends `what` to every other process of the host with waiters. */
+static void longpoll_send_all(const char *what) {
   for (int i = 0; i < LONGPOLL_PROCS && lp.wake_fd >= 0; i++) {
     int32_t pid = atomic_load(&lp.shared->pids[i]);
     struct sockaddr_un addr;
@@ -161,17 +162,39 @@ static void longpoll_notify_all(void) {
         !longpoll_wake_addr(pid, &addr, &len))
       continue;
     /* Full (EAGAIN): it has wake-ups pending already.  Gone: free the slot. */
-    if (sendto(lp.wake_fd, "w", 1, MSG_DONTWAIT, (struct sockaddr *)&addr,
+    if (sendto(lp.wake_fd, what, 1, MSG_DONTWAIT, (struct sockaddr *)&addr,
                len) < 0 &&
         (errno == ENOENT || errno == ECONNREFUSED))
       atomic_compare_exchange_strong(&lp.shared->pids[i], &pid, 0);
   }
 }
 
-/* This process queued something (qsignal.h's hook). */
-static void longpoll_on_push(void) {
-  if (lp.shared != NULL)
+/* A job was handed out or ended (or queued: see below): streams look
+ * again.  Every other process with waiters gets a datagram 'm', which
+ * wakes it without making it scan the queue. */
+static void longpoll_notify_moved(void) {
+  atomic_fetch_add(&lp.shared->moved, 1);
+  longpoll_send_all("m");
+}
+
+/* Something was queued: this process looks on its tick, and every other
+ * one with waiters gets a datagram 'w'.  A push also moves queued jobs'
+ * positions, so streams look again too. */
+static void longpoll_notify_all(void) {
+  lp.look = true;
+  atomic_fetch_add(&lp.shared->generation, 1);
+  atomic_fetch_add(&lp.shared->moved, 1);
+  longpoll_send_all("w");
+}
+
+/* This process bumped a signal (qsignal.h's hook). */
+static void longpoll_on_bump(enum bw_qsignal_kind kind) {
+  if (lp.shared == NULL)
+    return;
+  if (kind == BW_QSIGNAL_QUEUE)
     longpoll_notify_all();
+  else
+    longpoll_notify_moved();
 }
 
 /* ---- start, stop ------------------------------------------------------ */
@@ -217,8 +240,8 @@ int bw_longpoll_start(const bw_config_t *cfg, bw_db_t *db) {
   lp.cfg = cfg;
   lp.db = db;
   lp.n = 0;
-  if (cfg->poll_wait == 0)
-    return 0;
+  lp.watchers = 0;
+  /* Mapped even with poll_wait 0: streams wait here too. */
   lp.shared = longpoll_map(cfg->socket_path);
   if (lp.shared == NULL)
     return -1;
@@ -230,7 +253,7 @@ int bw_longpoll_start(const bw_config_t *cfg, bw_db_t *db) {
   }
   longpoll_forget_future();
   longpoll_register();
-  bw_qsignal_set_local_hook(longpoll_on_push);
+  bw_qsignal_set_local_hook(longpoll_on_bump);
   return 0;
 }
 
@@ -292,7 +315,7 @@ static bool longpoll_park(bw_request_t *req, const bson_oid_t *worker_id,
                           int wait) {
   longpoll_slot_t *slot;
 
-  if (lp.shared == NULL || wait <= 0 || lp.n >= LONGPOLL_MAX)
+  if (lp.shared == NULL || wait <= 0 || lp.n + lp.watchers >= LONGPOLL_MAX)
     return false;
   slot = &lp.slots[lp.n++];
   slot->fcgx = req->fcgx;
@@ -336,6 +359,22 @@ int bw_longpoll_poll(bw_request_t *req, const bson_oid_t *worker_id, int wait,
   return longpoll_park(req, worker_id, wait) ? 0 : rc;
 }
 
+/* ---- other waiters (streams) ------------------------------------------ */
+
+bool bw_longpoll_available(void) { return lp.shared != NULL; }
+
+int bw_longpoll_parked(void) { return lp.n; }
+
+void bw_longpoll_watchers(int n) {
+  lp.watchers = n;
+  if (lp.shared != NULL)
+    longpoll_count_waiting();
+}
+
+uint64_t bw_longpoll_moved(void) {
+  return lp.shared != NULL ? atomic_load(&lp.shared->moved) : 0;
+}
+
 /* ---- the worker loop's side -------------------------------------------- */
 
 int bw_longpoll_pollfds(struct pollfd *fds, int max) {
@@ -363,7 +402,7 @@ static bool longpoll_first_waiting(void) {
 int bw_longpoll_timeout_ms(void) {
   int64_t now = now_ms(), until;
 
-  if (lp.n == 0)
+  if (lp.n + lp.watchers == 0 || lp.shared == NULL)
     return -1;
   until = atomic_load(&lp.shared->next_check_ms);
   if (!longpoll_first_waiting())
@@ -381,7 +420,7 @@ int bw_longpoll_timeout_ms(void) {
 static void longpoll_check_signal(void) {
   longpoll_shared_t *s = lp.shared;
   int64_t now = now_ms(), due = atomic_load(&s->next_check_ms);
-  uint64_t value;
+  bw_qsignal_values_t values;
 
   if (!longpoll_first_waiting())
     due += 2 * LONGPOLL_SIGNAL_MS;
@@ -391,10 +430,14 @@ static void longpoll_check_signal(void) {
   if (!atomic_compare_exchange_strong(&s->next_check_ms, &due,
                                       now + LONGPOLL_SIGNAL_MS))
     return;
-  if (bw_db_reachable() && bw_qsignal_read(lp.db, &value, NULL) == 0) {
+  if (bw_db_reachable() && bw_qsignal_read(lp.db, &values, NULL) == 0) {
     atomic_store(&s->checked_ms, now_ms());
-    if (value != atomic_exchange(&s->signal, value))
+    bool queued = values.queue != atomic_exchange(&s->signal, values.queue);
+    bool moved = values.jobs != atomic_exchange(&s->jobs_signal, values.jobs);
+    if (queued)
       longpoll_notify_all();
+    else if (moved)
+      longpoll_notify_moved();
   }
   if (now >= atomic_load(&s->next_recheck_ms)) {
     atomic_store(&s->next_recheck_ms, now + LONGPOLL_RECHECK_MS);
@@ -463,15 +506,16 @@ void bw_longpoll_tick(const struct pollfd *fds, int n) {
   int64_t now;
 
   if (first && n > 0 && (fds[0].revents & POLLIN)) {
-    while (recv(lp.wake_fd, sink, sizeof sink, MSG_DONTWAIT) > 0)
-      ;
-    lp.look = true;
+    ssize_t got;
+    while ((got = recv(lp.wake_fd, sink, sizeof sink, MSG_DONTWAIT)) > 0)
+      if (memchr(sink, 'w', (size_t)got) != NULL)
+        lp.look = true;
   }
   /* Hung up while parked: finish from the newest, so indexes hold. */
   for (int i = (n - first < lp.n ? n - first : lp.n) - 1; i >= 0; i--)
     if (fds[first + i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
       longpoll_finish(i);
-  if (lp.n == 0) {
+  if (lp.n + lp.watchers == 0 || lp.shared == NULL) {
     lp.look = false;
     return;
   }

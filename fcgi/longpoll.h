@@ -27,16 +27,38 @@
 #define BW_FCGI_LONGPOLL_H
 
 #include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "db.h"
 #include "error.h"
 #include "request.h"
 
+/* Requests one process may keep parked, long polls and streams
+ * (fcgi/stream.h) together.  Each holds a connection, and libfcgi closes a
+ * connection with select(), which cannot take a descriptor over
+ * FD_SETSIZE (1024): stay well below it. */
+#define BW_LONGPOLL_MAX 768
+
 /* Prepares this worker process (after fork, after bw_db_open).  Without the
  * shared page (it cannot be made) polls answer at once, as without
- * poll_wait.  Returns 0 or -1. */
+ * poll_wait, and streams are refused.  Returns 0 or -1. */
 int bw_longpoll_start(const bw_config_t *cfg, bw_db_t *db);
+
+/* Other requests parked in this process that wait for the signals: the
+ * SSE streams (fcgi/stream.h).  Setting their number makes them count as
+ * this process's waiters: the host reads the signals while they wait, and
+ * wakes this process (a datagram) when one moves.  bw_longpoll_moved()
+ * moves on whenever the host saw either signal move (a push, a hand-out or
+ * an end of a Gen 3 job, through any host) or this process bumped one:
+ * streams look at their jobs again only then.  bw_longpoll_parked() is the
+ * number of parked polls (the two share BW_LONGPOLL_MAX).  Without the
+ * shared page (bw_longpoll_available() false) nothing moves. */
+bool bw_longpoll_available(void);
+int bw_longpoll_parked(void);
+void bw_longpoll_watchers(int n);
+uint64_t bw_longpoll_moved(void);
 
 /* Answers every waiter (queue_empty_code) and frees everything. */
 void bw_longpoll_stop(void);

@@ -313,6 +313,37 @@ void bw_request_reply_text(bw_request_t *req, int status, const char *type,
   request_write(req, status, type, text, len);
 }
 
+int bw_request_stream_begin(bw_request_t *req, const char *type) {
+  char head[256];
+  int n;
+
+  if (req->status != 0)
+    return -1;
+  req->status = 200;
+  /* X-Accel-Buffering is read by nginx (it stops buffering this reply) and
+   * passed on to the client (fastcgi_pass_header): a proxy in front of
+   * nginx learns the same. */
+  n = snprintf(head, sizeof head,
+               "Status: 200 OK\r\n"
+               "Content-Type: %s\r\n"
+               "Cache-Control: no-cache\r\n"
+               "X-Accel-Buffering: no\r\n"
+               "\r\n",
+               type);
+  if (n < 0 || (size_t)n >= sizeof head)
+    return -1;
+  return bw_request_stream_write(req, head, (size_t)n);
+}
+
+int bw_request_stream_write(bw_request_t *req, const char *text, size_t len) {
+  FCGX_Stream *out = req->fcgx->out;
+
+  if (len > INT_MAX || FCGX_PutStr(text, (int)len, out) != (int)len ||
+      FCGX_FFlush(out) < 0)
+    return -1;
+  return 0;
+}
+
 void bw_request_reply_success(bw_request_t *req, json_object *data) {
   bw_request_reply(req, 200, bw_jsend_success(data));
 }

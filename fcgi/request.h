@@ -64,6 +64,17 @@ void bw_request_reply(bw_request_t *req, int status, json_object *body);
 void bw_request_reply_text(bw_request_t *req, int status, const char *type,
                            const char *text, size_t len);
 
+/* A reply sent in pieces (Server-Sent Events, fcgi/stream.h): the header
+ * of a 200 with Content-Type `type`, no Content-Length, `Cache-Control:
+ * no-cache` and `X-Accel-Buffering: no` (nginx then passes each piece on
+ * as it comes), flushed at once.  Only the first reply of a request is
+ * sent.  Returns 0, or -1 when the connection is gone. */
+int bw_request_stream_begin(bw_request_t *req, const char *type);
+
+/* One piece of a reply begun with bw_request_stream_begin, flushed to
+ * nginx at once.  Returns 0, or -1 when the connection is gone. */
+int bw_request_stream_write(bw_request_t *req, const char *text, size_t len);
+
 /* 200 with {"status":"success","data":data} (data taken over, may be NULL). */
 void bw_request_reply_success(bw_request_t *req, json_object *data);
 

@@ -8,6 +8,7 @@
 #include "handlers.h"
 #include "json.h"
 #include "metrics.h"
+#include "stream.h"
 #include "worker.h"
 
 /* Who may call a route, beyond holding the cluster token. */
@@ -16,6 +17,8 @@ enum route_caller {
   CALLER_WORKER,    /* a registered grader (worker_id header) */
   CALLER_WORKER_ID, /* a well-formed worker_id: the handler's own database
                        call answers "not registered", saving a query */
+  CALLER_COURSE,    /* a course's member: not the cluster token; the handler
+                       checks the course token (stream.c) */
 };
 
 /* What follows the route's path. */
@@ -68,6 +71,9 @@ static const route_t routes[] = {
     {"GET", "/api/v1/queue", NULL, CALLER_ANY, bw_handle_queue_view,
      TAIL_NONE},
     {"GET", "/metrics", NULL, CALLER_ANY, bw_handle_metrics, TAIL_NONE},
+    /* Gen 3 (PROTOCOL-LATER.md §2.10): /<course_id>/<job_id>, SSE. */
+    {"GET", "/api/v1/stream", "course_id/job_id", CALLER_COURSE,
+     bw_handle_stream, TAIL_REST},
 };
 
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])
@@ -123,7 +129,7 @@ static void router_reply_405(bw_request_t *req) {
 
 static int router_check_worker_id(bw_call_t *call, enum route_caller caller,
                                   bw_error_t *error) {
-  if (caller == CALLER_ANY)
+  if (caller == CALLER_ANY || caller == CALLER_COURSE)
     return 0;
   return bw_auth_worker_id(call->req->worker_id, &call->worker_id, error);
 }
@@ -153,10 +159,12 @@ static int router_serve(bw_call_t *call, int *index, bw_error_t *error) {
 
   if (strcmp(call->req->path, BW_HEALTH_PATH) == 0)
     return bw_handle_health(call, error); /* no token: see handlers.h */
-  rc = bw_auth_check(call->req->authorization, call->cfg->token, error);
+  route = router_find(call->req, &id);
+  rc = route != NULL && route->caller == CALLER_COURSE
+           ? 0
+           : bw_auth_check(call->req->authorization, call->cfg->token, error);
   if (rc < 0)
     return rc;
-  route = router_find(call->req, &id);
   if (route == NULL && call->req->allow[0] != '\0') {
     router_reply_405(call->req);
     return 0;

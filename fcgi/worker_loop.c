@@ -16,6 +16,7 @@
 #include "longpoll.h"
 #include "request.h"
 #include "router.h"
+#include "stream.h"
 
 static volatile sig_atomic_t worker_stopping;
 
@@ -74,20 +75,29 @@ static bool worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
 /* Room for the listening socket and every parked long poll. */
 #define WORKER_POLLFDS 1024
 
-/* Sleeps until the listening socket is readable, a parked long poll's
- * connection hangs up, its tick is due, or a stop signal came in; then
- * runs the long polls' tick.  Returns 1 when there may be a connection to
- * accept, 0 to look at the stop flag again, -1 when polling itself fails. */
+/* The sooner of two timeouts in ms (-1: none). */
+static int worker_sooner(int a, int b) {
+  return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+/* Sleeps until the listening socket is readable, a parked long poll's or
+ * stream's connection hangs up, a tick is due, or a stop signal came in;
+ * then runs the long polls' and the streams' ticks.  Returns 1 when there
+ * may be a connection to accept, 0 to look at the stop flag again, -1 when
+ * polling itself fails. */
 static int worker_wait(int listen_fd, const sigset_t *waiting) {
   static struct pollfd fds[WORKER_POLLFDS];
-  int timeout = bw_longpoll_timeout_ms(), n, parked;
+  int timeout = worker_sooner(bw_longpoll_timeout_ms(), bw_stream_timeout_ms());
+  int n, parked, streams;
   struct timespec ts = {timeout / 1000, (timeout % 1000) * 1000000L};
 
   if (worker_stopping)
     return 0;
   fds[0] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
   parked = bw_longpoll_pollfds(fds + 1, WORKER_POLLFDS - 1);
-  n = ppoll(fds, (nfds_t)parked + 1, timeout < 0 ? NULL : &ts, waiting);
+  streams = bw_stream_pollfds(fds + 1 + parked, WORKER_POLLFDS - 1 - parked);
+  n = ppoll(fds, (nfds_t)(parked + streams) + 1, timeout < 0 ? NULL : &ts,
+            waiting);
   if (n < 0 && errno != EINTR) {
     bw_log_error("poll: %s", strerror(errno));
     return -1;
@@ -95,6 +105,7 @@ static int worker_wait(int listen_fd, const sigset_t *waiting) {
   if (n < 0)
     return 0;
   bw_longpoll_tick(fds + 1, parked);
+  bw_stream_tick(fds + 1 + parked, streams);
   return (fds[0].revents & POLLIN) != 0 && !worker_stopping ? 1 : 0;
 }
 
@@ -170,6 +181,7 @@ int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent) {
     bw_log_error("worker: out of memory");
     status = 1;
   }
+  bw_stream_stop();
   bw_longpoll_stop();
   if (fcgx != NULL)
     FCGX_Free(fcgx, 1);
