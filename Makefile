@@ -130,7 +130,7 @@ deploy-test: all
 BENCH_OUT      := $(BUILD)/bench
 BENCH_PROGRAMS := $(BENCH_OUT)/bw-load $(BENCH_OUT)/bw-dblimit \
                   $(BENCH_OUT)/bw-nullfcgi $(BENCH_OUT)/bw-history \
-                  $(BENCH_OUT)/bw-longpoll
+                  $(BENCH_OUT)/bw-longpoll $(BENCH_OUT)/bw-stream
 # bw-dblimit counts and times the driver calls common/ makes (dblimit.c).
 BENCH_WRAPPED  := mongoc_collection_insert_one mongoc_collection_find_with_opts \
                   mongoc_cursor_next mongoc_cursor_destroy \
@@ -150,6 +150,12 @@ $(BENCH_OUT)/bw-load: $(BUILD)/bench/load.o $(BUILD)/bench/client.o \
 
 $(BENCH_OUT)/bw-longpoll: $(BUILD)/bench/longpoll.o $(BUILD)/bench/client.o \
                           $(BUILD)/bench/bench.o $(BENCH_UTIL)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lcurl $(LDLIBS) -lpthread
+
+# bw-stream: SSE streams through nginx; moves their jobs through common/.
+$(BENCH_OUT)/bw-stream: $(BUILD)/bench/stream.o $(BUILD)/bench/client.o \
+                        $(BUILD)/bench/bench.o $(BENCH_UTIL) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lcurl $(LDLIBS) -lpthread
 

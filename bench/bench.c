@@ -1,6 +1,7 @@
 /* bench.c - shared helpers of the benchmark programs; see bench.h. */
 #include "bench.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -122,4 +123,67 @@ long bench_env_long(const char *name, long fallback) {
   errno = 0;
   long v = strtol(text, &end, 10);
   return errno || *end ? fallback : v;
+}
+
+/* One line of /proc/<pid>/stat, what groups_cpu_ticks needs of it. */
+typedef struct proc_stat {
+  long pid, ppid, pgrp;
+  bool postgres;
+  long long ticks; /* utime + stime */
+} proc_stat_t;
+
+#define MAX_PROCS 8192
+
+static bool read_proc_stat(const char *pid, proc_stat_t *out) {
+  char path[300], text[1024], *p, *comm;
+  unsigned long long ut, st;
+  FILE *f;
+
+  snprintf(path, sizeof path, "/proc/%s/stat", pid);
+  if ((f = fopen(path, "r")) == NULL)
+    return false;
+  p = fgets(text, sizeof text, f) ? strrchr(text, ')') : NULL;
+  fclose(f);
+  comm = strchr(text, '(');
+  /* after "pid (comm)": state ppid pgrp ... utime(14) stime(15) */
+  if (p == NULL || comm == NULL ||
+      sscanf(p + 2, "%*c %ld %ld %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+             &out->ppid, &out->pgrp, &ut, &st) != 4)
+    return false;
+  *p = '\0';
+  out->pid = atol(pid);
+  out->postgres = strcmp(comm + 1, "postgres") == 0;
+  out->ticks = (long long)(ut + st);
+  return true;
+}
+
+static bool in_groups(const long *pgids, int n, long pgrp) {
+  for (int i = 0; i < n; i++)
+    if (pgrp == pgids[i])
+      return true;
+  return false;
+}
+
+long long bench_groups_cpu_ticks(const long *pgids, int n_pgids) {
+  static proc_stat_t procs[MAX_PROCS];
+  DIR *proc = opendir("/proc");
+  struct dirent *e;
+  long long total = 0;
+  int n = 0;
+
+  while (proc != NULL && n < MAX_PROCS && (e = readdir(proc)) != NULL)
+    if (e->d_name[0] >= '0' && e->d_name[0] <= '9' &&
+        read_proc_stat(e->d_name, &procs[n]))
+      n++;
+  if (proc != NULL)
+    closedir(proc);
+  for (int i = 0; i < n; i++) {
+    bool counted = in_groups(pgids, n_pgids, procs[i].pgrp);
+    for (int j = 0; !counted && j < n; j++)
+      counted = procs[j].pid == procs[i].ppid && procs[j].postgres &&
+                in_groups(pgids, n_pgids, procs[j].pgrp);
+    if (counted)
+      total += procs[i].ticks;
+  }
+  return total;
 }

@@ -59,4 +59,12 @@ char *bench_config_alloc(int students);
 /* An integer from the environment, or `fallback` when unset or not a number. */
 long bench_env_long(const char *name, long fallback);
 
+/* CPU ticks (user + system, sysconf(_SC_CLK_TCK) a second) used so far by
+ * every process in the process groups `pgids`, and by the children of a
+ * postgres process in them: the embedded PostgreSQL's backends each start
+ * a session of their own (setsid), so they are found as the postmaster's
+ * children (as bench/run-bench does).  At most BENCH_MAX_PGIDS groups. */
+#define BENCH_MAX_PGIDS 4
+long long bench_groups_cpu_ticks(const long *pgids, int n_pgids);
+
 #endif

@@ -26,13 +26,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include "bench.h"
 #include "client.h"
 
-#define MAX_PGIDS 4
+#define MAX_PGIDS BENCH_MAX_PGIDS
 
 typedef struct options {
   const char *url, *token, *enqueue_url;
@@ -145,73 +144,6 @@ static void *beats_main(void *arg) {
   return NULL;
 }
 
-/* One line of /proc/<pid>/stat, what groups_cpu_ticks needs of it. */
-typedef struct proc_stat {
-  long pid, ppid, pgrp;
-  bool postgres;
-  long long ticks; /* utime + stime */
-} proc_stat_t;
-
-#define MAX_PROCS 8192
-
-static bool read_proc_stat(const char *pid, proc_stat_t *out) {
-  char path[300], text[1024], *p, *comm;
-  unsigned long long ut, st;
-  FILE *f;
-
-  snprintf(path, sizeof path, "/proc/%s/stat", pid);
-  if ((f = fopen(path, "r")) == NULL)
-    return false;
-  p = fgets(text, sizeof text, f) ? strrchr(text, ')') : NULL;
-  fclose(f);
-  comm = strchr(text, '(');
-  /* after "pid (comm)": state ppid pgrp ... utime(14) stime(15) */
-  if (p == NULL || comm == NULL ||
-      sscanf(p + 2, "%*c %ld %ld %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-             &out->ppid, &out->pgrp, &ut, &st) != 4)
-    return false;
-  *p = '\0';
-  out->pid = atol(pid);
-  out->postgres = strcmp(comm + 1, "postgres") == 0;
-  out->ticks = (long long)(ut + st);
-  return true;
-}
-
-static bool in_groups(const options_t *opt, long pgrp) {
-  for (int i = 0; i < opt->n_pgids; i++)
-    if (pgrp == opt->pgids[i])
-      return true;
-  return false;
-}
-
-/* CPU ticks (user + system) used so far by every process in the groups,
- * and by the children of a postgres process in them: the embedded
- * PostgreSQL's backends each start a session of their own (setsid), so
- * they are found as the postmaster's children (as bench/run-bench does). */
-static long long groups_cpu_ticks(const options_t *opt) {
-  static proc_stat_t procs[MAX_PROCS];
-  DIR *proc = opendir("/proc");
-  struct dirent *e;
-  long long total = 0;
-  int n = 0;
-
-  while (proc != NULL && n < MAX_PROCS && (e = readdir(proc)) != NULL)
-    if (e->d_name[0] >= '0' && e->d_name[0] <= '9' &&
-        read_proc_stat(e->d_name, &procs[n]))
-      n++;
-  if (proc != NULL)
-    closedir(proc);
-  for (int i = 0; i < n; i++) {
-    bool counted = in_groups(opt, procs[i].pgrp);
-    for (int j = 0; !counted && j < n; j++)
-      counted = procs[j].pid == procs[i].ppid && procs[j].postgres &&
-                in_groups(opt, procs[j].pgrp);
-    if (counted)
-      total += procs[i].ticks;
-  }
-  return total;
-}
-
 /* Waits until all G graders are inside a poll (or `seconds` passed). */
 static bool all_waiting(shared_t *sh, double seconds) {
   double deadline = bw_test_now() + seconds;
@@ -225,14 +157,15 @@ static bool all_waiting(shared_t *sh, double seconds) {
 
 static void measure_idle(shared_t *sh) {
   long hz = sysconf(_SC_CLK_TCK);
-  long long before = groups_cpu_ticks(sh->opt);
+  long long before = bench_groups_cpu_ticks(sh->opt->pgids, sh->opt->n_pgids);
   double t0 = bw_test_now(), seconds;
 
   bw_test_sleep_ms((long)(sh->opt->idle_seconds * 1000));
   seconds = bw_test_now() - t0;
   bench_result("longpoll_idle_seconds", "%.1f", seconds);
   bench_result("longpoll_idle_cpu_pct", "%.2f",
-               (double)(groups_cpu_ticks(sh->opt) - before) * 100.0 /
+               (double)(bench_groups_cpu_ticks(sh->opt->pgids, sh->opt->n_pgids) -
+                           before) * 100.0 /
                    (double)hz / seconds);
 }
 
