@@ -298,9 +298,12 @@ static int read_file(const char *path, char **text, size_t *len,
 int bw_courses_load(const char *path, bw_courses_t **out, bw_error_t *error) {
   char *text;
   size_t len = 0;
-  int rc = read_file(path, &text, &len, error);
+  int rc;
 
   *out = NULL;
+  if (path == NULL || path[0] == '\0')
+    return 0;
+  rc = read_file(path, &text, &len, error);
   if (rc == 0)
     rc = bw_courses_parse(path, text, len, out, error);
   free(text);

@@ -32,7 +32,9 @@
 
 typedef struct bw_courses bw_courses_t;
 
-/* Reads and checks `path`.  Returns 0 and *out, or BW_EINVAL with
+/* Reads and checks `path`; NULL or "" (no courses_file) gives *out NULL: no
+ * course, every course route answers "course not found".  Returns 0 and
+ * *out, or BW_EINVAL with
  * "<path>:<line>: <key>: <what is wrong>" (line of the key, or of the JSON
  * syntax error) in error->message; BW_ENOMEM.  *out is NULL on failure. */
 int bw_courses_load(const char *path, bw_courses_t **out, bw_error_t *error);

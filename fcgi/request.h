@@ -64,6 +64,12 @@ void bw_request_reply(bw_request_t *req, int status, json_object *body);
 void bw_request_reply_text(bw_request_t *req, int status, const char *type,
                            const char *text, size_t len);
 
+/* 204 No Content, no body (CORS preflights).  Every reply carries the
+ * CORS headers Access-Control-Allow-Origin: * and
+ * Access-Control-Allow-Headers: Authorization.  Only the first reply of a
+ * request is sent. */
+void bw_request_reply_no_content(bw_request_t *req);
+
 /* 200 with {"status":"success","data":data} (data taken over, may be NULL). */
 void bw_request_reply_success(bw_request_t *req, json_object *data);
 

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "course.h"
 #include "handlers.h"
 #include "json.h"
 #include "metrics.h"
@@ -16,6 +17,10 @@ enum route_caller {
   CALLER_WORKER,    /* a registered grader (worker_id header) */
   CALLER_WORKER_ID, /* a well-formed worker_id: the handler's own database
                        call answers "not registered", saving a query */
+  /* The 2019 API's course routes: a course token for the {course} of the
+   * path instead of the cluster token (course.h); "not found" is a 400. */
+  CALLER_COURSE_ADMIN,  /* the course's tokens */
+  CALLER_COURSE_MEMBER, /* its tokens or query_tokens */
 };
 
 /* What follows the route's path. */
@@ -23,6 +28,10 @@ enum route_tail {
   TAIL_NONE, /* nothing */
   TAIL_OID,  /* /{id}: 24 hex digits, lowercased into call->path_id */
   TAIL_REST, /* /{anything, '/' included}: call->path_rest, unchecked */
+  /* path is a pattern: literal segments, {course} and {id} ([-\w]+, into
+   * call->course and call->g3_id), and a last {rest} ([^()]+, '/'
+   * included, into call->path_rest) */
+  TAIL_COURSE,
 };
 
 typedef struct route {
@@ -68,16 +77,92 @@ static const route_t routes[] = {
     {"GET", "/api/v1/queue", NULL, CALLER_ANY, bw_handle_queue_view,
      TAIL_NONE},
     {"GET", "/metrics", NULL, CALLER_ANY, bw_handle_metrics, TAIL_NONE},
+    /* The 2019 API's course routes (issue 14, PROTOCOL-LATER.md §2.6,
+     * §2.10). */
+    {"POST", "/api/v1/grading_config/{course}/{id}", NULL, CALLER_COURSE_ADMIN,
+     bw_handle_g3_config_put, TAIL_COURSE},
+    {"GET", "/api/v1/grading_config/{course}/{id}", NULL, CALLER_COURSE_ADMIN,
+     bw_handle_g3_config_get, TAIL_COURSE},
+    {"POST", "/api/v1/grading_run/{course}/{id}", NULL, CALLER_COURSE_ADMIN,
+     bw_handle_g3_run_create, TAIL_COURSE},
+    {"GET", "/api/v1/grading_run_status/{course}/{id}", NULL,
+     CALLER_COURSE_MEMBER, bw_handle_g3_run_status, TAIL_COURSE},
+    {"GET", "/api/v1/grading_run_env/{course}/{id}", NULL, CALLER_COURSE_ADMIN,
+     bw_handle_g3_run_env, TAIL_COURSE},
+    {"GET", "/api/v1/grading_job_log/{course}/{id}", NULL, CALLER_COURSE_ADMIN,
+     bw_handle_g3_job_log, TAIL_COURSE},
+    {"GET", "/api/v1/worker/{course}/{rest}", NULL, CALLER_COURSE_ADMIN,
+     bw_handle_g3_workers, TAIL_COURSE},
+    {"GET", "/api/v1/queue/{course}/length", NULL, CALLER_COURSE_ADMIN,
+     bw_handle_g3_queue_length, TAIL_COURSE},
+    {"GET", "/api/v1/queue/{course}/{id}/position", NULL, CALLER_COURSE_MEMBER,
+     bw_handle_g3_queue_position, TAIL_COURSE},
 };
 
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])
 
+static bool route_is_course(const route_t *route) {
+  return route->caller == CALLER_COURSE_ADMIN ||
+         route->caller == CALLER_COURSE_MEMBER;
+}
+
+/* Copies one path segment of [-\w]+ (the original's id_regex) into out (or
+ * only checks it when out is NULL); returns its length, 0 when it is not
+ * one. */
+static size_t segment_word(const char *path, char *out) {
+  size_t n = strspn(path, "abcdefghijklmnopqrstuvwxyz"
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+  if (n == 0 || (path[n] != '/' && path[n] != '\0'))
+    return 0;
+  if (out != NULL) {
+    memcpy(out, path, n); /* both are BW_REQUEST_PATH_MAX long */
+    out[n] = '\0';
+  }
+  return n;
+}
+
+/* A TAIL_COURSE route's pattern against `path`; with `call`, the segments
+ * are stored in it.  The whole path must be used. */
+static bool pattern_match(const char *pattern, const char *path,
+                          bw_call_t *call) {
+  while (*pattern != '\0') {
+    size_t n;
+    if (strncmp(pattern, "{rest}", 6) == 0) {
+      if (*path == '\0' || strpbrk(path, "()") != NULL)
+        return false;
+      if (call != NULL)
+        call->path_rest = path;
+      return true;
+    }
+    if (strncmp(pattern, "{course}", 8) == 0 ||
+        strncmp(pattern, "{id}", 4) == 0) {
+      bool course = pattern[1] == 'c';
+      n = segment_word(path, call == NULL ? NULL
+                             : course     ? call->course
+                                          : call->g3_id);
+      if (n == 0)
+        return false;
+      path += n;
+      pattern += course ? 8 : 4;
+      continue;
+    }
+    if (*pattern != *path)
+      return false;
+    pattern++;
+    path++;
+  }
+  return *path == '\0';
+}
+
 /* The {id} segment when `path` matches the route ("" for routes without
- * one), else NULL. */
+ * one, and for TAIL_COURSE routes, whose segments pattern_match reads),
+ * else NULL. */
 static const char *route_match(const route_t *route, const char *path) {
   size_t n = strlen(route->path);
   const char *rest;
 
+  if (route->tail == TAIL_COURSE)
+    return pattern_match(route->path, path, NULL) ? "" : NULL;
   if (strncmp(path, route->path, n) != 0)
     return NULL;
   rest = path + n;
@@ -146,17 +231,47 @@ const char *bw_router_route_name(int route, char *buf, size_t len) {
 
 int bw_router_route_count(void) { return (int)ROUTE_COUNT; }
 
+/* Who the caller must be: a course token for the course routes, the
+ * cluster token for every other route and for paths that match none. */
+static int router_check_token(bw_call_t *call, const route_t *route,
+                              bw_error_t *error) {
+  if (route == NULL || !route_is_course(route))
+    return bw_auth_check(call->req->authorization, call->cfg->token, error);
+  pattern_match(route->path, call->req->path, call);
+  return bw_course_auth(call->courses, call->req->authorization, call->course,
+                        route->caller == CALLER_COURSE_ADMIN ? BW_COURSE_ADMIN
+                                                             : BW_COURSE_MEMBER,
+                        error);
+}
+
+/* OPTIONS on a path of any route: a CORS preflight (PROTOCOL-LATER.md
+ * §2.10): 204, no token asked (browsers send none), nothing else done. */
+static bool router_preflight(bw_call_t *call) {
+  const char *id;
+
+  if (strcmp(call->req->method, "OPTIONS") != 0)
+    return false;
+  if (router_find(call->req, &id) == NULL && call->req->allow[0] == '\0' &&
+      strcmp(call->req->path, BW_HEALTH_PATH) != 0)
+    return false;
+  call->req->allow[0] = '\0';
+  bw_request_reply_no_content(call->req);
+  return true;
+}
+
 static int router_serve(bw_call_t *call, int *index, bw_error_t *error) {
   const route_t *route = NULL;
   const char *id = NULL;
   int rc;
 
+  if (router_preflight(call))
+    return 0;
   if (strcmp(call->req->path, BW_HEALTH_PATH) == 0)
     return bw_handle_health(call, error); /* no token: see handlers.h */
-  rc = bw_auth_check(call->req->authorization, call->cfg->token, error);
+  route = router_find(call->req, &id);
+  rc = router_check_token(call, route, error);
   if (rc < 0)
     return rc;
-  route = router_find(call->req, &id);
   if (route == NULL && call->req->allow[0] != '\0') {
     router_reply_405(call->req);
     return 0;
@@ -180,12 +295,16 @@ static int router_serve(bw_call_t *call, int *index, bw_error_t *error) {
   rc = router_check_registered(call, route->caller, error);
   if (rc < 0)
     return rc;
-  return route->handler(call, error);
+  rc = route->handler(call, error);
+  /* The original answers every "not found" of its course routes with 400. */
+  if (rc == BW_ENOTFOUND && route_is_course(route))
+    rc = BW_EINVAL;
+  return rc;
 }
 
-void bw_router_dispatch(const bw_config_t *cfg, bw_db_t *db,
-                        bw_request_t *req) {
-  bw_call_t call = {.cfg = cfg, .db = db, .req = req};
+void bw_router_dispatch(const bw_config_t *cfg, const bw_courses_t *courses,
+                        bw_db_t *db, bw_request_t *req) {
+  bw_call_t call = {.cfg = cfg, .db = db, .req = req, .courses = courses};
   bw_error_t error = {.code = 0, .message = ""};
   struct timespec start, end;
   int index = -1, rc;
