@@ -932,3 +932,14 @@ int bw_run_status_page(bw_db_t *db, const bson_oid_t *run,
   *out = status;
   return 0;
 }
+
+/* ---- Gen 3 ----------------------------------------------------------- */
+
+int bw_run_create_gen3(bw_db_t *db, const bw_config_t *cfg, const char *course,
+                       const char *assignment, json_object *config,
+                       json_object *body, bson_oid_t *run_id,
+                       bw_error_t *error) {
+  (void)db, (void)cfg, (void)course, (void)assignment, (void)config,
+      (void)body, (void)run_id;
+  return bw_error_set(error, BW_EINTERNAL, "not yet");
+}

@@ -30,6 +30,18 @@ int bw_run_create(bw_db_t *db, json_object *config,
                   const bw_json_items_t *students, bson_oid_t *run_id,
                   bw_error_t *error);
 
+/* Creates and starts a Gen 3 run (PROTOCOL-LATER.md §2.6, gen3.h) of
+ * `course`/`assignment`.  config: the stored grading config (§2.5, already
+ * validated); body: the validated POST grading_run body {students_env,
+ * pre_processing_env?, post_processing_env?}.  A pipeline that is missing,
+ * null or [] counts as absent.  Its hand-outs carry gen BW_GEN_3 and the
+ * course.  Returns 0 and *run_id; BW_EINVAL with the original's message
+ * for a pre/post env without that pipeline; BW_ETOOBIG; BW_EDB. */
+int bw_run_create_gen3(bw_db_t *db, const bw_config_t *cfg, const char *course,
+                       const char *assignment, json_object *config,
+                       json_object *body, bson_oid_t *run_id,
+                       bw_error_t *error);
+
 /* Starts a run: queues its pre-processing job, or all its student jobs.
  * Exactly once however many callers race.  Returns 0, BW_EINVAL ("grading
  * run <id> was already started"), BW_ENOTFOUND, BW_EDB. */
