@@ -50,9 +50,9 @@ int bw_run_status_gen3(bw_db_t *db, const char *course, const bson_oid_t *run,
 int bw_run_env_gen3(bw_db_t *db, const char *course, const bson_oid_t *run,
                     json_object **out, bw_error_t *error);
 
-/* §2.6 grading_job_log data {stdout, stderr} of a finished job (a value
- * that is not a string reads ""; a job given up by the service reads "" and
- * ""... only when its grader sent a result: see gen3.c).  BW_ENOTFOUND
+/* §2.6 grading_job_log data {stdout, stderr} of a finished job, from the
+ * `logs` of its grader's result (a value that is not a string reads ""; a
+ * job the service gave up after its graders died reads "" and "").  BW_ENOTFOUND
  * "grading job with the given IDnot found or has not finished", BW_EDB. */
 int bw_job_log_gen3(bw_db_t *db, const char *course, const bson_oid_t *job,
                     json_object **out, bw_error_t *error);

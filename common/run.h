@@ -47,6 +47,16 @@ int bw_run_create_gen3(bw_db_t *db, const bw_config_t *cfg, const char *course,
  * run <id> was already started"), BW_ENOTFOUND, BW_EDB. */
 int bw_run_start(bw_db_t *db, const bson_oid_t *run, bw_error_t *error);
 
+/* bw_run_start, telling the caller in *count how many student jobs it
+ * queued (-1 when a pre job was queued instead). */
+int bw_run_start_count(bw_db_t *db, const bson_oid_t *run, int *count,
+                       bw_error_t *error);
+
+/* Sets h's gen and course from a run's document (or its roster's): every
+ * hand-out of a run carries them, so only graders of its generation take
+ * it (job.h) and fair share sees its course. */
+void bw_run_handout_origin(const bson_t *run_doc, bw_handout_t *h);
+
 /* The run's state, timestamps, job counts per state and every job.
  * Returns 0 and *out, BW_ENOTFOUND, or BW_EDB. */
 int bw_run_status(bw_db_t *db, const bson_oid_t *run, json_object **out,
