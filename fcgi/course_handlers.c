@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "g3_pending.h"
 #include "gconfig.h"
+#include "gen3.h"
 #include "json.h"
+#include "queue.h"
+#include "run.h"
 #include "validate.h"
 
 #define RUN_NOT_FOUND "grading run with the given ID not found"
