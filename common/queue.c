@@ -333,3 +333,22 @@ int bw_queue_cancel_run(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
   bw_qsignal_notify(db);
   return rc;
 }
+
+/* ---- the Queue API ---------------------------------------------------- */
+
+int bw_queue_course_length(bw_db_t *db, const char *course, int64_t *n,
+                           bw_error_t *error) {
+  (void)db;
+  (void)course;
+  *n = 0;
+  return bw_error_set(error, BW_EINTERNAL, "queue length: not yet");
+}
+
+int bw_queue_position(bw_db_t *db, const char *course, const bson_oid_t *job,
+                      int64_t *pos, bw_error_t *error) {
+  (void)db;
+  (void)course;
+  (void)job;
+  *pos = 0;
+  return bw_error_set(error, BW_EINTERNAL, "queue position: not yet");
+}

@@ -135,4 +135,18 @@ int bw_queue_find_active(bw_db_t *db, const bson_oid_t *job_id, bson_t *out,
 int bw_queue_end_active(bw_db_t *db, const bson_oid_t *job_id, int attempt,
                         bw_error_t *error);
 
+/* ---- the Queue API (issue 14: queue length and position per course) --- */
+
+/* Number of waiting hand-outs of `course` ("" : seed-era runs), 0 when
+ * none.  0 or BW_EDB. */
+int bw_queue_course_length(bw_db_t *db, const char *course, int64_t *n,
+                           bw_error_t *error);
+
+/* 0-based position of the job's waiting hand-out among its course's waiting
+ * hand-outs, in the order the queue will hand them out as far as it can
+ * tell (defined in queue.c).  BW_ENOTFOUND when the job has no waiting
+ * hand-out or belongs to another course; BW_EDB. */
+int bw_queue_position(bw_db_t *db, const char *course, const bson_oid_t *job,
+                      int64_t *pos, bw_error_t *error);
+
 #endif
