@@ -19,6 +19,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "db.h"
+#include "lane.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -179,6 +180,9 @@ static int serve(const bw_config_t *cfg, const char *config_path) {
   /* Shared by the whole pool: mapped before the workers are forked. */
   if (bw_metrics_init(bw_router_route_count()) < 0)
     bw_log_warn("metrics: no shared memory: request counts are off");
+  /* Fair share: the pool takes turns as one (common/lane.h). */
+  if (bw_lane_share_turns() < 0)
+    bw_log_warn("lanes: no shared memory: each worker takes its own turns");
   rc = bw_fcgi_pool_run(listener.fd, listener.name, cfg, load_config,
                         config_path);
   bw_listen_close(&listener);
