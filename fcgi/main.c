@@ -20,6 +20,7 @@
 #include "course.h"
 #include "daemon.h"
 #include "db.h"
+#include "lane.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -193,6 +194,9 @@ static int serve(const bw_config_t *cfg, const char *config_path) {
   /* Shared by the whole pool: mapped before the workers are forked. */
   if (bw_metrics_init(bw_router_route_count()) < 0)
     bw_log_warn("metrics: no shared memory: request counts are off");
+  /* Fair share: the pool takes turns as one (common/lane.h). */
+  if (bw_lane_share_turns() < 0)
+    bw_log_warn("lanes: no shared memory: each worker takes its own turns");
   rc = bw_fcgi_pool_run(listener.fd, listener.name, cfg, courses, load_config,
                         config_path);
   bw_listen_close(&listener);
