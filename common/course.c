@@ -92,7 +92,8 @@ static int course_fail(const source_t *src, const char *course,
   return bw_error_set(error, BW_EINVAL, "%s:%zu: %s", src->name, line, what);
 }
 
-bool bw_course_id_valid(const char *id, size_t max) {
+/* [-A-Za-z0-9_]{1,max}: the original's id_regex, bounded. */
+static bool course_id_valid(const char *id, size_t max) {
   size_t n = strspn(id, "abcdefghijklmnopqrstuvwxyz"
                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
   return n > 0 && n <= max && id[n] == '\0';
@@ -170,7 +171,7 @@ static int read_course_object(const source_t *src, const char *id,
 
 static int read_course(const source_t *src, const char *id, json_object *value,
                        course_t *course, bw_error_t *error) {
-  if (!bw_course_id_valid(id, BW_COURSE_MAX))
+  if (!course_id_valid(id, BW_COURSE_MAX))
     return course_fail(src, id, NULL, error,
                        "%s: a course id is 1 to %d of A-Z a-z 0-9 _ -", id,
                        BW_COURSE_MAX);
@@ -358,9 +359,7 @@ int bw_course_auth(const bw_courses_t *courses, const char *authorization,
   const char *token;
   bool ok;
 
-  /* The original: header.split(" ") must give exactly ["Bearer", token]. */
-  if (authorization == NULL || strncmp(authorization, "Bearer ", 7) != 0 ||
-      strchr(authorization + 7, ' ') != NULL)
+  if (!bw_auth_bearer_format(authorization))
     return bw_error_set(error, BW_EAUTH, "invalid token format");
   token = authorization + 7;
   c = course_find(courses, course);

@@ -23,7 +23,6 @@
 #ifndef BW_COURSE_H
 #define BW_COURSE_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "error.h"
@@ -62,9 +61,5 @@ enum bw_course_role {
 int bw_course_auth(const bw_courses_t *courses, const char *authorization,
                    const char *course, enum bw_course_role need,
                    bw_error_t *error);
-
-/* true when `id` is a well-formed course id (also used for assignment
- * names, which follow the same pattern): 1 to `max` bytes of [-A-Za-z0-9_]. */
-bool bw_course_id_valid(const char *id, size_t max);
 
 #endif

@@ -16,7 +16,7 @@
 #define RUN_NOT_FOUND "grading run with the given ID not found"
 /* Sic: the original's text has no space before "not". */
 #define LOG_NOT_FOUND "grading job with the given IDnot found or has not finished"
-#define JOB_NOT_QUEUED "grading job with the given ID is not in the queue"
+#define JOB_NOT_QUEUED "job is not waiting" /* as bw_queue_position says */
 
 /* A body-schema failure as the original's Tornado-JSON answered it: 400
  * with the message as a string `data` (§2.1).  413 stays a 413. */
