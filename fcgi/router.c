@@ -226,8 +226,8 @@ static void router_reply_405(bw_request_t *req) {
 
 static int router_check_worker_id(bw_call_t *call, enum route_caller caller,
                                   bw_error_t *error) {
-  if (caller == CALLER_ANY)
-    return 0;
+  if (caller != CALLER_WORKER && caller != CALLER_WORKER_ID)
+    return 0; /* no worker_id header: every other caller */
   return bw_auth_worker_id(call->req->worker_id, &call->worker_id, error);
 }
 
