@@ -96,6 +96,7 @@ static const option_t options[] = {
     STRING_OPT(db_name),
     STRING_OPT(socket_path),
     INT_OPT(workers, 1, 256),
+    STRING_OPT(courses_file),
     STRING_OPT(listen),
     STRING_OPT(listen_owner),
     STRING_OPT(listen_group),
@@ -309,7 +310,7 @@ static const struct {
     {"BROADWAY_DATA", "data_dir"},       {"BROADWAY_TOKEN", "token"},
     {"BROADWAY_HEARTBEAT", "heartbeat"}, {"BROADWAY_WORKERS", "workers"},
     {"BROADWAY_MONGO_URI", "mongo_uri"}, {"BROADWAY_DB", "db_name"},
-    {"BROADWAY_POLL_WAIT", "poll_wait"},
+    {"BROADWAY_POLL_WAIT", "poll_wait"}, {"BROADWAY_COURSES", "courses_file"},
 };
 
 static int apply_environment(bw_config_t *cfg, bw_error_t *error) {

@@ -24,6 +24,8 @@ typedef struct bw_config {
   char db_name[64];            /* BROADWAY_DB, "broadway" */
   char socket_path[BW_PATH_MAX]; /* FastCGI socket, <data_dir>/run/fcgi.sock */
   int workers;                   /* BROADWAY_WORKERS, 4 FastCGI processes */
+  char courses_file[BW_PATH_MAX]; /* BROADWAY_COURSES, "": no courses (the
+                                     2019 API's course tokens, course.h) */
 
   /* deployment (names as php-fpm has them; see fcgi/listen.h) */
   char listen[BW_PATH_MAX];   /* "unix:PATH" or "HOST:PORT"; "" until loaded,

@@ -19,6 +19,7 @@ struct bw_db {
 static const char *coll_names[BW_COLL_COUNT] = {
     "runs",     "rosters", "jobs",  "claims",   "active",
     "outcomes", "results", "marks", "counters", "workers", "signals",
+    "gconfigs", "lanes",
 };
 
 static void db_queue_name(int partition, char out[32]) {

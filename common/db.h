@@ -42,6 +42,8 @@ typedef enum bw_coll {
   BW_COLL_COUNTERS, /* one per run: where its next finish ticket likely is */
   BW_COLL_WORKERS,  /* one per registered grader, with its last heartbeat */
   BW_COLL_SIGNALS,  /* one document: "something was queued" (qsignal.h) */
+  BW_COLL_GCONFIGS, /* Gen 3 grading configs, _id "<course>/<assignment>" */
+  BW_COLL_LANES,    /* one per run with hand-outs waiting (lane.h) */
   BW_COLL_COUNT
 } bw_coll_t;
 

@@ -7,6 +7,7 @@
 
 #include "env.h"
 #include "json.h"
+#include "lane.h"
 #include "log.h"
 #include "qsignal.h"
 #include "run.h"
@@ -529,6 +530,46 @@ static int64_t job_deadline(const bw_config_t *cfg, json_object *payload) {
   return bw_db_now_ms() + seconds * 1000;
 }
 
+/* The 2019 API's job message (PROTOCOL-LATER.md §2.5): exactly
+ * {"grading_job_id", "stages"}, each stage as configured with its env
+ * replaced by the merged one (§2.9.3), always present; no roster. */
+static json_object *job_payload_gen3(const bw_handout_t *h, json_object *config,
+                                     json_object *stages,
+                                     json_object *student) {
+  json_object *runtime = student, *list = json_object_new_array(), *payload;
+  char run_id[25], job_id[25];
+
+  bson_oid_to_string(&h->run_id, run_id);
+  bson_oid_to_string(&h->job_id, job_id);
+  if (strcmp(h->type, "pre") == 0)
+    runtime = json_object_object_get(config, "pre_processing_env");
+  else if (strcmp(h->type, "post") == 0)
+    runtime = json_object_object_get(config, "post_processing_env");
+  for (size_t i = 0; i < json_object_array_length(stages); i++) {
+    json_object *stage = json_object_array_get_idx(stages, i), *copy;
+    if (!json_object_is_type(stage, json_type_object)) {
+      json_object_array_add(list, json_object_get(stage)); /* a null stage */
+      continue;
+    }
+    copy = json_object_new_object();
+    json_object_object_foreach(stage, key, value) {
+      if (strcmp(key, "env") != 0)
+        json_object_object_add(copy, key, json_object_get(value));
+    }
+    json_object_object_add(
+        copy, "env",
+        bw_env_merge_gen3(json_object_object_get(config, "env"),
+                          json_object_object_get(stage, "env"), runtime,
+                          run_id, job_id));
+    json_object_array_add(list, copy);
+  }
+  payload = json_object_new_object();
+  json_object_object_add(payload, "grading_job_id",
+                         json_object_new_string(job_id));
+  json_object_object_add(payload, "stages", list);
+  return payload;
+}
+
 /* Builds the grader's view of a job: its stages with env resolved, and the
  * roster for pre/post jobs. */
 static int job_payload(bw_db_t *db, const bw_handout_t *h,
@@ -556,6 +597,12 @@ static int job_payload(bw_db_t *db, const bw_handout_t *h,
   json_object_object_get_ex(config, "env", &global);
   if (student_bson != NULL && !bson_empty(student_bson))
     student = bw_json_from_bson(student_bson);
+  if (h->gen == BW_GEN_3) {
+    *out = job_payload_gen3(h, config, stages, student);
+    json_object_put(student);
+    json_object_put(config);
+    return 0;
+  }
 
   list = json_object_new_array();
   for (size_t i = 0; rc == 0 && i < json_object_array_length(stages); i++) {
@@ -608,9 +655,9 @@ static void job_give_back(bw_db_t *db, const bw_config_t *cfg,
 
 /* Tries to take one entry.  Returns 0 (won: *out is the payload), 1
  * (someone else has it), or a negative error. */
-static int job_take(bw_db_t *db, const bw_config_t *cfg, const bson_t *entry,
-                    const bson_oid_t *worker, int gen, json_object **out,
-                    bw_error_t *error) {
+static int job_take(bw_db_t *db, const bw_config_t *cfg, int partition,
+                    const bson_t *entry, const bson_oid_t *worker, int gen,
+                    json_object **out, bw_error_t *error) {
   bw_handout_t h;
   bson_t student;
   bson_iter_t it;
@@ -627,13 +674,13 @@ static int job_take(bw_db_t *db, const bw_config_t *cfg, const bson_t *entry,
     /* The claim is permanent, so this entry can never be handed out again:
      * drop it so it stops costing other pollers a round trip.  Best effort:
      * a leftover is dropped by the next poller that tries it. */
-    if (bw_queue_drop(db, id, &h, &dropped) < 0)
+    if (bw_queue_drop(db, partition, id, &dropped) < 0)
       bw_log_warn("queue: could not drop entry %s: %s", id, dropped.message);
     return 1;
   }
   if (rc < 0)
     return rc;
-  rc = bw_queue_dequeue(db, id, &h, error);
+  rc = bw_queue_dequeue(db, partition, id, error);
   if (rc == 0)
     rc = job_payload(db, &h, &student, out, error);
   if (rc == 0)
@@ -662,28 +709,104 @@ static int job_random(void) {
   return rand();
 }
 
+/* Tries the entries of `page` (read from `partition`) that `want` accepts,
+ * from a random one on.  0 (won), 1 (none taken) or a negative error. */
+static int job_take_page(bw_db_t *db, const bw_config_t *cfg, int partition,
+                         const bw_queue_page_t *page, const bson_oid_t *want,
+                         const bson_oid_t *worker, int gen, json_object **out,
+                         bw_error_t *error) {
+  int start = page->n ? job_random() % page->n : 0;
+  for (int i = 0; i < page->n; i++) {
+    const bson_t *entry = &page->docs[(start + i) % page->n];
+    bson_oid_t run;
+    int rc;
+    if (want != NULL &&
+        (!bw_db_get_oid(entry, "run_id", &run) || !bson_oid_equal(&run, want)))
+      continue;
+    rc = job_take(db, cfg, partition, entry, worker, gen, out, error);
+    if (rc != 1)
+      return rc;
+  }
+  return 1;
+}
+
+/* True when the page holds an entry of run. */
+static bool job_page_has_run(const bw_queue_page_t *page,
+                             const bson_oid_t *run) {
+  bson_oid_t r;
+  for (int i = 0; i < page->n; i++)
+    if (bw_db_get_oid(&page->docs[i], "run_id", &r) && bson_oid_equal(&r, run))
+      return true;
+  return false;
+}
+
+/* One lane's turn: its run's entries at the front of its partition, or
+ * (when the partition's first page is other runs': it shares it) looked up
+ * by run.  A lane with none left is closed.  0, 1 or a negative error. */
+static int job_take_lane(bw_db_t *db, const bw_config_t *cfg,
+                         const bw_lane_t *lane, const bson_oid_t *worker,
+                         int gen, json_object **out, bw_error_t *error) {
+  bw_queue_page_t page;
+  int rc = bw_queue_read_page(db, lane->partition, &page, error);
+
+  if (rc == 0 && !job_page_has_run(&page, &lane->run_id) &&
+      page.n == BW_QUEUE_PAGE) {
+    bw_queue_page_cleanup(&page);
+    rc = bw_queue_read_run_page(db, lane->partition, &lane->run_id, &page,
+                                error);
+  }
+  if (rc == 0 && !job_page_has_run(&page, &lane->run_id))
+    rc = (rc = bw_lane_close(db, lane, error)) < 0 ? rc : 1;
+  else if (rc == 0)
+    rc = job_take_page(db, cfg, lane->partition, &page, &lane->run_id, worker,
+                       gen, out, error);
+  bw_queue_page_cleanup(&page);
+  return rc;
+}
+
+/* Fair share (lane.h): the lanes of gen, from the one whose turn it is.
+ * 0, 1 (nothing taken through them) or a negative error. */
+static int job_poll_lanes(bw_db_t *db, const bw_config_t *cfg,
+                          const bson_oid_t *worker, int gen, json_object **out,
+                          bw_error_t *error) {
+  bw_lanes_t lanes;
+  size_t *order;
+  int rc = bw_lanes_read(db, gen, &lanes, error);
+
+  if (rc < 0 || lanes.n == 0) {
+    bw_lanes_cleanup(&lanes);
+    return rc < 0 ? rc : 1;
+  }
+  order = bson_malloc(lanes.n * sizeof *order);
+  bw_lanes_order(&lanes, bw_lane_next_turn(gen), order);
+  rc = 1;
+  for (size_t i = 0; rc == 1 && i < lanes.n; i++)
+    rc = job_take_lane(db, cfg, &lanes.v[order[i]], worker, gen, out, error);
+  bson_free(order);
+  bw_lanes_cleanup(&lanes);
+  return rc;
+}
+
 int bw_job_poll(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *worker,
                 int gen, json_object **out, bw_error_t *error) {
-  int partitions = bw_db_queue_partitions(db), first = job_random();
+  int partitions = bw_db_queue_partitions(db), first, rc;
   bw_queue_page_t page;
 
   *out = NULL;
+  rc = job_poll_lanes(db, cfg, worker, gen, out, error);
+  if (rc != 1)
+    return rc;
+  /* Nothing through the lanes: every partition, as before lanes, so an
+   * entry without a lane (lane.h) is still found. */
+  first = job_random() % partitions;
   for (int p = 0; p < partitions; p++) {
-    int rc = bw_queue_read_page(db, first + p, &page, error), start;
-    if (rc < 0) {
-      bw_queue_page_cleanup(&page);
-      return rc;
-    }
-    start = page.n ? job_random() % page.n : 0;
-    for (int i = 0; i < page.n; i++) {
-      rc = job_take(db, cfg, &page.docs[(start + i) % page.n], worker, gen, out,
-                    error);
-      if (rc != 1) {
-        bw_queue_page_cleanup(&page);
-        return rc;
-      }
-    }
+    int at = (first + p) % partitions;
+    rc = bw_queue_read_page(db, at, &page, error);
+    if (rc == 0)
+      rc = job_take_page(db, cfg, at, &page, NULL, worker, gen, out, error);
     bw_queue_page_cleanup(&page);
+    if (rc != 1)
+      return rc;
   }
   return bw_error_set(error, BW_EEMPTY, "queue is empty");
 }

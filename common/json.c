@@ -728,6 +728,16 @@ json_object *bw_jsend_fail(const char *message) {
   return reply;
 }
 
+json_object *bw_jsend_fail_text(const char *message) {
+  json_object *reply = json_object_new_object();
+  if (reply == NULL)
+    return NULL;
+  json_object_object_add(reply, "status", json_object_new_string("fail"));
+  json_object_object_add(reply, "data",
+                         json_object_new_string(message ? message : ""));
+  return reply;
+}
+
 json_object *bw_jsend_error(const char *message, int code) {
   json_object *reply = json_object_new_object();
   if (reply == NULL)

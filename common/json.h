@@ -83,6 +83,9 @@ int bw_json_add(json_object *object, const char *key, json_object *value);
 json_object *bw_jsend_success(json_object *data);
 json_object *bw_jsend_fail(const char *message);
 json_object *bw_jsend_error(const char *message, int code);
+/* The 2019 API's body-schema failure (PROTOCOL-LATER.md §2.1): data is the
+ * message itself, a string: {"status":"fail","data":msg}. */
+json_object *bw_jsend_fail_text(const char *message);
 
 /* BSON -> JSON for replies.  ObjectId -> 24-hex string; date-time -> ISO-8601
  * UTC string with milliseconds ("2026-11-26T02:31:46.123Z"); int32/int64 ->

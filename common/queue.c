@@ -1,8 +1,11 @@
 #include "queue.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "lane.h"
 #include "qsignal.h"
 
 void bw_queue_entry_id(const bson_oid_t *job_id, int attempt, char out[48]) {
@@ -66,19 +69,23 @@ bool bw_handout_from_bson(const bson_t *doc, bw_handout_t *h, bson_t *student) {
   return true;
 }
 
-/* A job always lands in the same partition, so its entries for successive
- * attempts are found in one place. */
-static int queue_partition_of(const bson_oid_t *job_id) {
-  uint32_t h = 2166136261u;
-  for (int i = 0; i < 12; i++)
-    h = (h ^ job_id->bytes[i]) * 16777619u;
-  return (int)(h & 0x7fffffff);
-}
+/* Where entries queued before lanes were put: a hash of the job id.  Only
+ * bw_queue_dequeue/drop's callers' pages still name such partitions. */
+
+/* One run seen by a batch, and the partition of its lane. */
+typedef struct queue_batch_run {
+  bw_handout_t h; /* its first hand-out: run, course, gen for the lane */
+  int partition;
+} queue_batch_run_t;
 
 struct bw_queue_batch {
   bw_db_t *db;
   int partitions;
   mongoc_bulk_operation_t **bulks; /* one per partition, made on first use */
+  queue_batch_run_t *runs;         /* usually one */
+  size_t nruns;
+  int rc; /* a lane lookup failed: the push fails with it */
+  bw_error_t error;
 };
 
 bw_queue_batch_t *bw_queue_batch_alloc(bw_db_t *db) {
@@ -96,15 +103,40 @@ void bw_queue_batch_free(bw_queue_batch_t *batch) {
     if (batch->bulks[i] != NULL)
       mongoc_bulk_operation_destroy(batch->bulks[i]);
   bson_free(batch->bulks);
+  bson_free(batch->runs);
   bson_free(batch);
+}
+
+/* The partition of h's run's lane (looked up once per run and batch), or
+ * -1 after a failed lookup (kept in batch->rc). */
+static int queue_batch_partition(bw_queue_batch_t *batch,
+                                 const bw_handout_t *h) {
+  queue_batch_run_t *run;
+  for (size_t i = 0; i < batch->nruns; i++)
+    if (bson_oid_equal(&batch->runs[i].h.run_id, &h->run_id))
+      return batch->runs[i].partition;
+  if (batch->rc < 0)
+    return -1;
+  batch->runs =
+      bson_realloc(batch->runs, (batch->nruns + 1) * sizeof *batch->runs);
+  run = &batch->runs[batch->nruns];
+  run->h = *h;
+  batch->rc = bw_lane_partition(batch->db, h, &run->partition, &batch->error);
+  if (batch->rc < 0)
+    return -1;
+  batch->nruns++;
+  return ((run->partition % batch->partitions) + batch->partitions) %
+         batch->partitions;
 }
 
 void bw_queue_batch_add(bw_queue_batch_t *batch, const bw_handout_t *h,
                         const bson_t *student) {
-  int p = queue_partition_of(&h->job_id) % batch->partitions;
+  int p = queue_batch_partition(batch, h);
   bson_t doc = BSON_INITIALIZER;
   char id[48];
 
+  if (p < 0)
+    return;
   if (batch->bulks[p] == NULL) {
     bson_t opts = BSON_INITIALIZER;
     /* Unordered: an entry that already exists must not stop the others. */
@@ -123,8 +155,10 @@ void bw_queue_batch_add(bw_queue_batch_t *batch, const bw_handout_t *h,
 
 int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error) {
   bool pushed = false;
-  int rc = 0;
+  int rc = batch->rc;
 
+  if (rc < 0 && error != NULL)
+    *error = batch->error;
   for (int i = 0; rc == 0 && i < batch->partitions; i++) {
     bson_t reply;
     bson_error_t driver;
@@ -139,6 +173,10 @@ int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error) {
     }
     bson_destroy(&reply);
   }
+  /* After the entries: a poll that closed a lane meanwhile (lane.h). */
+  for (size_t i = 0; rc == 0 && i < batch->nruns; i++)
+    rc = bw_lane_confirm(batch->db, &batch->runs[i].h,
+                         batch->runs[i].partition, error);
   /* After the entries: a long poll woken by the signal must find them. */
   if (rc == 0 && pushed)
     bw_qsignal_notify(batch->db); /* best effort: qsignal.h */
@@ -185,15 +223,29 @@ int bw_queue_read_page(bw_db_t *db, int partition, bw_queue_page_t *page,
   return rc;
 }
 
-int bw_queue_drop(bw_db_t *db, const char *id, const bw_handout_t *h,
+int bw_queue_read_run_page(bw_db_t *db, int partition, const bson_oid_t *run,
+                           bw_queue_page_t *page, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+  int rc;
+
+  page->n = 0;
+  BSON_APPEND_OID(&filter, "run_id", run);
+  BSON_APPEND_INT64(&opts, "limit", BW_QUEUE_PAGE);
+  rc = bw_db_each(bw_db_queue(db, partition), &filter, &opts,
+                  queue_visit_entry, page, error);
+  bson_destroy(&filter);
+  bson_destroy(&opts);
+  return rc;
+}
+
+int bw_queue_drop(bw_db_t *db, int partition, const char *id,
                   bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER;
   bson_error_t driver;
   int rc = 0;
   BSON_APPEND_UTF8(&filter, "_id", id);
-  if (!mongoc_collection_delete_one(
-          bw_db_queue(db, queue_partition_of(&h->job_id)), &filter, NULL, NULL,
-          &driver))
+  if (!mongoc_collection_delete_one(bw_db_queue(db, partition), &filter, NULL,
+                                    NULL, &driver))
     rc = bw_db_error(&driver, error);
   bson_destroy(&filter);
   return rc;
@@ -215,7 +267,7 @@ int bw_queue_claim(bw_db_t *db, const char *id, const bw_handout_t *h,
 
 /* findAndModify(remove) is safe here even on FerretDB, where it is not
  * atomic: the claim already made the caller the entry's only remover. */
-int bw_queue_dequeue(bw_db_t *db, const char *id, const bw_handout_t *h,
+int bw_queue_dequeue(bw_db_t *db, int partition, const char *id,
                      bw_error_t *error) {
   bson_t query = BSON_INITIALIZER, reply;
   bson_error_t driver;
@@ -225,8 +277,7 @@ int bw_queue_dequeue(bw_db_t *db, const char *id, const bw_handout_t *h,
   BSON_APPEND_UTF8(&query, "_id", id);
   mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_REMOVE);
   if (!mongoc_collection_find_and_modify_with_opts(
-          bw_db_queue(db, queue_partition_of(&h->job_id)), &query, opts, &reply,
-          &driver))
+          bw_db_queue(db, partition), &query, opts, &reply, &driver))
     rc = bw_db_error(&driver, error);
   bson_destroy(&reply);
   mongoc_find_and_modify_opts_destroy(opts);
@@ -294,7 +345,7 @@ static void queue_visit_run_entry(const bson_t *doc, void *ctx) {
 }
 
 /* Claims one entry for the cancel (no worker: a zero id) and drops it. */
-static int queue_cancel_entry(bw_db_t *db, const char *id,
+static int queue_cancel_entry(bw_db_t *db, int partition, const char *id,
                               const bw_handout_t *h, bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER;
   bson_oid_t nobody;
@@ -310,7 +361,7 @@ static int queue_cancel_entry(bw_db_t *db, const char *id,
   bson_destroy(&doc);
   /* Lost the claim: a poller has the job (or an earlier cancel dropped it). */
   if (rc == 0 || rc == BW_EDUP)
-    rc = bw_queue_drop(db, id, h, error);
+    rc = bw_queue_drop(db, partition, id, error);
   return rc;
 }
 
@@ -324,12 +375,181 @@ int bw_queue_cancel_run(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
     rc = bw_db_each(bw_db_queue(db, p), &filter, NULL, queue_visit_run_entry,
                     &t, error);
     for (size_t i = 0; rc == 0 && i < t.n; i++)
-      rc = queue_cancel_entry(db, t.ids[i], &t.h[i], error);
+      rc = queue_cancel_entry(db, p, t.ids[i], &t.h[i], error);
     bson_free(t.ids);
     bson_free(t.h);
   }
   bson_destroy(&filter);
+  /* Nothing of the run waits now: its lane would only cost polls a look.
+   * (A re-queue racing this reopens it; its entry is then cancelled by
+   * the re-queuer, job.c, and the lane closes at its next turn.) */
+  if (rc == 0)
+    rc = bw_lane_drop(db, run, error);
   /* The queue changed: waiting polls look again (qsignal.h). */
   bw_qsignal_notify(db);
+  return rc;
+}
+
+/* ---- the Queue API ---------------------------------------------------- */
+
+/* The filter for a course's entries: seed-era runs' ("") carry no field. */
+static void queue_course_filter(bson_t *filter, const char *course) {
+  if (course[0] != '\0') {
+    BSON_APPEND_UTF8(filter, "course", course);
+  } else {
+    bson_t exists;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "course", &exists);
+    BSON_APPEND_BOOL(&exists, "$exists", false);
+    bson_append_document_end(filter, &exists);
+  }
+}
+
+int bw_queue_course_length(bw_db_t *db, const char *course, int64_t *n,
+                           bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  int rc = 0;
+
+  *n = 0;
+  queue_course_filter(&filter, course);
+  for (int p = 0; rc == 0 && p < bw_db_queue_partitions(db); p++) {
+    bson_error_t driver;
+    int64_t c = mongoc_collection_count_documents(bw_db_queue(db, p), &filter,
+                                                  NULL, NULL, NULL, &driver);
+    if (c < 0)
+      rc = bw_db_error(&driver, error);
+    else
+      *n += c;
+  }
+  bson_destroy(&filter);
+  return rc;
+}
+
+/* A course's waiting entries, as the position needs them. */
+typedef struct queue_waiting {
+  bson_oid_t run, job;
+  int64_t queued_at;
+  char id[48];
+  size_t rank; /* its run's place in turn order */
+} queue_waiting_t;
+
+typedef struct queue_course_scan {
+  queue_waiting_t *v;
+  size_t n;
+} queue_course_scan_t;
+
+static void queue_visit_course_entry(const bson_t *doc, void *ctx) {
+  queue_course_scan_t *scan = ctx;
+  queue_waiting_t w;
+  bson_iter_t it;
+
+  memset(&w, 0, sizeof w);
+  if (!bw_db_get_oid(doc, "run_id", &w.run) ||
+      !bw_db_get_oid(doc, "job_id", &w.job))
+    return;
+  bson_strncpy(w.id, bw_db_get_utf8(doc, "_id", ""), sizeof w.id);
+  if (bson_iter_init_find(&it, doc, "queued_at") &&
+      BSON_ITER_HOLDS_DATE_TIME(&it))
+    w.queued_at = bson_iter_date_time(&it);
+  scan->v = bson_realloc(scan->v, (scan->n + 1) * sizeof *scan->v);
+  scan->v[scan->n++] = w;
+}
+
+/* Turn order of runs, then queue order within a run (queued first, then
+ * by _id: a run's jobs are made in roster order). */
+static int queue_waiting_cmp(const void *a, const void *b) {
+  const queue_waiting_t *x = a, *y = b;
+  if (x->rank != y->rank)
+    return x->rank < y->rank ? -1 : 1;
+  if (x->queued_at != y->queued_at)
+    return x->queued_at < y->queued_at ? -1 : 1;
+  return strcmp(x->id, y->id);
+}
+
+/* Ranks every entry's run: the course's lanes in turn order first (lane.h),
+ * then runs without a lane (served only when the lanes are empty). */
+static void queue_rank_runs(queue_course_scan_t *scan, const bw_lanes_t *lanes,
+                            const char *course) {
+  size_t ranked = lanes->n;
+  for (size_t i = 0; i < scan->n; i++) {
+    scan->v[i].rank = SIZE_MAX;
+    for (size_t l = 0; l < lanes->n; l++)
+      if (strcmp(lanes->v[l].course, course) == 0 &&
+          bson_oid_equal(&lanes->v[l].run_id, &scan->v[i].run))
+        scan->v[i].rank = l;
+  }
+  for (size_t i = 0; i < scan->n; i++) {
+    if (scan->v[i].rank != SIZE_MAX)
+      continue;
+    for (size_t j = i; j < scan->n; j++)
+      if (scan->v[j].rank == SIZE_MAX &&
+          bson_oid_equal(&scan->v[j].run, &scan->v[i].run))
+        scan->v[j].rank = ranked;
+    ranked++;
+  }
+}
+
+/* Position of entry `at` among the sorted entries: its run's turn in
+ * each round (bw_lanes_rr_position). */
+static int64_t queue_position_of(const queue_course_scan_t *scan, size_t at) {
+  int64_t *waiting = bson_malloc0(scan->n * sizeof *waiting), k = 0, pos;
+  size_t runs = 0, mine = 0;
+  for (size_t i = 0; i < scan->n; i++) {
+    if (i > 0 && scan->v[i].rank != scan->v[i - 1].rank)
+      runs++;
+    waiting[runs]++;
+    if (i == at) {
+      mine = runs;
+      k = waiting[runs] - 1;
+    }
+  }
+  pos = bw_lanes_rr_position(waiting, runs + 1, mine, k);
+  bson_free(waiting);
+  return pos;
+}
+
+int bw_queue_positions(bw_db_t *db, const char *course, const bson_oid_t *jobs,
+                       size_t n, int64_t *pos, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
+  queue_course_scan_t scan = {NULL, 0};
+  bw_lanes_t lanes = {NULL, 0};
+  int rc = 0;
+
+  for (size_t j = 0; j < n; j++)
+    pos[j] = -1;
+  queue_course_filter(&filter, course);
+  BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+  BSON_APPEND_INT32(&proj, "run_id", 1);
+  BSON_APPEND_INT32(&proj, "job_id", 1);
+  BSON_APPEND_INT32(&proj, "queued_at", 1);
+  bson_append_document_end(&opts, &proj);
+  for (int p = 0; rc == 0 && p < bw_db_queue_partitions(db); p++)
+    rc = bw_db_each(bw_db_queue(db, p), &filter, &opts,
+                    queue_visit_course_entry, &scan, error);
+  if (rc == 0)
+    rc = bw_lanes_read_all(db, &lanes, error);
+  if (rc == 0) {
+    queue_rank_runs(&scan, &lanes, course);
+    if (scan.n > 1)
+      qsort(scan.v, scan.n, sizeof *scan.v, queue_waiting_cmp);
+    for (size_t j = 0; j < n; j++)
+      for (size_t i = 0; pos[j] < 0 && i < scan.n; i++)
+        if (bson_oid_equal(&scan.v[i].job, &jobs[j]))
+          pos[j] = queue_position_of(&scan, i);
+  }
+  bw_lanes_cleanup(&lanes);
+  bson_free(scan.v);
+  bson_destroy(&opts);
+  bson_destroy(&filter);
+  return rc;
+}
+
+int bw_queue_position(bw_db_t *db, const char *course, const bson_oid_t *job,
+                      int64_t *pos, bw_error_t *error) {
+  int rc = bw_queue_positions(db, course, job, 1, pos, error);
+
+  if (rc == 0 && *pos < 0)
+    rc = bw_error_set(error, BW_ENOTFOUND, "job is not waiting");
+  if (*pos < 0)
+    *pos = 0;
   return rc;
 }

@@ -99,9 +99,15 @@ typedef struct bw_queue_page {
  * Returns 0 or BW_EDB. */
 int bw_queue_read_page(bw_db_t *db, int partition, bw_queue_page_t *page,
                        bw_error_t *error);
+/* The first BW_QUEUE_PAGE entries of one run in one partition: for a lane
+ * whose partition it shares with other runs (lane.h).  A lookup by run_id:
+ * indexed on MongoDB and on FerretDB's PostgreSQL backend. */
+int bw_queue_read_run_page(bw_db_t *db, int partition, const bson_oid_t *run,
+                           bw_queue_page_t *page, bw_error_t *error);
 void bw_queue_page_cleanup(bw_queue_page_t *page);
 
-/* The steps of one hand-out, `id` being its entry's _id.  The claim is the
+/* The steps of one hand-out, `id` being its entry's _id and `partition`
+ * the one its page was read from.  The claim is the
  * once-only decision: 0 for exactly one poller, BW_EDUP for the others (the
  * claim is permanent, so the entry can be dropped), BW_EDB.  The winner
  * dequeues (0 also when someone dropped the entry first, or BW_EDB) and
@@ -111,12 +117,12 @@ void bw_queue_page_cleanup(bw_queue_page_t *page);
  * claim exists (0 or BW_EDB). */
 int bw_queue_claim(bw_db_t *db, const char *id, const bw_handout_t *h,
                    const bson_oid_t *worker, bw_error_t *error);
-int bw_queue_dequeue(bw_db_t *db, const char *id, const bw_handout_t *h,
+int bw_queue_dequeue(bw_db_t *db, int partition, const char *id,
                      bw_error_t *error);
 int bw_queue_record_active(bw_db_t *db, const char *id, const bw_handout_t *h,
                            const bson_t *student, const bson_oid_t *worker,
                            int64_t deadline, bw_error_t *error);
-int bw_queue_drop(bw_db_t *db, const char *id, const bw_handout_t *h,
+int bw_queue_drop(bw_db_t *db, int partition, const char *id,
                   bw_error_t *error);
 
 /* Cancelling a run: every waiting entry of `run` is claimed (a claim
@@ -134,5 +140,26 @@ int bw_queue_find_active(bw_db_t *db, const bson_oid_t *job_id, bson_t *out,
 /* Deletes the active record "<job>:<attempt>" (the attempt ended). */
 int bw_queue_end_active(bw_db_t *db, const bson_oid_t *job_id, int attempt,
                         bw_error_t *error);
+
+/* ---- the Queue API (issue 14: queue length and position per course) --- */
+
+/* Number of waiting hand-outs of `course` ("" : seed-era runs), 0 when
+ * none.  0 or BW_EDB. */
+int bw_queue_course_length(bw_db_t *db, const char *course, int64_t *n,
+                           bw_error_t *error);
+
+/* 0-based position of the job's waiting hand-out among its course's waiting
+ * hand-outs, in the order the queue will hand them out as far as it can
+ * tell (defined in queue.c).  BW_ENOTFOUND when the job has no waiting
+ * hand-out or belongs to another course; BW_EDB. */
+int bw_queue_position(bw_db_t *db, const char *course, const bson_oid_t *job,
+                      int64_t *pos, bw_error_t *error);
+
+/* bw_queue_position for n jobs of `course` at once, with one read of the
+ * course's queue (the SSE streams of a course, fcgi/stream.c, after every
+ * move): pos[i] is job i's position, -1 when it is not waiting.  0 or
+ * BW_EDB. */
+int bw_queue_positions(bw_db_t *db, const char *course, const bson_oid_t *jobs,
+                       size_t n, int64_t *pos, bw_error_t *error);
 
 #endif

@@ -6,6 +6,7 @@
 #include "control.h"
 #include "job.h"
 #include "json.h"
+#include "lane.h"
 #include "log.h"
 #include "queue.h"
 #include "retain.h"
@@ -461,6 +462,7 @@ static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
   bson_oid_copy(&j->id, &h.job_id);
   bson_oid_copy(run, &h.run_id);
   bson_strncpy(h.type, j->type, sizeof h.type);
+  bw_run_handout_origin(run_doc, &h);
   /* A retried job counts among its retry's jobs (run.h). */
   h.student_count = (int)bw_db_get_int(
       run_doc, j->retry_index >= 0 ? "retry_count" : "student_count");
@@ -687,6 +689,8 @@ int bw_reap_repair(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
     rc = reap_forget_workers(db, cfg, error);
   if (rc == 0)
     rc = bw_retain_pass(db, cfg, &stats->pruned, error);
+  if (rc == 0)
+    rc = bw_lane_adopt_strays(db, &stats->lanes, error);
   return rc;
 }
 

@@ -23,6 +23,7 @@ typedef struct bw_reap_stats {
   int failed;       /* jobs failed for running out of attempts */
   int repaired;     /* jobs re-queued by repair (each logged with its why) */
   int pruned;       /* results whose stage output retention removed */
+  int lanes;        /* lanes opened for entries that had none (lane.h) */
   int deferred;     /* graders past their deadline but not declared dead: the
                        database has not been up for 2 intervals */
 } bw_reap_stats_t;

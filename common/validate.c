@@ -981,6 +981,79 @@ int bw_validate_result(json_object *body, const bw_config_t *cfg,
   return 0;
 }
 
+/* The 2019 API's logs (PROTOCOL-LATER.md §2.7, recommended): stdout and
+ * stderr only, each "" when absent or not a string; other keys ignored. */
+static json_object *gen3_logs(json_object *logs) {
+  static const char *const keys[] = {"stdout", "stderr"};
+  json_object *out = json_object_new_object(), *v;
+  for (int i = 0; i < 2; i++)
+    json_object_object_add(out, keys[i],
+                           json_object_object_get_ex(logs, keys[i], &v) &&
+                                   json_object_is_type(v, json_type_string)
+                               ? json_object_get(v)
+                               : json_object_new_string(""));
+  return out;
+}
+
+int bw_validate_gen3_result(json_object *body, const bw_config_t *cfg,
+                            const char **job_id, json_object **out,
+                            bw_error_t *error) {
+  static const char *const keys[] = {"grading_job_id", "success", "results",
+                                     "logs", NULL};
+  check_t c = {cfg, error};
+  json_object *v, *result;
+  int rc;
+
+  *out = NULL;
+  *job_id = NULL;
+  if (!json_object_is_type(body, json_type_object))
+    return bw_error_set(error, BW_EINVAL, "body: expected a JSON object");
+  if ((rc = check_known_keys(&c, body, "", keys)) < 0)
+    return rc;
+  for (int i = 0; keys[i] != NULL; i++)
+    if (!json_object_object_get_ex(body, keys[i], NULL))
+      return bw_error_set(error, BW_EINVAL, "%s: required", keys[i]);
+  v = json_object_object_get(body, "grading_job_id");
+  if (!json_object_is_type(v, json_type_string))
+    return bw_error_set(error, BW_EINVAL, "grading_job_id: expected a string");
+  if (!json_object_is_type(json_object_object_get(body, "logs"),
+                           json_type_object))
+    return bw_error_set(error, BW_EINVAL, "logs: expected an object");
+  /* The seed's checks and limits, on the seed's shape of the same result. */
+  result = json_object_new_object();
+  json_object_object_add(result, "success",
+                         json_object_get(json_object_object_get(body, "success")));
+  json_object_object_add(result, "results",
+                         json_object_get(json_object_object_get(body, "results")));
+  json_object_object_add(result, "logs",
+                         gen3_logs(json_object_object_get(body, "logs")));
+  rc = bw_validate_result(result, cfg, out, error);
+  json_object_put(result);
+  if (rc == 0)
+    *job_id = json_object_get_string(v);
+  return rc;
+}
+
+int bw_validate_gen3_register(json_object *body, const char **hostname,
+                              bw_error_t *error) {
+  static const char *const keys[] = {"hostname", NULL};
+  check_t c = {NULL, error};
+  json_object *v;
+  int rc;
+
+  *hostname = NULL;
+  if (!json_object_is_type(body, json_type_object))
+    return bw_error_set(error, BW_EINVAL, "body: expected a JSON object");
+  if ((rc = check_known_keys(&c, body, "", keys)) < 0)
+    return rc;
+  if (!json_object_object_get_ex(body, "hostname", &v))
+    return bw_error_set(error, BW_EINVAL, "hostname: required");
+  if ((rc = check_string(&c, v, "hostname", 255)) < 0)
+    return rc;
+  *hostname = json_object_get_string(v);
+  return 0;
+}
+
 /* ------------------------------------------------------------------------
  * Single values. */
 
@@ -1090,5 +1163,169 @@ int bw_validate_run_page(const char *offset, const char *limit,
            strcmp(summary, "false") != 0)
     return bw_error_set(error, BW_EINVAL,
                         "summary: expected 1, true, 0 or false");
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The 2019 API: grading configs and run requests (§2.5, §2.6).  Only shapes
+ * are checked, as the original's schema did: the runner applies defaults,
+ * env values pass through as given. */
+
+static const char *const g3_stage_keys[] = {
+    "image",    "env",    "entrypoint", "networking",  "privileged",
+    "hostname", "timeout", "memory",    "logs",        "cpuset_cpus",
+    NULL};
+
+/* An env object whose values are not checked (Gen 3 passes them on). */
+static int check_g3_env(check_t *c, json_object *env, const char *path) {
+  int count;
+  if (!json_object_is_type(env, json_type_object))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected an object", path);
+  count = json_object_object_length(env);
+  if (count > c->cfg->max_env)
+    return bw_error_set(c->error, BW_EINVAL,
+                        "%s: %d variables is over the limit of %d", path, count,
+                        c->cfg->max_env);
+  return 0;
+}
+
+static int check_g3_string_list(check_t *c, json_object *list,
+                                const char *path) {
+  path_t child;
+  int rc;
+  if (!json_object_is_type(list, json_type_array))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected an array of strings",
+                        path);
+  for (size_t i = 0; i < json_object_array_length(list); i++) {
+    path_index(child, path, i);
+    if ((rc = check_string(c, json_object_array_get_idx(list, i), child,
+                           c->cfg->max_string)) < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* One stage option by its type; image is checked by the caller. */
+static int check_g3_stage_option(check_t *c, const char *key,
+                                 json_object *value, const char *path) {
+  if (strcmp(key, "env") == 0)
+    return check_g3_env(c, value, path);
+  if (strcmp(key, "entrypoint") == 0)
+    return check_g3_string_list(c, value, path);
+  if (strcmp(key, "networking") == 0 || strcmp(key, "privileged") == 0 ||
+      strcmp(key, "logs") == 0)
+    return json_object_is_type(value, json_type_boolean)
+               ? 0
+               : bw_error_set(c->error, BW_EINVAL, "%s: expected a boolean",
+                              path);
+  if (strcmp(key, "timeout") == 0)
+    return json_object_is_type(value, json_type_int) ||
+                   json_object_is_type(value, json_type_double)
+               ? 0
+               : bw_error_set(c->error, BW_EINVAL, "%s: expected a number",
+                              path);
+  return check_string(c, value, path, c->cfg->max_string);
+}
+
+static int check_g3_stage(check_t *c, json_object *stage, const char *path) {
+  json_object *image;
+  path_t child;
+  int rc;
+
+  if (stage == NULL)
+    return 0; /* the original's schema allows a null stage */
+  if (!json_object_is_type(stage, json_type_object))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected an object", path);
+  if ((rc = check_known_keys(c, stage, path, g3_stage_keys)) < 0)
+    return rc;
+  path_key(child, path, "image");
+  if (!json_object_object_get_ex(stage, "image", &image))
+    return bw_error_set(c->error, BW_EINVAL, "%s: missing", child);
+  json_object_object_foreach(stage, key, value) {
+    path_key(child, path, key);
+    if ((rc = check_g3_stage_option(c, key, value, child)) < 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int check_g3_pipeline(check_t *c, json_object *config, const char *key) {
+  json_object *pipeline = NULL;
+  path_t child;
+  size_t n;
+  int rc;
+
+  if (!json_object_object_get_ex(config, key, &pipeline) || pipeline == NULL)
+    return 0;
+  if (!json_object_is_type(pipeline, json_type_array))
+    return bw_error_set(c->error, BW_EINVAL, "%s: expected an array or null",
+                        key);
+  n = json_object_array_length(pipeline);
+  if (n > (size_t)c->cfg->max_stages)
+    return bw_error_set(c->error, BW_EINVAL,
+                        "%s: %zu stages is over the limit of %d", key, n,
+                        c->cfg->max_stages);
+  for (size_t i = 0; i < n; i++) {
+    path_index(child, key, i);
+    if ((rc = check_g3_stage(c, json_object_array_get_idx(pipeline, i),
+                             child)) < 0)
+      return rc;
+  }
+  return 0;
+}
+
+int bw_validate_gconfig(json_object *config, const bw_config_t *cfg,
+                        bw_error_t *error) {
+  static const char *const keys[] = {"student_pipeline",
+                                     "pre_processing_pipeline",
+                                     "post_processing_pipeline", "env", NULL};
+  check_t c = {.cfg = cfg, .error = error};
+  json_object *env = NULL;
+  int rc;
+
+  if ((rc = check_known_keys(&c, config, "", keys)) < 0)
+    return rc;
+  if (!json_object_object_get_ex(config, "student_pipeline", NULL))
+    return bw_error_set(error, BW_EINVAL, "student_pipeline: missing");
+  for (int i = 0; i < 3; i++)
+    if ((rc = check_g3_pipeline(&c, config, keys[i])) < 0)
+      return rc;
+  if (json_object_object_get_ex(config, "env", &env) && env != NULL)
+    return check_g3_env(&c, env, "env");
+  return 0;
+}
+
+int bw_validate_g3_run(json_object *body, const bw_config_t *cfg,
+                       bw_error_t *error) {
+  static const char *const keys[] = {"students_env", "pre_processing_env",
+                                     "post_processing_env", NULL};
+  check_t c = {.cfg = cfg, .error = error};
+  json_object *students = NULL, *env = NULL;
+  path_t child;
+  size_t n;
+  int rc;
+
+  if ((rc = check_known_keys(&c, body, "", keys)) < 0)
+    return rc;
+  if (!json_object_object_get_ex(body, "students_env", &students))
+    return bw_error_set(error, BW_EINVAL, "students_env: missing");
+  if (!json_object_is_type(students, json_type_array))
+    return bw_error_set(error, BW_EINVAL,
+                        "students_env: expected an array of objects");
+  n = json_object_array_length(students);
+  if (n > (size_t)cfg->max_students)
+    return bw_error_set(error, BW_EINVAL,
+                        "students_env: %zu students is over the limit of %d", n,
+                        cfg->max_students);
+  for (size_t i = 0; i < n; i++) {
+    path_index(child, "students_env", i);
+    if ((rc = check_g3_env(&c, json_object_array_get_idx(students, i),
+                           child)) < 0)
+      return rc;
+  }
+  for (int i = 1; i < 3; i++)
+    if (json_object_object_get_ex(body, keys[i], &env) &&
+        (rc = check_g3_env(&c, env, keys[i])) < 0)
+      return rc;
   return 0;
 }

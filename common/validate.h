@@ -56,6 +56,25 @@ int bw_validate_run_config(json_object *body, const bw_json_items_t *students,
                            const bw_config_t *cfg, json_object **out,
                            bw_error_t *error);
 
+/* The 2019 API (PROTOCOL-LATER.md §2.5, §2.6).  A grading config:
+ * {"student_pipeline": [stage]|null (the key is required),
+ * "pre_processing_pipeline"?, "post_processing_pipeline"?: [stage]|null,
+ * "env"?: object|null}, no other key.  A stage is null or {"image": string
+ * (required), "env"?: object, "entrypoint"?: [string], "networking"?,
+ * "privileged"?, "logs"?: boolean, "hostname"?, "memory"?, "cpuset_cpus"?:
+ * string, "timeout"?: number}, no other key.  Env values pass unchecked, as
+ * in the original (only their number is bounded by max_env); pipelines by
+ * max_stages, strings by max_string.  Returns 0 or BW_EINVAL naming the
+ * field ("student_pipeline[1].image: missing"). */
+int bw_validate_gconfig(json_object *config, const bw_config_t *cfg,
+                        bw_error_t *error);
+
+/* The body of POST grading_run/<course>/<assignment>: {"students_env":
+ * [object] (required, at most max_students), "pre_processing_env"?: object,
+ * "post_processing_env"?: object}, no other key.  0 or BW_EINVAL. */
+int bw_validate_g3_run(json_object *body, const bw_config_t *cfg,
+                       bw_error_t *error);
+
 /* An env (students, global) as jobs get it: numbers and booleans become
  * their JSON text ("1.50", "true"), what a shell would see had the course
  * quoted them.  A new reference (to env itself when it holds none), NULL on
@@ -73,6 +92,20 @@ json_object *bw_validate_env_text(json_object *env);
  * the field and the limit. */
 int bw_validate_result(json_object *body, const bw_config_t *cfg,
                        json_object **out, bw_error_t *error);
+
+/* The 2019 API's result body (PROTOCOL-LATER.md §2.7): exactly
+ * {grading_job_id: string, success, results, logs: object}, all required.
+ * logs keeps stdout and stderr only, each "" when not a string; then the
+ * rules and limits of bw_validate_result apply.  *job_id: the grading_job_id
+ * (borrowed from body); *out as bw_validate_result's. */
+int bw_validate_gen3_result(json_object *body, const bw_config_t *cfg,
+                            const char **job_id, json_object **out,
+                            bw_error_t *error);
+
+/* The 2019 API's register body {"hostname": string of at most 255 bytes},
+ * no other key.  *hostname is borrowed from body. */
+int bw_validate_gen3_register(json_object *body, const char **hostname,
+                              bw_error_t *error);
 
 /* A size as a stage gives it: a non-negative integer of bytes, or text of
  * digits with an optional k, m or g suffix (powers of 1024).  False for

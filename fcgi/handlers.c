@@ -10,10 +10,7 @@
 #include "validate.h"
 #include "worker.h"
 
-/* The body as a JSON object: over max_body is a 413, anything else wrong
- * with it a 400 naming the problem. */
-static int call_read_json(bw_call_t *call, json_object **out,
-                          bw_error_t *error) {
+int bw_call_read_json(bw_call_t *call, json_object **out, bw_error_t *error) {
   int rc = bw_request_read_body(call->req, call->cfg->max_body, error);
   if (rc < 0)
     return rc;
@@ -164,7 +161,7 @@ int bw_handle_job_poll(bw_call_t *call, bw_error_t *error) {
 
 int bw_handle_job_report(bw_call_t *call, bw_error_t *error) {
   json_object *body = NULL, *result = NULL;
-  int rc = call_read_json(call, &body, error);
+  int rc = bw_call_read_json(call, &body, error);
 
   if (rc == 0)
     rc =

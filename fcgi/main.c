@@ -17,8 +17,10 @@
 #include <time.h>
 
 #include "config.h"
+#include "course.h"
 #include "daemon.h"
 #include "db.h"
+#include "lane.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -149,6 +151,7 @@ static int load_config(bw_config_t *cfg, const char *path, bw_error_t *error) {
  * before any worker starts, naming the key. */
 static int serve(const bw_config_t *cfg, const char *config_path) {
   bw_error_t error = {.code = 0, .message = ""};
+  bw_courses_t *courses = NULL;
   bw_listen_t listener;
   int rc;
 
@@ -157,6 +160,15 @@ static int serve(const bw_config_t *cfg, const char *config_path) {
     bw_log_error("config: %s", error.message);
     return 1;
   }
+  /* Read by the parent (as root, if it starts as root), here and on
+   * SIGHUP; the workers use the parent's copy. */
+  if (bw_courses_load(cfg->courses_file, &courses, &error) < 0) {
+    bw_log_error("courses_file: %s", error.message);
+    return 1;
+  }
+  if (cfg->courses_file[0] != '\0')
+    bw_log_info("courses: %zu from %s", bw_courses_count(courses),
+                cfg->courses_file);
   /* Before FCGX_Init, which installs its own handlers only where ours are
    * missing: a hung-up nginx must be an EPIPE, and SIGUSR1 must not leave a
    * worker unable to accept (the pool takes SIGUSR1 for itself). */
@@ -164,22 +176,28 @@ static int serve(const bw_config_t *cfg, const char *config_path) {
   signal(SIGUSR1, SIG_IGN);
   if (FCGX_Init() != 0) {
     bw_log_error("FCGX_Init failed");
+    bw_courses_free(courses);
     return 1;
   }
   if (bw_listen_open(&listener, cfg, &error) < 0) {
     bw_log_error("config: %s", error.message);
+    bw_courses_free(courses);
     return 1;
   }
   if (bw_daemon_drop(cfg, &error) < 0 ||
       bw_daemon_check_data_dir(cfg, &error) < 0) {
     bw_log_error("config: %s", error.message);
     bw_listen_close(&listener);
+    bw_courses_free(courses);
     return 1;
   }
   /* Shared by the whole pool: mapped before the workers are forked. */
   if (bw_metrics_init(bw_router_route_count()) < 0)
     bw_log_warn("metrics: no shared memory: request counts are off");
-  rc = bw_fcgi_pool_run(listener.fd, listener.name, cfg, load_config,
+  /* Fair share: the pool takes turns as one (common/lane.h). */
+  if (bw_lane_share_turns() < 0)
+    bw_log_warn("lanes: no shared memory: each worker takes its own turns");
+  rc = bw_fcgi_pool_run(listener.fd, listener.name, cfg, courses, load_config,
                         config_path);
   bw_listen_close(&listener);
   return rc;

@@ -38,6 +38,8 @@ typedef struct pool_retiring {
 typedef struct pool {
   int listen_fd;
   bw_config_t cfg; /* the generation being served; workers get a copy */
+  bw_courses_t *courses; /* its courses file (NULL: none); owned here,
+                            workers get the copy fork gives them */
   const char *config_path;
   bw_fcgi_load_fn load;
   pid_t self;
@@ -79,7 +81,8 @@ static void pool_spawn(pool_t *pool, pool_slot_t *slot) {
    * kill of the whole group, must not die of it. */
   if (pid == 0) {
     signal(SIGUSR1, SIG_IGN);
-    exit(bw_fcgi_worker_run(pool->listen_fd, &pool->cfg, pool->self));
+    exit(bw_fcgi_worker_run(pool->listen_fd, &pool->cfg, pool->courses,
+                            pool->self));
   }
   if (pid < 0) {
     bw_log_error("fork: %s; retrying in 1 s", strerror(errno));
@@ -252,13 +255,16 @@ static void pool_replace_workers(pool_t *pool) {
   pool->count = pool->cfg.workers;
 }
 
-/* SIGHUP: the config file again.  A config that does not load changes
- * nothing; the socket and the user stay as they are (they take a restart). */
+/* SIGHUP: the config file and the courses file again.  A config or a
+ * courses file that does not load changes nothing; the socket and the user
+ * stay as they are (they take a restart). */
 static void pool_reload(pool_t *pool) {
   static bw_config_t next;
   bw_error_t error = {.code = 0, .message = ""};
+  bw_courses_t *courses = NULL;
 
-  if (pool->load(&next, pool->config_path, &error) < 0) {
+  if (pool->load(&next, pool->config_path, &error) < 0 ||
+      bw_courses_load(next.courses_file, &courses, &error) < 0) {
     bw_log_error("reload: %s; keeping the running configuration",
                  error.message);
     return;
@@ -278,11 +284,14 @@ static void pool_reload(pool_t *pool) {
       bw_daemon_log(&next, &error) < 0) {
     bw_log_error("reload: %s; keeping the running configuration",
                  error.message);
+    bw_courses_free(courses);
     return;
   }
   pool->cfg = next;
-  bw_log_info("reload: %d workers with the new configuration",
-              pool->cfg.workers);
+  bw_courses_free(pool->courses);
+  pool->courses = courses;
+  bw_log_info("reload: %d workers with the new configuration, %zu courses",
+              pool->cfg.workers, bw_courses_count(courses));
   pool_replace_workers(pool);
 }
 
@@ -302,14 +311,15 @@ static void pool_reopen_log(pool_t *pool) {
 }
 
 int bw_fcgi_pool_run(int listen_fd, const char *listen_name,
-                     const bw_config_t *cfg, bw_fcgi_load_fn load,
-                     const char *config_path) {
+                     const bw_config_t *cfg, bw_courses_t *courses,
+                     bw_fcgi_load_fn load, const char *config_path) {
   static pool_t pool;
   int sig = 0;
 
   memset(&pool, 0, sizeof pool);
   pool.listen_fd = listen_fd;
   pool.cfg = *cfg;
+  pool.courses = courses;
   pool.load = load;
   pool.config_path = config_path;
   pool.self = getpid();
@@ -329,6 +339,7 @@ int bw_fcgi_pool_run(int listen_fd, const char *listen_name,
   }
   bw_log_info("%s: stopping", strsignal(sig));
   pool_stop(&pool);
+  bw_courses_free(pool.courses);
   bw_log_info("stopped");
   return 0;
 }

@@ -230,6 +230,8 @@ static const char *status_reason(int status) {
   switch (status) {
   case 200:
     return "OK";
+  case 204:
+    return "No Content";
   case 400:
     return "Bad Request";
   case 401:
@@ -255,18 +257,25 @@ static const char *status_reason(int status) {
   }
 }
 
+/* On every reply: the 2019 API's browser clients (broadway-on-demand's
+ * status page) call from another origin with an Authorization header
+ * (PROTOCOL-LATER.md §2.10).  No cookie is ever read, so "*" lends a page
+ * nothing it does not already hold: the token. */
+#define CORS_HEADERS                                                           \
+  "Access-Control-Allow-Origin: *\r\n"                                         \
+  "Access-Control-Allow-Headers: Authorization\r\n"
+
 /* The headers are formatted here, not with FCGX_FPrintF: libfcgi has a
  * printf of its own that does not know %zu. */
 static void request_write(bw_request_t *req, int status, const char *type,
                           const char *text, size_t len) {
   FCGX_Stream *out = req->fcgx->out;
-  char head[320];
+  char head[400];
   int n = snprintf(head, sizeof head,
                    "Status: %d %s\r\n"
                    "Content-Type: %s\r\n"
                    "Cache-Control: no-store\r\n"
-                   "Content-Length: %zu\r\n"
-                   "%s%s%s\r\n",
+                   "Content-Length: %zu\r\n" CORS_HEADERS "%s%s%s\r\n",
                    status, status_reason(status), type, len,
                    req->allow[0] != '\0' ? "Allow: " : "", req->allow,
                    req->allow[0] != '\0' ? "\r\n" : "");
@@ -314,7 +323,7 @@ void bw_request_reply_text(bw_request_t *req, int status, const char *type,
 }
 
 int bw_request_stream_begin(bw_request_t *req, const char *type) {
-  char head[256];
+  char head[384];
   int n;
 
   if (req->status != 0)
@@ -327,8 +336,7 @@ int bw_request_stream_begin(bw_request_t *req, const char *type) {
                "Status: 200 OK\r\n"
                "Content-Type: %s\r\n"
                "Cache-Control: no-cache\r\n"
-               "X-Accel-Buffering: no\r\n"
-               "\r\n",
+               "X-Accel-Buffering: no\r\n" CORS_HEADERS "\r\n",
                type);
   if (n < 0 || (size_t)n >= sizeof head)
     return -1;
@@ -342,6 +350,15 @@ int bw_request_stream_write(bw_request_t *req, const char *text, size_t len) {
       FCGX_FFlush(out) < 0)
     return -1;
   return 0;
+}
+
+void bw_request_reply_no_content(bw_request_t *req) {
+  static const char head[] = "Status: 204 No Content\r\n" CORS_HEADERS "\r\n";
+
+  if (req->status != 0)
+    return;
+  req->status = 204;
+  FCGX_PutStr(head, (int)sizeof head - 1, req->fcgx->out);
 }
 
 void bw_request_reply_success(bw_request_t *req, json_object *data) {

@@ -75,6 +75,12 @@ int bw_request_stream_begin(bw_request_t *req, const char *type);
  * nginx at once.  Returns 0, or -1 when the connection is gone. */
 int bw_request_stream_write(bw_request_t *req, const char *text, size_t len);
 
+/* 204 No Content, no body (CORS preflights).  Every reply carries the
+ * CORS headers Access-Control-Allow-Origin: * and
+ * Access-Control-Allow-Headers: Authorization.  Only the first reply of a
+ * request is sent. */
+void bw_request_reply_no_content(bw_request_t *req);
+
 /* 200 with {"status":"success","data":data} (data taken over, may be NULL). */
 void bw_request_reply_success(bw_request_t *req, json_object *data);
 

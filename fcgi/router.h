@@ -1,7 +1,9 @@
 /* router.h - from a request to its handler, through the checks every request
  * passes, in this order (each failure is the reply, nothing after it runs):
  *
- *   1. the cluster token                                   401
+ *   0. OPTIONS on a known path: a CORS preflight           204
+ *   1. the cluster token, or on the 2019 API's course routes
+ *      the course's token (course.h)                       401
  *   2. the path (404) and the method (405, with Allow)
  *   3. the {id} in the path: 24 hex digits                 400
  *   4. grader endpoints: the worker_id header              400
@@ -14,6 +16,7 @@
 #define BW_ROUTER_H
 
 #include "config.h"
+#include "course.h"
 #include "db.h"
 #include "request.h"
 
@@ -22,6 +25,7 @@ int bw_router_route_count(void);
 
 /* Serves `req`: afterwards it has been replied to exactly once, and counted
  * in the metrics (metrics.h). */
-void bw_router_dispatch(const bw_config_t *cfg, bw_db_t *db, bw_request_t *req);
+void bw_router_dispatch(const bw_config_t *cfg, const bw_courses_t *courses,
+                        bw_db_t *db, bw_request_t *req);
 
 #endif

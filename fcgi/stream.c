@@ -4,8 +4,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "auth.h"
-#include "job.h"
+#include "gen3.h"
 #include "json.h"
 #include "log.h"
 #include "longpoll.h"
@@ -46,88 +45,6 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- what a stream asks of other modules ------------------------------
- * One function each, so that the real one is a one-line change.
- * STAND-IN (until branch g3-course): course membership is the cluster
- * token; the course is not checked. */
-static int stream_auth(const bw_call_t *call, const char *course,
-                       bw_error_t *error) {
-  (void)course;
-  return bw_auth_check(call->req->authorization, call->cfg->token, error);
-}
-
-/* STAND-IN (until branch g3-model's bw_job_state_gen3): the job's state
- * from the seed-era job view; the course is not checked. */
-static int stream_job_state(bw_db_t *db, const char *course,
-                            const bson_oid_t *job, const char **state,
-                            bw_error_t *error) {
-  json_object *view = NULL;
-  const char *seed;
-  int rc = bw_job_get(db, job, &view, error);
-
-  (void)course;
-  if (rc < 0)
-    return rc;
-  seed = json_object_get_string(json_object_object_get(view, "state"));
-  if (seed == NULL)
-    seed = "";
-  *state = strcmp(seed, "running") == 0     ? "STARTED"
-           : strcmp(seed, "succeeded") == 0 ? "FINISHED"
-           : strcmp(seed, "failed") == 0 || strcmp(seed, "cancelled") == 0
-               ? "FAILED"
-               : "QUEUED";
-  json_object_put(view);
-  return 0;
-}
-
-/* STAND-IN (until branch fair's bw_queue_position): every waiting job is
- * at position 0. */
-static int stream_position(bw_db_t *db, const char *course,
-                           const bson_oid_t *job, int64_t *pos,
-                           bw_error_t *error) {
-  (void)db;
-  (void)course;
-  (void)job;
-  (void)error;
-  *pos = 0;
-  return 0;
-}
-
-/* ---- the path ---------------------------------------------------------- */
-
-/* PROTOCOL-LATER.md §2.4's id_regex, [-\w0-9]+ (ASCII). */
-static bool stream_id_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c >= '0' && c <= '9') || c == '_' || c == '-';
-}
-
-static bool stream_is_id(const char *text, size_t len) {
-  for (size_t i = 0; i < len; i++)
-    if (!stream_id_char(text[i]))
-      return false;
-  return len > 0;
-}
-
-/* "<course>/<job>" into course and job: BW_ENOTFOUND (404: the path does
- * not match the route) or BW_EINVAL (400: the job is not one; only ids the
- * service made, 24 hex digits, can be). */
-static int stream_parse(const char *rest, char course[BW_COURSE_MAX + 1],
-                        bson_oid_t *job, bw_error_t *error) {
-  const char *slash = rest != NULL ? strchr(rest, '/') : NULL;
-  size_t len = slash != NULL ? (size_t)(slash - rest) : 0;
-
-  if (slash == NULL || !stream_is_id(rest, len) ||
-      !stream_is_id(slash + 1, strlen(slash + 1)))
-    return bw_error_set(error, BW_ENOTFOUND, "not found");
-  if (len > BW_COURSE_MAX)
-    return bw_error_set(error, BW_EAUTH, "course not found");
-  memcpy(course, rest, len);
-  course[len] = '\0';
-  if (!bw_db_oid_parse(slash + 1, job))
-    return bw_error_set(error, BW_EINVAL, STREAM_NOT_FOUND);
-  return 0;
-}
-
 /* ---- events ------------------------------------------------------------ */
 
 static int stream_event(bw_request_t *req, const char *type,
@@ -161,12 +78,12 @@ static bool stream_final(const char *state) {
  * Returns 0, BW_ENOTFOUND (not one of the course's jobs) or BW_EDB. */
 static int stream_look(bw_db_t *db, const stream_slot_t *slot,
                        const char **state, int64_t *pos, bw_error_t *error) {
-  int rc = stream_job_state(db, slot->course, &slot->job, state, error);
+  int rc = bw_job_state_gen3(db, slot->course, &slot->job, state, error);
 
   *pos = -1;
   if (rc < 0 || strcmp(*state, "QUEUED") != 0)
     return rc;
-  rc = stream_position(db, slot->course, &slot->job, pos, error);
+  rc = bw_queue_position(db, slot->course, &slot->job, pos, error);
   if (rc == BW_ENOTFOUND) { /* not waiting (yet, or any more) */
     *pos = -1;
     rc = 0;
@@ -191,19 +108,19 @@ static int stream_send(stream_slot_t *slot, const char *state, int64_t pos) {
   return stream_final(state) ? 1 : 0;
 }
 
-/* A parked stream's look and send: 1 over, 0 goes on, or BW_EDB (nothing
- * sent). */
+/* A parked stream whose job is not waiting in the queue (the batch read of
+ * its course's queue said so): its state, and what changed sent.  1 over,
+ * 0 goes on, or BW_EDB (nothing sent). */
 static int stream_update(stream_slot_t *slot, bw_error_t *error) {
   const char *state = NULL;
-  int64_t pos;
-  int rc = stream_look(st.db, slot, &state, &pos, error);
+  int rc = bw_job_state_gen3(st.db, slot->course, &slot->job, &state, error);
 
   /* Gone while streamed (a wiped database): it will never finish. */
   if (rc == BW_ENOTFOUND)
     state = "FAILED";
   else if (rc < 0)
     return rc;
-  return stream_send(slot, state, pos);
+  return stream_send(slot, state, -1);
 }
 
 /* ---- parked streams ---------------------------------------------------- */
@@ -246,15 +163,15 @@ int bw_handle_stream(bw_call_t *call, bw_error_t *error) {
     return bw_error_set(error, BW_EDB, "stream: no room on this server now, "
                                        "retry in a moment");
   memset(slot, 0, sizeof *slot);
-  rc = stream_parse(call->path_rest, slot->course, &slot->job, error);
-  if (rc == 0)
-    rc = stream_auth(call, slot->course, error);
-  if (rc < 0)
-    return rc;
+  /* The router checked the member's token for call->course. */
+  if (strlen(call->course) > BW_COURSE_MAX ||
+      !bw_db_oid_parse(call->g3_id, &slot->job))
+    return bw_error_set(error, BW_ENOTFOUND, STREAM_NOT_FOUND);
+  bson_strncpy(slot->course, call->course, sizeof slot->course);
   slot->position = -1;
   rc = stream_look(call->db, slot, &state, &pos, error);
-  if (rc == BW_ENOTFOUND)
-    return bw_error_set(error, BW_EINVAL, STREAM_NOT_FOUND);
+  if (rc == BW_ENOTFOUND) /* the router makes it a 400, as the original */
+    return bw_error_set(error, BW_ENOTFOUND, STREAM_NOT_FOUND);
   if (rc < 0)
     return rc;
   slot->fcgx = call->req->fcgx;
@@ -272,32 +189,68 @@ int bw_handle_stream(bw_call_t *call, bw_error_t *error) {
   return 0;
 }
 
-/* Looks at every stream's job again, oldest first.  Backs off to twice its
- * own duration, so rechecks take at most a third of the process's time. */
+/* The streams of course `course` not looked at yet in this recheck
+ * (done[] marks them): one read of the course's queue for all their
+ * positions, then a state read for each job that is not waiting.  over[i]
+ * is set for the streams that ended.  0 or BW_EDB. */
+static int stream_refresh_course(const char *course, bool *done, bool *over,
+                                 bson_oid_t *jobs, int64_t *pos, int *idx,
+                                 bw_error_t *error) {
+  int k = 0, rc;
+
+  for (int j = 0; j < st.n; j++)
+    if (!done[j] && strcmp(st.slots[j].course, course) == 0) {
+      done[j] = true;
+      idx[k] = j;
+      jobs[k++] = st.slots[j].job;
+    }
+  rc = bw_queue_positions(st.db, course, jobs, (size_t)k, pos, error);
+  for (int m = 0; rc == 0 && m < k; m++) {
+    stream_slot_t *slot = &st.slots[idx[m]];
+    rc = pos[m] >= 0 ? stream_send(slot, "QUEUED", pos[m])
+                     : stream_update(slot, error);
+    if (rc == 1)
+      over[idx[m]] = true;
+    if (rc > 0)
+      rc = 0;
+  }
+  return rc;
+}
+
+/* Looks at every stream's job again, a course at a time.  Backs off to
+ * twice its own duration, so rechecks take at most a third of the
+ * process's time. */
 static void stream_refresh_all(void) {
   int64_t start = now_ms(), took;
-  bool failed = false;
-  bw_error_t error;
+  size_t n = (size_t)st.n;
+  bool *done = calloc(n, sizeof *done), *over = calloc(n, sizeof *over);
+  bson_oid_t *jobs = malloc(n * sizeof *jobs);
+  int64_t *pos = malloc(n * sizeof *pos);
+  int *idx = malloc(n * sizeof *idx);
+  bool failed = done == NULL || over == NULL || jobs == NULL || pos == NULL ||
+                idx == NULL;
+  bw_error_t error = {.message = "out of memory"};
 
-  for (int i = 0; i < st.n;) {
-    int rc = stream_update(&st.slots[i], &error);
-    if (rc == 1) {
-      stream_end(i);
-      continue;
-    }
-    if (rc < 0) {
-      bw_log_warn("stream: recheck failed: %s", error.message);
+  for (int i = 0; i < st.n && !failed; i++)
+    if (!done[i] && stream_refresh_course(st.slots[i].course, done, over, jobs,
+                                          pos, idx, &error) < 0)
       failed = true;
-      break;
-    }
-    i++;
-  }
+  if (failed)
+    bw_log_warn("stream: recheck failed: %s", error.message);
+  for (int i = st.n - 1; over != NULL && i >= 0; i--)
+    if (over[i])
+      stream_end(i);
+  free(done);
+  free(over);
+  free(jobs);
+  free(pos);
+  free(idx);
   took = now_ms() - start;
   st.dirty = failed;
   st.next_refresh_ms =
-      start + (failed                          ? STREAM_RETRY_MS
+      start + (failed                             ? STREAM_RETRY_MS
                : 2 * took > STREAM_REFRESH_MIN_MS ? 2 * took
-                                               : STREAM_REFRESH_MIN_MS);
+                                                  : STREAM_REFRESH_MIN_MS);
 }
 
 int bw_stream_pollfds(struct pollfd *fds, int max) {

@@ -52,14 +52,14 @@ static void worker_signals(sigset_t *waiting) {
 /* Serves one request.  Returns true when a long poll took it over (the
  * FCGX_Request then belongs to longpoll.c). */
 static bool worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
-                         bw_db_t *db) {
+                         const bw_courses_t *courses, bw_db_t *db) {
   struct timespec start;
   bw_request_t req;
   bool big;
 
   clock_gettime(CLOCK_MONOTONIC, &start);
   bw_request_init(&req, fcgx);
-  bw_router_dispatch(cfg, db, &req);
+  bw_router_dispatch(cfg, courses, db, &req);
   if (req.parked)
     return true;
   big = req.body_len > WORKER_TRIM_AFTER;
@@ -145,7 +145,8 @@ static FCGX_Request *worker_new_request(int listen_fd) {
   return fcgx;
 }
 
-int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent) {
+int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg,
+                       const bw_courses_t *courses, pid_t parent) {
   FCGX_Request *fcgx;
   bw_error_t error;
   sigset_t waiting;
@@ -174,7 +175,7 @@ int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent) {
     }
     if (got == 0)
       continue;
-    if (worker_serve(fcgx, cfg, db))
+    if (worker_serve(fcgx, cfg, courses, db))
       fcgx = worker_new_request(listen_fd);
   }
   if (fcgx == NULL) {

@@ -12,10 +12,13 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "course.h"
 
-/* Runs in the child right after fork(); `parent` is the pid that forked it.
+/* Runs in the child right after fork(); `parent` is the pid that forked it;
+ * `courses` is the parent's courses file (course.h), NULL for none.
  * Returns the exit status for the process: 0 when stopped by a signal, 1
  * when it could not serve (database client, broken listening socket). */
-int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent);
+int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg,
+                       const bw_courses_t *courses, pid_t parent);
 
 #endif

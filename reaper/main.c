@@ -130,11 +130,12 @@ static int reap_pass(bw_db_t *db, const bw_config_t *cfg,
     return reap_failure(db, cfg, &error);
   /* Dead graders stay dead (and counted) pass after pass: worth a line only
    * when this pass did something about them. */
-  if (stats.requeued || stats.failed || stats.repaired || stats.pruned)
+  if (stats.requeued || stats.failed || stats.repaired || stats.pruned ||
+      stats.lanes)
     bw_log_info("dead graders %d, jobs re-queued %d, failed %d, repaired %d, "
-                "results pruned %d",
+                "results pruned %d, lanes opened for strays %d",
                 stats.dead_workers, stats.requeued, stats.failed,
-                stats.repaired, stats.pruned);
+                stats.repaired, stats.pruned, stats.lanes);
   if (stats.deferred)
     bw_log_info("graders past their heartbeat deadline %d: not declared dead "
                 "yet, the database has been up for less than 2 intervals",

@@ -17,6 +17,7 @@
 #include "../lib/itest.h"
 #include "job.h"
 #include "json.h"
+#include "lane.h"
 #include "queue.h"
 #include "reap.h"
 #include "run.h"
@@ -701,6 +702,289 @@ START_TEST(finish_tickets_survive_a_hint_set_back) {
 }
 END_TEST
 
+/* ---- fair share (common/lane.h) -------------------------------------- */
+
+/* Makes a run's lane and waiting entries look like another course's or
+ * generation's (no route makes such runs on this branch yet). */
+static void fair_patch_run(bw_db_t *db, const char *run_id, const char *course,
+                           int gen) {
+  bson_oid_t run = test_oid(run_id);
+  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
+  bson_error_t driver;
+
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+  BSON_APPEND_UTF8(&set, "course", course);
+  BSON_APPEND_INT32(&set, "gen", gen);
+  bson_append_document_end(&update, &set);
+  BSON_APPEND_UTF8(&filter, "_id", run_id);
+  ck_assert(mongoc_collection_update_one(bw_db_coll(db, BW_COLL_LANES),
+                                         &filter, &update, NULL, NULL,
+                                         &driver));
+  bson_reinit(&filter);
+  BSON_APPEND_OID(&filter, "run_id", &run);
+  for (int p = 0; p < bw_db_queue_partitions(db); p++)
+    ck_assert(mongoc_collection_update_many(bw_db_queue(db, p), &filter,
+                                            &update, NULL, NULL, &driver));
+  bson_destroy(&filter);
+  bson_destroy(&update);
+}
+
+/* One poll of generation gen; on 0, run_id gets the job's run. */
+static int fair_poll(bw_db_t *db, const bw_config_t *cfg, const char *worker,
+                     int gen, char run_id[25]) {
+  bson_oid_t w = test_oid(worker), job;
+  json_object *payload = NULL, *view = NULL;
+  bw_error_t error;
+  int rc = bw_job_poll(db, cfg, &w, gen, &payload, &error);
+  if (rc < 0)
+    return rc;
+  job = test_oid(json_object_get_string(json_object_object_get(payload, "job_id")));
+  ck_assert_int_eq(bw_job_get(db, &job, &view, &error), 0);
+  bson_strncpy(run_id,
+               json_object_get_string(json_object_object_get(view, "grading_run_id")),
+               25);
+  json_object_put(view);
+  json_object_put(payload);
+  return 0;
+}
+
+static int64_t fair_count(bw_db_t *db, mongoc_collection_t *coll) {
+  bson_t empty = BSON_INITIALIZER;
+  bson_error_t driver;
+  int64_t n = mongoc_collection_count_documents(coll, &empty, NULL, NULL, NULL,
+                                                &driver);
+  bson_destroy(&empty);
+  (void)db;
+  ck_assert_int_ge(n, 0);
+  return n;
+}
+
+/* Through nginx and the FastCGI pool: one grader, a 300-job run queued,
+ * then a 5-job run; the small run is out within 5 x 2 runs + 1 grader
+ * hand-outs of being queued (issue 14's bound). */
+START_TEST(a_small_run_after_a_big_one_is_handed_out_within_the_bound) {
+  bw_test_client_t c;
+  char big[25], small[25], job_id[25];
+  char *big_config = bw_itest_run_config(300, "{\"image\": \"g\"}", false, false),
+       *small_config = bw_itest_run_config(5, "{\"image\": \"g\"}", false, false);
+  int handouts = 0, small_out = 0;
+
+  bw_itest_client(&c);
+  ck_assert_int_eq(bw_test_http_register(&c, "fair", NULL), 200);
+  ck_assert_int_eq(bw_test_http_create_and_start(&c, big_config, big), 200);
+  ck_assert_int_eq(bw_test_http_create_and_start(&c, small_config, small), 200);
+  while (small_out < 5 && handouts < 40) {
+    bw_test_http_resp_t resp, view;
+    ck_assert_int_eq(bw_test_http_poll(&c, &resp, job_id), 200);
+    bw_test_http_resp_cleanup(&resp);
+    handouts++;
+    ck_assert_int_eq(bw_test_http_get_job(&c, job_id, &view), 200);
+    if (strcmp(bw_test_json_str(bw_test_http_data(&view), "grading_run_id"),
+               small) == 0)
+      small_out++;
+    bw_test_http_resp_cleanup(&view);
+  }
+  ck_assert_msg(small_out == 5 && handouts <= 5 * 2 + 1,
+                "the 5-job run's jobs were out after %d hand-outs (%d of 5)",
+                handouts, small_out);
+  free(big_config);
+  free(small_config);
+}
+END_TEST
+
+/* Courses take turns, then the runs of a course: course "" (one run) and
+ * course "b" (a big and a small run) alternate poll by poll, and b's small
+ * run is out in its first 5 turns of b. */
+START_TEST(courses_take_turns_then_the_runs_of_a_course) {
+  bw_config_t cfg = bw_itest_config();
+  bw_db_t *db = test_db(&cfg);
+  char a[25], b1[25], b2[25], worker[25], got[25], prev_course = '?';
+  bw_error_t error;
+  int b2_out = 0;
+
+  test_create_started_run(db, &cfg, 30, false, a);
+  test_create_started_run(db, &cfg, 30, false, b1);
+  test_create_started_run(db, &cfg, 5, false, b2);
+  fair_patch_run(db, b1, "b", BW_GEN_SEED);
+  fair_patch_run(db, b2, "b", BW_GEN_SEED);
+  ck_assert_int_eq(bw_worker_register(db, "fair", worker, &error), 0);
+  for (int i = 0; i < 20; i++) {
+    char course;
+    ck_assert_int_eq(fair_poll(db, &cfg, worker, BW_GEN_SEED, got), 0);
+    course = strcmp(got, a) == 0 ? 'a' : 'b';
+    ck_assert_msg(course != prev_course, "hand-out %d: course %c twice", i,
+                  course);
+    prev_course = course;
+    b2_out += strcmp(got, b2) == 0;
+  }
+  ck_assert_int_eq(b2_out, 5);
+  bw_db_close(db);
+}
+END_TEST
+
+/* Pollers in PROCS processes while runs come and go (lanes opening and
+ * closing under them): every job handed out once, and no lane left. */
+START_TEST(no_job_is_handed_out_twice_while_lanes_open_and_close) {
+  static const int sizes[] = {3, 1, 7, 2, 1, 5, 4, 2, 9, 1};
+  bw_config_t cfg = bw_itest_config();
+  bw_db_t *db = test_db(&cfg);
+  char run_id[25];
+  pid_t pids[PROCS];
+  FILE *log = tmpfile();
+  int dups, total = 0;
+
+  test_create_started_run(db, &cfg, sizes[0], false, run_id);
+  total += sizes[0];
+  for (int i = 0; i < PROCS; i++) {
+    pids[i] = fork();
+    if (pids[i] == 0)
+      drain_child(&cfg, fileno(log));
+  }
+  for (size_t r = 1; r < sizeof sizes / sizeof *sizes; r++) {
+    usleep(30000);
+    test_create_started_run(db, &cfg, sizes[r], false, run_id);
+    total += sizes[r];
+  }
+  wait_children(pids, PROCS);
+  rewind(log);
+  ck_assert_int_eq(count_lines_unique(log, &dups), total);
+  ck_assert_int_eq(dups, 0);
+  ck_assert_int_eq(fair_count(db, bw_db_coll(db, BW_COLL_LANES)), 0);
+  fclose(log);
+  bw_db_close(db);
+}
+END_TEST
+
+START_TEST(a_generation_never_takes_another_generations_entries) {
+  bw_config_t cfg = bw_itest_config();
+  bw_db_t *db = test_db(&cfg);
+  char seed[25], gen3[25], worker[25], got[25];
+  bw_error_t error;
+
+  test_create_started_run(db, &cfg, 4, false, seed);
+  test_create_started_run(db, &cfg, 4, false, gen3);
+  fair_patch_run(db, gen3, "", BW_GEN_3);
+  ck_assert_int_eq(bw_worker_register(db, "fair", worker, &error), 0);
+  for (int i = 0; i < 4; i++) {
+    ck_assert_int_eq(fair_poll(db, &cfg, worker, BW_GEN_SEED, got), 0);
+    ck_assert_str_eq(got, seed);
+  }
+  ck_assert_int_eq(fair_poll(db, &cfg, worker, BW_GEN_SEED, got), BW_EEMPTY);
+  for (int i = 0; i < 4; i++) {
+    ck_assert_int_eq(fair_poll(db, &cfg, worker, BW_GEN_3, got), 0);
+    ck_assert_str_eq(got, gen3);
+  }
+  ck_assert_int_eq(fair_poll(db, &cfg, worker, BW_GEN_3, got), BW_EEMPTY);
+  bw_db_close(db);
+}
+END_TEST
+
+/* An entry whose lane is gone (a lost race, or queued before lanes) is
+ * still handed out: by the walk of every partition when no lane gives
+ * anything, and in its turn once the reaper reopened its lane. */
+START_TEST(an_entry_without_a_lane_is_still_handed_out) {
+  bw_config_t cfg = bw_itest_config();
+  bw_db_t *db = test_db(&cfg);
+  char big[25], small[25], worker[25], got[25];
+  bson_t empty = BSON_INITIALIZER;
+  bw_error_t error;
+  int opened, small_out = 0, handouts = 0;
+
+  ck_assert_int_eq(bw_worker_register(db, "fair", worker, &error), 0);
+  /* No lane at all: the walk. */
+  test_create_started_run(db, &cfg, 3, false, small);
+  ck_assert(mongoc_collection_delete_many(bw_db_coll(db, BW_COLL_LANES),
+                                          &empty, NULL, NULL, NULL));
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(fair_poll(db, &cfg, worker, BW_GEN_SEED, got), 0);
+    ck_assert_str_eq(got, small);
+  }
+  ck_assert_int_eq(fair_poll(db, &cfg, worker, BW_GEN_SEED, got), BW_EEMPTY);
+  /* Beside a busy lane: the reaper gives it one back. */
+  test_create_started_run(db, &cfg, 40, false, big);
+  test_create_started_run(db, &cfg, 3, false, small);
+  bson_t filter = BSON_INITIALIZER;
+  BSON_APPEND_UTF8(&filter, "_id", small);
+  ck_assert(mongoc_collection_delete_one(bw_db_coll(db, BW_COLL_LANES),
+                                         &filter, NULL, NULL, NULL));
+  bson_destroy(&filter);
+  ck_assert_int_eq(bw_lane_adopt_strays(db, &opened, &error), 0);
+  ck_assert_int_eq(opened, 1);
+  while (small_out < 3 && handouts < 20) {
+    ck_assert_int_eq(fair_poll(db, &cfg, worker, BW_GEN_SEED, got), 0);
+    handouts++;
+    small_out += strcmp(got, small) == 0;
+  }
+  ck_assert_msg(handouts <= 3 * 2 + 1, "%d hand-outs", handouts);
+  bson_destroy(&empty);
+  bw_db_close(db);
+}
+END_TEST
+
+/* The ids of a run's jobs in roster order. */
+static void fair_visit_job(const bson_t *doc, void *ctx) {
+  bson_oid_t *ids = ctx, id;
+  int64_t index = bw_db_get_int(doc, "index");
+  if (bw_db_get_oid(doc, "_id", &id) && index >= 0 && index < 16)
+    bson_oid_copy(&id, &ids[index]);
+}
+
+static void fair_job_ids(bw_db_t *db, const char *run_id, bson_oid_t ids[16]) {
+  bson_oid_t run = test_oid(run_id);
+  bson_t filter = BSON_INITIALIZER;
+  bw_error_t error;
+  BSON_APPEND_OID(&filter, "run_id", &run);
+  ck_assert_int_eq(bw_db_each(bw_db_coll(db, BW_COLL_JOBS), &filter, NULL,
+                              fair_visit_job, ids, &error),
+                   0);
+  bson_destroy(&filter);
+}
+
+START_TEST(queue_length_and_position_per_course) {
+  bw_config_t cfg = bw_itest_config();
+  bw_db_t *db = test_db(&cfg);
+  char r1[25], r2[25];
+  bson_oid_t j1[16], j2[16], nobody;
+  bw_error_t error;
+  int64_t n, pos;
+
+  test_create_started_run(db, &cfg, 10, false, r1);
+  usleep(5000); /* lanes in turn order by when they opened */
+  test_create_started_run(db, &cfg, 4, false, r2);
+  fair_job_ids(db, r1, j1);
+  fair_job_ids(db, r2, j2);
+  ck_assert_int_eq(bw_queue_course_length(db, "", &n, &error), 0);
+  ck_assert_int_eq(n, 14);
+  ck_assert_int_eq(bw_queue_course_length(db, "other", &n, &error), 0);
+  ck_assert_int_eq(n, 0);
+  /* r1, r2, r1, r2, r1, r2, r1, r2, then r1's other six. */
+  ck_assert_int_eq(bw_queue_position(db, "", &j1[0], &pos, &error), 0);
+  ck_assert_int_eq(pos, 0);
+  ck_assert_int_eq(bw_queue_position(db, "", &j2[0], &pos, &error), 0);
+  ck_assert_int_eq(pos, 1);
+  ck_assert_int_eq(bw_queue_position(db, "", &j1[2], &pos, &error), 0);
+  ck_assert_int_eq(pos, 4);
+  ck_assert_int_eq(bw_queue_position(db, "", &j2[3], &pos, &error), 0);
+  ck_assert_int_eq(pos, 7);
+  ck_assert_int_eq(bw_queue_position(db, "", &j1[9], &pos, &error), 0);
+  ck_assert_int_eq(pos, 13);
+  /* Another course's job, or one not waiting: not found. */
+  ck_assert_int_eq(bw_queue_position(db, "other", &j1[0], &pos, &error),
+                   BW_ENOTFOUND);
+  memset(&nobody, 0, sizeof nobody);
+  ck_assert_int_eq(bw_queue_position(db, "", &nobody, &pos, &error),
+                   BW_ENOTFOUND);
+  fair_patch_run(db, r2, "b", BW_GEN_SEED);
+  ck_assert_int_eq(bw_queue_course_length(db, "b", &n, &error), 0);
+  ck_assert_int_eq(n, 4);
+  ck_assert_int_eq(bw_queue_position(db, "b", &j2[3], &pos, &error), 0);
+  ck_assert_int_eq(pos, 3);
+  ck_assert_int_eq(bw_queue_position(db, "", &j1[9], &pos, &error), 0);
+  ck_assert_int_eq(pos, 9);
+  bw_db_close(db);
+}
+END_TEST
+
 static Suite *queue_suite(void) {
   Suite *s = suite_create("queue");
   TCase *tc = bw_itest_tcase(s, "exactly-once", 240, true);
@@ -714,6 +998,13 @@ static Suite *queue_suite(void) {
   tcase_add_test(tc, finish_tickets_survive_a_hint_set_back);
   tcase_add_test(tc, a_retried_job_gets_its_attempts_again);
   tcase_add_test(tc, repair_finishes_a_cancel_whose_canceller_died);
+  tc = bw_itest_tcase(s, "fair share", 120, true);
+  tcase_add_test(tc, a_small_run_after_a_big_one_is_handed_out_within_the_bound);
+  tcase_add_test(tc, courses_take_turns_then_the_runs_of_a_course);
+  tcase_add_test(tc, no_job_is_handed_out_twice_while_lanes_open_and_close);
+  tcase_add_test(tc, a_generation_never_takes_another_generations_entries);
+  tcase_add_test(tc, an_entry_without_a_lane_is_still_handed_out);
+  tcase_add_test(tc, queue_length_and_position_per_course);
   return s;
 }
 

@@ -1,10 +1,10 @@
 /* fault.c - see fault.h. */
 #include "fault.h"
 
+#include "http.h"
 #include "stack.h"
 #include "util.h"
 
-#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -554,62 +554,15 @@ const char *bw_fault_ferretdb_uri(const bw_fault_ferretdb_t *f) {
 
 /* ---- HTTP and database odds and ends ------------------------------------ */
 
-typedef struct header_want {
-  const char *name;
-  char *out;
-  size_t cap;
-} header_want_t;
-
-static size_t collect_header(char *line, size_t size, size_t n, void *user) {
-  header_want_t *w = user;
-  size_t len = size * n, name_len = strlen(w->name);
-  if (len > name_len && strncasecmp(line, w->name, name_len) == 0 &&
-      line[name_len] == ':') {
-    const char *v = line + name_len + 1;
-    size_t vlen = len - name_len - 1;
-    while (vlen > 0 && (*v == ' ' || *v == '\t')) {
-      v++;
-      vlen--;
-    }
-    while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'))
-      vlen--;
-    snprintf(w->out, w->cap, "%.*s", (int)vlen, v);
-  }
-  return len;
-}
-
-static size_t discard_body(char *ptr, size_t size, size_t n, void *user) {
-  (void)ptr;
-  (void)user;
-  return size * n;
-}
-
 long bw_fault_http_header(const char *url, const char *authorization,
                           const char *name, char *out, size_t cap) {
-  header_want_t want = {name, out, cap};
-  long status = 0;
-  struct curl_slist *headers = NULL;
-  out[0] = '\0';
-  CURL *curl = curl_easy_init();
-  if (!curl)
-    return 0;
-  if (authorization) {
-    char line[512];
-    snprintf(line, sizeof line, "Authorization: %s", authorization);
-    headers = curl_slist_append(headers, line);
-  }
-  curl_easy_setopt(curl, CURLOPT_URL, url);
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_header);
-  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &want);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-  if (curl_easy_perform(curl) == CURLE_OK)
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
+  bw_test_http_req_t req = {.method = "GET", .url = url,
+                            .authorization = authorization, .timeout_s = 30};
+  bw_test_http_resp_t resp;
+  long status = bw_test_http_send(&req, &resp);
+
+  bw_test_http_header(&resp, name, out, cap);
+  bw_test_http_resp_cleanup(&resp);
   return status;
 }
 

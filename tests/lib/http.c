@@ -40,6 +40,17 @@ static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *user) {
   return bw_test_buf_append(&b->data, &b->len, &b->cap, ptr, n) == 0 ? n : 0;
 }
 
+/* Every header line of the response (of the last one, after redirects or
+ * a 100 Continue: a new status line starts the collection again). */
+static size_t collect_header(char *line, size_t size, size_t n, void *user) {
+  body_buf_t *h = user;
+  size_t len = size * n;
+  if (len >= 5 && strncmp(line, "HTTP/", 5) == 0)
+    h->len = 0;
+  return bw_test_buf_append(&h->data, &h->len, &h->cap, line, len) == 0 ? len
+                                                                        : 0;
+}
+
 static size_t feed_body(char *buf, size_t size, size_t nitems, void *user) {
   upload_t *u = user;
   size_t n = size * nitems;
@@ -113,7 +124,7 @@ long bw_test_http_send(const bw_test_http_req_t *req,
   CURL *curl = curl_easy_init();
   if (!curl)
     return 0;
-  body_buf_t b = {0};
+  body_buf_t b = {0}, h = {0};
   upload_t up;
   struct curl_slist *headers = request_headers(req);
   curl_easy_setopt(curl, CURLOPT_URL, req->url);
@@ -123,6 +134,8 @@ long bw_test_http_send(const bw_test_http_req_t *req,
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_header);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &h);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT, req->timeout_s ? req->timeout_s : 60);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
@@ -132,6 +145,7 @@ long bw_test_http_send(const bw_test_http_req_t *req,
     fprintf(stderr, "itest: %s %s: %s\n", req->method, req->url,
             curl_easy_strerror(rc));
   finish_response(curl, &b, resp);
+  resp->headers = h.data;
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
   return resp->status;
@@ -141,6 +155,7 @@ void bw_test_http_resp_cleanup(bw_test_http_resp_t *resp) {
   if (!resp)
     return;
   free(resp->body);
+  free(resp->headers);
   json_object_put(resp->json);
   memset(resp, 0, sizeof *resp);
 }
@@ -164,6 +179,31 @@ long bw_test_http_call(const bw_test_client_t *c, const char *method,
   if (!resp)
     bw_test_http_resp_cleanup(&local);
   return status;
+}
+
+bool bw_test_http_header(const bw_test_http_resp_t *resp, const char *name,
+                         char *out, size_t cap) {
+  size_t name_len = strlen(name);
+  const char *line = resp->headers;
+
+  out[0] = '\0';
+  while (line != NULL && *line != '\0') {
+    size_t len = strcspn(line, "\r\n");
+    if (len > name_len && strncasecmp(line, name, name_len) == 0 &&
+        line[name_len] == ':') {
+      const char *v = line + name_len + 1;
+      size_t vlen = len - name_len - 1;
+      while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        vlen--;
+      }
+      snprintf(out, cap, "%.*s", (int)vlen, v);
+      return true;
+    }
+    line += len;
+    line += strspn(line, "\r\n");
+  }
+  return false;
 }
 
 /* Copies data[key] (a 24-hex string) to out; "" when absent. */

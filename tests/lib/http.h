@@ -19,6 +19,7 @@ typedef struct bw_test_http_resp {
   size_t body_len;
   char content_type[128];
   json_object *json; /* the parsed body; NULL when not JSON */
+  char *headers;     /* the response's header lines as received, or NULL */
 } bw_test_http_resp_t;
 
 /* One raw request: everything a test may want to get wrong on purpose. */
@@ -104,6 +105,11 @@ long bw_test_http_run_status(const bw_test_client_t *c, const char *run_id,
                              bw_test_http_resp_t *resp);
 long bw_test_http_get_job(const bw_test_client_t *c, const char *job_id,
                           bw_test_http_resp_t *resp);
+
+/* Copies the value of response header `name` (any case) to out; false
+ * (and "") when the response has none. */
+bool bw_test_http_header(const bw_test_http_resp_t *resp, const char *name,
+                         char *out, size_t cap);
 
 /* JSend accessors (NULL / "" when absent). */
 json_object *bw_test_http_data(const bw_test_http_resp_t *resp);
