@@ -2,23 +2,26 @@
  * their events arrive (make bench, phase stream; docs/BENCHMARKS.md).
  *
  *   bw-stream --streams 200 --idle-seconds 30 --events 20 --pgid P
+ *             --course C --course-token T
  *
- * Needs BENCH_URL, BENCH_TOKEN (the stack) and BROADWAY_DATA or
- * BROADWAY_CONFIG (its database: the jobs are moved through common/, as
- * another API host would move them).
+ * Needs BENCH_URL, BENCH_TOKEN (the stack, whose courses file has course
+ * C with admin token T) and BROADWAY_DATA or BROADWAY_CONFIG (its
+ * database, for the moves made "through another host" below).
  *
  *   1. the CPU the stack's process groups use with nothing waiting, as a
  *      share of one core (the floor: FerretDB, PostgreSQL, the reaper);
- *   2. S + K Gen 3 jobs of one course waiting in the queue (a run made
- *      over HTTP, its hand-outs pushed with gen 3 and a course), one
- *      stream open on each through nginx (raw sockets, one thread); once
- *      every stream has its first event: the stack's CPU while they wait;
- *   3. K times: a grader takes a job (bw_job_poll), then its result
- *      (bw_job_report); the time from each call's return (the change is
- *      stored and signalled) to STARTED, and to FINISHED, arriving on that
- *      job's stream.  The change comes from outside the stream's API host,
- *      so it reaches the stream through the host's read of the signals
- *      (every 50 ms).
+ *   2. a Gen 3 run of S + 2K students of course C (grading_config and
+ *      grading_run over HTTP, as broadway-on-demand), one stream open on
+ *      each job through nginx (raw sockets, one thread, a course token);
+ *      once every stream has its first event: the stack's CPU while they
+ *      wait;
+ *   3. K times, a 2019 grader (its HTTP routes, this API host) takes a job
+ *      and sends its result; then K times the same through common/ from
+ *      this process (bw_job_poll, bw_job_report: another API host on the
+ *      same database, seen through the host's read of the signals every
+ *      50 ms).  The time from each call's return (the change is stored and
+ *      signalled) to STARTED, and to FINISHED, arriving on that job's
+ *      stream.
  * Prints RESULT lines. */
 #include <getopt.h>
 #include <poll.h>
@@ -34,13 +37,11 @@
 #include "config.h"
 #include "db.h"
 #include "job.h"
-#include "queue.h"
+#include "validate.h"
 #include "worker.h"
 
-#define COURSE "bench"
-
 typedef struct options {
-  const char *url, *token;
+  const char *url, *token, *course, *course_token;
   int streams, events;
   double idle_seconds;
   long pgids[BENCH_MAX_PGIDS];
@@ -124,65 +125,62 @@ static int stream_open(stream_t *s, const options_t *opt, int port) {
   n = snprintf(head, sizeof head,
                "GET /api/v1/stream/%s/%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                "Accept: text/event-stream\r\nAuthorization: Bearer %s\r\n\r\n",
-               COURSE, s->job, port, opt->token);
+               opt->course, s->job, port, opt->course_token);
   return write(s->fd, head, (size_t)n) == n ? 0 : -1;
 }
 
 /* ---- the jobs ---------------------------------------------------------- */
 
-typedef struct jobs_ctx {
-  int n;
-} jobs_ctx_t;
+#define BENCH_GCONFIG                                                          \
+  "{\"student_pipeline\": [{\"image\": \"bench/grade:1\", "                  \
+  "\"entrypoint\": [\"/bin/grade\"], \"timeout\": 30}]}"
 
-static void jobs_visit(const bson_t *doc, void *arg) {
-  jobs_ctx_t *ctx = arg;
-  if (ctx->n < n_streams && bw_db_get_oid_hex(doc, "_id", streams[ctx->n].job))
-    ctx->n++;
-}
+/* A Gen 3 run of n_streams students of the course, over HTTP; its jobs'
+ * ids into streams[]. */
+static int jobs_make(const options_t *opt) {
+  bench_client_t admin;
+  char path[256], *body;
+  size_t len = 0, cap = (size_t)n_streams * 32 + 64;
+  json_object *status = NULL, *jobs;
+  int n = 0, rc = -1;
 
-/* A run of n_streams students (over HTTP), its jobs queued as Gen 3 jobs
- * of COURSE. */
-static int jobs_make(bw_db_t *db, bench_client_t *c) {
-  bson_t filter = BSON_INITIALIZER;
-  bw_queue_batch_t *batch;
-  jobs_ctx_t ctx = {0};
-  bw_error_t error;
-  bson_oid_t run;
-  char run_id[25];
-  double unused;
-  int rc;
-
-  if (bench_client_create_run(c, n_streams, run_id, &unused) < 0 ||
-      !bw_db_oid_parse(run_id, &run))
+  snprintf(path, sizeof path, "Bearer %s", opt->course_token);
+  if (bench_client_init(&admin, opt->url, path) < 0 ||
+      (body = malloc(cap)) == NULL)
     return -1;
-  BSON_APPEND_OID(&filter, "run_id", &run);
-  rc = bw_db_each(bw_db_coll(db, BW_COLL_JOBS), &filter, NULL, jobs_visit,
-                  &ctx, &error);
-  bson_destroy(&filter);
-  if (rc < 0 || ctx.n != n_streams) {
-    fprintf(stderr, "bw-stream: %d of %d jobs found\n", ctx.n, n_streams);
-    return -1;
+  len = (size_t)snprintf(body, cap, "{\"students_env\": [");
+  for (int i = 0; i < n_streams; i++)
+    len += (size_t)snprintf(body + len, cap - len, "%s{\"STUDENT_ID\": \"s%d\"}",
+                            i ? ", " : "", i);
+  snprintf(body + len, cap - len, "]}");
+  snprintf(path, sizeof path, "/api/v1/grading_config/%s/mp1", opt->course);
+  if (bench_client_request(&admin, "POST", path, BENCH_GCONFIG,
+                           sizeof BENCH_GCONFIG - 1) != 200)
+    goto out;
+  snprintf(path, sizeof path, "/api/v1/grading_run/%s/mp1", opt->course);
+  if (bench_client_request(&admin, "POST", path, body, strlen(body)) != 200)
+    goto out;
+  snprintf(path, sizeof path, "/api/v1/grading_run_status/%s/", opt->course);
+  len = strlen(path);
+  if (!bench_client_find_string(&admin, "grading_run_id", path + len, 25) ||
+      bench_client_request(&admin, "GET", path, NULL, 0) != 200)
+    goto out;
+  status = json_tokener_parse(admin.body);
+  jobs = json_object_object_get(json_object_object_get(status, "data"),
+                                "student_jobs_state");
+  json_object_object_foreach(jobs, id, state) {
+    (void)state;
+    if (n < n_streams)
+      snprintf(streams[n++].job, sizeof streams[0].job, "%s", id);
   }
-  batch = bw_queue_batch_alloc(db);
-  for (int i = 0; i < n_streams; i++) {
-    bw_handout_t h = {.attempt = 1, .student_count = n_streams, .index = i,
-                      .gen = BW_GEN_3};
-    bw_db_oid_parse(streams[i].job, &h.job_id);
-    h.run_id = run;
-    snprintf(h.type, sizeof h.type, "student");
-    snprintf(h.course, sizeof h.course, COURSE);
-    /* The student's env, as bench_config_alloc's roster has it. */
-    bson_t student = BSON_INITIALIZER;
-    char netid[16];
-    snprintf(netid, sizeof netid, "s%06d", i);
-    BSON_APPEND_UTF8(&student, "NETID", netid);
-    bw_queue_batch_add(batch, &h, &student);
-    bson_destroy(&student);
-  }
-  rc = bw_queue_batch_push(batch, &error);
-  bw_queue_batch_free(batch);
+  rc = n == n_streams ? 0 : -1;
+out:
   if (rc < 0)
-    fprintf(stderr, "bw-stream: push: %s\n", error.message);
+    fprintf(stderr, "bw-stream: making the run: %s %s\n", admin.error,
+            admin.body ? admin.body : "");
+  json_object_put(status);
+  free(body);
+  bench_client_cleanup(&admin);
   return rc;
 }
 
@@ -221,44 +219,114 @@ static double wait_flag(_Atomic bool *flag, _Atomic double *when, double t0) {
   return atomic_load(when) - t0;
 }
 
-static int measure_events(const options_t *opt, bw_db_t *db) {
-  bench_samples_t started, finished;
+/* One move of a job, through this host's routes or through common/. */
+typedef struct mover {
+  bench_client_t grader; /* a 2019 grader, cluster token */
+  bw_db_t *db;
   bw_config_t cfg;
+  bson_oid_t worker; /* its id, for the moves through common/ */
+} mover_t;
+
+static int mover_init(mover_t *m, const options_t *opt, bw_db_t *db) {
+  static const char hello[] = "{\"hostname\": \"bench\"}";
+  char auth[300];
   bw_error_t error;
-  char worker_id[25];
-  bson_oid_t worker;
+
+  m->db = db;
+  snprintf(auth, sizeof auth, "Bearer %s", opt->token);
+  if (bw_config_load(&m->cfg, getenv("BROADWAY_CONFIG"), &error) < 0 ||
+      bench_client_init(&m->grader, opt->url, auth) < 0 ||
+      bench_client_request(&m->grader, "POST", "/api/v1/worker/bench-stream",
+                           hello, sizeof hello - 1) != 200 ||
+      bw_worker_find_gen3(db, "bench-stream", &m->worker, &error) < 0)
+    return -1;
+  return 0;
+}
+
+/* A job handed out: its id into job. */
+static int mover_take(mover_t *m, bool remote, char job[25]) {
+  json_object *payload = NULL;
+  bw_error_t error;
+  bool ok;
+
+  if (!remote)
+    return bench_client_request(&m->grader, "GET",
+                                "/api/v1/grading_job/bench-stream", NULL,
+                                0) == 200 &&
+                   bench_client_find_string(&m->grader, "grading_job_id", job,
+                                            25)
+               ? 0
+               : -1;
+  if (bw_job_poll(m->db, &m->cfg, &m->worker, BW_GEN_3, &payload, &error) < 0)
+    return -1;
+  ok = json_object_get_string(json_object_object_get(payload,
+                                                     "grading_job_id")) != NULL;
+  if (ok)
+    snprintf(job, 25, "%s",
+             json_object_get_string(
+                 json_object_object_get(payload, "grading_job_id")));
+  json_object_put(payload);
+  return ok ? 0 : -1;
+}
+
+static int mover_finish(mover_t *m, bool remote, const char *job) {
+  json_object *body, *result = NULL;
+  const char *job_id = NULL;
+  bson_oid_t oid;
+  bw_error_t error;
+  char text[256];
+  int rc;
+
+  snprintf(text, sizeof text,
+           "{\"grading_job_id\": \"%s\", \"success\": true, \"results\": "
+           "[{\"success\": true}], \"logs\": {\"stdout\": \"\", "
+           "\"stderr\": \"\"}}",
+           job);
+  if (!remote)
+    return bench_client_request(&m->grader, "POST",
+                                "/api/v1/grading_job/bench-stream", text,
+                                strlen(text)) == 200
+               ? 0
+               : -1;
+  body = json_tokener_parse(text);
+  rc = bw_validate_gen3_result(body, &m->cfg, &job_id, &result, &error);
+  if (rc == 0 && !bw_db_oid_parse(job, &oid))
+    rc = -1;
+  if (rc == 0)
+    rc = bw_job_report(m->db, &m->cfg, &oid, &m->worker, result, &error);
+  if (rc < 0)
+    fprintf(stderr, "bw-stream: result of %s: %s\n", job, error.message);
+  json_object_put(result);
+  json_object_put(body);
+  return rc;
+}
+
+/* K jobs taken and finished, each timed to its events. */
+static int measure_events(const options_t *opt, mover_t *m, bool remote) {
+  bench_samples_t started, finished;
+  char key[64];
   int rc = 0;
 
-  if (bw_config_load(&cfg, getenv("BROADWAY_CONFIG"), &error) < 0 ||
-      bw_worker_register(db, "bench-stream", worker_id, &error) < 0 ||
-      !bw_db_oid_parse(worker_id, &worker))
-    return -1;
   bench_samples_init(&started);
   bench_samples_init(&finished);
   for (int k = 0; k < opt->events && rc == 0; k++) {
-    json_object *payload = NULL, *result;
-    bson_oid_t job;
+    char job[25];
     double t0, lat;
-    int i;
+    int i = -1;
 
-    rc = bw_job_poll(db, &cfg, &worker, BW_GEN_3, &payload, &error);
+    rc = mover_take(m, remote, job);
     t0 = bw_test_now();
-    i = rc == 0 ? stream_of(json_object_get_string(
-                      json_object_object_get(payload, "job_id")))
-                : -1;
-    json_object_put(payload);
+    if (rc == 0)
+      i = stream_of(job);
     if (i < 0 || (lat = wait_flag(&streams[i].started, &streams[i].t_started,
                                   t0)) < 0) {
-      fprintf(stderr, "bw-stream: no STARTED (%s)\n", error.message);
+      fprintf(stderr, "bw-stream: no STARTED\n");
       rc = -1;
       break;
     }
     bench_samples_add(&started, lat);
-    result = json_tokener_parse("{\"success\":true,\"info\":[]}");
-    bw_db_oid_parse(streams[i].job, &job);
-    rc = bw_job_report(db, &cfg, &job, &worker, result, &error);
+    rc = mover_finish(m, remote, job);
     t0 = bw_test_now();
-    json_object_put(result);
     if (rc < 0 || (lat = wait_flag(&streams[i].finished,
                                    &streams[i].t_finished, t0)) < 0) {
       fprintf(stderr, "bw-stream: no FINISHED\n");
@@ -269,8 +337,10 @@ static int measure_events(const options_t *opt, bw_db_t *db) {
     bw_test_sleep_ms(200);
   }
   if (rc == 0) {
-    bench_result_latency("stream_started", &started);
-    bench_result_latency("stream_finished", &finished);
+    snprintf(key, sizeof key, "stream_started%s", remote ? "_remote" : "");
+    bench_result_latency(key, &started);
+    snprintf(key, sizeof key, "stream_finished%s", remote ? "_remote" : "");
+    bench_result_latency(key, &finished);
   }
   bench_samples_cleanup(&started);
   bench_samples_cleanup(&finished);
@@ -283,6 +353,8 @@ static int parse_options(int argc, char **argv, options_t *opt) {
       {"idle-seconds", required_argument, NULL, 'i'},
       {"events", required_argument, NULL, 'k'},
       {"pgid", required_argument, NULL, 'p'},
+      {"course", required_argument, NULL, 'c'},
+      {"course-token", required_argument, NULL, 't'},
       {NULL, 0, NULL, 0}};
   int ch;
 
@@ -298,10 +370,15 @@ static int parse_options(int argc, char **argv, options_t *opt) {
       opt->events = atoi(optarg);
     else if (ch == 'p' && opt->n_pgids < BENCH_MAX_PGIDS)
       opt->pgids[opt->n_pgids++] = atol(optarg);
+    else if (ch == 'c')
+      opt->course = optarg;
+    else if (ch == 't')
+      opt->course_token = optarg;
     else
       return -1;
   }
-  return opt->url && opt->token && opt->streams > 0 && opt->events > 0 &&
+  return opt->url && opt->token && opt->course && opt->course_token &&
+                 opt->streams > 0 && opt->events > 0 &&
                  opt->n_pgids > 0 && opt->idle_seconds > 0
              ? 0
              : -1;
@@ -309,7 +386,6 @@ static int parse_options(int argc, char **argv, options_t *opt) {
 
 int main(int argc, char **argv) {
   options_t opt;
-  bench_client_t c;
   bw_config_t cfg;
   bw_error_t error;
   bw_db_t *db = NULL;
@@ -319,8 +395,8 @@ int main(int argc, char **argv) {
   if (parse_options(argc, argv, &opt) < 0 ||
       sscanf(opt.url, "http://127.0.0.1:%d", &port) != 1) {
     fprintf(stderr, "usage: BENCH_URL=http://127.0.0.1:PORT BENCH_TOKEN=.. "
-                    "bw-stream --pgid P [--streams N] [--idle-seconds S] "
-                    "[--events K]\n");
+                    "bw-stream --pgid P --course C --course-token T "
+                    "[--streams N] [--idle-seconds S] [--events K]\n");
     return 2;
   }
   curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -329,14 +405,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bw-stream: %s\n", error.message);
     return 1;
   }
-  if (bench_client_init(&c, opt.url, opt.token) < 0)
-    return 1;
   bench_result("stream_streams", "%d", opt.streams);
   measure_cpu(&opt, "stream_floor");
 
-  n_streams = opt.streams + opt.events;
+  n_streams = opt.streams + 2 * opt.events;
   streams = calloc((size_t)n_streams, sizeof *streams);
-  if (streams == NULL || jobs_make(db, &c) < 0)
+  if (streams == NULL || jobs_make(&opt) < 0)
     return 1;
   double t_connect = bw_test_now();
   for (int i = 0; i < n_streams; i++)
@@ -357,7 +431,12 @@ int main(int argc, char **argv) {
   bench_result("stream_first_events_s", "%.2f", bw_test_now() - t_open);
   bw_test_sleep_ms(2000);
   measure_cpu(&opt, "stream_idle");
-  int rc = measure_events(&opt, db) < 0 ? 1 : 0;
+  mover_t mover;
+  int rc = mover_init(&mover, &opt, db) < 0 ||
+                   measure_events(&opt, &mover, false) < 0 ||
+                   measure_events(&opt, &mover, true) < 0
+               ? 1
+               : 0;
   bench_result("stream_errors", "%ld", atomic_load(&errors));
   fflush(stdout);
   _exit(rc); /* the streams are still open: exit without closing them */
