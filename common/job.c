@@ -267,7 +267,7 @@ static int job_insert_result(bw_db_t *db, const bw_handout_t *h,
  * handed out or ended.  Seed-era jobs cost nothing here. */
 static void job_moved(bw_db_t *db, const bw_handout_t *h) {
   if (h->course[0] != '\0')
-    bw_qsignal_notify_jobs(db);
+    bw_qsignal_notify_jobs(db, &h->job_id);
 }
 
 /* Carries out what `outcome` decided for hand-out `h`.  Every step is

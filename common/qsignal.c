@@ -18,7 +18,8 @@ void bw_qsignal_set_local_hook(bw_qsignal_hook_fn fn) {
 
 /* Sets signals/<id>.v to a value never used before. */
 static int qsignal_bump(bw_db_t *db, const char *id,
-                        enum bw_qsignal_kind kind, bw_error_t *error) {
+                        enum bw_qsignal_kind kind, const bson_oid_t *job,
+                        bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set,
          opts = BSON_INITIALIZER;
   bson_oid_t value;
@@ -29,6 +30,8 @@ static int qsignal_bump(bw_db_t *db, const char *id,
   BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
   BSON_APPEND_OID(&set, "v", &value);
   BSON_APPEND_DATE_TIME(&set, "at", bw_db_now_ms());
+  if (job != NULL)
+    BSON_APPEND_OID(&set, "job", job);
   bson_append_document_end(&update, &set);
   BSON_APPEND_BOOL(&opts, "upsert", true);
   rc = bw_db_update_one(db, BW_COLL_SIGNALS, &filter, &update, &opts, error);
@@ -40,12 +43,12 @@ static int qsignal_bump(bw_db_t *db, const char *id,
   bson_destroy(&update);
   bson_destroy(&filter);
   if (local_hook != NULL)
-    local_hook(kind);
+    local_hook(kind, job);
   return rc;
 }
 
 int bw_qsignal_bump(bw_db_t *db, bw_error_t *error) {
-  return qsignal_bump(db, QSIGNAL_QUEUE_ID, BW_QSIGNAL_QUEUE, error);
+  return qsignal_bump(db, QSIGNAL_QUEUE_ID, BW_QSIGNAL_QUEUE, NULL, error);
 }
 
 void bw_qsignal_notify(bw_db_t *db) {
@@ -54,9 +57,9 @@ void bw_qsignal_notify(bw_db_t *db) {
     bw_log_warn("queue: signal not sent: %s", error.message);
 }
 
-void bw_qsignal_notify_jobs(bw_db_t *db) {
+void bw_qsignal_notify_jobs(bw_db_t *db, const bson_oid_t *job) {
   bw_error_t error;
-  if (qsignal_bump(db, QSIGNAL_JOBS_ID, BW_QSIGNAL_JOBS, &error) < 0)
+  if (qsignal_bump(db, QSIGNAL_JOBS_ID, BW_QSIGNAL_JOBS, job, &error) < 0)
     bw_log_warn("jobs: signal not sent: %s", error.message);
 }
 
@@ -75,10 +78,12 @@ static void qsignal_visit(const bson_t *doc, void *ctx) {
 
   if (!bson_iter_init_find(&it, doc, "v") || !BSON_ITER_HOLDS_OID(&it))
     return;
-  if (strcmp(id, QSIGNAL_QUEUE_ID) == 0)
+  if (strcmp(id, QSIGNAL_QUEUE_ID) == 0) {
     values->queue = qsignal_hash(bson_iter_oid(&it));
-  else if (strcmp(id, QSIGNAL_JOBS_ID) == 0)
+  } else if (strcmp(id, QSIGNAL_JOBS_ID) == 0) {
     values->jobs = qsignal_hash(bson_iter_oid(&it));
+    values->has_job = bw_db_get_oid(doc, "job", &values->job);
+  }
 }
 
 int bw_qsignal_read(bw_db_t *db, bw_qsignal_values_t *values,
@@ -86,7 +91,7 @@ int bw_qsignal_read(bw_db_t *db, bw_qsignal_values_t *values,
   bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
   int rc;
 
-  values->queue = values->jobs = 0;
+  memset(values, 0, sizeof *values);
   BSON_APPEND_INT64(&opts, "limit", QSIGNAL_READ_LIMIT);
   rc = bw_db_each(bw_db_coll(db, BW_COLL_SIGNALS), &filter, &opts,
                   qsignal_visit, values, error);

@@ -46,21 +46,27 @@ enum bw_qsignal_kind {
   BW_QSIGNAL_JOBS,  /* a Gen 3 job was handed out or ended */
 };
 
-/* bw_qsignal_notify for the "jobs" signal: a Gen 3 job was handed out, or
- * its attempt ended.  Logged, not returned, on failure (a stream then sees
- * the change with the next one). */
-void bw_qsignal_notify_jobs(bw_db_t *db);
+/* bw_qsignal_notify for the "jobs" signal: Gen 3 job `job` was handed out,
+ * or its attempt ended.  The document also names the job (a hint: two
+ * bumps at once may leave only one name, never a wrong value), so the
+ * hosts of its streams look at that job at once.  Logged, not returned,
+ * on failure (a stream then sees the change with the next one). */
+void bw_qsignal_notify_jobs(bw_db_t *db, const bson_oid_t *job);
 
-/* Both signals' current values (0 before the first bump ever), in one
- * read.  Returns 0 or BW_EDB. */
+/* Both signals' current values (0 before the first bump ever), and the
+ * job the "jobs" signal last named, in one read.  Returns 0 or BW_EDB. */
 typedef struct bw_qsignal_values {
   uint64_t queue, jobs;
+  bson_oid_t job;
+  bool has_job;
 } bw_qsignal_values_t;
 int bw_qsignal_read(bw_db_t *db, bw_qsignal_values_t *values,
                     bw_error_t *error);
 
-/* fn (or NULL) is called after every bump this process makes. */
-typedef void (*bw_qsignal_hook_fn)(enum bw_qsignal_kind kind);
+/* fn (or NULL) is called after every bump this process makes; `job` is
+ * the moved job of a BW_QSIGNAL_JOBS bump, NULL for the queue's. */
+typedef void (*bw_qsignal_hook_fn)(enum bw_qsignal_kind kind,
+                                   const bson_oid_t *job);
 void bw_qsignal_set_local_hook(bw_qsignal_hook_fn fn);
 
 #endif

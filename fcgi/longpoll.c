@@ -43,6 +43,9 @@
 /* FastCGI processes per host that can be woken (more still work: they
  * hear of jobs by the signal reads alone). */
 #define LONGPOLL_PROCS 64
+/* Moved jobs a process remembers between two ticks (bw_longpoll_take_hints);
+ * more are not lost, only looked at with the next recheck. */
+#define LONGPOLL_HINTS 64
 
 /* What the FastCGI processes of one host share (a file-backed page). */
 typedef struct longpoll_shared {
@@ -78,6 +81,8 @@ static struct {
   int wake_fd;   /* datagrams here: 'w' "look at the queue", 'm' "moved" */
   int me;        /* this process's index in shared->pids, -1: none */
   bool look;     /* look at the queue on this tick */
+  bson_oid_t hints[LONGPOLL_HINTS]; /* jobs named as moved since the tick */
+  int n_hints;
   unsigned long inode; /* of the shared page: names the wake sockets */
 } lp = {.wake_fd = -1, .me = -1};
 
@@ -152,29 +157,46 @@ static void longpoll_count_waiting(void) {
     atomic_store(&lp.shared->waiting[lp.me], lp.n + lp.watchers);
 }
 
-/* Sends `what` to every other process of the host with waiters. */
-static void longpoll_send_all(const char *what) {
+/* Sends the datagram what[0..len) to every other process of the host with
+ * waiters. */
+static void longpoll_send_all(const void *what, size_t len) {
   for (int i = 0; i < LONGPOLL_PROCS && lp.wake_fd >= 0; i++) {
     int32_t pid = atomic_load(&lp.shared->pids[i]);
     struct sockaddr_un addr;
-    socklen_t len;
+    socklen_t alen;
     if (i == lp.me || pid == 0 || atomic_load(&lp.shared->waiting[i]) == 0 ||
-        !longpoll_wake_addr(pid, &addr, &len))
+        !longpoll_wake_addr(pid, &addr, &alen))
       continue;
     /* Full (EAGAIN): it has wake-ups pending already.  Gone: free the slot. */
-    if (sendto(lp.wake_fd, what, 1, MSG_DONTWAIT, (struct sockaddr *)&addr,
-               len) < 0 &&
+    if (sendto(lp.wake_fd, what, len, MSG_DONTWAIT, (struct sockaddr *)&addr,
+               alen) < 0 &&
         (errno == ENOENT || errno == ECONNREFUSED))
       atomic_compare_exchange_strong(&lp.shared->pids[i], &pid, 0);
   }
 }
 
+/* Job `job` (NULL: not known) is to be looked at on this tick. */
+static void longpoll_hint(const bson_oid_t *job) {
+  for (int i = 0; i < lp.n_hints; i++)
+    if (bson_oid_equal(&lp.hints[i], job))
+      return;
+  if (lp.n_hints < LONGPOLL_HINTS)
+    bson_oid_copy(job, &lp.hints[lp.n_hints++]);
+}
+
 /* A job was handed out or ended (or queued: see below): streams look
- * again.  Every other process with waiters gets a datagram 'm', which
- * wakes it without making it scan the queue. */
-static void longpoll_notify_moved(void) {
+ * again.  Every other process with waiters gets a datagram 'm' followed
+ * by the job's 12 bytes when it is known, which wakes it without making
+ * it scan the queue. */
+static void longpoll_notify_moved(const bson_oid_t *job) {
+  uint8_t msg[1 + sizeof job->bytes] = {'m'};
+
   atomic_fetch_add(&lp.shared->moved, 1);
-  longpoll_send_all("m");
+  if (job != NULL) {
+    memcpy(msg + 1, job->bytes, sizeof job->bytes);
+    longpoll_hint(job);
+  }
+  longpoll_send_all(msg, job != NULL ? sizeof msg : 1);
 }
 
 /* Something was queued: this process looks on its tick, and every other
@@ -184,17 +206,17 @@ static void longpoll_notify_all(void) {
   lp.look = true;
   atomic_fetch_add(&lp.shared->generation, 1);
   atomic_fetch_add(&lp.shared->moved, 1);
-  longpoll_send_all("w");
+  longpoll_send_all("w", 1);
 }
 
 /* This process bumped a signal (qsignal.h's hook). */
-static void longpoll_on_bump(enum bw_qsignal_kind kind) {
+static void longpoll_on_bump(enum bw_qsignal_kind kind, const bson_oid_t *job) {
   if (lp.shared == NULL)
     return;
   if (kind == BW_QSIGNAL_QUEUE)
     longpoll_notify_all();
   else
-    longpoll_notify_moved();
+    longpoll_notify_moved(job);
 }
 
 /* ---- start, stop ------------------------------------------------------ */
@@ -375,6 +397,13 @@ uint64_t bw_longpoll_moved(void) {
   return lp.shared != NULL ? atomic_load(&lp.shared->moved) : 0;
 }
 
+int bw_longpoll_take_hints(bson_oid_t *out, int max) {
+  int n = lp.n_hints < max ? lp.n_hints : max;
+  memcpy(out, lp.hints, (size_t)n * sizeof *out);
+  lp.n_hints = 0;
+  return n;
+}
+
 /* ---- the worker loop's side -------------------------------------------- */
 
 int bw_longpoll_pollfds(struct pollfd *fds, int max) {
@@ -436,8 +465,8 @@ static void longpoll_check_signal(void) {
     bool moved = values.jobs != atomic_exchange(&s->jobs_signal, values.jobs);
     if (queued)
       longpoll_notify_all();
-    else if (moved)
-      longpoll_notify_moved();
+    if (moved)
+      longpoll_notify_moved(values.has_job ? &values.job : NULL);
   }
   if (now >= atomic_load(&s->next_recheck_ms)) {
     atomic_store(&s->next_recheck_ms, now + LONGPOLL_RECHECK_MS);
@@ -507,9 +536,16 @@ void bw_longpoll_tick(const struct pollfd *fds, int n) {
 
   if (first && n > 0 && (fds[0].revents & POLLIN)) {
     ssize_t got;
-    while ((got = recv(lp.wake_fd, sink, sizeof sink, MSG_DONTWAIT)) > 0)
-      if (memchr(sink, 'w', (size_t)got) != NULL)
+    /* One datagram a call: 'w', or 'm' and maybe a job's 12 bytes. */
+    while ((got = recv(lp.wake_fd, sink, sizeof sink, MSG_DONTWAIT)) > 0) {
+      bson_oid_t job;
+      if (sink[0] == 'w')
         lp.look = true;
+      if (sink[0] == 'm' && got == 1 + (ssize_t)sizeof job.bytes) {
+        memcpy(job.bytes, sink + 1, sizeof job.bytes);
+        longpoll_hint(&job);
+      }
+    }
   }
   /* Hung up while parked: finish from the newest, so indexes hold. */
   for (int i = (n - first < lp.n ? n - first : lp.n) - 1; i >= 0; i--)

@@ -60,6 +60,11 @@ int bw_longpoll_parked(void);
 void bw_longpoll_watchers(int n);
 uint64_t bw_longpoll_moved(void);
 
+/* The jobs named as moved (handed out, ended) since the last call, at most
+ * `max` into out: their streams look at them at once, before the recheck
+ * of all (a move not named is still seen by it).  Returns how many. */
+int bw_longpoll_take_hints(bson_oid_t *out, int max);
+
 /* Answers every waiter (queue_empty_code) and frees everything. */
 void bw_longpoll_stop(void);
 

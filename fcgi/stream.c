@@ -253,6 +253,25 @@ static void stream_refresh_all(void) {
                                                   : STREAM_REFRESH_MIN_MS);
 }
 
+/* The jobs named as moved: their streams' state at once (a STARTED or the
+ * end should not wait for the recheck of every stream's position). */
+static void stream_hinted(void) {
+  bson_oid_t hints[64];
+  int n = bw_longpoll_take_hints(hints, 64);
+  bw_error_t error;
+
+  for (int h = 0; h < n; h++)
+    for (int i = st.n - 1; i >= 0; i--) {
+      if (!bson_oid_equal(&st.slots[i].job, &hints[h]))
+        continue;
+      int rc = stream_update(&st.slots[i], &error);
+      if (rc == 1)
+        stream_end(i);
+      else if (rc < 0)
+        st.dirty = true; /* the recheck will try it again */
+    }
+}
+
 int bw_stream_pollfds(struct pollfd *fds, int max) {
   int n = 0;
   for (int i = 0; i < st.n && n < max; i++)
@@ -287,6 +306,7 @@ void bw_stream_tick(const struct pollfd *fds, int n) {
       stream_end(i);
   if (st.n == 0)
     return;
+  stream_hinted();
   if (moved != st.seen) {
     st.seen = moved;
     st.dirty = true;
