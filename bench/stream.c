@@ -19,9 +19,9 @@
  *      and sends its result; then K times the same through common/ from
  *      this process (bw_job_poll, bw_job_report: another API host on the
  *      same database, seen through the host's read of the signals every
- *      50 ms).  The time from each call's return (the change is stored and
- *      signalled) to STARTED, and to FINISHED, arriving on that job's
- *      stream.
+ *      50 ms).  The time from each call's start (the poll, the result
+ *      sent: the event may arrive before the call's reply) to STARTED, and
+ *      to FINISHED, arriving on that job's stream.
  * Prints RESULT lines. */
 #include <getopt.h>
 #include <poll.h>
@@ -314,8 +314,9 @@ static int measure_events(const options_t *opt, mover_t *m, bool remote) {
     double t0, lat;
     int i = -1;
 
-    rc = mover_take(m, remote, job);
+    /* From the request: the event may come before its reply does. */
     t0 = bw_test_now();
+    rc = mover_take(m, remote, job);
     if (rc == 0)
       i = stream_of(job);
     if (i < 0 || (lat = wait_flag(&streams[i].started, &streams[i].t_started,
@@ -325,8 +326,8 @@ static int measure_events(const options_t *opt, mover_t *m, bool remote) {
       break;
     }
     bench_samples_add(&started, lat);
-    rc = mover_finish(m, remote, job);
     t0 = bw_test_now();
+    rc = mover_finish(m, remote, job);
     if (rc < 0 || (lat = wait_flag(&streams[i].finished,
                                    &streams[i].t_finished, t0)) < 0) {
       fprintf(stderr, "bw-stream: no FINISHED\n");

@@ -7,8 +7,9 @@
  * parked connections with a short timeout; on each tick this module
  *   - drops parked requests whose nginx connection hung up (the grader went
  *     away: handing it a job would lose the job to the reaper's deadline);
- *   - reads the queue signal (common/qsignal.h), one small read for the
- *     whole host: the processes share a page beside the FastCGI socket
+ *   - reads the signals (common/qsignal.h: the queue's and the Gen 3
+ *     jobs', one find of both documents), one small read for the whole
+ *     host: the processes share a page beside the FastCGI socket
  *     (<socket_path>.longpoll), and whoever moves its "next check" time
  *     forward does the read;
  *   - when the signal changed (a push on any host), this process pushed, or

@@ -26,13 +26,17 @@
  * What a waiting stream costs: nothing of its own.  Its FastCGI request is
  * parked in the worker process, next to the long polls (longpoll.h), and
  * the process goes on serving others.  A stream's job is read again only
- * when something moved: the host's one read of the queue signals every
- * 50 ms (shared with the long polls) saw a push, a Gen 3 hand-out or a Gen 3
- * job's end, or this host made one (qsignal.h).  Then each parked stream
- * of the process costs a read of its job's state (and of its position
- * while it waits), at most once per STREAM_REFRESH_MIN_MS, and never more
- * than a third of the process's time (rechecks back off to twice their
- * own duration).  Between moves a stream costs a keep-alive write.
+ * when something moved: the host's one read of the signals every 50 ms
+ * (shared with the long polls) saw a push, a Gen 3 hand-out or a Gen 3
+ * job's end, or a process of this host made one (qsignal.h).  Then:
+ *   - the job the "jobs" signal names (passed between the host's processes
+ *     in their wake-up datagrams): one state read for its streams, at once;
+ *   - every stream of the process, at most once per STREAM_REFRESH_MIN_MS
+ *     and never more than a third of the process's time (rechecks back off
+ *     to twice their own duration): one read of each course's queue for
+ *     all its streams' positions (bw_queue_positions), and a state read
+ *     for each job not waiting.
+ * Between moves a stream costs a keep-alive write.
  *
  * Ownership: a parked stream (its FCGX_Request and bw_request_t) belongs
  * to this module until it ends here: its job's final state was sent, the
