@@ -120,34 +120,33 @@ int bw_handle_g3_run_create(bw_call_t *call, bw_error_t *error) {
   return reply_data(call, rc, data);
 }
 
-int bw_handle_g3_run_status(bw_call_t *call, bw_error_t *error) {
+/* What a course reads about one of its runs or jobs (gen3.h): another
+ * course's id, or a malformed one, is `not_found`. */
+typedef int (*g3_view_fn)(bw_db_t *db, const char *course,
+                          const bson_oid_t *id, json_object **out,
+                          bw_error_t *error);
+
+static int reply_view(bw_call_t *call, g3_view_fn view, const char *not_found,
+                      bw_error_t *error) {
   json_object *data = NULL;
-  bson_oid_t run;
-  int rc = path_oid(call, &run, RUN_NOT_FOUND, error);
+  bson_oid_t id;
+  int rc = path_oid(call, &id, not_found, error);
 
   if (rc == 0)
-    rc = bw_run_status_gen3(call->db, call->course, &run, &data, error);
+    rc = view(call->db, call->course, &id, &data, error);
   return reply_data(call, rc, data);
+}
+
+int bw_handle_g3_run_status(bw_call_t *call, bw_error_t *error) {
+  return reply_view(call, bw_run_status_gen3, RUN_NOT_FOUND, error);
 }
 
 int bw_handle_g3_run_env(bw_call_t *call, bw_error_t *error) {
-  json_object *data = NULL;
-  bson_oid_t run;
-  int rc = path_oid(call, &run, RUN_NOT_FOUND, error);
-
-  if (rc == 0)
-    rc = bw_run_env_gen3(call->db, call->course, &run, &data, error);
-  return reply_data(call, rc, data);
+  return reply_view(call, bw_run_env_gen3, RUN_NOT_FOUND, error);
 }
 
 int bw_handle_g3_job_log(bw_call_t *call, bw_error_t *error) {
-  json_object *data = NULL;
-  bson_oid_t job;
-  int rc = path_oid(call, &job, LOG_NOT_FOUND, error);
-
-  if (rc == 0)
-    rc = bw_job_log_gen3(call->db, call->course, &job, &data, error);
-  return reply_data(call, rc, data);
+  return reply_view(call, bw_job_log_gen3, LOG_NOT_FOUND, error);
 }
 
 /* Only "all" exists, as in the original; any other scope is a 404 that

@@ -11,7 +11,7 @@
  *   - CORS on every reply, seed-era routes included;
  *   - the courses file: a good one swaps in on SIGHUP, a bad one keeps the
  *     old (and is logged naming its line), a bad one at start is refused.
- * About 20 s. */
+ * About 10 s here (5 s unloaded). */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -481,6 +481,12 @@ static void wait_for_status(const char *authorization, const char *course,
 }
 
 START_TEST(test_courses_reload) {
+  /* Under `make valgrind` the pool's parent is valgrind's process, which
+   * bw_fault_fcgi_parent cannot tell from its workers. */
+  if (getenv("BROADWAY_FCGI_WRAPPER") != NULL) {
+    fprintf(stderr, "check_ondemand: reload test skipped under a wrapper\n");
+    return;
+  }
   /* A good file swaps in: cs241's token changes, a course appears. */
   ck_assert_int_eq(
       bw_test_write_file(courses_path, "{\"cs241\": [\"adm-241-new\"],\n"

@@ -738,7 +738,9 @@ static int fair_poll(bw_db_t *db, const bw_config_t *cfg, const char *worker,
   int rc = bw_job_poll(db, cfg, &w, gen, &payload, &error);
   if (rc < 0)
     return rc;
-  job = test_oid(json_object_get_string(json_object_object_get(payload, "job_id")));
+  /* A Gen 3 job message names its job grading_job_id (g3-model). */
+  job = test_oid(json_object_get_string(json_object_object_get(
+      payload, gen == BW_GEN_3 ? "grading_job_id" : "job_id")));
   ck_assert_int_eq(bw_job_get(db, &job, &view, &error), 0);
   bson_strncpy(run_id,
                json_object_get_string(json_object_object_get(view, "grading_run_id")),

@@ -860,6 +860,96 @@ START_TEST(test_hostname) {
 }
 END_TEST
 
+
+/* ---- the 2019 API: grading configs and run requests (§2.5, §2.6) ------- */
+
+static void gconfig_rejects(const char *text, const char *message) {
+  json_object *in = parse(text);
+  bw_error_t error = {0, ""};
+  ck_assert_int_eq(bw_validate_gconfig(in, &cfg, &error), BW_EINVAL);
+  ck_assert_str_eq(error.message, message);
+  json_object_put(in);
+}
+
+static void gconfig_accepts(const char *text) {
+  json_object *in = parse(text);
+  bw_error_t error = {0, ""};
+  ck_assert_msg(bw_validate_gconfig(in, &cfg, &error) == 0, "%s: %s", text,
+                error.message);
+  json_object_put(in);
+}
+
+START_TEST(test_gconfig_shapes) {
+  gconfig_accepts("{\"student_pipeline\": null}");
+  gconfig_accepts("{\"student_pipeline\": [], \"env\": null}");
+  gconfig_accepts(
+      "{\"student_pipeline\": [{\"image\": \"a\", \"env\": {\"X\": [1]}, "
+      "\"entrypoint\": [\"/bin/sh\"], \"networking\": true, \"privileged\": "
+      "false, \"hostname\": \"h\", \"timeout\": 1.5, \"memory\": \"2g\", "
+      "\"logs\": true, \"cpuset_cpus\": \"0-1\"}, null], "
+      "\"pre_processing_pipeline\": [{\"image\": \"p\"}], "
+      "\"post_processing_pipeline\": null, \"env\": {\"A\": 1}}");
+  gconfig_rejects("{}", "student_pipeline: missing");
+  gconfig_rejects("{\"student_pipeline\": [], \"students\": []}",
+                  "students: unknown key");
+  gconfig_rejects("{\"student_pipeline\": {}}",
+                  "student_pipeline: expected an array or null");
+  gconfig_rejects("{\"student_pipeline\": [{}]}",
+                  "student_pipeline[0].image: missing");
+  gconfig_rejects("{\"student_pipeline\": [], \"post_processing_pipeline\": "
+                  "[{\"image\": \"a\", \"entry_point\": []}]}",
+                  "post_processing_pipeline[0].entry_point: unknown key");
+  gconfig_rejects("{\"student_pipeline\": [{\"image\": \"a\", \"timeout\": "
+                  "\"30\"}]}",
+                  "student_pipeline[0].timeout: expected a number");
+  gconfig_rejects("{\"student_pipeline\": [{\"image\": \"a\", "
+                  "\"networking\": 1}]}",
+                  "student_pipeline[0].networking: expected a boolean");
+  gconfig_rejects("{\"student_pipeline\": [{\"image\": \"a\", "
+                  "\"entrypoint\": [\"x\", 2]}]}",
+                  "student_pipeline[0].entrypoint[1]: expected a string");
+  gconfig_rejects("{\"student_pipeline\": [], \"env\": []}",
+                  "env: expected an object");
+}
+END_TEST
+
+START_TEST(test_g3_run_shapes) {
+  static const struct {
+    const char *text, *message;
+  } cases[] = {
+      {"{\"students_env\": [{\"STUDENT_ID\": \"a\", \"N\": 1}]}", ""},
+      {"{\"students_env\": [], \"pre_processing_env\": {}, "
+       "\"post_processing_env\": {\"A\": \"b\"}}",
+       ""},
+      {"{}", "students_env: missing"},
+      {"{\"students_env\": {}}", "students_env: expected an array of objects"},
+      {"{\"students_env\": [{}, 3]}", "students_env[1]: expected an object"},
+      {"{\"students_env\": [], \"pre_processing_env\": null}",
+       "pre_processing_env: expected an object"},
+      {"{\"students_env\": [], \"env\": {}}", "env: unknown key"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    json_object *in = parse(cases[i].text);
+    bw_error_t error = {0, ""};
+    int rc = bw_validate_g3_run(in, &cfg, &error);
+    ck_assert_msg(cases[i].message[0] == '\0' ? rc == 0 : rc == BW_EINVAL,
+                  "%s: %d %s", cases[i].text, rc, error.message);
+    if (cases[i].message[0] != '\0')
+      ck_assert_str_eq(error.message, cases[i].message);
+    json_object_put(in);
+  }
+  cfg.max_students = 1;
+  {
+    json_object *in = parse("{\"students_env\": [{}, {}]}");
+    bw_error_t error = {0, ""};
+    ck_assert_int_eq(bw_validate_g3_run(in, &cfg, &error), BW_EINVAL);
+    ck_assert_str_eq(error.message,
+                     "students_env: 2 students is over the limit of 1");
+    json_object_put(in);
+  }
+}
+END_TEST
+
 static Suite *validate_suite(void) {
   Suite *s = suite_create("validate");
   TCase *ok = tcase_create("accepted");
@@ -938,6 +1028,8 @@ static Suite *validate_suite(void) {
 
   tcase_add_test(single, test_env_name);
   tcase_add_test(single, test_hostname);
+  tcase_add_test(single, test_gconfig_shapes);
+  tcase_add_test(single, test_g3_run_shapes);
 
   for (i = 0; i < sizeof all / sizeof all[0]; i++)
     suite_add_tcase(s, all[i]);
