@@ -28,6 +28,11 @@
  * another host is handed out in 27 ms p50 (docs/BENCHMARKS.md); 40 ms was
  * 5.6 %, 30 ms 6.8 %: over the 5 % budget. */
 #define LONGPOLL_SIGNAL_MS 50
+/* The same while only SSE streams wait (fcgi/stream.h), no long poll: a
+ * move made through another host reaches them up to this late (one made
+ * through this host comes at once, by datagram).  Half the reads: waiting
+ * streams cost less than as many waiting polls (docs/BENCHMARKS.md). */
+#define LONGPOLL_STREAM_SIGNAL_MS 100
 /* How often the host scans the queue whatever the signal says: a bump that
  * failed, or a scan that lost every race on a page, is not a lost job. */
 #define LONGPOLL_RECHECK_MS 5000
@@ -61,6 +66,7 @@ typedef struct longpoll_shared {
    * lines up (the file is grown to this size). */
   _Atomic uint64_t jobs_signal; /* the "jobs" signal's value when read */
   _Atomic uint64_t moved; /* moves on whenever either signal moved */
+  _Atomic int32_t polling[LONGPOLL_PROCS]; /* parked polls of waiting[] */
 } longpoll_shared_t;
 
 typedef struct longpoll_slot {
@@ -130,6 +136,7 @@ static void longpoll_register(void) {
     if ((pid == 0 || (kill(pid, 0) < 0 && errno == ESRCH)) &&
         atomic_compare_exchange_strong(&lp.shared->pids[i], &pid, self)) {
       atomic_store(&lp.shared->waiting[i], 0);
+      atomic_store(&lp.shared->polling[i], 0);
       lp.me = i;
     }
   }
@@ -141,6 +148,7 @@ static void longpoll_unregister(void) {
 
   if (lp.me >= 0) {
     atomic_store(&lp.shared->waiting[lp.me], 0);
+    atomic_store(&lp.shared->polling[lp.me], 0);
     atomic_store(&lp.shared->pids[lp.me], 0);
     lp.me = -1;
   }
@@ -153,8 +161,10 @@ static void longpoll_unregister(void) {
 }
 
 static void longpoll_count_waiting(void) {
-  if (lp.me >= 0)
-    atomic_store(&lp.shared->waiting[lp.me], lp.n + lp.watchers);
+  if (lp.me < 0)
+    return;
+  atomic_store(&lp.shared->waiting[lp.me], lp.n + lp.watchers);
+  atomic_store(&lp.shared->polling[lp.me], lp.n);
 }
 
 /* Sends the datagram what[0..len) to every other process of the host with
@@ -250,7 +260,7 @@ static longpoll_shared_t *longpoll_map(const char *socket_path) {
 static void longpoll_forget_future(void) {
   longpoll_shared_t *s = lp.shared;
   int64_t now = now_ms();
-  if (atomic_load(&s->next_check_ms) > now + LONGPOLL_SIGNAL_MS)
+  if (atomic_load(&s->next_check_ms) > now + LONGPOLL_STREAM_SIGNAL_MS)
     atomic_store(&s->next_check_ms, 0);
   if (atomic_load(&s->next_recheck_ms) > now + LONGPOLL_RECHECK_MS)
     atomic_store(&s->next_recheck_ms, 0);
@@ -444,8 +454,19 @@ int bw_longpoll_timeout_ms(void) {
   return until > now ? (int)(until - now) : 0;
 }
 
+/* How often the host reads the signals now: LONGPOLL_SIGNAL_MS while any
+ * of its processes holds a long poll, else LONGPOLL_STREAM_SIGNAL_MS. */
+static int64_t longpoll_signal_period(void) {
+  if (lp.n > 0)
+    return LONGPOLL_SIGNAL_MS;
+  for (int i = 0; i < LONGPOLL_PROCS; i++)
+    if (atomic_load(&lp.shared->polling[i]) > 0)
+      return LONGPOLL_SIGNAL_MS;
+  return LONGPOLL_STREAM_SIGNAL_MS;
+}
+
 /* Reads the queue signal if it is this process's turn (the host reads it
- * once per LONGPOLL_SIGNAL_MS, whoever wins the turn). */
+ * once per longpoll_signal_period(), whoever wins the turn). */
 static void longpoll_check_signal(void) {
   longpoll_shared_t *s = lp.shared;
   int64_t now = now_ms(), due = atomic_load(&s->next_check_ms);
@@ -457,7 +478,7 @@ static void longpoll_check_signal(void) {
     return;
   due = atomic_load(&s->next_check_ms);
   if (!atomic_compare_exchange_strong(&s->next_check_ms, &due,
-                                      now + LONGPOLL_SIGNAL_MS))
+                                      now + longpoll_signal_period()))
     return;
   if (bw_db_reachable() && bw_qsignal_read(lp.db, &values, NULL) == 0) {
     atomic_store(&s->checked_ms, now_ms());

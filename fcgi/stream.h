@@ -27,7 +27,7 @@
  * parked in the worker process, next to the long polls (longpoll.h), and
  * the process goes on serving others.  A stream's job is read again only
  * when something moved: the host's one read of the signals every 50 ms
- * (shared with the long polls) saw a push, a Gen 3 hand-out or a Gen 3
+ * (shared with the long polls; 100 ms while no poll waits) saw a push, a Gen 3 hand-out or a Gen 3
  * job's end, or a process of this host made one (qsignal.h).  Then:
  *   - the job the "jobs" signal names (passed between the host's processes
  *     in their wake-up datagrams): one state read for its streams, at once;
