@@ -271,6 +271,10 @@ static int lane_delete(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
   return rc;
 }
 
+bool bw_lane_young(const bw_lane_t *lane) {
+  return lane->opened_at > bw_db_now_ms() - BW_LANE_YOUNG_MS;
+}
+
 int bw_lane_close(bw_db_t *db, const bw_lane_t *lane, bw_error_t *error) {
   bw_handout_t h;
   int rc = lane_delete(db, &lane->run_id, error);

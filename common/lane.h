@@ -88,6 +88,12 @@ void bw_lanes_sort(bw_lanes_t *lanes);
  * any left.  order holds lanes->n indexes. */
 void bw_lanes_order(const bw_lanes_t *lanes, uint64_t turn, size_t *order);
 
+/* A lane opened less than BW_LANE_YOUNG_MS ago: its pusher may still be
+ * inserting its entries (a large run's take a second), so a poll that finds
+ * none yet leaves it open rather than close and reopen it. */
+#define BW_LANE_YOUNG_MS 2000
+bool bw_lane_young(const bw_lane_t *lane);
+
 /* Closes the lane (its partition showed no entry of its run), unless a
  * push put one there meanwhile.  0 or BW_EDB. */
 int bw_lane_close(bw_db_t *db, const bw_lane_t *lane, bw_error_t *error);
