@@ -849,6 +849,12 @@ START_TEST(no_job_is_handed_out_twice_while_lanes_open_and_close) {
   rewind(log);
   ck_assert_int_eq(count_lines_unique(log, &dups), total);
   ck_assert_int_eq(dups, 0);
+  /* Once no lane is young (lane.h), one poll closes every empty one. */
+  char worker[25], got[25];
+  bw_error_t error;
+  usleep((BW_LANE_YOUNG_MS + 100) * 1000);
+  ck_assert_int_eq(bw_worker_register(db, "fair", worker, &error), 0);
+  ck_assert_int_eq(fair_poll(db, &cfg, worker, BW_GEN_SEED, got), BW_EEMPTY);
   ck_assert_int_eq(fair_count(db, bw_db_coll(db, BW_COLL_LANES)), 0);
   fclose(log);
   bw_db_close(db);
