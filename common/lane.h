@@ -23,7 +23,7 @@
  * says where to look first.  An entry with no lane (a race below, entries
  * of before lanes) is still handed out: a poll that finds nothing through
  * the lanes walks every partition, as before lanes, and the reaper opens a
- * lane for entries it finds without one (bw_lane_adopt_strays).
+ * lane for entries it finds without one (bw_queue_adopt_strays).
  *
  * Opening and closing race with pushes, and FerretDB has no atomic
  * read-then-write; inserts under a unique _id are the only atomic step.  So
@@ -40,11 +40,16 @@
 
 #include <stdint.h>
 
-#include "queue.h"
+#include "db.h"
+
+/* Below queue.h (whose pushes open lanes), so it cannot include it: the
+ * course size is BW_COURSE_MAX + 1 (queue.c asserts they agree), gen an
+ * enum bw_gen. */
+#define BW_LANE_COURSE_SIZE 64
 
 typedef struct bw_lane {
   bson_oid_t run_id;
-  char course[BW_COURSE_MAX + 1];
+  char course[BW_LANE_COURSE_SIZE];
   int gen;
   int partition;
   int64_t opened_at;
@@ -62,15 +67,25 @@ int bw_lane_share_turns(void);
 /* The next turn of generation `gen` (a counter shared as above). */
 uint64_t bw_lane_next_turn(int gen);
 
-/* The partition where hand-out h's entry goes: its run's lane's, opening
- * the lane when there is none.  0 or BW_EDB. */
-int bw_lane_partition(bw_db_t *db, const bw_handout_t *h, int *partition,
+/* The run, course and generation a lane is opened for. */
+typedef struct bw_lane_key {
+  const bson_oid_t *run;
+  const char *course;
+  int gen;
+} bw_lane_key_t;
+
+/* The partition where entries of the run go: its lane's, opening the lane
+ * when there is none.  0 or BW_EDB. */
+int bw_lane_partition(bw_db_t *db, const bw_lane_key_t *key, int *partition,
                       bw_error_t *error);
 
-/* After a push of h's run into `partition`: the lane is there again if a
- * poll closed it meanwhile.  0 or BW_EDB. */
-int bw_lane_confirm(bw_db_t *db, const bw_handout_t *h, int partition,
+/* After a push of the run into `partition`: the lane is there again if a
+ * poll closed it meanwhile.  0 (also when it was there), or BW_EDB.
+ * bw_lane_open is the same but says BW_EDUP when it was there. */
+int bw_lane_confirm(bw_db_t *db, const bw_lane_key_t *key, int partition,
                     bw_error_t *error);
+int bw_lane_open(bw_db_t *db, const bw_lane_key_t *key, int partition,
+                 bw_error_t *error);
 
 /* Every open lane of generation gen, sorted by course, then by when it
  * opened (then run id).  0 or BW_EDB. */
@@ -101,12 +116,6 @@ int bw_lane_close(bw_db_t *db, const bw_lane_t *lane, bw_error_t *error);
 /* Closes run's lane whatever is left (a cancelled run: its entries are
  * gone).  0 or BW_EDB. */
 int bw_lane_drop(bw_db_t *db, const bson_oid_t *run, bw_error_t *error);
-
-/* The reaper's pass: opens a lane for each run that has entries at the
- * front of a partition but no lane (entries queued before lanes, or a lost
- * race), so they get their turn rather than wait for the queue to empty.
- * *opened counts them.  0 or BW_EDB. */
-int bw_lane_adopt_strays(bw_db_t *db, int *opened, bw_error_t *error);
 
 /* Where the k-th (0-based) waiting entry of run i stands when the runs of
  * one course take turns (pure): waiting[j] is run j's number of waiting

@@ -69,14 +69,18 @@ bool bw_handout_from_bson(const bson_t *doc, bw_handout_t *h, bson_t *student) {
   return true;
 }
 
-/* Where entries queued before lanes were put: a hash of the job id.  Only
- * bw_queue_dequeue/drop's callers' pages still name such partitions. */
-
 /* One run seen by a batch, and the partition of its lane. */
+_Static_assert(BW_LANE_COURSE_SIZE == BW_COURSE_MAX + 1,
+               "lane.h's course size is a hand-out's");
+
 typedef struct queue_batch_run {
   bw_handout_t h; /* its first hand-out: run, course, gen for the lane */
   int partition;
 } queue_batch_run_t;
+
+static bw_lane_key_t queue_lane_key(const bw_handout_t *h) {
+  return (bw_lane_key_t){&h->run_id, h->course, h->gen};
+}
 
 struct bw_queue_batch {
   bw_db_t *db;
@@ -121,7 +125,9 @@ static int queue_batch_partition(bw_queue_batch_t *batch,
       bson_realloc(batch->runs, (batch->nruns + 1) * sizeof *batch->runs);
   run = &batch->runs[batch->nruns];
   run->h = *h;
-  batch->rc = bw_lane_partition(batch->db, h, &run->partition, &batch->error);
+  bw_lane_key_t key = queue_lane_key(h);
+  batch->rc =
+      bw_lane_partition(batch->db, &key, &run->partition, &batch->error);
   if (batch->rc < 0)
     return -1;
   batch->nruns++;
@@ -174,9 +180,10 @@ int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error) {
     bson_destroy(&reply);
   }
   /* After the entries: a poll that closed a lane meanwhile (lane.h). */
-  for (size_t i = 0; rc == 0 && i < batch->nruns; i++)
-    rc = bw_lane_confirm(batch->db, &batch->runs[i].h,
-                         batch->runs[i].partition, error);
+  for (size_t i = 0; rc == 0 && i < batch->nruns; i++) {
+    bw_lane_key_t key = queue_lane_key(&batch->runs[i].h);
+    rc = bw_lane_confirm(batch->db, &key, batch->runs[i].partition, error);
+  }
   /* After the entries: a long poll woken by the signal must find them. */
   if (rc == 0 && pushed)
     bw_qsignal_notify(batch->db); /* best effort: qsignal.h */
@@ -387,6 +394,46 @@ int bw_queue_cancel_run(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
     rc = bw_lane_drop(db, run, error);
   /* The queue changed: waiting polls look again (qsignal.h). */
   bw_qsignal_notify(db);
+  return rc;
+}
+
+/* ---- entries without a lane (the reaper) ----------------------------- */
+
+static bool queue_lane_listed(const bw_lanes_t *lanes, const bson_oid_t *run) {
+  for (size_t i = 0; i < lanes->n; i++)
+    if (bson_oid_equal(&lanes->v[i].run_id, run))
+      return true;
+  return false;
+}
+
+int bw_queue_adopt_strays(bw_db_t *db, int *opened, bw_error_t *error) {
+  bw_lanes_t lanes;
+  int rc = bw_lanes_read_all(db, &lanes, error);
+
+  *opened = 0;
+  for (int p = 0; rc == 0 && p < bw_db_queue_partitions(db); p++) {
+    bw_queue_page_t page;
+    rc = bw_queue_read_page(db, p, &page, error);
+    for (int i = 0; rc == 0 && i < page.n; i++) {
+      bw_handout_t h;
+      bw_lane_key_t key;
+      if (!bw_handout_from_bson(&page.docs[i], &h, NULL) ||
+          queue_lane_listed(&lanes, &h.run_id))
+        continue;
+      key = queue_lane_key(&h);
+      rc = bw_lane_open(db, &key, p, error);
+      if (rc == 0)
+        (*opened)++;
+      else if (rc == BW_EDUP) /* a push opened it meanwhile */
+        rc = 0;
+      /* Listed now, whoever opened it. */
+      lanes.v = bson_realloc(lanes.v, (lanes.n + 1) * sizeof *lanes.v);
+      memset(&lanes.v[lanes.n], 0, sizeof *lanes.v);
+      lanes.v[lanes.n++].run_id = h.run_id;
+    }
+    bw_queue_page_cleanup(&page);
+  }
+  bw_lanes_cleanup(&lanes);
   return rc;
 }
 

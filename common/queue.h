@@ -141,6 +141,12 @@ int bw_queue_find_active(bw_db_t *db, const bson_oid_t *job_id, bson_t *out,
 int bw_queue_end_active(bw_db_t *db, const bson_oid_t *job_id, int attempt,
                         bw_error_t *error);
 
+/* The reaper's pass: opens a lane (lane.h) for each run that has entries at
+ * the front of a partition but no lane (entries queued before lanes, or a
+ * lost race), so they get their turn rather than wait for the queue to
+ * empty.  *opened counts them.  0 or BW_EDB. */
+int bw_queue_adopt_strays(bw_db_t *db, int *opened, bw_error_t *error);
+
 /* ---- the Queue API (issue 14: queue length and position per course) --- */
 
 /* Number of waiting hand-outs of `course` ("" : seed-era runs), 0 when

@@ -6,7 +6,6 @@
 #include "control.h"
 #include "job.h"
 #include "json.h"
-#include "lane.h"
 #include "log.h"
 #include "queue.h"
 #include "retain.h"
@@ -689,7 +688,7 @@ int bw_reap_repair(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
   if (rc == 0)
     rc = bw_retain_pass(db, cfg, &stats->pruned, error);
   if (rc == 0)
-    rc = bw_lane_adopt_strays(db, &stats->lanes, error);
+    rc = bw_queue_adopt_strays(db, &stats->lanes, error);
   return rc;
 }
 

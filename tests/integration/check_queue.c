@@ -914,7 +914,7 @@ START_TEST(an_entry_without_a_lane_is_still_handed_out) {
   ck_assert(mongoc_collection_delete_one(bw_db_coll(db, BW_COLL_LANES),
                                          &filter, NULL, NULL, NULL));
   bson_destroy(&filter);
-  ck_assert_int_eq(bw_lane_adopt_strays(db, &opened, &error), 0);
+  ck_assert_int_eq(bw_queue_adopt_strays(db, &opened, &error), 0);
   ck_assert_int_eq(opened, 1);
   while (small_out < 3 && handouts < 20) {
     ck_assert_int_eq(fair_poll(db, &cfg, worker, BW_GEN_SEED, got), 0);
