@@ -472,6 +472,7 @@ static int cmd_run(dbjob_t *d) {
   memset(d->sh, 0, sizeof(shared_t));
   if (create_started_run(&d->cfg, d->jobs + d->waiting, NULL) < 0)
     return 1;
+  bw_lane_share_turns(); /* the processes take turns as one pool's do */
   fflush(NULL);
   for (int i = 0; i < d->procs; i++) {
     pids[i] = fork();
