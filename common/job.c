@@ -682,11 +682,18 @@ static bool job_page_has_run(const bw_queue_page_t *page,
   return false;
 }
 
+/* A lane showed none of its run's entries: closed, unless it just opened
+ * (its pusher opens it before it inserts the entries).  1 (nothing taken)
+ * or a negative error. */
+static int job_lane_empty(bw_db_t *db, const bw_lane_t *lane,
+                          bw_error_t *error) {
+  int rc = bw_lane_young(lane) ? 0 : bw_lane_close(db, lane, error);
+  return rc < 0 ? rc : 1;
+}
+
 /* One lane's turn: its run's entries at the front of its partition, or
  * (when the partition's first page is other runs': it shares it) looked up
- * by run.  A lane with none left is closed, unless it just opened (its
- * pusher opens it before it inserts the entries).  0, 1 or a negative
- * error. */
+ * by run.  0, 1 or a negative error. */
 static int job_take_lane(bw_db_t *db, const bw_config_t *cfg,
                          const bw_lane_t *lane, uint64_t spread,
                          const bson_oid_t *worker, int gen, json_object **out,
@@ -701,9 +708,7 @@ static int job_take_lane(bw_db_t *db, const bw_config_t *cfg,
                                 error);
   }
   if (rc == 0 && !job_page_has_run(&page, &lane->run_id))
-    rc = bw_lane_young(lane) ? 1
-         : (rc = bw_lane_close(db, lane, error)) < 0 ? rc
-                                                      : 1;
+    rc = job_lane_empty(db, lane, error);
   else if (rc == 0)
     rc = job_take_page(db, cfg, lane->partition, &page, &lane->run_id, spread,
                        worker, gen, out, error);
