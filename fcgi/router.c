@@ -141,7 +141,7 @@ static void router_reply_405(bw_request_t *req) {
 
 static int router_check_worker_id(bw_call_t *call, enum route_caller caller,
                                   bw_error_t *error) {
-  if (caller == CALLER_ANY)
+  if (caller == CALLER_ANY || caller == CALLER_GEN3)
     return 0;
   return bw_auth_worker_id(call->req->worker_id, &call->worker_id, error);
 }
