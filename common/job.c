@@ -695,6 +695,14 @@ static int job_random(void) {
   return rand();
 }
 
+/* How many entries of the page are of generation `gen`. */
+static int job_page_of_gen(const bw_queue_page_t *page, int gen) {
+  int n = 0;
+  for (int i = 0; i < page->n; i++)
+    n += bw_db_get_int(&page->docs[i], "gen") == gen;
+  return n;
+}
+
 int bw_job_poll(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *worker,
                 int gen, json_object **out, bw_error_t *error) {
   int partitions = bw_db_queue_partitions(db), first = job_random();
@@ -703,6 +711,11 @@ int bw_job_poll(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *worker,
   *out = NULL;
   for (int p = 0; p < partitions; p++) {
     int rc = bw_queue_read_page(db, first + p, &page, error), start;
+    /* A full page of the other generation's entries can hide ours. */
+    if (rc == 0 && page.n == BW_QUEUE_PAGE && job_page_of_gen(&page, gen) == 0) {
+      bw_queue_page_cleanup(&page);
+      rc = bw_queue_read_page_of_gen(db, first + p, gen, &page, error);
+    }
     if (rc < 0) {
       bw_queue_page_cleanup(&page);
       return rc;

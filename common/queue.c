@@ -185,6 +185,28 @@ int bw_queue_read_page(bw_db_t *db, int partition, bw_queue_page_t *page,
   return rc;
 }
 
+int bw_queue_read_page_of_gen(bw_db_t *db, int partition, int gen,
+                              bw_queue_page_t *page, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, exists;
+  int rc;
+
+  page->n = 0;
+  /* Entries carry gen only when it is not the seed's (bw_handout_append). */
+  if (gen != BW_GEN_SEED) {
+    BSON_APPEND_INT32(&filter, "gen", gen);
+  } else {
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "gen", &exists);
+    BSON_APPEND_BOOL(&exists, "$exists", false);
+    bson_append_document_end(&filter, &exists);
+  }
+  BSON_APPEND_INT64(&opts, "limit", BW_QUEUE_PAGE);
+  rc = bw_db_each(bw_db_queue(db, partition), &filter, &opts, queue_visit_entry,
+                  page, error);
+  bson_destroy(&filter);
+  bson_destroy(&opts);
+  return rc;
+}
+
 int bw_queue_drop(bw_db_t *db, const char *id, const bw_handout_t *h,
                   bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER;

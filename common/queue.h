@@ -101,6 +101,13 @@ int bw_queue_read_page(bw_db_t *db, int partition, bw_queue_page_t *page,
                        bw_error_t *error);
 void bw_queue_page_cleanup(bw_queue_page_t *page);
 
+/* The same, but only entries of generation `gen`: for a poll whose page was
+ * all of the other generation (a large run of one queued before the other's
+ * jobs).  A filter on `gen`, which no index serves, so it costs a scan of
+ * the partition: only taken then, never on the usual path. */
+int bw_queue_read_page_of_gen(bw_db_t *db, int partition, int gen,
+                              bw_queue_page_t *page, bw_error_t *error);
+
 /* The steps of one hand-out, `id` being its entry's _id.  The claim is the
  * once-only decision: 0 for exactly one poller, BW_EDUP for the others (the
  * claim is permanent, so the entry can be dropped), BW_EDB.  The winner

@@ -624,6 +624,70 @@ START_TEST(test_2018_and_2019_graders_drain_mixed_runs) {
 }
 END_TEST
 
+/* ---- a flood of one generation does not hide the other's jobs ------------ */
+
+#define FLOOD 800 /* ~50 entries per partition: every page of 16 is full */
+
+/* A Gen 3 run of `students` students and no pre or post job: all queued. */
+static void g3_run_flat(int students, char run_id[25]) {
+  size_t cap = 64 + 32 * (size_t)students;
+  char *body = malloc(cap);
+  int n = snprintf(body, cap, "{\"students_env\": [");
+  for (int i = 0; i < students; i++)
+    n += snprintf(body + n, cap - (size_t)n, "%s{\"STUDENT_ID\": \"s%d\"}",
+                  i ? ", " : "", i);
+  snprintf(body + n, cap - (size_t)n, "]}");
+  g3_run("cs241", "{\"student_pipeline\": [{\"image\": \"g:1\"}]}", body,
+         run_id);
+  free(body);
+}
+
+START_TEST(test_one_generation_flood_hides_no_job_of_the_other) {
+  bw_test_client_t seed;
+  bw_test_http_resp_t r;
+  g3_grader_t g;
+  char run_id[25], seed_run[25], job_id[25];
+  char *config;
+
+  /* a large Gen 3 run first, then a seed-era run of one: the seed grader
+   * gets its job though every partition's first entries are Gen 3 */
+  g3_run_flat(FLOOD, run_id);
+  bw_itest_client(&seed);
+  ck_assert_int_eq(bw_test_http_register(&seed, NULL, NULL), 200);
+  config = bw_itest_run_config(1, "{\"image\": \"bbox:1\"}", false, false);
+  ck_assert_int_eq(bw_test_http_create_and_start(&seed, config, seed_run), 200);
+  free(config);
+  ck_assert_int_eq(bw_test_http_poll_wait(&seed, 0, &r, job_id), 200);
+  bw_test_http_resp_cleanup(&r);
+  ck_assert_int_eq(bw_test_http_poll_wait(&seed, 0, &r, job_id), 498);
+  bw_test_http_resp_cleanup(&r);
+
+  /* the other way round, in a clean queue: a large seed-era run, then a
+   * Gen 3 run of one */
+  bw_itest_reset_db();
+  ck_assert_int_eq(bw_test_http_register(&seed, NULL, NULL), 200);
+  config = bw_itest_run_config(FLOOD, "{\"image\": \"bbox:1\"}", false,
+                               false);
+  ck_assert_int_eq(bw_test_http_create_and_start(&seed, config, seed_run), 200);
+  free(config);
+  g3_run_flat(1, run_id);
+  g3_grader_init(&g, "flooded");
+  g3_register(&g, &r);
+  BW_ASSERT_SUCCESS(&r, 200);
+  bw_test_http_resp_cleanup(&r);
+  ck_assert_int_eq(g3_poll(&g, &r), 200);
+  ck_assert_str_eq(g3_env_str(json_object_array_get_idx(
+                                  bw_test_json_get(bw_test_http_data(&r),
+                                                   "stages"),
+                                  0),
+                              "STUDENT_ID"),
+                   "s0");
+  bw_test_http_resp_cleanup(&r);
+  ck_assert_int_eq(g3_poll(&g, &r), 498);
+  bw_test_http_resp_cleanup(&r);
+}
+END_TEST
+
 /* ---- dead 2019 graders (a stack with a 1 s heartbeat) --------------------- */
 
 static void dead_stack_start(void) {
@@ -729,6 +793,7 @@ static Suite *gen3_suite(void) {
   tcase_add_test(tc, test_grader_2019_sequence);
   tcase_add_test(tc, test_gen3_auth_and_unknown_workers);
   tcase_add_test(tc, test_2018_and_2019_graders_drain_mixed_runs);
+  tcase_add_test(tc, test_one_generation_flood_hides_no_job_of_the_other);
   tc = bw_itest_tcase(s, "dead_2019_grader", 90, true);
   tcase_add_unchecked_fixture(tc, dead_stack_start, bw_itest_pop_stack);
   tcase_add_test(tc, test_killed_2019_grader_job_requeued_and_finished_once);
