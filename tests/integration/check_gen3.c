@@ -334,6 +334,39 @@ START_TEST(test_grader_2019_sequence) {
   json_object_put(log);
   ck_assert_int_eq(bw_job_log_gen3(db, "cs225", &oid, &log, &error),
                    BW_ENOTFOUND); /* another course's job */
+  const char *state = NULL;
+  ck_assert_int_eq(bw_job_state_gen3(db, "cs241", &oid, &state, &error), 0);
+  ck_assert_str_eq(state, "FINISHED");
+  /* §2.10's env view: each variable's distinct values */
+  json_object *envs = NULL;
+  bson_oid_t run;
+  ck_assert(bw_db_oid_parse(run_id, &run));
+  ck_assert_int_eq(bw_run_env_gen3(db, "cs241", &run, &envs, &error), 0);
+  json_object *e0 = bw_test_json_get(bw_test_json_get(envs, "student_env"), s0);
+  ck_assert_str_eq(json_object_to_json_string_ext(bw_test_json_get(e0, "B"),
+                                                  JSON_C_TO_STRING_PLAIN),
+                   "[\"u\"]");
+  ck_assert_str_eq(json_object_to_json_string_ext(
+                       bw_test_json_get(bw_test_json_get(
+                           bw_test_json_get(envs, "pre_processing_env"), pre),
+                                        "P"),
+                       JSON_C_TO_STRING_PLAIN),
+                   "[\"pre\"]");
+  json_object_put(envs);
+  ck_assert_int_eq(bw_run_env_gen3(db, "cs225", &run, &envs, &error),
+                   BW_ENOTFOUND);
+  ck_assert_str_eq(error.message, "grading run with the given ID not found");
+  /* the worker list: this grader, alive, idle, one result per job */
+  json_object *list = NULL;
+  ck_assert_int_eq(bw_worker_list_gen3(db, &cfg, &list, &error), 0);
+  json_object *nodes = bw_test_json_get(list, "worker_nodes");
+  ck_assert_int_eq(json_object_array_length(nodes), 1);
+  json_object *node = json_object_array_get_idx(nodes, 0);
+  ck_assert_str_eq(bw_test_json_str(node, "hostname"), "grader-2019");
+  ck_assert_int_eq(bw_test_json_int(node, "jobs_processed"), 4);
+  ck_assert(!json_object_get_boolean(bw_test_json_get(node, "busy")));
+  ck_assert(json_object_get_boolean(bw_test_json_get(node, "alive")));
+  json_object_put(list);
   bw_db_close(db);
   bw_test_client_t c;
   bw_itest_client(&c);
