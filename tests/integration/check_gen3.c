@@ -449,6 +449,12 @@ START_TEST(test_gen3_auth_and_unknown_workers) {
   g3_call(&g, "GET", "worker_ws", NULL, &r);
   BW_ASSERT_FAIL(&r, 400, "WebSocket");
   bw_test_http_resp_cleanup(&r);
+  /* /metrics names the 2019 routes apart from the seed's same paths */
+  ck_assert_int_eq(bw_test_http_call(&seed, "GET", "/metrics", NULL, &r), 200);
+  ck_assert_ptr_nonnull(strstr(
+      r.body, "route=\"GET /api/v1/grading_job/{name}\",code=\"401\""));
+  ck_assert_ptr_nonnull(strstr(r.body, "route=\"GET /api/v1/worker_ws/{name}\""));
+  bw_test_http_resp_cleanup(&r);
 }
 END_TEST
 
