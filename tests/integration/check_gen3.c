@@ -727,6 +727,69 @@ START_TEST(test_one_generation_flood_hides_no_job_of_the_other) {
 }
 END_TEST
 
+/* ---- cancel and retry (the staff's routes) on a Gen 3 run --------------- */
+
+START_TEST(test_gen3_run_cancel_and_retry) {
+  bw_test_client_t staff, seed;
+  bw_test_http_resp_t r;
+  g3_grader_t g;
+  char run_id[25], job[25], path[128];
+
+  bw_itest_client(&staff);
+  bw_itest_client(&seed);
+  ck_assert_int_eq(bw_test_http_register(&seed, NULL, NULL), 200);
+  g3_grader_init(&g, "staff-test");
+  g3_register(&g, &r);
+  bw_test_http_resp_cleanup(&r);
+
+  /* retry: a failed student job is queued again, for 2019 graders only */
+  g3_run("cs241", "{\"student_pipeline\": [{\"image\": \"g:1\"}]}",
+         "{\"students_env\": [{\"STUDENT_ID\": \"x\"}]}", run_id);
+  g3_take(&g, &r, job);
+  bw_test_http_resp_cleanup(&r);
+  g3_report(&g, job, false, &r);
+  BW_ASSERT_SUCCESS(&r, 200);
+  bw_test_http_resp_cleanup(&r);
+  json_object *status = g3_expect_state(run_id, "grading run is complete");
+  ck_assert_str_eq(
+      bw_test_json_str(bw_test_json_get(status, "student_jobs_state"), job),
+      "grading job failed");
+  json_object_put(status);
+  snprintf(path, sizeof path, "/api/v1/grading_run_retry/%s", run_id);
+  ck_assert_int_eq(bw_test_http_call(&staff, "POST", path, NULL, &r), 200);
+  bw_test_http_resp_cleanup(&r);
+  ck_assert_int_eq(bw_test_http_poll_wait(&seed, 0, &r, NULL), 498);
+  bw_test_http_resp_cleanup(&r);
+  char again[25];
+  json_object *stage = g3_take(&g, &r, again);
+  ck_assert_str_eq(again, job);
+  ck_assert_str_eq(g3_env_str(stage, "STUDENT_ID"), "x");
+  bw_test_http_resp_cleanup(&r);
+  g3_report_ok(&g, job);
+  json_object_put(g3_expect_state(run_id, "grading run is complete"));
+
+  /* cancel: queued jobs dropped, the one being graded still reports */
+  g3_run("cs241", "{\"student_pipeline\": [{\"image\": \"g:1\"}]}",
+         "{\"students_env\": [{\"STUDENT_ID\": \"a\"}, "
+         "{\"STUDENT_ID\": \"b\"}]}",
+         run_id);
+  g3_take(&g, &r, job);
+  bw_test_http_resp_cleanup(&r);
+  snprintf(path, sizeof path, "/api/v1/grading_run_cancel/%s", run_id);
+  ck_assert_int_eq(bw_test_http_call(&staff, "POST", path, NULL, &r), 200);
+  bw_test_http_resp_cleanup(&r);
+  ck_assert_int_eq(g3_poll(&g, &r), 498);
+  bw_test_http_resp_cleanup(&r);
+  g3_report_ok(&g, job);
+  status = g3_status("cs241", run_id);
+  ck_assert_str_eq(bw_test_json_str(status, "state"), "grading run failed");
+  ck_assert_str_eq(
+      bw_test_json_str(bw_test_json_get(status, "student_jobs_state"), job),
+      "grading job was successful");
+  json_object_put(status);
+}
+END_TEST
+
 /* ---- dead 2019 graders (a stack with a 1 s heartbeat) --------------------- */
 
 static void dead_stack_start(void) {
@@ -833,6 +896,7 @@ static Suite *gen3_suite(void) {
   tcase_add_test(tc, test_gen3_auth_and_unknown_workers);
   tcase_add_test(tc, test_2018_and_2019_graders_drain_mixed_runs);
   tcase_add_test(tc, test_one_generation_flood_hides_no_job_of_the_other);
+  tcase_add_test(tc, test_gen3_run_cancel_and_retry);
   tc = bw_itest_tcase(s, "dead_2019_grader", 90, true);
   tcase_add_unchecked_fixture(tc, dead_stack_start, bw_itest_pop_stack);
   tcase_add_test(tc, test_killed_2019_grader_job_requeued_and_finished_once);
