@@ -7,12 +7,15 @@
  * - a 2018-era grader (Gen 2a calls, §3.1) and a 2019 grader, two of each,
  *   draining one mixed set of seed-era and Gen 3 runs at once: every job
  *   handed out once, each grader only its own generation's;
+ * - a run of 800 of one generation queued first hides no job of the other;
+ * - cancel and retry (the staff's routes) of a Gen 3 run;
  * - kill -9 of a 2019 grader holding a job: the job is re-queued, graded by
  *   another and finished once.
  *
  * Gen 3 runs are created through common/ (bw_run_create_gen3) on the
- * stack's database, as the course routes (another branch) will.  Bounded:
- * about 30 s in all. */
+ * stack's database, as the course routes (another branch) will; their
+ * views (status, env, log, job state, worker list) are read the same way.
+ * Bounded: about 25 s in all. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
