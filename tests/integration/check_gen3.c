@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../lib/itest.h"
+#include "admin.h"
 #include "db.h"
 #include "gen3.h"
 #include "job.h"
@@ -369,6 +370,13 @@ START_TEST(test_grader_2019_sequence) {
   ck_assert_int_eq(bw_test_json_int(node, "jobs_processed"), 4);
   ck_assert(!json_object_get_boolean(bw_test_json_get(node, "busy")));
   ck_assert(json_object_get_boolean(bw_test_json_get(node, "alive")));
+  json_object_put(list);
+  /* the staff's list names it by the id it chose */
+  ck_assert_int_eq(bw_admin_workers(db, &cfg, &list, &error), 0);
+  ck_assert_str_eq(bw_test_json_str(json_object_array_get_idx(
+                                        bw_test_json_get(list, "workers"), 0),
+                                    "name"),
+                   g.name);
   json_object_put(list);
   bw_db_close(db);
   bw_test_client_t c;
