@@ -103,8 +103,9 @@ void bw_queue_page_cleanup(bw_queue_page_t *page);
 
 /* The same, but only entries of generation `gen`: for a poll whose page was
  * all of the other generation (a large run of one queued before the other's
- * jobs).  A filter on `gen`, which no index serves, so it costs a scan of
- * the partition: only taken then, never on the usual path. */
+ * jobs).  An equality on `gen`, which waiting entries always carry (other
+ * documents only when it is not 0); no index serves it, so PostgreSQL
+ * scans the partition: only taken then, never on the usual path. */
 int bw_queue_read_page_of_gen(bw_db_t *db, int partition, int gen,
                               bw_queue_page_t *page, bw_error_t *error);
 

@@ -707,9 +707,15 @@ START_TEST(test_one_generation_flood_hides_no_job_of_the_other) {
   config = bw_itest_run_config(1, "{\"image\": \"bbox:1\"}", false, false);
   ck_assert_int_eq(bw_test_http_create_and_start(&seed, config, seed_run), 200);
   free(config);
+  double t0 = bw_test_now();
   ck_assert_int_eq(bw_test_http_poll_wait(&seed, 0, &r, job_id), 200);
+  double took = bw_test_now() - t0;
   bw_test_http_resp_cleanup(&r);
+  t0 = bw_test_now();
   ck_assert_int_eq(bw_test_http_poll_wait(&seed, 0, &r, job_id), 498);
+  fprintf(stderr, "gen3 flood: a seed-era poll behind %d Gen 3 entries: "
+          "%.0f ms (job), %.0f ms (empty)\n", FLOOD, took * 1000,
+          (bw_test_now() - t0) * 1000);
   bw_test_http_resp_cleanup(&r);
 
   /* the other way round, in a clean queue: a large seed-era run, then a
@@ -725,7 +731,10 @@ START_TEST(test_one_generation_flood_hides_no_job_of_the_other) {
   g3_register(&g, &r);
   BW_ASSERT_SUCCESS(&r, 200);
   bw_test_http_resp_cleanup(&r);
+  t0 = bw_test_now();
   ck_assert_int_eq(g3_poll(&g, &r), 200);
+  fprintf(stderr, "gen3 flood: a Gen 3 poll behind %d seed-era entries: "
+          "%.0f ms\n", FLOOD, (bw_test_now() - t0) * 1000);
   ck_assert_str_eq(g3_env_str(json_object_array_get_idx(
                                   bw_test_json_get(bw_test_http_data(&r),
                                                    "stages"),
