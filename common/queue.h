@@ -50,7 +50,8 @@ typedef struct bw_handout {
   int first_attempt; /* the attempt its round began with (0 or 1: the
                         first pass); max_attempts counts from there, so a
                         retried job gets its attempts again */
-  int gen;           /* enum bw_gen of its run (stored only when not 0) */
+  int gen;           /* enum bw_gen of its run (stored only when not 0,
+                        but always in waiting entries) */
   char course[BW_COURSE_MAX + 1]; /* its run's course; "" for seed-era runs
                                      (stored only when not empty) */
 } bw_handout_t;
