@@ -116,6 +116,11 @@ void bw_queue_batch_add(bw_queue_batch_t *batch, const bw_handout_t *h,
   bw_queue_entry_id(&h->job_id, h->attempt, id);
   BSON_APPEND_UTF8(&doc, "_id", id);
   bw_handout_append(&doc, h, student);
+  /* A waiting entry always names its generation, so a poll can ask for
+   * its own with an equality (bw_queue_read_page_of_gen), which FerretDB
+   * hands to PostgreSQL instead of reading every entry. */
+  if (h->gen == BW_GEN_SEED)
+    BSON_APPEND_INT32(&doc, "gen", BW_GEN_SEED);
   BSON_APPEND_DATE_TIME(&doc, "queued_at", bw_db_now_ms());
   mongoc_bulk_operation_insert(batch->bulks[p], &doc);
   bson_destroy(&doc);
@@ -177,6 +182,23 @@ int bw_queue_read_page(bw_db_t *db, int partition, bw_queue_page_t *page,
   int rc;
 
   page->n = 0;
+  BSON_APPEND_INT64(&opts, "limit", BW_QUEUE_PAGE);
+  rc = bw_db_each(bw_db_queue(db, partition), &filter, &opts, queue_visit_entry,
+                  page, error);
+  bson_destroy(&filter);
+  bson_destroy(&opts);
+  return rc;
+}
+
+int bw_queue_read_page_of_gen(bw_db_t *db, int partition, int gen,
+                              bw_queue_page_t *page, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+  int rc;
+
+  page->n = 0;
+  /* Every entry names its gen (bw_queue_batch_add); one queued by an
+   * older version without it is still found by bw_queue_read_page. */
+  BSON_APPEND_INT32(&filter, "gen", gen);
   BSON_APPEND_INT64(&opts, "limit", BW_QUEUE_PAGE);
   rc = bw_db_each(bw_db_queue(db, partition), &filter, &opts, queue_visit_entry,
                   page, error);

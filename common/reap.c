@@ -467,6 +467,7 @@ static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
   bson_oid_copy(&j->id, &h.job_id);
   bson_oid_copy(run, &h.run_id);
   bson_strncpy(h.type, j->type, sizeof h.type);
+  bw_run_handout_origin(run_doc, &h);
   /* A retried job counts among its retry's jobs (run.h). */
   h.student_count = (int)bw_db_get_int(
       run_doc, j->retry_index >= 0 ? "retry_count" : "student_count");
