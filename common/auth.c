@@ -43,6 +43,21 @@ int bw_auth_check(const char *authorization, const char *token,
   return 0;
 }
 
+bool bw_auth_bearer_format(const char *authorization) {
+  return authorization != NULL &&
+         strncmp(authorization, "Bearer ", 7) == 0 &&
+         strchr(authorization + 7, ' ') == NULL;
+}
+
+int bw_auth_check_bearer(const char *authorization, const char *token,
+                         bw_error_t *error) {
+  if (!bw_auth_bearer_format(authorization))
+    return bw_error_set(error, BW_EAUTH, "invalid token format");
+  if (!bw_auth_token_equal(authorization + 7, token))
+    return bw_error_set(error, BW_EAUTH, "invalid token");
+  return 0;
+}
+
 int bw_auth_worker_id(const char *header, bson_oid_t *out, bw_error_t *error) {
   if (header == NULL || header[0] == '\0')
     return bw_error_set(error, BW_EINVAL, "worker_id: missing");

@@ -24,6 +24,16 @@ bool bw_auth_token_equal(const char *given, const char *expected);
 int bw_auth_check(const char *authorization, const char *token,
                   bw_error_t *error);
 
+/* The 2019 API's format rule (PROTOCOL-LATER.md §2.2): the header starts
+ * with exactly "Bearer " and the token after it holds no space (split on
+ * single spaces it gives exactly 2 parts). */
+bool bw_auth_bearer_format(const char *authorization);
+
+/* The 2019 API's check of the cluster token: 0, or BW_EAUTH "invalid token
+ * format" (bw_auth_bearer_format) / "invalid token". */
+int bw_auth_check_bearer(const char *authorization, const char *token,
+                         bw_error_t *error);
+
 /* The worker_id header (NULL when absent), parsed into *out (hex digits of
  * either case).  Returns 0, or BW_EINVAL "worker_id: missing" /
  * "worker_id: expected 24 hex digits". */

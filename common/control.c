@@ -159,7 +159,8 @@ static int control_reopen(bw_db_t *db, const bson_oid_t *run, int round,
 }
 
 /* Queues the picked jobs' next attempts, counted among round `round`. */
-static int control_queue_picked(bw_db_t *db, const bson_oid_t *run, int round,
+static int control_queue_picked(bw_db_t *db, const bson_t *run_doc,
+                                const bson_oid_t *run, int round,
                                 const control_retry_t *r, bw_error_t *error) {
   bw_queue_batch_t *batch = bw_queue_batch_alloc(db);
   int rc;
@@ -174,6 +175,7 @@ static int control_queue_picked(bw_db_t *db, const bson_oid_t *run, int round,
     bson_t holder = BSON_INITIALIZER, env;
     bson_oid_copy(&r->picked[i]->id, &h.job_id);
     bson_oid_copy(run, &h.run_id);
+    bw_run_handout_origin(run_doc, &h);
     if (r->picked[i]->student != NULL)
       bw_json_append_bson(&holder, "s", r->picked[i]->student);
     bw_queue_batch_add(batch, &h,
@@ -226,7 +228,7 @@ int bw_control_retry(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *run,
   if (rc == 0)
     rc = control_reopen(db, run, round, &r, error);
   if (rc == 0 && r.n > 0)
-    rc = control_queue_picked(db, run, round, &r, error);
+    rc = control_queue_picked(db, &doc, run, round, &r, error);
   else if (rc == 0) /* only post-processing failed: run it again */
     rc = bw_run_after_students(db, cfg, run, false, error);
   if (rc == 0)

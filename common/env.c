@@ -350,3 +350,23 @@ int bw_env_resolve(json_object *global, json_object *student,
   json_object_put(merged);
   return rc;
 }
+
+/* Adds every key of `layer` (when an object) to env, replacing. */
+static void env_layer_gen3(json_object *env, json_object *layer) {
+  if (!json_object_is_type(layer, json_type_object))
+    return;
+  json_object_object_foreach(layer, key, value)
+      json_object_object_add(env, key, json_object_get(value));
+}
+
+json_object *bw_env_merge_gen3(json_object *global, json_object *stage_env,
+                               json_object *runtime, const char *run_id,
+                               const char *job_id) {
+  json_object *env = json_object_new_object();
+  env_layer_gen3(env, global);
+  json_object_object_add(env, "GRADING_RUN_ID", json_object_new_string(run_id));
+  env_layer_gen3(env, stage_env);
+  env_layer_gen3(env, runtime);
+  json_object_object_add(env, "GRADING_JOB_ID", json_object_new_string(job_id));
+  return env;
+}

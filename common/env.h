@@ -60,4 +60,16 @@ int bw_env_resolve(json_object *global, json_object *student,
                    json_object *stage_env, const char *run_id,
                    const char *job_id, json_object **out, bw_error_t *error);
 
+/* The 2019 API's env of one stage (PROTOCOL-LATER.md §2.9.3), a new object:
+ * global (plus GRADING_RUN_ID = run_id), then the stage's own env, then
+ * `runtime` (the student's entry, or the run's pre/post env), then
+ * GRADING_JOB_ID = job_id; later layers win.  Values are literal and keep
+ * their JSON type (no "$NAME", unlike bw_env_resolve).  Layers that are not
+ * objects count as empty.  Computed from the given layers only, which it
+ * never changes (the original mutated the shared stage env, so a student's
+ * job carried the keys of the students before it). */
+json_object *bw_env_merge_gen3(json_object *global, json_object *stage_env,
+                               json_object *runtime, const char *run_id,
+                               const char *job_id);
+
 #endif

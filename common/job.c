@@ -519,6 +519,46 @@ static int64_t job_deadline(const bw_config_t *cfg, json_object *payload) {
   return bw_db_now_ms() + seconds * 1000;
 }
 
+/* The 2019 API's job message (PROTOCOL-LATER.md §2.5): exactly
+ * {"grading_job_id", "stages"}, each stage as configured with its env
+ * replaced by the merged one (§2.9.3), always present; no roster. */
+static json_object *job_payload_gen3(const bw_handout_t *h, json_object *config,
+                                     json_object *stages,
+                                     json_object *student) {
+  json_object *runtime = student, *list = json_object_new_array(), *payload;
+  char run_id[25], job_id[25];
+
+  bson_oid_to_string(&h->run_id, run_id);
+  bson_oid_to_string(&h->job_id, job_id);
+  if (strcmp(h->type, "pre") == 0)
+    runtime = json_object_object_get(config, "pre_processing_env");
+  else if (strcmp(h->type, "post") == 0)
+    runtime = json_object_object_get(config, "post_processing_env");
+  for (size_t i = 0; i < json_object_array_length(stages); i++) {
+    json_object *stage = json_object_array_get_idx(stages, i), *copy;
+    if (!json_object_is_type(stage, json_type_object)) {
+      json_object_array_add(list, json_object_get(stage)); /* a null stage */
+      continue;
+    }
+    copy = json_object_new_object();
+    json_object_object_foreach(stage, key, value) {
+      if (strcmp(key, "env") != 0)
+        json_object_object_add(copy, key, json_object_get(value));
+    }
+    json_object_object_add(
+        copy, "env",
+        bw_env_merge_gen3(json_object_object_get(config, "env"),
+                          json_object_object_get(stage, "env"), runtime,
+                          run_id, job_id));
+    json_object_array_add(list, copy);
+  }
+  payload = json_object_new_object();
+  json_object_object_add(payload, "grading_job_id",
+                         json_object_new_string(job_id));
+  json_object_object_add(payload, "stages", list);
+  return payload;
+}
+
 /* Builds the grader's view of a job: its stages with env resolved, and the
  * roster for pre/post jobs. */
 static int job_payload(bw_db_t *db, const bw_handout_t *h,
@@ -546,6 +586,12 @@ static int job_payload(bw_db_t *db, const bw_handout_t *h,
   json_object_object_get_ex(config, "env", &global);
   if (student_bson != NULL && !bson_empty(student_bson))
     student = bw_json_from_bson(student_bson);
+  if (h->gen == BW_GEN_3) {
+    *out = job_payload_gen3(h, config, stages, student);
+    json_object_put(student);
+    json_object_put(config);
+    return 0;
+  }
 
   list = json_object_new_array();
   for (size_t i = 0; rc == 0 && i < json_object_array_length(stages); i++) {
@@ -648,6 +694,14 @@ static int job_random(void) {
     srand((unsigned)getpid() ^ (unsigned)bw_db_now_ms());
   }
   return rand();
+}
+
+/* How many entries of the page are of generation `gen`. */
+static int job_page_of_gen(const bw_queue_page_t *page, int gen) {
+  int n = 0;
+  for (int i = 0; i < page->n; i++)
+    n += bw_db_get_int(&page->docs[i], "gen") == gen;
+  return n;
 }
 
 /* Tries the entries of `page` (read from `partition`) that `want` accepts,
@@ -761,6 +815,11 @@ int bw_job_poll(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *worker,
   for (int p = 0; p < partitions; p++) {
     int at = (first + p) % partitions;
     rc = bw_queue_read_page(db, at, &page, error);
+    /* A full page of the other generation's entries can hide ours. */
+    if (rc == 0 && page.n == BW_QUEUE_PAGE && job_page_of_gen(&page, gen) == 0) {
+      bw_queue_page_cleanup(&page);
+      rc = bw_queue_read_page_of_gen(db, at, gen, &page, error);
+    }
     if (rc == 0)
       rc = job_take_page(db, cfg, at, &page, NULL, (uint64_t)job_random(),
                          worker, gen, out, error);

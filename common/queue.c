@@ -154,6 +154,11 @@ void bw_queue_batch_add(bw_queue_batch_t *batch, const bw_handout_t *h,
   bw_queue_entry_id(&h->job_id, h->attempt, id);
   BSON_APPEND_UTF8(&doc, "_id", id);
   bw_handout_append(&doc, h, student);
+  /* A waiting entry always names its generation, so a poll can ask for
+   * its own with an equality (bw_queue_read_page_of_gen), which FerretDB
+   * hands to PostgreSQL instead of reading every entry. */
+  if (h->gen == BW_GEN_SEED)
+    BSON_APPEND_INT32(&doc, "gen", BW_GEN_SEED);
   BSON_APPEND_DATE_TIME(&doc, "queued_at", bw_db_now_ms());
   mongoc_bulk_operation_insert(batch->bulks[p], &doc);
   bson_destroy(&doc);
@@ -214,34 +219,50 @@ static void queue_visit_entry(const bson_t *doc, void *ctx) {
     bson_copy_to(doc, &page->docs[page->n++]);
 }
 
-/* The filter is empty on purpose: FerretDB pushes a LIMIT down to SQLite
- * only then, so this costs the same with 10 or 10,000 jobs waiting. */
-int bw_queue_read_page(bw_db_t *db, int partition, bw_queue_page_t *page,
-                       bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+/* The first BW_QUEUE_PAGE entries of one partition that filter matches. */
+static int queue_read_page_where(bw_db_t *db, int partition,
+                                 const bson_t *filter, bw_queue_page_t *page,
+                                 bw_error_t *error) {
+  bson_t opts = BSON_INITIALIZER;
   int rc;
 
   page->n = 0;
   BSON_APPEND_INT64(&opts, "limit", BW_QUEUE_PAGE);
-  rc = bw_db_each(bw_db_queue(db, partition), &filter, &opts, queue_visit_entry,
+  rc = bw_db_each(bw_db_queue(db, partition), filter, &opts, queue_visit_entry,
                   page, error);
-  bson_destroy(&filter);
   bson_destroy(&opts);
+  return rc;
+}
+
+/* The filter is empty on purpose: FerretDB pushes a LIMIT down to SQLite
+ * only then, so this costs the same with 10 or 10,000 jobs waiting. */
+int bw_queue_read_page(bw_db_t *db, int partition, bw_queue_page_t *page,
+                       bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  int rc = queue_read_page_where(db, partition, &filter, page, error);
+  bson_destroy(&filter);
   return rc;
 }
 
 int bw_queue_read_run_page(bw_db_t *db, int partition, const bson_oid_t *run,
                            bw_queue_page_t *page, bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+  bson_t filter = BSON_INITIALIZER;
   int rc;
-
-  page->n = 0;
   BSON_APPEND_OID(&filter, "run_id", run);
-  BSON_APPEND_INT64(&opts, "limit", BW_QUEUE_PAGE);
-  rc = bw_db_each(bw_db_queue(db, partition), &filter, &opts,
-                  queue_visit_entry, page, error);
+  rc = queue_read_page_where(db, partition, &filter, page, error);
   bson_destroy(&filter);
-  bson_destroy(&opts);
+  return rc;
+}
+
+int bw_queue_read_page_of_gen(bw_db_t *db, int partition, int gen,
+                              bw_queue_page_t *page, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  int rc;
+  /* Every entry names its gen (bw_queue_batch_add); one queued by an
+   * older version without it is still found by bw_queue_read_page. */
+  BSON_APPEND_INT32(&filter, "gen", gen);
+  rc = queue_read_page_where(db, partition, &filter, page, error);
+  bson_destroy(&filter);
   return rc;
 }
 

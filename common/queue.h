@@ -53,7 +53,8 @@ typedef struct bw_handout {
   int first_attempt; /* the attempt its round began with (0 or 1: the
                         first pass); max_attempts counts from there, so a
                         retried job gets its attempts again */
-  int gen;           /* enum bw_gen of its run (stored only when not 0) */
+  int gen;           /* enum bw_gen of its run (stored only when not 0,
+                        but always in waiting entries) */
   char course[BW_COURSE_MAX + 1]; /* its run's course; "" for seed-era runs
                                      (stored only when not empty) */
 } bw_handout_t;
@@ -108,6 +109,14 @@ int bw_queue_read_page(bw_db_t *db, int partition, bw_queue_page_t *page,
 int bw_queue_read_run_page(bw_db_t *db, int partition, const bson_oid_t *run,
                            bw_queue_page_t *page, bw_error_t *error);
 void bw_queue_page_cleanup(bw_queue_page_t *page);
+
+/* The same, but only entries of generation `gen`: for a poll whose page was
+ * all of the other generation (a large run of one queued before the other's
+ * jobs).  An equality on `gen`, which waiting entries always carry (other
+ * documents only when it is not 0); no index serves it, so PostgreSQL
+ * scans the partition: only taken then, never on the usual path. */
+int bw_queue_read_page_of_gen(bw_db_t *db, int partition, int gen,
+                              bw_queue_page_t *page, bw_error_t *error);
 
 /* The steps of one hand-out, `id` being its entry's _id and `partition`
  * the one its page was read from.  The claim is the

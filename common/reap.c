@@ -238,7 +238,13 @@ int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_watch_t *watch,
     if (rc == 0 && defer) {
       stats->deferred += n;
       bson_destroy(&dead);
-      return 0;
+      /* Overdue hand-outs do not hang on heartbeats: a grader that finished
+       * while the database was away delivers its result within claim_grace
+       * of its return (the deadline's own slack), so only that long is
+       * waited for, not the 2-4 intervals the heartbeats need. */
+      return end - watch->up_since < 1000LL * cfg->claim_grace
+                 ? 0
+                 : reap_overdue(db, cfg, stats, error);
     }
   }
   if (rc == 0 && n > 0) {
@@ -461,6 +467,7 @@ static int reap_repair_job(bw_db_t *db, const bw_config_t *cfg,
   bson_oid_copy(&j->id, &h.job_id);
   bson_oid_copy(run, &h.run_id);
   bson_strncpy(h.type, j->type, sizeof h.type);
+  bw_run_handout_origin(run_doc, &h);
   /* A retried job counts among its retry's jobs (run.h). */
   h.student_count = (int)bw_db_get_int(
       run_doc, j->retry_index >= 0 ? "retry_count" : "student_count");

@@ -30,13 +30,37 @@ const char *bw_run_job_state(const char *type, const char *run_state) {
 
 /* ---- create ---------------------------------------------------------- */
 
+/* Where a run came from: its API generation and course (run.h), written on
+ * its runs, rosters and jobs documents (only when not the seed's). */
+typedef struct run_origin {
+  int gen;
+  const char *course, *assignment;
+} run_origin_t;
+
+static void run_append_origin(bson_t *doc, const run_origin_t *o) {
+  if (o == NULL || o->gen == BW_GEN_SEED)
+    return;
+  BSON_APPEND_INT32(doc, "gen", o->gen);
+  BSON_APPEND_UTF8(doc, "course", o->course);
+  if (o->assignment != NULL)
+    BSON_APPEND_UTF8(doc, "assignment", o->assignment);
+}
+
+void bw_run_handout_origin(const bson_t *doc, bw_handout_t *h) {
+  h->gen = (int)bw_db_get_int(doc, "gen");
+  bson_strncpy(h->course, bw_db_get_utf8(doc, "course", ""),
+               sizeof h->course);
+}
+
 static void run_job_doc(bson_t *doc, const bson_oid_t *id,
                         const bson_oid_t *run, const char *type, int index,
-                        const bson_t *student, int64_t now) {
+                        const bson_t *student, const run_origin_t *origin,
+                        int64_t now) {
   bson_init(doc);
   BSON_APPEND_OID(doc, "_id", id);
   BSON_APPEND_OID(doc, "run_id", run);
   BSON_APPEND_UTF8(doc, "type", type);
+  run_append_origin(doc, origin);
   if (student != NULL) {
     BSON_APPEND_INT32(doc, "index", index);
     BSON_APPEND_DOCUMENT(doc, "student", student);
@@ -95,7 +119,7 @@ static int run_read_students(const bw_json_items_t *students, bson_t *roster,
 static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
                            const bson_t *envs, const bson_oid_t *ids,
                            const bson_oid_t *pre, const bson_oid_t *post,
-                           bw_error_t *error) {
+                           const run_origin_t *origin, bw_error_t *error) {
   mongoc_bulk_operation_t *bulk;
   bson_iter_t it;
   bson_t doc, env;
@@ -106,7 +130,7 @@ static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
   bulk = mongoc_collection_create_bulk_operation_with_opts(
       bw_db_coll(db, BW_COLL_JOBS), NULL);
   if (pre != NULL) {
-    run_job_doc(&doc, pre, run, "pre", 0, NULL, now);
+    run_job_doc(&doc, pre, run, "pre", 0, NULL, origin, now);
     mongoc_bulk_operation_insert(bulk, &doc);
     bson_destroy(&doc);
     queued++;
@@ -116,7 +140,7 @@ static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
     uint32_t len;
     bson_iter_document(&it, &len, &data);
     bson_init_static(&env, data, len);
-    run_job_doc(&doc, &ids[i], run, "student", i, &env, now);
+    run_job_doc(&doc, &ids[i], run, "student", i, &env, origin, now);
     mongoc_bulk_operation_insert(bulk, &doc);
     bson_destroy(&doc);
     if (++queued == RUN_INSERT_BATCH) {
@@ -125,7 +149,7 @@ static int run_insert_jobs(bw_db_t *db, const bson_oid_t *run,
     }
   }
   if (rc == 0 && post != NULL) {
-    run_job_doc(&doc, post, run, "post", 0, NULL, now);
+    run_job_doc(&doc, post, run, "post", 0, NULL, origin, now);
     mongoc_bulk_operation_insert(bulk, &doc);
     bson_destroy(&doc);
     queued++;
@@ -155,11 +179,12 @@ static int run_insert(bw_db_t *db, bw_coll_t which, const bson_t *doc,
 static int run_insert_roster(bw_db_t *db, const bson_oid_t *run,
                              const bson_t *roster, const bson_t *envs,
                              const bson_oid_t *ids, size_t n,
-                             bw_error_t *error) {
+                             const run_origin_t *origin, bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER, list;
   int rc;
 
   BSON_APPEND_OID(&doc, "_id", run);
+  run_append_origin(&doc, origin); /* its student jobs' hand-outs carry it */
   BSON_APPEND_ARRAY(&doc, "students", roster);
   if (envs != NULL)
     BSON_APPEND_ARRAY(&doc, "envs", envs);
@@ -179,12 +204,13 @@ static int run_insert_roster(bw_db_t *db, const bson_oid_t *run,
 static int run_insert_run(bw_db_t *db, const bson_oid_t *run,
                           json_object *config, size_t students,
                           const bson_oid_t *pre, const bson_oid_t *post,
-                          bw_error_t *error) {
+                          const run_origin_t *origin, bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER, sub;
   int rc;
 
   BSON_APPEND_OID(&doc, "_id", run);
   BSON_APPEND_UTF8(&doc, "state", "created");
+  run_append_origin(&doc, origin);
   BSON_APPEND_DATE_TIME(&doc, "created_at", bw_db_now_ms());
   BSON_APPEND_INT32(&doc, "student_count", (int)students);
   if (pre != NULL)
@@ -201,15 +227,16 @@ static int run_insert_run(bw_db_t *db, const bson_oid_t *run,
   return rc;
 }
 
-int bw_run_create(bw_db_t *db, json_object *config,
-                  const bw_json_items_t *students, bson_oid_t *run_id,
-                  bw_error_t *error) {
-  size_t n = bw_json_items_count(students);
+/* Stores a run whose roster was read into `roster` (as posted) and `envs`
+ * (as its jobs hold them; NULL: the same), in the order that makes it
+ * visible only once complete: roster, jobs, then the run document. */
+static int run_store(bw_db_t *db, json_object *config, const bson_t *roster,
+                     const bson_t *envs, const run_origin_t *origin,
+                     bson_oid_t *run_id, bw_error_t *error) {
+  size_t n = bson_count_keys(roster);
   bson_oid_t run, pre, post, *ids;
-  bson_t roster, envs;
   bool has_pre = json_object_object_get(config, "pre_processing_pipeline"),
-       has_post = json_object_object_get(config, "post_processing_pipeline"),
-       differs;
+       has_post = json_object_object_get(config, "post_processing_pipeline");
   int rc;
 
   ids = bson_malloc(sizeof *ids * (n ? n : 1));
@@ -218,23 +245,32 @@ int bw_run_create(bw_db_t *db, json_object *config,
     bson_oid_init(&ids[i], NULL);
   bson_oid_init(&pre, NULL);
   bson_oid_init(&post, NULL);
-
-  /* The run document goes in last: a run is visible only once complete. */
-  rc = run_read_students(students, &roster, &envs, &differs, error);
+  rc = run_insert_roster(db, &run, roster, envs, ids, n, origin, error);
   if (rc == 0)
-    rc = run_insert_roster(db, &run, &roster, differs ? &envs : NULL, ids, n,
-                           error);
-  if (rc == 0)
-    rc = run_insert_jobs(db, &run, &envs, ids, has_pre ? &pre : NULL,
-                         has_post ? &post : NULL, error);
+    rc = run_insert_jobs(db, &run, envs ? envs : roster, ids,
+                         has_pre ? &pre : NULL, has_post ? &post : NULL,
+                         origin, error);
   if (rc == 0)
     rc = run_insert_run(db, &run, config, n, has_pre ? &pre : NULL,
-                        has_post ? &post : NULL, error);
-  bson_destroy(&roster);
-  bson_destroy(&envs);
+                        has_post ? &post : NULL, origin, error);
   bson_free(ids);
   if (rc == 0)
     bson_oid_copy(&run, run_id);
+  return rc;
+}
+
+int bw_run_create(bw_db_t *db, json_object *config,
+                  const bw_json_items_t *students, bson_oid_t *run_id,
+                  bw_error_t *error) {
+  bson_t roster, envs;
+  bool differs;
+  int rc = run_read_students(students, &roster, &envs, &differs, error);
+
+  if (rc == 0)
+    rc = run_store(db, config, &roster, differs ? &envs : NULL, NULL, run_id,
+                   error);
+  bson_destroy(&roster);
+  bson_destroy(&envs);
   return rc;
 }
 
@@ -403,12 +439,14 @@ int bw_run_mark_or_stale(bw_db_t *db, const bw_config_t *cfg,
 }
 
 /* Queues the run's pre or post job (attempt 1, or a retry's). */
-static int run_queue_single(bw_db_t *db, const bson_oid_t *run,
-                            const bson_oid_t *job, const char *type, int round,
-                            int attempt, bw_error_t *error) {
+static int run_queue_single(bw_db_t *db, const bson_t *run_doc,
+                            const bson_oid_t *run, const bson_oid_t *job,
+                            const char *type, int round, int attempt,
+                            bw_error_t *error) {
   bw_handout_t h = {.attempt = attempt > 0 ? attempt : 1,
                     .first_attempt = attempt > 0 ? attempt : 1,
                     .round = round};
+  bw_run_handout_origin(run_doc, &h);
   bson_oid_copy(job, &h.job_id);
   bson_oid_copy(run, &h.run_id);
   bson_strncpy(h.type, type, sizeof h.type);
@@ -416,8 +454,9 @@ static int run_queue_single(bw_db_t *db, const bson_oid_t *run,
 }
 
 /* Queues attempt 1 of every student job, from the roster (its envs).  Repeating
- * it is harmless: entries already there are kept, claimed ones get dropped. */
-static int run_queue_students(bw_db_t *db, const bson_oid_t *run,
+ * it is harmless: entries already there are kept, claimed ones get dropped.
+ * *count: the run's students. */
+static int run_queue_students(bw_db_t *db, const bson_oid_t *run, int *count,
                               bw_error_t *error) {
   bson_t roster;
   bson_iter_t ids, students, id, student;
@@ -431,11 +470,13 @@ static int run_queue_students(bw_db_t *db, const bson_oid_t *run,
     return rc;
   }
   bson_oid_copy(run, &h.run_id);
+  bw_run_handout_origin(&roster, &h);
   if (bson_iter_init_find(&ids, &roster, "student_job_ids") &&
       bson_iter_recurse(&ids, &id))
     while (bson_iter_next(&id))
       n++;
   h.student_count = n;
+  *count = n;
   batch = bw_queue_batch_alloc(db);
   if (bson_iter_init_find(&ids, &roster, "student_job_ids") &&
       bson_iter_recurse(&ids, &id) &&
@@ -483,19 +524,21 @@ static int run_guard_cancel(bw_db_t *db, const bson_oid_t *run, int round,
 /* The state is written before the jobs are queued: a job finishing at once
  * must never see its run's state overwritten by an older step. */
 static int run_enter_students(bw_db_t *db, const bson_oid_t *run, int round,
-                              const char *stamp, bw_error_t *error) {
+                              const char *stamp, int *count,
+                              bw_error_t *error) {
   int rc = run_update_state(db, run, "students", stamp, -1, error);
   if (rc == 0)
-    rc = run_queue_students(db, run, error);
+    rc = run_queue_students(db, run, count, error);
   return rc < 0 ? rc : run_guard_cancel(db, run, round, error);
 }
 
-static int run_enter_post(bw_db_t *db, const bson_oid_t *run, int round,
-                          int attempt, const bson_oid_t *post,
-                          bw_error_t *error) {
+static int run_enter_post(bw_db_t *db, const bson_t *run_doc,
+                          const bson_oid_t *run, int round, int attempt,
+                          const bson_oid_t *post, bw_error_t *error) {
   int rc = run_update_state(db, run, "post_processing", NULL, -1, error);
   if (rc == 0)
-    rc = run_queue_single(db, run, post, "post", round, attempt, error);
+    rc = run_queue_single(db, run_doc, run, post, "post", round, attempt,
+                          error);
   return rc < 0 ? rc : run_guard_cancel(db, run, round, error);
 }
 
@@ -512,10 +555,19 @@ static int run_finish(bw_db_t *db, const bw_config_t *cfg,
 }
 
 int bw_run_start(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
+  return bw_run_start_count(db, run, NULL, error);
+}
+
+int bw_run_start_count(bw_db_t *db, const bson_oid_t *run, int *count,
+                       bw_error_t *error) {
   bson_oid_t pre;
   bson_t doc;
   char run_id[25];
-  int rc = bw_run_find(db, run, false, &doc, error);
+  int ignored, rc = bw_run_find(db, run, false, &doc, error);
+
+  if (count == NULL)
+    count = &ignored;
+  *count = -1; /* not entered yet: a pre job runs first */
 
   if (rc == 0) {
     rc = run_mark_once(db, run, "start", error);
@@ -527,11 +579,11 @@ int bw_run_start(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
   if (rc == 0 && bw_db_get_oid(&doc, "pre_job_id", &pre)) {
     rc = run_update_state(db, run, "pre_processing", "started_at", -1, error);
     if (rc == 0)
-      rc = run_queue_single(db, run, &pre, "pre", 0, 1, error);
+      rc = run_queue_single(db, &doc, run, &pre, "pre", 0, 1, error);
     if (rc == 0)
       rc = run_guard_cancel(db, run, 0, error);
   } else if (rc == 0) {
-    rc = run_enter_students(db, run, 0, "started_at", error);
+    rc = run_enter_students(db, run, 0, "started_at", count, error);
   }
   bson_destroy(&doc);
   return rc;
@@ -549,7 +601,7 @@ int bw_run_after_students(bw_db_t *db, const bw_config_t *cfg,
     rc = stale_ok ? bw_run_mark_or_stale(db, cfg, run, round, "post", error)
                   : bw_run_mark(db, run, round, "post", false, error);
     if (rc == 0)
-      rc = run_enter_post(db, run, round,
+      rc = run_enter_post(db, &doc, run, round,
                           (int)bw_db_get_int(&doc, "post_attempt"), &post,
                           error);
     if (rc == BW_EDUP)
@@ -589,12 +641,17 @@ int bw_run_job_finished(bw_db_t *db, const bw_config_t *cfg,
     int rc;
     if (!success)
       return run_finish(db, cfg, &h->run_id, h->round, false, error);
+    int count = 0;
     rc = bw_run_mark_or_stale(db, cfg, &h->run_id, h->round, "students",
                                 error);
     if (rc == BW_EDUP)
       return 0;
-    return rc < 0 ? rc
-                  : run_enter_students(db, &h->run_id, h->round, NULL, error);
+    if (rc == 0)
+      rc = run_enter_students(db, &h->run_id, h->round, NULL, &count, error);
+    /* No students (a Gen 3 run may have none): nothing will finish them. */
+    if (rc == 0 && count == 0)
+      rc = bw_run_after_students(db, cfg, &h->run_id, false, error);
+    return rc;
   }
   if (strcmp(h->type, "post") == 0)
     return run_finish(db, cfg, &h->run_id, h->round, success, error);
@@ -931,4 +988,92 @@ int bw_run_status_page(bw_db_t *db, const bson_oid_t *run,
   bson_destroy(&doc);
   *out = status;
   return 0;
+}
+
+/* ---- Gen 3 ----------------------------------------------------------- */
+
+/* A pipeline counts when it is a non-empty array (§2.5: missing, null and
+ * [] are all "absent"). */
+static bool run_gen3_has(json_object *config, const char *pipeline) {
+  json_object *p = json_object_object_get(config, pipeline);
+  return json_object_is_type(p, json_type_array) &&
+         json_object_array_length(p) > 0;
+}
+
+/* The run's stored config: the present pipelines, the global env, and the
+ * pre/post runtime envs (their jobs' runtime layer, §2.9.3), so that a
+ * hand-out reads them all from the one cached config (bw_run_config). */
+static int run_gen3_config(json_object *config, json_object *body,
+                           json_object **out, bw_error_t *error) {
+  static const char *const phase[2] = {"pre", "post"};
+  json_object *stored = json_object_new_object(), *v;
+
+  for (int i = 0; i < 2; i++) {
+    char pipeline[40], env[32];
+    snprintf(pipeline, sizeof pipeline, "%s_processing_pipeline", phase[i]);
+    snprintf(env, sizeof env, "%s_processing_env", phase[i]);
+    v = json_object_object_get(body, env);
+    if (v != NULL && !run_gen3_has(config, pipeline)) {
+      json_object_put(stored);
+      /* The original's text, its missing space included (§2.6). */
+      return bw_error_set(error, BW_EINVAL,
+                          "%s-processing runtime environment provided, but "
+                          "no%s-processing stage was associated with this "
+                          "assignment",
+                          phase[i], phase[i]);
+    }
+    if (run_gen3_has(config, pipeline))
+      json_object_object_add(stored, pipeline,
+                             json_object_get(json_object_object_get(config,
+                                                                    pipeline)));
+    if (json_object_is_type(v, json_type_object))
+      json_object_object_add(stored, env, json_object_get(v));
+  }
+  v = json_object_object_get(config, "student_pipeline");
+  json_object_object_add(stored, "student_pipeline",
+                         json_object_is_type(v, json_type_array)
+                             ? json_object_get(v)
+                             : json_object_new_array());
+  v = json_object_object_get(config, "env");
+  if (json_object_is_type(v, json_type_object))
+    json_object_object_add(stored, "env", json_object_get(v));
+  *out = stored;
+  return 0;
+}
+
+int bw_run_create_gen3(bw_db_t *db, const bw_config_t *cfg, const char *course,
+                       const char *assignment, json_object *config,
+                       json_object *body, bson_oid_t *run_id,
+                       bw_error_t *error) {
+  run_origin_t origin = {BW_GEN_3, course, assignment};
+  json_object *stored = NULL,
+              *students = json_object_object_get(body, "students_env");
+  bson_t roster = BSON_INITIALIZER;
+  int rc, count = 0;
+
+  rc = run_gen3_config(config, body, &stored, error);
+  /* Student envs are kept literal (§2.9.3: no "$NAME", values keep their
+   * JSON type), so the roster is stored once, as posted. */
+  for (size_t i = 0; rc == 0 && i < json_object_array_length(students); i++) {
+    json_object *env = json_object_array_get_idx(students, i);
+    const char *key;
+    char buf[16];
+    bson_uint32_to_string((uint32_t)i, &key, buf, sizeof buf);
+    if (!json_object_is_type(env, json_type_object))
+      rc = bw_error_set(error, BW_EINVAL, "students_env[%zu]: expected an "
+                        "object", i);
+    else if (bw_json_append_bson(&roster, key, env) < 0)
+      rc = bw_error_set(error, BW_ENOMEM, "students_env: out of memory");
+  }
+  if (rc == 0)
+    rc = run_store(db, stored, &roster, NULL, &origin, run_id, error);
+  /* Started at once (§2.6); a run without students moves on at once
+   * (§2.9.1 item 6, the recommended behaviour). */
+  if (rc == 0)
+    rc = bw_run_start_count(db, run_id, &count, error);
+  if (rc == 0 && count == 0)
+    rc = bw_run_after_students(db, cfg, run_id, false, error);
+  json_object_put(stored);
+  bson_destroy(&roster);
+  return rc;
 }

@@ -30,10 +30,32 @@ int bw_run_create(bw_db_t *db, json_object *config,
                   const bw_json_items_t *students, bson_oid_t *run_id,
                   bw_error_t *error);
 
+/* Creates and starts a Gen 3 run (PROTOCOL-LATER.md §2.6, gen3.h) of
+ * `course`/`assignment`.  config: the stored grading config (§2.5, already
+ * validated); body: the validated POST grading_run body {students_env,
+ * pre_processing_env?, post_processing_env?}.  A pipeline that is missing,
+ * null or [] counts as absent.  Its hand-outs carry gen BW_GEN_3 and the
+ * course.  Returns 0 and *run_id; BW_EINVAL with the original's message
+ * for a pre/post env without that pipeline; BW_ETOOBIG; BW_EDB. */
+int bw_run_create_gen3(bw_db_t *db, const bw_config_t *cfg, const char *course,
+                       const char *assignment, json_object *config,
+                       json_object *body, bson_oid_t *run_id,
+                       bw_error_t *error);
+
 /* Starts a run: queues its pre-processing job, or all its student jobs.
  * Exactly once however many callers race.  Returns 0, BW_EINVAL ("grading
  * run <id> was already started"), BW_ENOTFOUND, BW_EDB. */
 int bw_run_start(bw_db_t *db, const bson_oid_t *run, bw_error_t *error);
+
+/* bw_run_start, telling the caller in *count how many student jobs it
+ * queued (-1 when a pre job was queued instead). */
+int bw_run_start_count(bw_db_t *db, const bson_oid_t *run, int *count,
+                       bw_error_t *error);
+
+/* Sets h's gen and course from a run's document (or its roster's): every
+ * hand-out of a run carries them, so only graders of its generation take
+ * it (job.h) and fair share sees its course. */
+void bw_run_handout_origin(const bson_t *run_doc, bw_handout_t *h);
 
 /* The run's state, timestamps, job counts per state and every job.
  * Returns 0 and *out, BW_ENOTFOUND, or BW_EDB. */

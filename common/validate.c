@@ -981,6 +981,79 @@ int bw_validate_result(json_object *body, const bw_config_t *cfg,
   return 0;
 }
 
+/* The 2019 API's logs (PROTOCOL-LATER.md §2.7, recommended): stdout and
+ * stderr only, each "" when absent or not a string; other keys ignored. */
+static json_object *gen3_logs(json_object *logs) {
+  static const char *const keys[] = {"stdout", "stderr"};
+  json_object *out = json_object_new_object(), *v;
+  for (int i = 0; i < 2; i++)
+    json_object_object_add(out, keys[i],
+                           json_object_object_get_ex(logs, keys[i], &v) &&
+                                   json_object_is_type(v, json_type_string)
+                               ? json_object_get(v)
+                               : json_object_new_string(""));
+  return out;
+}
+
+int bw_validate_gen3_result(json_object *body, const bw_config_t *cfg,
+                            const char **job_id, json_object **out,
+                            bw_error_t *error) {
+  static const char *const keys[] = {"grading_job_id", "success", "results",
+                                     "logs", NULL};
+  check_t c = {cfg, error};
+  json_object *v, *result;
+  int rc;
+
+  *out = NULL;
+  *job_id = NULL;
+  if (!json_object_is_type(body, json_type_object))
+    return bw_error_set(error, BW_EINVAL, "body: expected a JSON object");
+  if ((rc = check_known_keys(&c, body, "", keys)) < 0)
+    return rc;
+  for (int i = 0; keys[i] != NULL; i++)
+    if (!json_object_object_get_ex(body, keys[i], NULL))
+      return bw_error_set(error, BW_EINVAL, "%s: required", keys[i]);
+  v = json_object_object_get(body, "grading_job_id");
+  if (!json_object_is_type(v, json_type_string))
+    return bw_error_set(error, BW_EINVAL, "grading_job_id: expected a string");
+  if (!json_object_is_type(json_object_object_get(body, "logs"),
+                           json_type_object))
+    return bw_error_set(error, BW_EINVAL, "logs: expected an object");
+  /* The seed's checks and limits, on the seed's shape of the same result. */
+  result = json_object_new_object();
+  json_object_object_add(result, "success",
+                         json_object_get(json_object_object_get(body, "success")));
+  json_object_object_add(result, "results",
+                         json_object_get(json_object_object_get(body, "results")));
+  json_object_object_add(result, "logs",
+                         gen3_logs(json_object_object_get(body, "logs")));
+  rc = bw_validate_result(result, cfg, out, error);
+  json_object_put(result);
+  if (rc == 0)
+    *job_id = json_object_get_string(v);
+  return rc;
+}
+
+int bw_validate_gen3_register(json_object *body, const char **hostname,
+                              bw_error_t *error) {
+  static const char *const keys[] = {"hostname", NULL};
+  check_t c = {NULL, error};
+  json_object *v;
+  int rc;
+
+  *hostname = NULL;
+  if (!json_object_is_type(body, json_type_object))
+    return bw_error_set(error, BW_EINVAL, "body: expected a JSON object");
+  if ((rc = check_known_keys(&c, body, "", keys)) < 0)
+    return rc;
+  if (!json_object_object_get_ex(body, "hostname", &v))
+    return bw_error_set(error, BW_EINVAL, "hostname: required");
+  if ((rc = check_string(&c, v, "hostname", 255)) < 0)
+    return rc;
+  *hostname = json_object_get_string(v);
+  return 0;
+}
+
 /* ------------------------------------------------------------------------
  * Single values. */
 

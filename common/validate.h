@@ -74,6 +74,20 @@ json_object *bw_validate_env_text(json_object *env);
 int bw_validate_result(json_object *body, const bw_config_t *cfg,
                        json_object **out, bw_error_t *error);
 
+/* The 2019 API's result body (PROTOCOL-LATER.md §2.7): exactly
+ * {grading_job_id: string, success, results, logs: object}, all required.
+ * logs keeps stdout and stderr only, each "" when not a string; then the
+ * rules and limits of bw_validate_result apply.  *job_id: the grading_job_id
+ * (borrowed from body); *out as bw_validate_result's. */
+int bw_validate_gen3_result(json_object *body, const bw_config_t *cfg,
+                            const char **job_id, json_object **out,
+                            bw_error_t *error);
+
+/* The 2019 API's register body {"hostname": string of at most 255 bytes},
+ * no other key.  *hostname is borrowed from body. */
+int bw_validate_gen3_register(json_object *body, const char **hostname,
+                              bw_error_t *error);
+
 /* A size as a stage gives it: a non-negative integer of bytes, or text of
  * digits with an optional k, m or g suffix (powers of 1024).  False for
  * anything else or an overflow. */

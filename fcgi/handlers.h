@@ -33,6 +33,14 @@ int bw_handle_job_poll(bw_call_t *call, bw_error_t *error);
 int bw_handle_job_report(bw_call_t *call, bw_error_t *error);
 int bw_handle_heartbeat(bw_call_t *call, bw_error_t *error);
 
+/* The 2019 API's graders (worker3_handlers.c): call->path_rest is the
+ * grader's own name, checked by the router. */
+int bw_handle_gen3_register(bw_call_t *call, bw_error_t *error);
+int bw_handle_gen3_poll(bw_call_t *call, bw_error_t *error);
+int bw_handle_gen3_result(bw_call_t *call, bw_error_t *error);
+int bw_handle_gen3_heartbeat(bw_call_t *call, bw_error_t *error);
+int bw_handle_gen3_ws(bw_call_t *call, bw_error_t *error);
+
 /* GET /api/v1/health, the one route without the token (for load balancers
  * and monitoring): 200 when the database answers a ping, 503 when not.  It
  * says nothing a stranger could use. */

@@ -16,6 +16,8 @@ enum route_caller {
   CALLER_WORKER,    /* a registered grader (worker_id header) */
   CALLER_WORKER_ID, /* a well-formed worker_id: the handler's own database
                        call answers "not registered", saving a query */
+  CALLER_GEN3,      /* a 2019 grader: the token as "Bearer <token>" (strict
+                       format), its name in the path (router_gen3) */
 };
 
 /* What follows the route's path. */
@@ -23,6 +25,7 @@ enum route_tail {
   TAIL_NONE, /* nothing */
   TAIL_OID,  /* /{id}: 24 hex digits, lowercased into call->path_id */
   TAIL_REST, /* /{anything, '/' included}: call->path_rest, unchecked */
+  TAIL_NAME, /* /{[-A-Za-z0-9_]+}: call->path_rest (a 2019 worker id) */
 };
 
 typedef struct route {
@@ -35,6 +38,18 @@ typedef struct route {
 } route_t;
 
 static const route_t routes[] = {
+    /* The 2019 API's graders, before the seed's routes of the same paths:
+     * router_gen3 passes a seed-era request on to them. */
+    {"POST", "/api/v1/worker", "worker_id", CALLER_GEN3,
+     bw_handle_gen3_register, TAIL_NAME},
+    {"GET", "/api/v1/grading_job", "worker_id", CALLER_GEN3,
+     bw_handle_gen3_poll, TAIL_NAME},
+    {"POST", "/api/v1/grading_job", "worker_id", CALLER_GEN3,
+     bw_handle_gen3_result, TAIL_NAME},
+    {"POST", "/api/v1/heartbeat", "worker_id", CALLER_GEN3,
+     bw_handle_gen3_heartbeat, TAIL_NAME},
+    {"GET", "/api/v1/worker_ws", "worker_id", CALLER_GEN3, bw_handle_gen3_ws,
+     TAIL_NAME},
     {"POST", "/api/v1/grading_run", NULL, CALLER_ANY, bw_handle_run_create,
      TAIL_NONE},
     {"POST", "/api/v1/grading_run", "grading_run_id", CALLER_ANY,
@@ -87,15 +102,18 @@ static const char *route_match(const route_t *route, const char *path) {
     return NULL;
   if (route->tail == TAIL_OID && strchr(rest + 1, '/') != NULL)
     return NULL;
+  if (route->tail == TAIL_NAME && !bw_worker_name_valid(rest + 1))
+    return NULL;
   return rest + 1;
 }
 
 /* The route for the request's path and method, with its {id} in *id; NULL
  * when there is none.  When the path is known but not with this method, the
  * methods that would do are listed in req->allow (empty otherwise). */
-static const route_t *router_find(bw_request_t *req, const char **id) {
+static const route_t *router_find(bw_request_t *req, size_t from,
+                                  const char **id) {
   req->allow[0] = '\0';
-  for (size_t i = 0; i < ROUTE_COUNT && !req->path_too_long; i++) {
+  for (size_t i = from; i < ROUTE_COUNT && !req->path_too_long; i++) {
     const char *segment = route_match(&routes[i], req->path);
     if (segment == NULL)
       continue;
@@ -123,7 +141,7 @@ static void router_reply_405(bw_request_t *req) {
 
 static int router_check_worker_id(bw_call_t *call, enum route_caller caller,
                                   bw_error_t *error) {
-  if (caller == CALLER_ANY)
+  if (caller == CALLER_ANY || caller == CALLER_GEN3)
     return 0;
   return bw_auth_worker_id(call->req->worker_id, &call->worker_id, error);
 }
@@ -135,12 +153,57 @@ static int router_check_registered(bw_call_t *call, enum route_caller caller,
   return bw_worker_check(call->db, &call->worker_id, error);
 }
 
+/* A CALLER_GEN3 route was found.  On a path the seed also serves
+ * (GET|POST /api/v1/grading_job/<x>), PROTOCOL-LATER.md §4.2 decides, after
+ * the token check every generation shares: a request with a worker_id
+ * header is seed-era; otherwise <x> registered through POST
+ * /api/v1/worker/<x> is a 2019 grader; otherwise a 24-hex <x>, or a request
+ * without "Bearer ", is seed-era (a job read, or the seed's 400), and the
+ * rest is a 2019 grader that is not registered (401 "worker not found").
+ * So every seed-era request is answered exactly as before.  *route becomes
+ * the seed's route for a seed-era request.  Returns 0 or the auth error. */
+static int router_gen3(bw_call_t *call, const route_t **route, const char **id,
+                       bw_error_t *error) {
+  const char *seed_id = NULL;
+  const route_t *seed =
+      router_find(call->req, (size_t)(*route - routes) + 1, &seed_id);
+  bson_oid_t oid;
+  int rc;
+
+  call->req->allow[0] = '\0';
+  if (seed == NULL)
+    return bw_auth_check_bearer(call->req->authorization, call->cfg->token,
+                                error);
+  rc = bw_auth_check(call->req->authorization, call->cfg->token, error);
+  if (rc == 0 && call->req->worker_id == NULL) {
+    if (!bw_db_reachable())
+      return bw_error_set(error, BW_EDB,
+                          "database: unreachable, retry in a moment");
+    rc = bw_worker_find_gen3(call->db, *id, &oid, error);
+    if (rc == 0 || (rc == BW_EAUTH &&
+                    bw_auth_bearer_format(call->req->authorization) &&
+                    !bw_db_oid_parse(*id, &oid)))
+      return bw_auth_check_bearer(call->req->authorization, call->cfg->token,
+                                  error);
+    if (rc != BW_EAUTH)
+      return rc;
+    rc = 0;
+  }
+  if (rc == 0) {
+    *route = seed;
+    *id = seed_id;
+  }
+  return rc;
+}
+
 const char *bw_router_route_name(int route, char *buf, size_t len) {
   if (route < 0 || route >= (int)ROUTE_COUNT)
     snprintf(buf, len, "none");
   else
     snprintf(buf, len, "%s %s%s", routes[route].method, routes[route].path,
-             routes[route].id_field ? "/{id}" : "");
+             routes[route].tail == TAIL_NAME ? "/{name}" /* the 2019 graders' */
+             : routes[route].id_field        ? "/{id}"
+                                             : "");
   return buf;
 }
 
@@ -153,10 +216,12 @@ static int router_serve(bw_call_t *call, int *index, bw_error_t *error) {
 
   if (strcmp(call->req->path, BW_HEALTH_PATH) == 0)
     return bw_handle_health(call, error); /* no token: see handlers.h */
-  rc = bw_auth_check(call->req->authorization, call->cfg->token, error);
+  route = router_find(call->req, 0, &id);
+  rc = route != NULL && route->caller == CALLER_GEN3
+           ? router_gen3(call, &route, &id, error)
+           : bw_auth_check(call->req->authorization, call->cfg->token, error);
   if (rc < 0)
     return rc;
-  route = router_find(call->req, &id);
   if (route == NULL && call->req->allow[0] != '\0') {
     router_reply_405(call->req);
     return 0;
@@ -164,7 +229,7 @@ static int router_serve(bw_call_t *call, int *index, bw_error_t *error) {
   if (route == NULL)
     return bw_error_set(error, BW_ENOTFOUND, "not found");
   *index = (int)(route - routes);
-  if (route->tail == TAIL_REST)
+  if (route->tail == TAIL_REST || route->tail == TAIL_NAME)
     call->path_rest = id;
   else if (route->tail == TAIL_OID && !bw_db_oid_parse(id, &call->path_id))
     return bw_error_set(error, BW_EINVAL, "%s: expected 24 hex digits",

@@ -738,7 +738,11 @@ static int fair_poll(bw_db_t *db, const bw_config_t *cfg, const char *worker,
   int rc = bw_job_poll(db, cfg, &w, gen, &payload, &error);
   if (rc < 0)
     return rc;
-  job = test_oid(json_object_get_string(json_object_object_get(payload, "job_id")));
+  /* A 2019 job message names it grading_job_id (PROTOCOL-LATER.md §2.5). */
+  json_object *id = json_object_object_get(payload, "job_id");
+  if (id == NULL)
+    id = json_object_object_get(payload, "grading_job_id");
+  job = test_oid(json_object_get_string(id));
   ck_assert_int_eq(bw_job_get(db, &job, &view, &error), 0);
   bson_strncpy(run_id,
                json_object_get_string(json_object_object_get(view, "grading_run_id")),
