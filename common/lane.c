@@ -240,7 +240,18 @@ int bw_lane_partition(bw_db_t *db, const bw_lane_key_t *key, int *partition,
 
 int bw_lane_confirm(bw_db_t *db, const bw_lane_key_t *key, int partition,
                     bw_error_t *error) {
-  int rc = bw_lane_open(db, key, partition, error);
+  bson_t found;
+  char id[25];
+  int rc;
+  /* Looked up first: inserting a lane that is there (the usual case) would
+   * be as correct, but FerretDB and PostgreSQL log each duplicate key as an
+   * error.  Still race-free: the push's entries are in before this look,
+   * and a closer deletes the lane before its own look (lane.h). */
+  lane_id(key->run, id);
+  rc = bw_db_find_by_id(db, BW_COLL_LANES, id, &found, error);
+  bson_destroy(&found);
+  if (rc == BW_ENOTFOUND)
+    rc = bw_lane_open(db, key, partition, error);
   return rc == BW_EDUP ? 0 : rc;
 }
 

@@ -27,11 +27,12 @@
  *
  * Opening and closing race with pushes, and FerretDB has no atomic
  * read-then-write; inserts under a unique _id are the only atomic step.  So
- * a push inserts its entries first and then the lane again (bw_lane_confirm:
- * a duplicate is fine), and a poll that closes a lane deletes it first and
- * then looks for the run's entries again, re-inserting the lane if it finds
- * any.  Whichever order the two interleave in, the lane exists afterwards
- * if entries do.
+ * a push inserts its entries first and then looks for the lane, inserting
+ * it again when it is gone (bw_lane_confirm), and a poll that closes a lane
+ * deletes it first and then looks for the run's entries again, re-inserting
+ * the lane if it finds any.  Each writes before it looks, so whichever order
+ * the two interleave in, one of them sees the other's write: the lane
+ * exists afterwards if entries do.
  *
  * Ownership: bw_lanes_t is filled by bw_lanes_read and cleaned up by the
  * caller with bw_lanes_cleanup on every path. */
@@ -80,7 +81,8 @@ int bw_lane_partition(bw_db_t *db, const bw_lane_key_t *key, int *partition,
                       bw_error_t *error);
 
 /* After a push of the run into `partition`: the lane is there again if a
- * poll closed it meanwhile.  0 (also when it was there), or BW_EDB.
+ * poll closed it meanwhile (looked up, inserted when missing).  0 (also
+ * when it was there), or BW_EDB.
  * bw_lane_open is the same but says BW_EDUP when it was there. */
 int bw_lane_confirm(bw_db_t *db, const bw_lane_key_t *key, int partition,
                     bw_error_t *error);

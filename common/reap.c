@@ -215,10 +215,14 @@ static int reap_watch_defers(bw_db_t *db, const bw_config_t *cfg,
 
 void bw_reap_watch_pass(bw_reap_watch_t *watch, const bw_config_t *cfg,
                         bool ok) {
+  /* The rest of the pass (repair) counts as one more answer, timed from
+   * the dead-grader check's: a stall that a repair call sat through (its
+   * calls may wait up to reaper_timeout_ms) must not pass for a prompt
+   * database by moving last_ok over it. */
   if (!ok)
     reap_watch_down(watch, cfg);
   else if (watch->up_since != 0)
-    watch->last_ok = bw_db_now_ms();
+    reap_watch_saw(watch, cfg, watch->last_ok, bw_db_now_ms(), true);
 }
 
 int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_watch_t *watch,
