@@ -16,6 +16,10 @@
  *   bw-dblimit create --students S        time and peak memory of each
  *                                         step of creating and starting a
  *                                         run, as the handlers do it
+ *   bw-dblimit fairness --procs G --jobs N --students S
+ *                                         two courses: hand-outs until an
+ *                                         S-job run is out behind course
+ *                                         "a"'s two N-job runs (issue 14)
  *
  * Results are prefixed "db_" (--label L: "L_").
  *
@@ -35,6 +39,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +47,7 @@
 #include "config.h"
 #include "db.h"
 #include "job.h"
+#include "lane.h"
 #include "queue.h"
 #include "run.h"
 #include "json.h"
@@ -370,7 +376,8 @@ static int child_run(dbjob_t *d, int index, int ready_fd, int go_fd) {
 
 /* ---- the parent ------------------------------------------------------ */
 
-static int create_started_run(const bw_config_t *cfg, int students) {
+static int create_started_run(const bw_config_t *cfg, int students,
+                              bson_oid_t *out) {
   bson_oid_t run;
   char *text = bench_config_alloc(students);
   json_object *body = NULL, *config = NULL;
@@ -389,6 +396,8 @@ static int create_started_run(const bw_config_t *cfg, int students) {
     rc = 0;
   if (rc < 0)
     fprintf(stderr, "bw-dblimit: creating the run: %s\n", error.message);
+  else if (out != NULL)
+    bson_oid_copy(&run, out);
   bw_db_close(db);
   json_object_put(config);
   json_object_put(body);
@@ -461,8 +470,9 @@ static int cmd_run(dbjob_t *d) {
   if (d->sh == MAP_FAILED || pipe(ready) < 0 || pipe(go) < 0)
     return 1;
   memset(d->sh, 0, sizeof(shared_t));
-  if (create_started_run(&d->cfg, d->jobs + d->waiting) < 0)
+  if (create_started_run(&d->cfg, d->jobs + d->waiting, NULL) < 0)
     return 1;
+  bw_lane_share_turns(); /* the processes take turns as one pool's do */
   fflush(NULL);
   for (int i = 0; i < d->procs; i++) {
     pids[i] = fork();
@@ -569,6 +579,176 @@ static int cmd_create(dbjob_t *d, int students) {
   return rc < 0;
 }
 
+/* ---- fairness across courses ------------------------------------------ */
+
+/* What the fairness processes share (mapped before they fork). */
+typedef struct fair_shared {
+  atomic_long handouts;   /* every hand-out so far */
+  atomic_long small_last; /* the hand-out number of the small run's last */
+  atomic_int small_out;
+  atomic_int errors;
+  atomic_bool small_known;
+  char small_hex[25];
+} fair_shared_t;
+
+/* Puts a run's lane and waiting entries in `course` (no route makes
+ * courses on this branch: issue 14's g3-course adds them). */
+static int fair_set_course(bw_db_t *db, const bson_oid_t *run,
+                           const char *course) {
+  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
+  bson_error_t driver;
+  char hex[25];
+  bool ok;
+
+  bson_oid_to_string(run, hex);
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+  BSON_APPEND_UTF8(&set, "course", course);
+  bson_append_document_end(&update, &set);
+  BSON_APPEND_UTF8(&filter, "_id", hex);
+  ok = mongoc_collection_update_one(bw_db_coll(db, BW_COLL_LANES), &filter,
+                                    &update, NULL, NULL, &driver);
+  bson_reinit(&filter);
+  BSON_APPEND_OID(&filter, "run_id", run);
+  for (int p = 0; ok && p < bw_db_queue_partitions(db); p++)
+    ok = mongoc_collection_update_many(bw_db_queue(db, p), &filter, &update,
+                                       NULL, NULL, &driver);
+  bson_destroy(&filter);
+  bson_destroy(&update);
+  return ok ? 0 : -1;
+}
+
+static void fair_child(const bw_config_t *cfg, fair_shared_t *f, int small,
+                       double deadline) {
+  bw_db_t *db;
+  bw_error_t error;
+  char wid_hex[25];
+  bson_oid_t wid, job_id;
+  json_object *result = dbjob_result(cfg);
+
+  if (!result || bw_db_open(&db, cfg, &error) < 0 ||
+      bw_worker_register(db, "bench-fair", wid_hex, &error) < 0 ||
+      !bw_db_oid_parse(wid_hex, &wid))
+    _exit(1);
+  while (atomic_load(&f->small_out) < small && bw_test_now() < deadline) {
+    json_object *job = NULL, *id;
+    int rc = bw_job_poll(db, cfg, &wid, BW_GEN_SEED, &job, &error);
+    if (rc == BW_EEMPTY) {
+      bw_test_sleep_ms(5);
+      continue;
+    }
+    if (rc == 0 && (!json_object_object_get_ex(job, "job_id", &id) ||
+                    !bw_db_oid_parse(json_object_get_string(id), &job_id)))
+      rc = BW_EINTERNAL;
+    if (rc == 0) {
+      long n = atomic_fetch_add(&f->handouts, 1) + 1;
+      /* The run id is in the job's env (GRADING_RUN_ID). */
+      if (atomic_load(&f->small_known) &&
+          strstr(json_object_to_json_string(job), f->small_hex) != NULL) {
+        long last = atomic_load(&f->small_last);
+        while (n > last &&
+               !atomic_compare_exchange_weak(&f->small_last, &last, n))
+          ;
+        atomic_fetch_add(&f->small_out, 1);
+      }
+      rc = bw_job_report(db, cfg, &job_id, &wid, result, &error);
+    }
+    json_object_put(job);
+    if (rc < 0) {
+      fprintf(stderr, "bw-dblimit: fairness: %s\n", error.message);
+      atomic_fetch_add(&f->errors, 1);
+      break;
+    }
+  }
+  json_object_put(result);
+  bw_db_close(db);
+  _exit(0);
+}
+
+/* Course "a" has two runs of --jobs, already being drained by --procs
+ * processes (through common/, the pool's shared turn counter); then a
+ * --students run of course "" is queued.  Hand-outs from its start to its
+ * last job's: courses take turns, so about 2 x S + G, where runs alone
+ * taking turns would give 3 x S + G. */
+static int cmd_fairness(dbjob_t *d, int small) {
+  enum { UNDER_WAY = 50 };
+  fair_shared_t *f = mmap(NULL, sizeof *f, PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  bson_oid_t a1, a2, s;
+  bw_db_t *db = NULL;
+  bw_error_t error;
+  pid_t pids[MAX_PROCS];
+  double deadline = bw_test_now() + d->max_seconds;
+  long sent = 0, mark, last;
+  int rc = 0;
+
+  if (f == MAP_FAILED || bw_db_open(&db, &d->cfg, &error) < 0) {
+    fprintf(stderr, "bw-dblimit: fairness: no shared memory or database\n");
+    return 1;
+  }
+  memset(f, 0, sizeof *f);
+  bw_lane_share_turns(); /* as the FastCGI parent does */
+  if (create_started_run(&d->cfg, d->jobs, &a1) < 0 ||
+      create_started_run(&d->cfg, d->jobs, &a2) < 0 ||
+      fair_set_course(db, &a1, "a") < 0 || fair_set_course(db, &a2, "a") < 0) {
+    fprintf(stderr, "bw-dblimit: fairness: could not set up course a\n");
+    return 1;
+  }
+  for (int i = 0; i < d->procs; i++) {
+    pids[i] = fork();
+    if (pids[i] == 0)
+      fair_child(&d->cfg, f, small, deadline);
+  }
+  while (atomic_load(&f->handouts) < UNDER_WAY && bw_test_now() < deadline)
+    bw_test_sleep_ms(2);
+  /* Created and started here: its id is known before its jobs can be. */
+  {
+    char *text = bench_config_alloc(small);
+    json_object *body = NULL, *config = NULL;
+    bw_json_items_t *list = NULL;
+    if (bw_json_parse_body_lazy(text, strlen(text), d->cfg.max_depth,
+                                "students", &body, &list, &error) < 0 ||
+        bw_validate_run_config(body, list, &d->cfg, &config, &error) < 0 ||
+        bw_run_create(db, config, list, &s, &error) < 0)
+      rc = 1;
+    json_object_put(config);
+    json_object_put(body);
+    bw_json_items_free(list);
+    free(text);
+  }
+  if (rc == 0) {
+    bson_oid_to_string(&s, f->small_hex);
+    atomic_store(&f->small_known, true);
+    sent = atomic_load(&f->handouts);
+    rc = bw_run_start(db, &s, &error) < 0;
+  }
+  mark = atomic_load(&f->handouts);
+  for (int i = 0; i < d->procs; i++) {
+    int status;
+    if (rc != 0)
+      kill(pids[i], SIGTERM);
+    waitpid(pids[i], &status, 0);
+  }
+  last = atomic_load(&f->small_last);
+  bench_result("graders", "%d", d->procs);
+  bench_result("small_out", "%d", atomic_load(&f->small_out));
+  bench_result("handouts", "%ld",
+               atomic_load(&f->small_out) < small ? -1L
+               : last > mark                      ? last - mark
+                                                  : 0L);
+  bench_result("handouts_from_sent", "%ld",
+               atomic_load(&f->small_out) < small ? -1L : last - sent);
+  bench_result("bound", "%d", small * 3 + d->procs);
+  bench_result("bound_courses", "%d", small * 2 + d->procs);
+  if (atomic_load(&f->errors) > 0 || atomic_load(&f->small_out) < small) {
+    fprintf(stderr, "bw-dblimit: fairness: %d errors, %d of %d out\n",
+            atomic_load(&f->errors), atomic_load(&f->small_out), small);
+    rc = 1;
+  }
+  bw_db_close(db);
+  munmap(f, sizeof *f);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
       {"procs", required_argument, NULL, 'p'},
@@ -617,10 +797,14 @@ int main(int argc, char **argv) {
     rc = cmd_run(&d);
   else if (strcmp(cmd, "create") == 0)
     rc = cmd_create(&d, students);
+  else if (strcmp(cmd, "fairness") == 0)
+    rc = cmd_fairness(&d, students);
   else {
     fprintf(stderr, "usage: bw-dblimit run --procs G --jobs N [--waiting W] "
                     "[--max-seconds T] [--label L]\n"
-                    "       bw-dblimit create --students S [--label L]\n");
+                    "       bw-dblimit create --students S [--label L]\n"
+                    "       bw-dblimit fairness --procs G --jobs N "
+                    "--students S [--label L]\n");
     rc = 2;
   }
   mongoc_cleanup();

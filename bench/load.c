@@ -6,6 +6,9 @@
  *                                           (or stop after T seconds)
  *   bw-load create   --students S --reps R  time POST grading_run + start
  *   bw-load pollwait --waiting W --polls K  single polls with W waiting
+ *   bw-load fairness --graders G --jobs N --students S
+ *                                           hand-outs until a small run queued
+ *                                           behind a big one is out
  *   bw-load pairs    --graders G --seconds D --path P [--rate R]
  *                                           GET+POST pairs on P (baselines),
  *                                           flat out or R pairs/s in all
@@ -442,6 +445,146 @@ static int cmd_pairs(const options_t *opt) {
   return errors == 0 && done > 0 ? 0 : 1;
 }
 
+/* ---- fairness: a small run queued behind a big one ------------------- */
+
+/* G graders drain a --jobs run; once they are under way a --students run
+ * is queued.  Counts the hand-outs (every grader's, in the order the
+ * service answered them) from just before the small run was queued to its
+ * last job's hand-out.  Issue 14's bound: 5 x active runs + G. */
+typedef struct fairness {
+  const options_t *opt;
+  pthread_barrier_t go;
+  atomic_long handouts;    /* every hand-out so far */
+  atomic_long small_last;  /* the hand-out number of the small run's last */
+  atomic_int small_out;    /* the small run's jobs handed out */
+  atomic_int failed;
+  char small_id[25];       /* set before the small run is started */
+  atomic_bool small_known;
+  _Atomic double deadline;
+} fairness_t;
+
+typedef struct fair_grader {
+  pthread_t thread;
+  int index;
+  fairness_t *f;
+} fair_grader_t;
+
+/* One poll and its result: 1 job, 0 empty, -1 error. */
+static int fair_step(fair_grader_t *g, bench_client_t *c) {
+  fairness_t *f = g->f;
+  char job_id[25], path[128];
+  long status = bench_client_request(c, "GET", "/api/v1/grading_job?wait=0",
+                                     NULL, 0);
+  if (status == QUEUE_EMPTY)
+    return 0;
+  if (status != 200 || !bench_client_find_string(c, "job_id", job_id, 25))
+    return -1;
+  long n = atomic_fetch_add(&f->handouts, 1) + 1;
+  /* The run id is in the job's env (GRADING_RUN_ID). */
+  if (atomic_load(&f->small_known) && strstr(c->body, f->small_id) != NULL) {
+    long last = atomic_load(&f->small_last);
+    while (n > last && !atomic_compare_exchange_weak(&f->small_last, &last, n))
+      ;
+    atomic_fetch_add(&f->small_out, 1);
+  }
+  snprintf(path, sizeof path, "/api/v1/grading_job/%s", job_id);
+  status = bench_client_request(c, "POST", path, result_body,
+                                sizeof result_body - 1);
+  return status == 200 ? 1 : -1;
+}
+
+static void *fair_grader_main(void *arg) {
+  fair_grader_t *g = arg;
+  fairness_t *f = g->f;
+  bench_client_t c;
+  char host[32];
+  long status = 0, errors = 0;
+
+  snprintf(host, sizeof host, "bench-fair-%d", g->index);
+  if (bench_client_init(&c, f->opt->url, f->opt->token) == 0)
+    status = bench_client_register(&c, host, NULL);
+  if (status != 200)
+    atomic_fetch_add(&f->failed, 1);
+  pthread_barrier_wait(&f->go);
+  while (status == 200 && atomic_load(&f->small_out) < f->opt->students &&
+         bw_test_now() < f->deadline) {
+    int rc = fair_step(g, &c);
+    if (rc < 0 && ++errors > MAX_ERRORS) {
+      fprintf(stderr, "bw-load: fairness grader %d: HTTP errors\n", g->index);
+      atomic_fetch_add(&f->failed, 1);
+      break;
+    }
+    if (rc == 0)
+      bw_test_sleep_ms(5);
+  }
+  bench_client_cleanup(&c);
+  return NULL;
+}
+
+static int cmd_fairness(const options_t *opt) {
+  enum { UNDER_WAY = 50 }; /* hand-outs of the big run before the small */
+  bench_client_t c;
+  char big_id[25];
+  double cs, ss;
+  fairness_t f = {.opt = opt};
+  fair_grader_t *g = calloc((size_t)opt->graders, sizeof *g);
+  long mark, sent;
+  int rc = 1;
+
+  if (!g || bench_client_init(&c, opt->url, opt->token) < 0)
+    return 1;
+  if (bench_client_create_run(&c, opt->jobs, big_id, &cs) < 0 ||
+      bench_client_start_run(&c, big_id, &ss) < 0 ||
+      bench_client_create_run(&c, opt->students, f.small_id, &cs) < 0)
+    goto out;
+  atomic_store(&f.small_known, true);
+  f.deadline = bw_test_now() + opt->max_seconds;
+  pthread_barrier_init(&f.go, NULL, (unsigned)opt->graders + 1);
+  for (int i = 0; i < opt->graders; i++) {
+    g[i].index = i;
+    g[i].f = &f;
+    pthread_create(&g[i].thread, NULL, fair_grader_main, &g[i]);
+  }
+  pthread_barrier_wait(&f.go);
+  while (atomic_load(&f.handouts) < UNDER_WAY && bw_test_now() < f.deadline)
+    bw_test_sleep_ms(2);
+  /* The run is queued somewhere inside the start request: counted from
+   * its answer (queued by the API's word), and, as an upper bound, from
+   * just before it was sent (hand-outs during the request count too). */
+  sent = atomic_load(&f.handouts);
+  if (bench_client_start_run(&c, f.small_id, &ss) < 0)
+    atomic_store(&f.deadline, 0); /* the graders stop */
+  mark = atomic_load(&f.handouts);
+  for (int i = 0; i < opt->graders; i++)
+    pthread_join(g[i].thread, NULL);
+  pthread_barrier_destroy(&f.go);
+  int out = atomic_load(&f.small_out);
+  char key[64];
+  /* Keyed by G: the phase runs with several. */
+#define FAIR_RESULT(name, fmt, value)                                          \
+  (snprintf(key, sizeof key, "fairness_g%d_%s", opt->graders, name),           \
+   bench_result(key, fmt, value))
+  FAIR_RESULT("big_jobs", "%d", opt->jobs);
+  FAIR_RESULT("small_jobs", "%d", opt->students);
+  FAIR_RESULT("small_out", "%d", out);
+  long last = atomic_load(&f.small_last);
+  FAIR_RESULT("handouts_before", "%ld", sent);
+  FAIR_RESULT("handouts_during_start", "%ld", mark - sent);
+  FAIR_RESULT("start_ms", "%.1f", ss * 1e3);
+  FAIR_RESULT("handouts", "%ld",
+              out < opt->students ? -1L : last > mark ? last - mark : 0L);
+  FAIR_RESULT("handouts_from_sent", "%ld",
+              out < opt->students ? -1L : last - sent);
+  /* 2 active runs: the big one and the small one. */
+  FAIR_RESULT("bound", "%d", opt->students * 2 + opt->graders);
+#undef FAIR_RESULT
+  rc = atomic_load(&f.failed) == 0 && out == opt->students ? 0 : 1;
+out:
+  bench_client_cleanup(&c);
+  free(g);
+  return rc;
+}
+
 /* ---- main ------------------------------------------------------------ */
 
 static void usage(void) {
@@ -450,6 +593,7 @@ static void usage(void) {
           "  e2e      --graders G --jobs N [--max-seconds T]\n"
           "  create   --students S [--reps R]\n"
           "  pollwait --waiting W [--polls K]\n"
+          "  fairness --graders G --jobs N --students S [--max-seconds T]\n"
           "  pairs    --graders G --seconds D [--path P] [--label L] "
           "[--rate R]\n");
 }
@@ -546,6 +690,8 @@ int main(int argc, char **argv) {
     rc = cmd_pollwait(&opt);
   else if (strcmp(cmd, "pairs") == 0)
     rc = cmd_pairs(&opt);
+  else if (strcmp(cmd, "fairness") == 0)
+    rc = cmd_fairness(&opt);
   else {
     usage();
     rc = 2;

@@ -157,6 +157,9 @@ static void admin_visit_worker(const bson_t *doc, void *ctx) {
     return;
   }
   json_object_object_add(w, "worker_id", json_object_new_string(hex));
+  /* A 2019 grader's own id (worker.h: worker_id is derived from it). */
+  if (bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it))
+    json_object_object_add(w, "name", bw_json_from_bson_iter(&it));
   json_object_object_add(
       w, "hostname",
       json_object_new_string(bw_db_get_utf8(doc, "hostname", "")));

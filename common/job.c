@@ -709,13 +709,22 @@ static int job_random(void) {
   return rand();
 }
 
+/* How many entries of the page are of generation `gen`. */
+static int job_page_of_gen(const bw_queue_page_t *page, int gen) {
+  int n = 0;
+  for (int i = 0; i < page->n; i++)
+    n += bw_db_get_int(&page->docs[i], "gen") == gen;
+  return n;
+}
+
 /* Tries the entries of `page` (read from `partition`) that `want` accepts,
- * from a random one on.  0 (won), 1 (none taken) or a negative error. */
+ * from the spread-th on (taken modulo the page).  0 (won), 1 (none taken)
+ * or a negative error. */
 static int job_take_page(bw_db_t *db, const bw_config_t *cfg, int partition,
                          const bw_queue_page_t *page, const bson_oid_t *want,
-                         const bson_oid_t *worker, int gen, json_object **out,
-                         bw_error_t *error) {
-  int start = page->n ? job_random() % page->n : 0;
+                         uint64_t spread, const bson_oid_t *worker, int gen,
+                         json_object **out, bw_error_t *error) {
+  int start = page->n ? (int)(spread % (uint64_t)page->n) : 0;
   for (int i = 0; i < page->n; i++) {
     const bson_t *entry = &page->docs[(start + i) % page->n];
     bson_oid_t run;
@@ -740,12 +749,22 @@ static bool job_page_has_run(const bw_queue_page_t *page,
   return false;
 }
 
+/* A lane showed none of its run's entries: closed, unless it just opened
+ * (its pusher opens it before it inserts the entries).  1 (nothing taken)
+ * or a negative error. */
+static int job_lane_empty(bw_db_t *db, const bw_lane_t *lane,
+                          bw_error_t *error) {
+  int rc = bw_lane_young(lane) ? 0 : bw_lane_close(db, lane, error);
+  return rc < 0 ? rc : 1;
+}
+
 /* One lane's turn: its run's entries at the front of its partition, or
  * (when the partition's first page is other runs': it shares it) looked up
- * by run.  A lane with none left is closed.  0, 1 or a negative error. */
+ * by run.  0, 1 or a negative error. */
 static int job_take_lane(bw_db_t *db, const bw_config_t *cfg,
-                         const bw_lane_t *lane, const bson_oid_t *worker,
-                         int gen, json_object **out, bw_error_t *error) {
+                         const bw_lane_t *lane, uint64_t spread,
+                         const bson_oid_t *worker, int gen, json_object **out,
+                         bw_error_t *error) {
   bw_queue_page_t page;
   int rc = bw_queue_read_page(db, lane->partition, &page, error);
 
@@ -756,10 +775,10 @@ static int job_take_lane(bw_db_t *db, const bw_config_t *cfg,
                                 error);
   }
   if (rc == 0 && !job_page_has_run(&page, &lane->run_id))
-    rc = (rc = bw_lane_close(db, lane, error)) < 0 ? rc : 1;
+    rc = job_lane_empty(db, lane, error);
   else if (rc == 0)
-    rc = job_take_page(db, cfg, lane->partition, &page, &lane->run_id, worker,
-                       gen, out, error);
+    rc = job_take_page(db, cfg, lane->partition, &page, &lane->run_id, spread,
+                       worker, gen, out, error);
   bw_queue_page_cleanup(&page);
   return rc;
 }
@@ -771,6 +790,7 @@ static int job_poll_lanes(bw_db_t *db, const bw_config_t *cfg,
                           bw_error_t *error) {
   bw_lanes_t lanes;
   size_t *order;
+  uint64_t turn;
   int rc = bw_lanes_read(db, gen, &lanes, error);
 
   if (rc < 0 || lanes.n == 0) {
@@ -778,10 +798,16 @@ static int job_poll_lanes(bw_db_t *db, const bw_config_t *cfg,
     return rc < 0 ? rc : 1;
   }
   order = bson_malloc(lanes.n * sizeof *order);
-  bw_lanes_order(&lanes, bw_lane_next_turn(gen), order);
+  turn = bw_lane_next_turn(gen);
+  bw_lanes_order(&lanes, turn, order);
   rc = 1;
+  /* Polls of one lane at once have turns lanes.n apart: each starts at the
+   * next entry of the page, so they rarely race for one claim (with the
+   * pool's shared counter; per process it is as good as random). */
   for (size_t i = 0; rc == 1 && i < lanes.n; i++)
-    rc = job_take_lane(db, cfg, &lanes.v[order[i]], worker, gen, out, error);
+    rc = job_take_lane(db, cfg, &lanes.v[order[i]],
+                       i == 0 ? turn / lanes.n : (uint64_t)job_random(), worker,
+                       gen, out, error);
   bson_free(order);
   bw_lanes_cleanup(&lanes);
   return rc;
@@ -802,8 +828,14 @@ int bw_job_poll(bw_db_t *db, const bw_config_t *cfg, const bson_oid_t *worker,
   for (int p = 0; p < partitions; p++) {
     int at = (first + p) % partitions;
     rc = bw_queue_read_page(db, at, &page, error);
+    /* A full page of the other generation's entries can hide ours. */
+    if (rc == 0 && page.n == BW_QUEUE_PAGE && job_page_of_gen(&page, gen) == 0) {
+      bw_queue_page_cleanup(&page);
+      rc = bw_queue_read_page_of_gen(db, at, gen, &page, error);
+    }
     if (rc == 0)
-      rc = job_take_page(db, cfg, at, &page, NULL, worker, gen, out, error);
+      rc = job_take_page(db, cfg, at, &page, NULL, (uint64_t)job_random(),
+                         worker, gen, out, error);
     bw_queue_page_cleanup(&page);
     if (rc != 1)
       return rc;

@@ -6,7 +6,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "log.h"
 
 /* ---- whose turn ------------------------------------------------------ */
 
@@ -28,7 +27,7 @@ int bw_lane_share_turns(void) {
 
 uint64_t bw_lane_next_turn(int gen) {
   static pid_t started_for;
-  atomic_ullong *t = &turns[gen == BW_GEN_SEED ? 0 : 1];
+  atomic_ullong *t = &turns[gen == 0 ? 0 : 1];
   /* Per process (not shared): start at random, or every process would
    * serve the same run first. */
   if (turns == local_turns && started_for != getpid()) {
@@ -173,16 +172,16 @@ static void lane_id(const bson_oid_t *run, char out[25]) {
   bson_oid_to_string(run, out);
 }
 
-static int lane_insert(bw_db_t *db, const bw_handout_t *h, int partition,
-                       bw_error_t *error) {
+int bw_lane_open(bw_db_t *db, const bw_lane_key_t *key, int partition,
+                 bw_error_t *error) {
   bson_t doc = BSON_INITIALIZER;
   char id[25];
   int rc;
-  lane_id(&h->run_id, id);
+  lane_id(key->run, id);
   BSON_APPEND_UTF8(&doc, "_id", id);
-  BSON_APPEND_OID(&doc, "run_id", &h->run_id);
-  BSON_APPEND_UTF8(&doc, "course", h->course);
-  BSON_APPEND_INT32(&doc, "gen", h->gen);
+  BSON_APPEND_OID(&doc, "run_id", key->run);
+  BSON_APPEND_UTF8(&doc, "course", key->course);
+  BSON_APPEND_INT32(&doc, "gen", key->gen);
   BSON_APPEND_INT32(&doc, "partition", partition);
   BSON_APPEND_DATE_TIME(&doc, "opened_at", bw_db_now_ms());
   rc = bw_db_insert_once(db, BW_COLL_LANES, &doc, error);
@@ -215,14 +214,14 @@ static int lane_pick_partition(bw_db_t *db, int *partition,
   return rc;
 }
 
-int bw_lane_partition(bw_db_t *db, const bw_handout_t *h, int *partition,
+int bw_lane_partition(bw_db_t *db, const bw_lane_key_t *key, int *partition,
                       bw_error_t *error) {
   char id[25];
   bson_t found;
   int rc;
 
   for (int tries = 0; tries < 3; tries++) {
-    lane_id(&h->run_id, id);
+    lane_id(key->run, id);
     rc = bw_db_find_by_id(db, BW_COLL_LANES, id, &found, error);
     *partition = (int)bw_db_get_int(&found, "partition");
     bson_destroy(&found);
@@ -230,7 +229,7 @@ int bw_lane_partition(bw_db_t *db, const bw_handout_t *h, int *partition,
       return rc;
     rc = lane_pick_partition(db, partition, error);
     if (rc == 0)
-      rc = lane_insert(db, h, *partition, error);
+      rc = bw_lane_open(db, key, *partition, error);
     /* Another pusher opened it first: use theirs. */
     if (rc != BW_EDUP)
       return rc;
@@ -239,22 +238,42 @@ int bw_lane_partition(bw_db_t *db, const bw_handout_t *h, int *partition,
   return 0;
 }
 
-int bw_lane_confirm(bw_db_t *db, const bw_handout_t *h, int partition,
+int bw_lane_confirm(bw_db_t *db, const bw_lane_key_t *key, int partition,
                     bw_error_t *error) {
-  int rc = lane_insert(db, h, partition, error);
+  bson_t found;
+  char id[25];
+  int rc;
+  /* Looked up first: inserting a lane that is there (the usual case) would
+   * be as correct, but FerretDB and PostgreSQL log each duplicate key as an
+   * error.  Still race-free: the push's entries are in before this look,
+   * and a closer deletes the lane before its own look (lane.h). */
+  lane_id(key->run, id);
+  rc = bw_db_find_by_id(db, BW_COLL_LANES, id, &found, error);
+  bson_destroy(&found);
+  if (rc == BW_ENOTFOUND)
+    rc = bw_lane_open(db, key, partition, error);
   return rc == BW_EDUP ? 0 : rc;
 }
 
 /* Does `partition` hold an entry of run?  (The run_id lookup: indexed on
  * MongoDB and on FerretDB's PostgreSQL backend.)  1, 0 or BW_EDB. */
+static void lane_visit_any(const bson_t *doc, void *ctx) {
+  (void)doc;
+  *(bool *)ctx = true;
+}
+
 static int lane_has_entries(bw_db_t *db, int partition, const bson_oid_t *run,
                             bw_error_t *error) {
-  bw_queue_page_t page;
-  int rc = bw_queue_read_run_page(db, partition, run, &page, error);
-  if (rc == 0)
-    rc = page.n > 0;
-  bw_queue_page_cleanup(&page);
-  return rc;
+  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+  bool any = false;
+  int rc;
+  BSON_APPEND_OID(&filter, "run_id", run);
+  BSON_APPEND_INT64(&opts, "limit", 1);
+  rc = bw_db_each(bw_db_queue(db, partition), &filter, &opts, lane_visit_any,
+                  &any, error);
+  bson_destroy(&filter);
+  bson_destroy(&opts);
+  return rc < 0 ? rc : any;
 }
 
 static int lane_delete(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
@@ -271,8 +290,12 @@ static int lane_delete(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
   return rc;
 }
 
+bool bw_lane_young(const bw_lane_t *lane) {
+  return lane->opened_at > bw_db_now_ms() - BW_LANE_YOUNG_MS;
+}
+
 int bw_lane_close(bw_db_t *db, const bw_lane_t *lane, bw_error_t *error) {
-  bw_handout_t h;
+  bw_lane_key_t key = {&lane->run_id, lane->course, lane->gen};
   int rc = lane_delete(db, &lane->run_id, error);
   /* Deleted first, looked again second: a push that saw the lane before
    * the delete put its entries in before this look (lane.h). */
@@ -280,52 +303,9 @@ int bw_lane_close(bw_db_t *db, const bw_lane_t *lane, bw_error_t *error) {
     rc = lane_has_entries(db, lane->partition, &lane->run_id, error);
   if (rc <= 0)
     return rc;
-  memset(&h, 0, sizeof h);
-  bson_oid_copy(&lane->run_id, &h.run_id);
-  bson_strncpy(h.course, lane->course, sizeof h.course);
-  h.gen = lane->gen;
-  return bw_lane_confirm(db, &h, lane->partition, error);
+  return bw_lane_confirm(db, &key, lane->partition, error);
 }
 
 int bw_lane_drop(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
   return lane_delete(db, run, error);
-}
-
-/* ---- strays (the reaper) --------------------------------------------- */
-
-static bool lane_listed(const bw_lanes_t *lanes, const bson_oid_t *run) {
-  for (size_t i = 0; i < lanes->n; i++)
-    if (bson_oid_equal(&lanes->v[i].run_id, run))
-      return true;
-  return false;
-}
-
-int bw_lane_adopt_strays(bw_db_t *db, int *opened, bw_error_t *error) {
-  bw_lanes_t lanes;
-  int rc = bw_lanes_read_all(db, &lanes, error);
-
-  *opened = 0;
-  for (int p = 0; rc == 0 && p < bw_db_queue_partitions(db); p++) {
-    bw_queue_page_t page;
-    rc = bw_queue_read_page(db, p, &page, error);
-    for (int i = 0; rc == 0 && i < page.n; i++) {
-      bw_handout_t h;
-      bw_lane_t lane = {.partition = p};
-      if (!bw_handout_from_bson(&page.docs[i], &h, NULL) ||
-          lane_listed(&lanes, &h.run_id))
-        continue;
-      rc = lane_insert(db, &h, p, error);
-      if (rc == 0)
-        (*opened)++;
-      else if (rc == BW_EDUP) /* a push opened it meanwhile */
-        rc = 0;
-      /* Listed now, whoever inserted it. */
-      lane.run_id = h.run_id;
-      lanes.v = bson_realloc(lanes.v, (lanes.n + 1) * sizeof *lanes.v);
-      lanes.v[lanes.n++] = lane;
-    }
-    bw_queue_page_cleanup(&page);
-  }
-  bw_lanes_cleanup(&lanes);
-  return rc;
 }

@@ -23,15 +23,16 @@
  * says where to look first.  An entry with no lane (a race below, entries
  * of before lanes) is still handed out: a poll that finds nothing through
  * the lanes walks every partition, as before lanes, and the reaper opens a
- * lane for entries it finds without one (bw_lane_adopt_strays).
+ * lane for entries it finds without one (bw_queue_adopt_strays).
  *
  * Opening and closing race with pushes, and FerretDB has no atomic
  * read-then-write; inserts under a unique _id are the only atomic step.  So
- * a push inserts its entries first and then the lane again (bw_lane_confirm:
- * a duplicate is fine), and a poll that closes a lane deletes it first and
- * then looks for the run's entries again, re-inserting the lane if it finds
- * any.  Whichever order the two interleave in, the lane exists afterwards
- * if entries do.
+ * a push inserts its entries first and then looks for the lane, inserting
+ * it again when it is gone (bw_lane_confirm), and a poll that closes a lane
+ * deletes it first and then looks for the run's entries again, re-inserting
+ * the lane if it finds any.  Each writes before it looks, so whichever order
+ * the two interleave in, one of them sees the other's write: the lane
+ * exists afterwards if entries do.
  *
  * Ownership: bw_lanes_t is filled by bw_lanes_read and cleaned up by the
  * caller with bw_lanes_cleanup on every path. */
@@ -40,11 +41,16 @@
 
 #include <stdint.h>
 
-#include "queue.h"
+#include "db.h"
+
+/* Below queue.h (whose pushes open lanes), so it cannot include it: the
+ * course size is BW_COURSE_MAX + 1 (queue.c asserts they agree), gen an
+ * enum bw_gen. */
+#define BW_LANE_COURSE_SIZE 64
 
 typedef struct bw_lane {
   bson_oid_t run_id;
-  char course[BW_COURSE_MAX + 1];
+  char course[BW_LANE_COURSE_SIZE];
   int gen;
   int partition;
   int64_t opened_at;
@@ -62,15 +68,26 @@ int bw_lane_share_turns(void);
 /* The next turn of generation `gen` (a counter shared as above). */
 uint64_t bw_lane_next_turn(int gen);
 
-/* The partition where hand-out h's entry goes: its run's lane's, opening
- * the lane when there is none.  0 or BW_EDB. */
-int bw_lane_partition(bw_db_t *db, const bw_handout_t *h, int *partition,
+/* The run, course and generation a lane is opened for. */
+typedef struct bw_lane_key {
+  const bson_oid_t *run;
+  const char *course;
+  int gen;
+} bw_lane_key_t;
+
+/* The partition where entries of the run go: its lane's, opening the lane
+ * when there is none.  0 or BW_EDB. */
+int bw_lane_partition(bw_db_t *db, const bw_lane_key_t *key, int *partition,
                       bw_error_t *error);
 
-/* After a push of h's run into `partition`: the lane is there again if a
- * poll closed it meanwhile.  0 or BW_EDB. */
-int bw_lane_confirm(bw_db_t *db, const bw_handout_t *h, int partition,
+/* After a push of the run into `partition`: the lane is there again if a
+ * poll closed it meanwhile (looked up, inserted when missing).  0 (also
+ * when it was there), or BW_EDB.
+ * bw_lane_open is the same but says BW_EDUP when it was there. */
+int bw_lane_confirm(bw_db_t *db, const bw_lane_key_t *key, int partition,
                     bw_error_t *error);
+int bw_lane_open(bw_db_t *db, const bw_lane_key_t *key, int partition,
+                 bw_error_t *error);
 
 /* Every open lane of generation gen, sorted by course, then by when it
  * opened (then run id).  0 or BW_EDB. */
@@ -88,6 +105,12 @@ void bw_lanes_sort(bw_lanes_t *lanes);
  * any left.  order holds lanes->n indexes. */
 void bw_lanes_order(const bw_lanes_t *lanes, uint64_t turn, size_t *order);
 
+/* A lane opened less than BW_LANE_YOUNG_MS ago: its pusher may still be
+ * inserting its entries (a large run's take a second), so a poll that finds
+ * none yet leaves it open rather than close and reopen it. */
+#define BW_LANE_YOUNG_MS 2000
+bool bw_lane_young(const bw_lane_t *lane);
+
 /* Closes the lane (its partition showed no entry of its run), unless a
  * push put one there meanwhile.  0 or BW_EDB. */
 int bw_lane_close(bw_db_t *db, const bw_lane_t *lane, bw_error_t *error);
@@ -95,12 +118,6 @@ int bw_lane_close(bw_db_t *db, const bw_lane_t *lane, bw_error_t *error);
 /* Closes run's lane whatever is left (a cancelled run: its entries are
  * gone).  0 or BW_EDB. */
 int bw_lane_drop(bw_db_t *db, const bson_oid_t *run, bw_error_t *error);
-
-/* The reaper's pass: opens a lane for each run that has entries at the
- * front of a partition but no lane (entries queued before lanes, or a lost
- * race), so they get their turn rather than wait for the queue to empty.
- * *opened counts them.  0 or BW_EDB. */
-int bw_lane_adopt_strays(bw_db_t *db, int *opened, bw_error_t *error);
 
 /* Where the k-th (0-based) waiting entry of run i stands when the runs of
  * one course take turns (pure): waiting[j] is run j's number of waiting

@@ -69,14 +69,18 @@ bool bw_handout_from_bson(const bson_t *doc, bw_handout_t *h, bson_t *student) {
   return true;
 }
 
-/* Where entries queued before lanes were put: a hash of the job id.  Only
- * bw_queue_dequeue/drop's callers' pages still name such partitions. */
-
 /* One run seen by a batch, and the partition of its lane. */
+_Static_assert(BW_LANE_COURSE_SIZE == BW_COURSE_MAX + 1,
+               "lane.h's course size is a hand-out's");
+
 typedef struct queue_batch_run {
   bw_handout_t h; /* its first hand-out: run, course, gen for the lane */
   int partition;
 } queue_batch_run_t;
+
+static bw_lane_key_t queue_lane_key(const bw_handout_t *h) {
+  return (bw_lane_key_t){&h->run_id, h->course, h->gen};
+}
 
 struct bw_queue_batch {
   bw_db_t *db;
@@ -121,7 +125,9 @@ static int queue_batch_partition(bw_queue_batch_t *batch,
       bson_realloc(batch->runs, (batch->nruns + 1) * sizeof *batch->runs);
   run = &batch->runs[batch->nruns];
   run->h = *h;
-  batch->rc = bw_lane_partition(batch->db, h, &run->partition, &batch->error);
+  bw_lane_key_t key = queue_lane_key(h);
+  batch->rc =
+      bw_lane_partition(batch->db, &key, &run->partition, &batch->error);
   if (batch->rc < 0)
     return -1;
   batch->nruns++;
@@ -148,6 +154,11 @@ void bw_queue_batch_add(bw_queue_batch_t *batch, const bw_handout_t *h,
   bw_queue_entry_id(&h->job_id, h->attempt, id);
   BSON_APPEND_UTF8(&doc, "_id", id);
   bw_handout_append(&doc, h, student);
+  /* A waiting entry always names its generation, so a poll can ask for
+   * its own with an equality (bw_queue_read_page_of_gen), which FerretDB
+   * hands to PostgreSQL instead of reading every entry. */
+  if (h->gen == BW_GEN_SEED)
+    BSON_APPEND_INT32(&doc, "gen", BW_GEN_SEED);
   BSON_APPEND_DATE_TIME(&doc, "queued_at", bw_db_now_ms());
   mongoc_bulk_operation_insert(batch->bulks[p], &doc);
   bson_destroy(&doc);
@@ -174,9 +185,10 @@ int bw_queue_batch_push(bw_queue_batch_t *batch, bw_error_t *error) {
     bson_destroy(&reply);
   }
   /* After the entries: a poll that closed a lane meanwhile (lane.h). */
-  for (size_t i = 0; rc == 0 && i < batch->nruns; i++)
-    rc = bw_lane_confirm(batch->db, &batch->runs[i].h,
-                         batch->runs[i].partition, error);
+  for (size_t i = 0; rc == 0 && i < batch->nruns; i++) {
+    bw_lane_key_t key = queue_lane_key(&batch->runs[i].h);
+    rc = bw_lane_confirm(batch->db, &key, batch->runs[i].partition, error);
+  }
   /* After the entries: a long poll woken by the signal must find them. */
   if (rc == 0 && pushed)
     bw_qsignal_notify(batch->db); /* best effort: qsignal.h */
@@ -207,34 +219,50 @@ static void queue_visit_entry(const bson_t *doc, void *ctx) {
     bson_copy_to(doc, &page->docs[page->n++]);
 }
 
-/* The filter is empty on purpose: FerretDB pushes a LIMIT down to SQLite
- * only then, so this costs the same with 10 or 10,000 jobs waiting. */
-int bw_queue_read_page(bw_db_t *db, int partition, bw_queue_page_t *page,
-                       bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+/* The first BW_QUEUE_PAGE entries of one partition that filter matches. */
+static int queue_read_page_where(bw_db_t *db, int partition,
+                                 const bson_t *filter, bw_queue_page_t *page,
+                                 bw_error_t *error) {
+  bson_t opts = BSON_INITIALIZER;
   int rc;
 
   page->n = 0;
   BSON_APPEND_INT64(&opts, "limit", BW_QUEUE_PAGE);
-  rc = bw_db_each(bw_db_queue(db, partition), &filter, &opts, queue_visit_entry,
+  rc = bw_db_each(bw_db_queue(db, partition), filter, &opts, queue_visit_entry,
                   page, error);
-  bson_destroy(&filter);
   bson_destroy(&opts);
+  return rc;
+}
+
+/* The filter is empty on purpose: FerretDB pushes a LIMIT down to SQLite
+ * only then, so this costs the same with 10 or 10,000 jobs waiting. */
+int bw_queue_read_page(bw_db_t *db, int partition, bw_queue_page_t *page,
+                       bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  int rc = queue_read_page_where(db, partition, &filter, page, error);
+  bson_destroy(&filter);
   return rc;
 }
 
 int bw_queue_read_run_page(bw_db_t *db, int partition, const bson_oid_t *run,
                            bw_queue_page_t *page, bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+  bson_t filter = BSON_INITIALIZER;
   int rc;
-
-  page->n = 0;
   BSON_APPEND_OID(&filter, "run_id", run);
-  BSON_APPEND_INT64(&opts, "limit", BW_QUEUE_PAGE);
-  rc = bw_db_each(bw_db_queue(db, partition), &filter, &opts,
-                  queue_visit_entry, page, error);
+  rc = queue_read_page_where(db, partition, &filter, page, error);
   bson_destroy(&filter);
-  bson_destroy(&opts);
+  return rc;
+}
+
+int bw_queue_read_page_of_gen(bw_db_t *db, int partition, int gen,
+                              bw_queue_page_t *page, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER;
+  int rc;
+  /* Every entry names its gen (bw_queue_batch_add); one queued by an
+   * older version without it is still found by bw_queue_read_page. */
+  BSON_APPEND_INT32(&filter, "gen", gen);
+  rc = queue_read_page_where(db, partition, &filter, page, error);
+  bson_destroy(&filter);
   return rc;
 }
 
@@ -387,6 +415,46 @@ int bw_queue_cancel_run(bw_db_t *db, const bson_oid_t *run, bw_error_t *error) {
     rc = bw_lane_drop(db, run, error);
   /* The queue changed: waiting polls look again (qsignal.h). */
   bw_qsignal_notify(db);
+  return rc;
+}
+
+/* ---- entries without a lane (the reaper) ----------------------------- */
+
+static bool queue_lane_listed(const bw_lanes_t *lanes, const bson_oid_t *run) {
+  for (size_t i = 0; i < lanes->n; i++)
+    if (bson_oid_equal(&lanes->v[i].run_id, run))
+      return true;
+  return false;
+}
+
+int bw_queue_adopt_strays(bw_db_t *db, int *opened, bw_error_t *error) {
+  bw_lanes_t lanes;
+  int rc = bw_lanes_read_all(db, &lanes, error);
+
+  *opened = 0;
+  for (int p = 0; rc == 0 && p < bw_db_queue_partitions(db); p++) {
+    bw_queue_page_t page;
+    rc = bw_queue_read_page(db, p, &page, error);
+    for (int i = 0; rc == 0 && i < page.n; i++) {
+      bw_handout_t h;
+      bw_lane_key_t key;
+      if (!bw_handout_from_bson(&page.docs[i], &h, NULL) ||
+          queue_lane_listed(&lanes, &h.run_id))
+        continue;
+      key = queue_lane_key(&h);
+      rc = bw_lane_open(db, &key, p, error);
+      if (rc == 0)
+        (*opened)++;
+      else if (rc == BW_EDUP) /* a push opened it meanwhile */
+        rc = 0;
+      /* Listed now, whoever opened it. */
+      lanes.v = bson_realloc(lanes.v, (lanes.n + 1) * sizeof *lanes.v);
+      memset(&lanes.v[lanes.n], 0, sizeof *lanes.v);
+      lanes.v[lanes.n++].run_id = h.run_id;
+    }
+    bw_queue_page_cleanup(&page);
+  }
+  bw_lanes_cleanup(&lanes);
   return rc;
 }
 

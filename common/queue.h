@@ -3,20 +3,23 @@
  * grader and what to do when a step fails is job.c's (bw_job_poll).
  *
  * A hand-out is one attempt at one job.  While it waits it is an entry in
- * one of the queue partitions (queue_00 .. queue_NN, chosen by job id), _id
- * "<job>:<attempt>", carrying everything a grader needs but the run's
- * pipelines (job, run, type, attempt, the student's env), so handing it out
- * never reads the large jobs collection.
+ * one of the queue partitions (queue_00 .. queue_NN: the one of its run's
+ * lane, lane.h), _id "<job>:<attempt>", carrying everything a grader needs
+ * but the run's pipelines (job, run, type, attempt, the student's env), so
+ * handing it out never reads the large jobs collection.
  *
- * A poll reads the first few entries of a partition with an empty filter
- * and a limit (on FerretDB the one read whose cost does not grow with the
- * collection), then claims one by inserting claims/_id "<job>:<attempt>":
+ * A poll (job.c) picks the lane whose turn it is (fair share: courses, then
+ * a course's runs, round-robin; lane.h), reads the first few entries of its
+ * partition with an empty filter and a limit (on FerretDB the one read
+ * whose cost does not grow with the collection), then claims one by
+ * inserting claims/_id "<job>:<attempt>":
  * the insert that succeeds owns the hand-out, so no job goes to two graders
  * even where findAndModify is not atomic.  The winner then dequeues the
  * entry with findAndModify(remove) and records the hand-out in `active`
  * (small: one document per job being graded now).  The entry's removal is a
- * key lookup, which FerretDB answers by scanning the partition: that is why
- * there are partitions.  A poller that dies between claim and record leaves
+ * key lookup: a GIN index lookup on FerretDB's PostgreSQL backend, a scan of
+ * the partition on its SQLite one.  A poller that dies between claim and
+ * record leaves
  * a claim with no active record: the reaper re-queues it after
  * cfg->claim_grace seconds.
  *
@@ -50,7 +53,8 @@ typedef struct bw_handout {
   int first_attempt; /* the attempt its round began with (0 or 1: the
                         first pass); max_attempts counts from there, so a
                         retried job gets its attempts again */
-  int gen;           /* enum bw_gen of its run (stored only when not 0) */
+  int gen;           /* enum bw_gen of its run (stored only when not 0,
+                        but always in waiting entries) */
   char course[BW_COURSE_MAX + 1]; /* its run's course; "" for seed-era runs
                                      (stored only when not empty) */
 } bw_handout_t;
@@ -106,6 +110,14 @@ int bw_queue_read_run_page(bw_db_t *db, int partition, const bson_oid_t *run,
                            bw_queue_page_t *page, bw_error_t *error);
 void bw_queue_page_cleanup(bw_queue_page_t *page);
 
+/* The same, but only entries of generation `gen`: for a poll whose page was
+ * all of the other generation (a large run of one queued before the other's
+ * jobs).  An equality on `gen`, which waiting entries always carry (other
+ * documents only when it is not 0); no index serves it, so PostgreSQL
+ * scans the partition: only taken then, never on the usual path. */
+int bw_queue_read_page_of_gen(bw_db_t *db, int partition, int gen,
+                              bw_queue_page_t *page, bw_error_t *error);
+
 /* The steps of one hand-out, `id` being its entry's _id and `partition`
  * the one its page was read from.  The claim is the
  * once-only decision: 0 for exactly one poller, BW_EDUP for the others (the
@@ -141,17 +153,34 @@ int bw_queue_find_active(bw_db_t *db, const bson_oid_t *job_id, bson_t *out,
 int bw_queue_end_active(bw_db_t *db, const bson_oid_t *job_id, int attempt,
                         bw_error_t *error);
 
+/* The reaper's pass: opens a lane (lane.h) for each run that has entries at
+ * the front of a partition but no lane (entries queued before lanes, or a
+ * lost race), so they get their turn rather than wait for the queue to
+ * empty.  *opened counts them.  0 or BW_EDB. */
+int bw_queue_adopt_strays(bw_db_t *db, int *opened, bw_error_t *error);
+
 /* ---- the Queue API (issue 14: queue length and position per course) --- */
 
 /* Number of waiting hand-outs of `course` ("" : seed-era runs), 0 when
- * none.  0 or BW_EDB. */
+ * none.  A count per partition by course (indexed: queue.json's course_1;
+ * course "" has no field, so its count scans).  0 or BW_EDB. */
 int bw_queue_course_length(bw_db_t *db, const char *course, int64_t *n,
                            bw_error_t *error);
 
 /* 0-based position of the job's waiting hand-out among its course's waiting
  * hand-outs, in the order the queue will hand them out as far as it can
- * tell (defined in queue.c).  BW_ENOTFOUND when the job has no waiting
- * hand-out or belongs to another course; BW_EDB. */
+ * tell.  Defined as: the course's runs take turns (lane.h), in the order a
+ * poll tries them (their lanes' opening order; runs whose entries have no
+ * lane after them, by id); a run's entries go out oldest first (queued_at,
+ * then _id, which follows the roster).  So the k-th (0-based) entry of the
+ * i-th run stands after min(w_j, k) entries of every run j (w_j waiting;
+ * k of its own), plus one of each run before it with more than k waiting
+ * (bw_lanes_rr_position).  Graders take any of a page's first 16 at random,
+ * other courses' turns come in between, and a run posted later takes turns
+ * too (a position can grow), so it is an estimate of the order, not a
+ * promise.  Reads the course's waiting entries
+ * (indexed by course) and the lanes.  BW_ENOTFOUND when the job has no
+ * waiting hand-out or belongs to another course; BW_EDB. */
 int bw_queue_position(bw_db_t *db, const char *course, const bson_oid_t *job,
                       int64_t *pos, bw_error_t *error);
 

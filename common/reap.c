@@ -6,7 +6,6 @@
 #include "control.h"
 #include "job.h"
 #include "json.h"
-#include "lane.h"
 #include "log.h"
 #include "queue.h"
 #include "retain.h"
@@ -216,10 +215,14 @@ static int reap_watch_defers(bw_db_t *db, const bw_config_t *cfg,
 
 void bw_reap_watch_pass(bw_reap_watch_t *watch, const bw_config_t *cfg,
                         bool ok) {
+  /* The rest of the pass (repair) counts as one more answer, timed from
+   * the dead-grader check's: a stall that a repair call sat through (its
+   * calls may wait up to reaper_timeout_ms) must not pass for a prompt
+   * database by moving last_ok over it. */
   if (!ok)
     reap_watch_down(watch, cfg);
   else if (watch->up_since != 0)
-    watch->last_ok = bw_db_now_ms();
+    reap_watch_saw(watch, cfg, watch->last_ok, bw_db_now_ms(), true);
 }
 
 int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_watch_t *watch,
@@ -239,7 +242,13 @@ int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_watch_t *watch,
     if (rc == 0 && defer) {
       stats->deferred += n;
       bson_destroy(&dead);
-      return 0;
+      /* Overdue hand-outs do not hang on heartbeats: a grader that finished
+       * while the database was away delivers its result within claim_grace
+       * of its return (the deadline's own slack), so only that long is
+       * waited for, not the 2-4 intervals the heartbeats need. */
+      return end - watch->up_since < 1000LL * cfg->claim_grace
+                 ? 0
+                 : reap_overdue(db, cfg, stats, error);
     }
   }
   if (rc == 0 && n > 0) {
@@ -690,7 +699,7 @@ int bw_reap_repair(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
   if (rc == 0)
     rc = bw_retain_pass(db, cfg, &stats->pruned, error);
   if (rc == 0)
-    rc = bw_lane_adopt_strays(db, &stats->lanes, error);
+    rc = bw_queue_adopt_strays(db, &stats->lanes, error);
   return rc;
 }
 

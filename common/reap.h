@@ -57,7 +57,8 @@ void bw_reap_watch_pass(bw_reap_watch_t *watch, const bw_config_t *cfg,
  * deadline.  With `watch` (a --loop reaper), none until the API has
  * recorded heartbeats again for 2 intervals since the database came back
  * (or, when no grader heartbeats at all, until the database has been up for
- * 4 intervals); those are counted in stats->deferred.  NULL (one
+ * 4 intervals); those are counted in stats->deferred.  Overdue hand-outs
+ * wait only until the database has been up for claim_grace.  NULL (one
  * pass from cron, which cannot watch) trusts the heartbeats as they are.
  * Cheap: run it every few seconds.  Adds to *stats.  Returns 0 or BW_EDB. */
 int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_watch_t *watch,

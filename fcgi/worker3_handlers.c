@@ -60,10 +60,23 @@ int bw_handle_gen3_poll(bw_call_t *call, bw_error_t *error) {
   return 0;
 }
 
+/* Whether the caller holds the job now (the original's STARTED state). */
+static int w3_held(bw_call_t *call, const bson_oid_t *job, bool *held,
+                   bw_error_t *error) {
+  bson_t active;
+  bson_oid_t by;
+  int rc = bw_queue_find_active(call->db, job, &active, error);
+  *held = rc == 0 && bw_db_get_oid(&active, "worker_id", &by) &&
+          bson_oid_equal(&by, &call->worker_id);
+  bson_destroy(&active);
+  return rc == BW_ENOTFOUND ? 0 : rc;
+}
+
 int bw_handle_gen3_result(bw_call_t *call, bw_error_t *error) {
   json_object *body = NULL, *result = NULL;
   const char *job_id = NULL;
   bson_oid_t job;
+  bool held = false;
   int rc = bw_worker_find_gen3(call->db, call->path_rest, &call->worker_id,
                                error);
 
@@ -76,11 +89,17 @@ int bw_handle_gen3_result(bw_call_t *call, bw_error_t *error) {
   if (rc == 0 && !bw_db_oid_parse(job_id, &job))
     rc = bw_error_set(error, BW_EINVAL, W3_NO_JOB);
   if (rc == 0)
+    rc = w3_held(call, &job, &held, error);
+  if (rc == 0)
     rc = bw_job_report(call->db, call->cfg, &job, &call->worker_id, result,
                        error);
   /* Not held by this grader: never handed to it, re-queued after it was
-   * declared dead, or finished (PROTOCOL.md: where this service differs). */
-  if (rc == BW_ENOTFOUND)
+   * declared dead, or finished (PROTOCOL.md: where this service differs).
+   * Its own result sent again is also 400 here, as in the original, though
+   * bw_job_report finished what the first copy may have left undone. */
+  if (rc == 0 && !held)
+    rc = bw_error_set(error, BW_EINVAL, W3_NOT_STARTED);
+  else if (rc == BW_ENOTFOUND)
     rc = bw_error_set(error, BW_EINVAL, W3_NO_JOB);
   else if (rc == BW_ECONFLICT)
     rc = bw_error_set(error, BW_EINVAL, W3_NOT_STARTED);

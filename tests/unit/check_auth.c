@@ -189,6 +189,27 @@ START_TEST(test_worker_id_malformed) {
 }
 END_TEST
 
+/* The 2019 API's strict rule (PROTOCOL-LATER.md §2.2). */
+static void expect_bearer(const char *header, int code, const char *message) {
+  bw_error_t error = {0, ""};
+  ck_assert_int_eq(bw_auth_check_bearer(header, TOKEN, &error), code);
+  if (message != NULL)
+    ck_assert_str_eq(error.message, message);
+}
+
+START_TEST(test_check_bearer_strict) {
+  expect_bearer("Bearer " TOKEN, 0, NULL);
+  expect_bearer(NULL, BW_EAUTH, "invalid token format");
+  expect_bearer(TOKEN, BW_EAUTH, "invalid token format");
+  expect_bearer("bearer " TOKEN, BW_EAUTH, "invalid token format");
+  expect_bearer("Bearer  " TOKEN, BW_EAUTH, "invalid token format");
+  expect_bearer("Bearer " TOKEN " x", BW_EAUTH, "invalid token format");
+  expect_bearer("Bearer\t" TOKEN, BW_EAUTH, "invalid token format");
+  expect_bearer("Bearer ", BW_EAUTH, "invalid token");
+  expect_bearer("Bearer x" TOKEN, BW_EAUTH, "invalid token");
+}
+END_TEST
+
 static Suite *auth_suite(void) {
   Suite *s = suite_create("auth");
   TCase *equal = tcase_create("token_equal");
@@ -209,6 +230,7 @@ static Suite *auth_suite(void) {
   tcase_add_test(check, test_check_unset_cluster_token);
   tcase_add_test(check, test_check_message_never_has_token);
   tcase_add_test(check, test_check_null_error_allowed);
+  tcase_add_test(check, test_check_bearer_strict);
   suite_add_tcase(s, check);
 
   tcase_add_test(worker, test_worker_id_ok);

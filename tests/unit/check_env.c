@@ -321,6 +321,63 @@ START_TEST(test_check_without_prefixes) {
 }
 END_TEST
 
+/* ---- the 2019 API's merge (PROTOCOL-LATER.md §2.9.3) ------------------ */
+
+START_TEST(test_gen3_merge_spec_example) {
+  json_object *global = json_tokener_parse("{\"A\":\"g\"}"),
+              *stage = json_tokener_parse("{\"A\":\"s\",\"B\":\"s\"}"),
+              *student =
+                  json_tokener_parse("{\"B\":\"u\",\"STUDENT_ID\":\"x\"}"),
+              *want = json_tokener_parse(
+                  "{\"A\":\"s\",\"B\":\"u\",\"STUDENT_ID\":\"x\","
+                  "\"GRADING_RUN_ID\":\"r\",\"GRADING_JOB_ID\":\"j\"}");
+  json_object *env = bw_env_merge_gen3(global, stage, student, "r", "j");
+  ck_assert_msg(json_object_equal(env, want), "%s",
+                json_object_to_json_string(env));
+  /* the layers are left as they were: the next student starts afresh */
+  ck_assert_int_eq(json_object_object_length(stage), 2);
+  ck_assert_str_eq(json_object_get_string(json_object_object_get(stage, "B")),
+                   "s");
+  json_object_put(env);
+  json_object_put(global);
+  json_object_put(stage);
+  json_object_put(student);
+  json_object_put(want);
+}
+END_TEST
+
+START_TEST(test_gen3_merge_precedence_and_types) {
+  json_object *global = json_tokener_parse(
+                  "{\"GRADING_RUN_ID\":\"no\",\"N\":1,\"$X\":\"$HOME\"}"),
+              *stage = json_tokener_parse("{\"GRADING_RUN_ID\":\"stage\"}"),
+              *runtime = json_tokener_parse(
+                  "{\"GRADING_JOB_ID\":\"no\",\"L\":[1,2],\"N\":null}");
+  json_object *env = bw_env_merge_gen3(global, stage, runtime, "r", "j");
+  /* a stage may override GRADING_RUN_ID, nothing GRADING_JOB_ID */
+  ck_assert_str_eq(
+      json_object_get_string(json_object_object_get(env, "GRADING_RUN_ID")),
+      "stage");
+  ck_assert_str_eq(
+      json_object_get_string(json_object_object_get(env, "GRADING_JOB_ID")),
+      "j");
+  /* literal values keep their JSON type; no $NAME expansion */
+  ck_assert(json_object_is_type(json_object_object_get(env, "L"),
+                                json_type_array));
+  ck_assert(json_object_object_get_ex(env, "N", NULL));
+  ck_assert_ptr_null(json_object_object_get(env, "N"));
+  ck_assert_str_eq(json_object_get_string(json_object_object_get(env, "$X")),
+                   "$HOME");
+  json_object_put(env);
+  /* missing and non-object layers count as empty */
+  env = bw_env_merge_gen3(NULL, NULL, NULL, "r", "j");
+  ck_assert_int_eq(json_object_object_length(env), 2);
+  json_object_put(env);
+  json_object_put(global);
+  json_object_put(stage);
+  json_object_put(runtime);
+}
+END_TEST
+
 static Suite *env_suite(void) {
   Suite *s = suite_create("env");
   TCase *scan = tcase_create("scan");
@@ -355,6 +412,11 @@ static Suite *env_suite(void) {
   tcase_add_test(check, test_check_stage_names_do_not_count);
   tcase_add_test(check, test_check_without_prefixes);
   suite_add_tcase(s, check);
+
+  TCase *gen3 = tcase_create("gen3");
+  tcase_add_test(gen3, test_gen3_merge_spec_example);
+  tcase_add_test(gen3, test_gen3_merge_precedence_and_types);
+  suite_add_tcase(s, gen3);
   return s;
 }
 

@@ -779,6 +779,55 @@ START_TEST(test_result_logs) {
 }
 END_TEST
 
+/* The 2019 API's result (PROTOCOL-LATER.md §2.7). */
+static void expect_gen3_result_error(const char *text, const char *needle) {
+  json_object *body = json_tokener_parse(text), *out = NULL;
+  const char *job_id;
+  bw_error_t error = {0, ""};
+  ck_assert_ptr_nonnull(body);
+  ck_assert_int_eq(bw_validate_gen3_result(body, &cfg, &job_id, &out, &error),
+                   BW_EINVAL);
+  ck_assert_msg(strstr(error.message, needle) != NULL, "\"%s\" lacks \"%s\"",
+                error.message, needle);
+  ck_assert_ptr_null(out);
+  json_object_put(body);
+}
+
+START_TEST(test_result_gen3) {
+  json_object *body = json_tokener_parse(
+                  "{\"grading_job_id\":\"j\",\"success\":false,"
+                  "\"results\":[{\"success\":false}],"
+                  "\"logs\":{\"stdout\":\"o\",\"stderr\":3,\"x\":\"y\"}}"),
+              *out = NULL;
+  const char *job_id = NULL;
+  bw_error_t error = {0, ""};
+  ck_assert_int_eq(bw_validate_gen3_result(body, &cfg, &job_id, &out, &error),
+                   0);
+  ck_assert_str_eq(job_id, "j");
+  /* stored in the seed's shape; logs: stdout and stderr, strings only */
+  ck_assert_str_eq(
+      json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN),
+      "{\"success\":false,\"results\":[{\"success\":false}],"
+      "\"logs\":{\"stdout\":\"o\",\"stderr\":\"\"}}");
+  json_object_put(out);
+  json_object_put(body);
+  expect_gen3_result_error("{\"success\":true,\"results\":[],\"logs\":{}}",
+                           "grading_job_id: required");
+  expect_gen3_result_error("{\"grading_job_id\":1,\"success\":true,"
+                           "\"results\":[],\"logs\":{}}",
+                           "grading_job_id: expected a string");
+  expect_gen3_result_error("{\"grading_job_id\":\"j\",\"success\":true,"
+                           "\"results\":[],\"logs\":{},\"info\":[]}",
+                           "info: unknown key");
+  expect_gen3_result_error("{\"grading_job_id\":\"j\",\"success\":true,"
+                           "\"results\":[],\"logs\":[]}",
+                           "logs: expected an object");
+  expect_gen3_result_error("{\"grading_job_id\":\"j\",\"success\":1,"
+                           "\"results\":[],\"logs\":{}}",
+                           "success: expected a boolean");
+}
+END_TEST
+
 START_TEST(test_result_unknown_keys) {
   expect_result_error("{\"success\":true,\"info\":[],\"foo\":1}",
                       "foo: unknown key");
@@ -1025,6 +1074,7 @@ static Suite *validate_suite(void) {
   tcase_add_test(result, test_result_unknown_keys);
   tcase_add_test(result, test_result_wrapped_errors);
   tcase_add_test(result, test_result_size_limits);
+  tcase_add_test(result, test_result_gen3);
 
   tcase_add_test(single, test_env_name);
   tcase_add_test(single, test_hostname);
