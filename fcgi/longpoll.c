@@ -18,7 +18,7 @@
 #include "log.h"
 #include "qsignal.h"
 #include "job.h"
-#include "worker.h"
+#include "beats.h"
 
 /* How often the host reads the queue signal while anyone waits: what a
  * job queued through another API host (or by the reaper) may wait before
@@ -336,6 +336,18 @@ int bw_longpoll_poll(bw_request_t *req, const bson_oid_t *worker_id, int wait,
   return longpoll_park(req, worker_id, wait) ? 0 : rc;
 }
 
+int bw_longpoll_parked(void) {
+  int n = 0;
+  if (lp.shared == NULL)
+    return -1;
+  for (int i = 0; i < LONGPOLL_PROCS; i++) {
+    int32_t pid = atomic_load(&lp.shared->pids[i]);
+    if (pid != 0 && !(kill(pid, 0) < 0 && errno == ESRCH))
+      n += atomic_load(&lp.shared->waiting[i]);
+  }
+  return n;
+}
+
 /* ---- the worker loop's side -------------------------------------------- */
 
 int bw_longpoll_pollfds(struct pollfd *fds, int max) {
@@ -428,7 +440,7 @@ static void longpoll_wake(void) {
     }
     /* Checked again as a fresh poll would be: the grader may have been
      * forgotten (and registered anew) while it waited. */
-    rc = bw_worker_check(lp.db, &slot->worker_id, &error);
+    rc = bw_beats_check(lp.db, lp.cfg, &slot->worker_id, &error);
     if (rc == 0)
       rc = bw_job_poll(lp.db, lp.cfg, &slot->worker_id, BW_GEN_SEED, &job,
                         &error);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "beats.h"
 #include "config.h"
 #include "daemon.h"
 #include "db.h"
@@ -179,6 +180,8 @@ static int serve(const bw_config_t *cfg, const char *config_path) {
   /* Shared by the whole pool: mapped before the workers are forked. */
   if (bw_metrics_init(bw_router_route_count()) < 0)
     bw_log_warn("metrics: no shared memory: request counts are off");
+  if (bw_beats_init() < 0)
+    bw_log_warn("heartbeats: no shared memory: each one is written alone");
   rc = bw_fcgi_pool_run(listener.fd, listener.name, cfg, load_config,
                         config_path);
   bw_listen_close(&listener);

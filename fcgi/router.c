@@ -5,10 +5,10 @@
 #include <time.h>
 
 #include "auth.h"
+#include "beats.h"
 #include "handlers.h"
 #include "json.h"
 #include "metrics.h"
-#include "worker.h"
 
 /* Who may call a route, beyond holding the cluster token. */
 enum route_caller {
@@ -132,7 +132,7 @@ static int router_check_registered(bw_call_t *call, enum route_caller caller,
                                    bw_error_t *error) {
   if (caller != CALLER_WORKER)
     return 0;
-  return bw_worker_check(call->db, &call->worker_id, error);
+  return bw_beats_check(call->db, call->cfg, &call->worker_id, error);
 }
 
 const char *bw_router_route_name(int route, char *buf, size_t len) {

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "beats.h"
 #include "db.h"
 #include "log.h"
 #include "longpoll.h"
@@ -75,13 +76,19 @@ static bool worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
 #define WORKER_POLLFDS 1024
 
 /* Sleeps until the listening socket is readable, a parked long poll's
- * connection hangs up, its tick is due, or a stop signal came in; then
- * runs the long polls' tick.  Returns 1 when there may be a connection to
+ * connection hangs up, its tick is due, a write of heartbeats is due
+ * (beats.h), or a stop signal came in; then runs both ticks.  Returns 1 when there may be a connection to
  * accept, 0 to look at the stop flag again, -1 when polling itself fails. */
-static int worker_wait(int listen_fd, const sigset_t *waiting) {
+static int worker_wait(int listen_fd, const bw_config_t *cfg, bw_db_t *db,
+                       const sigset_t *waiting) {
   static struct pollfd fds[WORKER_POLLFDS];
-  int timeout = bw_longpoll_timeout_ms(), n, parked;
-  struct timespec ts = {timeout / 1000, (timeout % 1000) * 1000000L};
+  int timeout = bw_longpoll_timeout_ms(), beats = bw_beats_timeout_ms(cfg), n,
+      parked;
+  struct timespec ts;
+
+  if (beats >= 0 && (timeout < 0 || beats < timeout))
+    timeout = beats;
+  ts = (struct timespec){timeout / 1000, (timeout % 1000) * 1000000L};
 
   if (worker_stopping)
     return 0;
@@ -95,6 +102,7 @@ static int worker_wait(int listen_fd, const sigset_t *waiting) {
   if (n < 0)
     return 0;
   bw_longpoll_tick(fds + 1, parked);
+  bw_beats_tick(db, cfg);
   return (fds[0].revents & POLLIN) != 0 && !worker_stopping ? 1 : 0;
 }
 
@@ -154,7 +162,7 @@ int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent) {
   bw_longpoll_start(cfg, db);
   fcgx = worker_new_request(listen_fd);
   while (!worker_stopping && fcgx != NULL) {
-    int got = worker_wait(listen_fd, &waiting);
+    int got = worker_wait(listen_fd, cfg, db, &waiting);
     if (got > 0)
       got = worker_accept(fcgx);
     if (got < 0) {
@@ -171,6 +179,7 @@ int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg, pid_t parent) {
     status = 1;
   }
   bw_longpoll_stop();
+  bw_beats_flush(db, cfg); /* what it answered, before it goes */
   if (fcgx != NULL)
     FCGX_Free(fcgx, 1);
   free(fcgx);
