@@ -71,7 +71,7 @@ int bw_worker_heartbeat(bw_db_t *db, const bson_oid_t *worker,
 /* ---- heartbeats written by API hosts (beats) ----------------------------- */
 
 int64_t bw_worker_flush_ms(const bw_config_t *cfg) {
-  int64_t every = cfg->heartbeat * 100LL;
+  int64_t every = cfg->heartbeat * 200LL;
   return every < 100 ? 100 : every;
 }
 

@@ -33,9 +33,9 @@ int bw_worker_check(bw_db_t *db, const bson_oid_t *worker, bw_error_t *error);
 int bw_worker_heartbeat(bw_db_t *db, const bson_oid_t *worker,
                         bw_error_t *error);
 
-/* How often an API host writes the heartbeats it answered: a tenth of the
+/* How often an API host writes the heartbeats it answered: a fifth of the
  * interval (100 ms at least), so a live grader's heartbeat reaches the
- * database with 0.9 of an interval to spare.  ms. */
+ * database with 0.8 of an interval to spare.  ms. */
 int64_t bw_worker_flush_ms(const bw_config_t *cfg);
 
 typedef struct bw_worker_beat {

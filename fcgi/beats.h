@@ -1,6 +1,6 @@
 /* beats.h - the heartbeats this API host answers, kept in its FastCGI
  * pool's shared memory and written to the database as ONE insert every
- * bw_worker_flush_ms (a tenth of the interval), and the registered-worker
+ * bw_worker_flush_ms (a fifth of the interval), and the registered-worker
  * cache that spares a grader call its `workers` lookup (issue 10).
  *
  * Why: a heartbeat written on its own costs FerretDB ~1.6 ms of CPU (one
@@ -23,7 +23,7 @@
  *
  * What a crash loses: a kill -9 of the pool's parent (or of the host)
  * loses the heartbeats answered since the last write, at most one per
- * grader (a flush is a tenth of an interval).  That cannot cause a false
+ * grader (a flush is a fifth of an interval).  That cannot cause a false
  * death: the reaper declares a grader dead only once every pool that wrote
  * recently has written past the grader's deadline, or stopped writing 2
  * intervals + a flush ago, by which time the grader's next heartbeat (an

@@ -250,7 +250,7 @@ static void metrics_pool(metrics_text_t *t) {
     metrics_printf(t,
                    "# HELP broadway_heartbeats_unwritten Graders whose last "
                    "heartbeat this host answered and has not yet written to "
-                   "the database (written every heartbeat/10).\n"
+                   "the database (written every heartbeat/5).\n"
                    "# TYPE broadway_heartbeats_unwritten gauge\n"
                    "broadway_heartbeats_unwritten %d\n",
                    unwritten);

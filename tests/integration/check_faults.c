@@ -1271,7 +1271,7 @@ static void started_long_run(const bw_test_client_t *c, char run_id[25]) {
  * `beats` (its document is not written per heartbeat) keeps its job and is
  * listed alive; once it stops, its job is re-queued no sooner than 2
  * intervals after its last heartbeat was answered and within a write
- * (heartbeat/10) and a reaper pass (heartbeat/2) of that, plus slack. */
+ * (heartbeat/5) and a reaper pass (heartbeat/2) of that, plus slack. */
 START_TEST(test_beats_in_memory_keep_a_grader_alive_until_it_stops) {
   bw_test_client_t a, b;
   char run_id[25], job[25], again[25];
