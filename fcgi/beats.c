@@ -200,7 +200,11 @@ int bw_beats_timeout_ms(const bw_config_t *cfg) {
   if (!beats_active(cfg, now))
     return -1;
   until = atomic_load(&beats->next_write_ms);
-  return until <= now ? 0 : until - now > 60000 ? 60000 : (int)(until - now);
+  /* Due, but another process is writing (a stalled database holds it for
+   * up to db_timeout_ms): look again a little later, not at once. */
+  if (until <= now)
+    return atomic_load(&beats->writer) != 0 ? 50 : 0;
+  return until - now > 60000 ? 60000 : (int)(until - now);
 }
 
 typedef struct beats_batch {

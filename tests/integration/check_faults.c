@@ -1323,6 +1323,19 @@ START_TEST(test_beats_in_memory_keep_a_grader_alive_until_it_stops) {
   ck_assert_msg(!worker_alive(&b, a.worker_id), "the silent grader is listed "
                                                 "alive");
   ck_assert_int_eq(bw_test_http_report(&b, job, true, NULL), 200);
+  /* Its last heartbeat is moved into its document once it stopped (its
+   * `last_seen` after `beats` is pruned): at least 4 intervals later than
+   * its registration. */
+  for (double t0 = bw_test_now(); bw_test_now() - t0 < 10 * HEARTBEAT;) {
+    worker_in_db(a.worker_id, &stored_after, &entries);
+    if (stored_after >= stored_before + 4000LL * HEARTBEAT)
+      break;
+    bw_test_sleep_ms(100);
+  }
+  ck_assert_msg(stored_after >= stored_before + 4000LL * HEARTBEAT,
+                "workers.last_heartbeat not moved on to the last heartbeat: "
+                "%lld ms after registration",
+                (long long)(stored_after - stored_before));
 }
 END_TEST
 
