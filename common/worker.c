@@ -106,6 +106,54 @@ int bw_worker_beats_insert(bw_db_t *db, const bson_oid_t *pool, int64_t at,
   return rc;
 }
 
+static int worker_oid_cmp(const void *a, const void *b) {
+  return bson_oid_compare(a, b);
+}
+
+typedef struct worker_among {
+  const bson_oid_t *ids;
+  size_t n;
+  bool *registered;
+} worker_among_t;
+
+static void worker_visit_among(const bson_t *doc, void *ctx) {
+  worker_among_t *a = ctx;
+  bson_oid_t id;
+  const bson_oid_t *hit;
+  if (!bw_db_get_oid(doc, "_id", &id))
+    return;
+  hit = bsearch(&id, a->ids, a->n, sizeof *a->ids, worker_oid_cmp);
+  if (hit != NULL)
+    a->registered[hit - a->ids] = true;
+}
+
+int bw_worker_registered_among(bw_db_t *db, const bson_oid_t *ids, size_t n,
+                               bool *registered, bw_error_t *error) {
+  bson_t filter = BSON_INITIALIZER, in, list, opts = BSON_INITIALIZER, proj;
+  worker_among_t among = {ids, n, registered};
+  char buf[16];
+  const char *key;
+  int rc;
+
+  memset(registered, 0, n * sizeof *registered);
+  BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
+  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
+  for (size_t i = 0; i < n; i++) {
+    bson_uint32_to_string((uint32_t)i, &key, buf, sizeof buf);
+    BSON_APPEND_OID(&list, key, &ids[i]);
+  }
+  bson_append_array_end(&in, &list);
+  bson_append_document_end(&filter, &in);
+  BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+  BSON_APPEND_INT32(&proj, "_id", 1);
+  bson_append_document_end(&opts, &proj);
+  rc = bw_db_each(bw_db_coll(db, BW_COLL_WORKERS), &filter, &opts,
+                  worker_visit_among, &among, error);
+  bson_destroy(&filter);
+  bson_destroy(&opts);
+  return rc;
+}
+
 int bw_worker_store_beat(bw_db_t *db, const bson_oid_t *worker, int64_t at,
                          bool *found, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, max, reply;
@@ -133,9 +181,6 @@ int bw_worker_store_beat(bw_db_t *db, const bson_oid_t *worker, int64_t at,
   return rc;
 }
 
-static int worker_oid_cmp(const void *a, const void *b) {
-  return bson_oid_compare(a, b);
-}
 
 static void worker_visit_beats(const bson_t *doc, void *ctx) {
   bw_worker_beats_t *b = ctx;

@@ -52,6 +52,12 @@ int bw_worker_beats_insert(bw_db_t *db, const bson_oid_t *pool, int64_t at,
                            int64_t every_ms, const bw_worker_beat_t *beats,
                            size_t n, bw_error_t *error);
 
+/* Which of `ids` (n of them, sorted with bson_oid_compare) are registered:
+ * registered[i] for ids[i].  One read ({_id: {$in}}) for a whole pool's
+ * cache of confirmed ids.  Returns 0 or BW_EDB. */
+int bw_worker_registered_among(bw_db_t *db, const bson_oid_t *ids, size_t n,
+                               bool *registered, bw_error_t *error);
+
 /* Moves the worker's last_heartbeat on to `at` unless it holds a later one
  * ($max).  *found: false when there is no such worker (forgotten).
  * Returns 0 or BW_EDB. */

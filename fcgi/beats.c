@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@ typedef struct beats_slot {
   bool used;
   bson_oid_t worker;
   int64_t verified_ms; /* the database said "registered" then; 0: never */
+  int64_t used_ms;     /* the cache last answered for it then */
   int64_t beat_ms;     /* its last heartbeat here; 0: none */
   int64_t flushed_ms;  /* the latest of them written to `beats` */
   int64_t stored_ms;   /* the latest moved into workers.last_heartbeat */
@@ -36,6 +38,8 @@ typedef struct beats_shared {
   _Atomic int64_t written_at_ms; /* `at` of the last write that succeeded */
   _Atomic int32_t writer;        /* pid of the process writing now, or 0 */
   _Atomic bool stores_left;      /* a write left updates for the next one */
+  _Atomic int64_t next_confirm_ms;
+  _Atomic int64_t used_at_ms; /* the cache last answered for anyone then */
   beats_slot_t slots[BEATS_SLOTS];
 } beats_shared_t;
 
@@ -86,7 +90,7 @@ static void beats_unlock(void) { pthread_mutex_unlock(&beats->lock); }
 /* A slot nothing depends on any more: written, moved into its document,
  * and quiet for a refresh period. */
 static bool beats_spare(const beats_slot_t *s, int64_t now, int64_t refresh) {
-  int64_t seen = s->verified_ms > s->beat_ms ? s->verified_ms : s->beat_ms;
+  int64_t seen = s->used_ms > s->beat_ms ? s->used_ms : s->beat_ms;
   return s->beat_ms <= s->flushed_ms && s->beat_ms <= s->stored_ms &&
          now - seen > refresh;
 }
@@ -130,6 +134,10 @@ int bw_beats_check(bw_db_t *db, const bw_config_t *cfg,
   if (beats != NULL && beats_lock()) {
     s = beats_find(worker, false, now, refresh);
     known = s != NULL && s->verified_ms > now - refresh;
+    if (known) {
+      s->used_ms = now;
+      atomic_store(&beats->used_at_ms, now);
+    }
     beats_unlock();
   }
   if (known)
@@ -138,7 +146,8 @@ int bw_beats_check(bw_db_t *db, const bw_config_t *cfg,
   if (rc == 0 && beats != NULL && beats_lock()) {
     s = beats_find(worker, true, now, refresh);
     if (s != NULL)
-      s->verified_ms = now;
+      s->verified_ms = s->used_ms = now;
+    atomic_store(&beats->used_at_ms, now);
     beats_unlock();
   }
   return rc;
@@ -151,7 +160,8 @@ void bw_beats_registered(const bw_config_t *cfg, const bson_oid_t *worker,
     return;
   s = beats_find(worker, true, at, beats_refresh_ms(cfg));
   if (s != NULL)
-    s->verified_ms = s->stored_ms = at;
+    s->verified_ms = s->stored_ms = s->used_ms = at;
+  atomic_store(&beats->used_at_ms, at);
   beats_unlock();
 }
 
@@ -192,14 +202,25 @@ static bool beats_active(const bw_config_t *cfg, int64_t now) {
           now - last < 2000LL * cfg->heartbeat + 3 * bw_worker_flush_ms(cfg));
 }
 
+/* Whether the cache answered for anyone within a refresh period: then the
+ * pool confirms what it trusts once per interval (beats_confirm). */
+static bool beats_trusting(const bw_config_t *cfg, int64_t now) {
+  int64_t used = atomic_load(&beats->used_at_ms);
+  return used != 0 && now - used < beats_refresh_ms(cfg);
+}
+
 int bw_beats_timeout_ms(const bw_config_t *cfg) {
-  int64_t now, until;
+  int64_t now, until = INT64_MAX;
   if (beats == NULL)
     return -1;
   now = bw_db_now_ms();
-  if (!beats_active(cfg, now))
+  if (beats_active(cfg, now))
+    until = atomic_load(&beats->next_write_ms);
+  if (beats_trusting(cfg, now) &&
+      atomic_load(&beats->next_confirm_ms) < until)
+    until = atomic_load(&beats->next_confirm_ms);
+  if (until == INT64_MAX)
     return -1;
-  until = atomic_load(&beats->next_write_ms);
   /* Due, but another process is writing (a stalled database holds it for
    * up to db_timeout_ms): look again a little later, not at once. */
   if (until <= now)
@@ -286,20 +307,69 @@ static bool beats_take_turn(void) {
   return atomic_compare_exchange_strong(&beats->writer, &holder, self);
 }
 
+static int beats_oid_cmp(const void *a, const void *b) {
+  return bson_oid_compare(a, b);
+}
+
+/* Asks the database, in one read, whether the ids the cache answered for
+ * lately are still registered: one the reaper forgot (or a wiped
+ * database) loses its confirmation, so its next call asks and gets 401
+ * within an interval. */
+static void beats_confirm(bw_db_t *db, const bw_config_t *cfg) {
+  static bson_oid_t ids[BEATS_SLOTS];
+  static bool found[BEATS_SLOTS];
+  int64_t start, refresh = beats_refresh_ms(cfg);
+  size_t n = 0;
+
+  if (!beats_lock())
+    return;
+  start = bw_db_now_ms();
+  for (int i = 0; i < BEATS_SLOTS; i++) {
+    const beats_slot_t *s = &beats->slots[i];
+    if (s->used && s->verified_ms != 0 && start - s->used_ms < refresh)
+      bson_oid_copy(&s->worker, &ids[n++]);
+  }
+  beats_unlock();
+  if (n == 0)
+    return;
+  qsort(ids, n, sizeof *ids, beats_oid_cmp);
+  if (bw_worker_registered_among(db, ids, n, found, NULL) < 0 || !beats_lock())
+    return;
+  for (size_t i = 0; i < n; i++) {
+    beats_slot_t *s = beats_find(&ids[i], false, start, refresh);
+    /* One confirmed after the read began may have registered since. */
+    if (s != NULL && found[i] && s->verified_ms < start)
+      s->verified_ms = start;
+    else if (s != NULL && !found[i] && s->verified_ms < start)
+      s->verified_ms = 0;
+  }
+  beats_unlock();
+}
+
 static void beats_write(bw_db_t *db, const bw_config_t *cfg, bool force) {
   static bw_worker_beat_t collected[BEATS_SLOTS];
   beats_batch_t b = {.beats = collected};
   int64_t now, every = bw_worker_flush_ms(cfg);
+  bool write, confirm;
   bw_error_t error;
 
   if (beats == NULL)
     return;
   now = bw_db_now_ms();
-  if ((!force && now < atomic_load(&beats->next_write_ms)) ||
-      !beats_active(cfg, now) || !beats_take_turn())
+  write = beats_active(cfg, now) &&
+          (force || now >= atomic_load(&beats->next_write_ms));
+  confirm = !force && beats_trusting(cfg, now) &&
+            now >= atomic_load(&beats->next_confirm_ms);
+  if (!(write || confirm) || !beats_take_turn())
     return;
-  atomic_store(&beats->next_write_ms, now + every);
-  if (bw_db_reachable() && beats_lock()) {
+  if (confirm) {
+    atomic_store(&beats->next_confirm_ms, now + cfg->heartbeat * 1000LL);
+    if (bw_db_reachable())
+      beats_confirm(db, cfg);
+  }
+  if (write)
+    atomic_store(&beats->next_write_ms, now + every);
+  if (write && bw_db_reachable() && beats_lock()) {
     beats_collect(cfg, &b);
     beats_unlock();
     /* Kept in the table until a write succeeds: the next one retries. */

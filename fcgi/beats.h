@@ -30,12 +30,13 @@
  * interval after the lost one) has been written by a live pool.  A killed
  * worker process loses nothing: the table outlives it.
  *
- * The cache: an id the database confirmed is trusted for
- * bw_beats_refresh_ms (5 minutes, or forget_workers/4); writing a
- * heartbeat into workers.last_heartbeat (which happens that often)
- * confirms it again, and a grader the reaper forgot is dropped at that
- * write.  An id never confirmed always asks the database (401 when not
- * registered). */
+ * The cache: an id the database confirmed is trusted, and once per
+ * heartbeat interval the pool confirms every id it trusts in ONE read
+ * (`_id` $in); an id the reaper forgot (or a wiped database) loses its
+ * trust then, so its next call asks and gets 401 within an interval.  An
+ * id never confirmed always asks the database (401 when not registered).
+ * Trust lapses after 5 minutes (forget_workers/4 at most) without a
+ * confirmation. */
 #ifndef BW_FCGI_BEATS_H
 #define BW_FCGI_BEATS_H
 

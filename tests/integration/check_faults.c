@@ -1356,6 +1356,48 @@ START_TEST(test_beats_unregistered_worker_gets_401) {
 }
 END_TEST
 
+/* The reaper forgets a grader (its document is deleted, as
+ * reap_forget_workers does): the pool, which trusted its id, confirms what
+ * it trusts once per interval, so the grader gets 401 within about an
+ * interval and registers again. */
+START_TEST(test_beats_forgotten_worker_gets_401_within_an_interval) {
+  const bw_test_stack_t *st = bw_itest_stack();
+  bw_test_client_t c;
+  bson_oid_t oid;
+  bson_t filter = BSON_INITIALIZER;
+  double t0, took = -1;
+
+  bw_itest_client(&c);
+  ck_assert_int_eq(bw_test_http_register(&c, "forgotten", NULL), 200);
+  for (int i = 0; i < 3; i++) { /* trusted now */
+    ck_assert_int_eq(bw_test_http_heartbeat(&c), 200);
+    bw_test_sleep_ms(300);
+  }
+  mongoc_client_t *client = bw_test_db_connect(bw_test_stack_mongo_uri(st));
+  mongoc_collection_t *workers = mongoc_client_get_collection(
+      client, bw_test_stack_db_name(st), "workers");
+  bson_oid_init_from_string(&oid, c.worker_id);
+  BSON_APPEND_OID(&filter, "_id", &oid);
+  ck_assert(mongoc_collection_delete_one(workers, &filter, NULL, NULL, NULL));
+  bson_destroy(&filter);
+  mongoc_collection_destroy(workers);
+  mongoc_client_destroy(client);
+  for (t0 = bw_test_now(); bw_test_now() - t0 < 5 * HEARTBEAT;) {
+    long status = bw_test_http_heartbeat(&c);
+    if (status == 401) {
+      took = bw_test_now() - t0;
+      break;
+    }
+    ck_assert_int_eq(status, 200);
+    bw_test_sleep_ms(100);
+  }
+  fprintf(stderr, "beats: a forgotten grader got 401 after %.2f s\n", took);
+  ck_assert_msg(took >= 0, "a forgotten grader still got 200 after %d s",
+                5 * HEARTBEAT);
+  ck_assert_int_eq(bw_test_http_poll_wait(&c, 0, NULL, NULL), 401);
+}
+END_TEST
+
 /* A second API host on the same database, whose whole stack (nginx, pool,
  * reaper) is killed -9 right after it answered a heartbeat: the heartbeat
  * is lost with its memory.  The grader goes on heartbeating through the
@@ -1445,6 +1487,7 @@ static Suite *faults_suite(void) {
   tc = bw_itest_tcase(s, "beats", 300, true);
   tcase_add_test(tc, test_beats_in_memory_keep_a_grader_alive_until_it_stops);
   tcase_add_test(tc, test_beats_unregistered_worker_gets_401);
+  tcase_add_test(tc, test_beats_forgotten_worker_gets_401_within_an_interval);
   tcase_add_test(tc, test_beats_host_kill9_between_writes_no_false_death);
 
   tc = bw_itest_tcase(s, "whole-stack", 300, false);
