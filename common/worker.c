@@ -129,21 +129,11 @@ static void worker_visit_among(const bson_t *doc, void *ctx) {
 
 int bw_worker_registered_among(bw_db_t *db, const bson_oid_t *ids, size_t n,
                                bool *registered, bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, in, list, opts = BSON_INITIALIZER, proj;
+  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
   worker_among_t among = {ids, n, registered};
-  char buf[16];
-  const char *key;
   int rc;
 
   memset(registered, 0, n * sizeof *registered);
-  BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
-  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
-  for (size_t i = 0; i < n; i++) {
-    bson_uint32_to_string((uint32_t)i, &key, buf, sizeof buf);
-    BSON_APPEND_OID(&list, key, &ids[i]);
-  }
-  bson_append_array_end(&in, &list);
-  bson_append_document_end(&filter, &in);
   BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
   BSON_APPEND_INT32(&proj, "_id", 1);
   bson_append_document_end(&opts, &proj);

@@ -53,8 +53,11 @@ int bw_worker_beats_insert(bw_db_t *db, const bson_oid_t *pool, int64_t at,
                            size_t n, bw_error_t *error);
 
 /* Which of `ids` (n of them, sorted with bson_oid_compare) are registered:
- * registered[i] for ids[i].  One read ({_id: {$in}}) for a whole pool's
- * cache of confirmed ids.  Returns 0 or BW_EDB. */
+ * registered[i] for ids[i].  One read of every worker's _id for a whole
+ * pool's cache of confirmed ids: `workers` is small (one row per grader,
+ * long-silent ones forgotten), and FerretDB evaluates `$in` itself, each
+ * row against each id, where a plain read costs a few us a row.  Returns 0
+ * or BW_EDB. */
 int bw_worker_registered_among(bw_db_t *db, const bson_oid_t *ids, size_t n,
                                bool *registered, bw_error_t *error);
 
