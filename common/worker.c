@@ -171,7 +171,6 @@ int bw_worker_store_beat(bw_db_t *db, const bson_oid_t *worker, int64_t at,
   return rc;
 }
 
-
 static void worker_visit_beats(const bson_t *doc, void *ctx) {
   bw_worker_beats_t *b = ctx;
   bson_iter_t it, list, entry;

@@ -85,7 +85,9 @@ static bool beats_lock(void) {
   return rc == 0;
 }
 
-static void beats_unlock(void) { pthread_mutex_unlock(&beats->lock); }
+static void beats_unlock(void) {
+  pthread_mutex_unlock(&beats->lock);
+}
 
 /* A slot nothing depends on any more: written, moved into its document,
  * and quiet for a refresh period. */
@@ -98,8 +100,8 @@ static bool beats_spare(const beats_slot_t *s, int64_t now, int64_t refresh) {
 /* With the lock held: the slot of `worker`, or with `add`, a new one (NULL
  * when the table is full).  Open addressing, linear probing; slots are
  * never emptied, only reused, so a probe stops at the first unused one. */
-static beats_slot_t *beats_find(const bson_oid_t *worker, bool add,
-                                int64_t now, int64_t refresh) {
+static beats_slot_t *beats_find(const bson_oid_t *worker, bool add, int64_t now,
+                                int64_t refresh) {
   uint32_t hash = 2166136261u;
   beats_slot_t *spare = NULL;
 
@@ -216,8 +218,7 @@ int bw_beats_timeout_ms(const bw_config_t *cfg) {
   now = bw_db_now_ms();
   if (beats_active(cfg, now))
     until = atomic_load(&beats->next_write_ms);
-  if (beats_trusting(cfg, now) &&
-      atomic_load(&beats->next_confirm_ms) < until)
+  if (beats_trusting(cfg, now) && atomic_load(&beats->next_confirm_ms) < until)
     until = atomic_load(&beats->next_confirm_ms);
   if (until == INT64_MAX)
     return -1;
@@ -290,8 +291,8 @@ static void beats_store(bw_db_t *db, const bw_config_t *cfg,
       return;
     s = beats_find(&b->stores[i].worker, false, b->at, beats_refresh_ms(cfg));
     if (s != NULL) {
-      s->stored_ms = s->stored_ms > b->stores[i].at ? s->stored_ms
-                                                    : b->stores[i].at;
+      s->stored_ms =
+          s->stored_ms > b->stores[i].at ? s->stored_ms : b->stores[i].at;
       s->verified_ms = found ? bw_db_now_ms() : 0;
     }
     beats_unlock();
@@ -301,8 +302,7 @@ static void beats_store(bw_db_t *db, const bw_config_t *cfg,
 /* Takes the turn to write; false when another live process has it. */
 static bool beats_take_turn(void) {
   int32_t self = (int32_t)getpid(), holder = atomic_load(&beats->writer);
-  if (holder != 0 && holder != self &&
-      !(kill(holder, 0) < 0 && errno == ESRCH))
+  if (holder != 0 && holder != self && !(kill(holder, 0) < 0 && errno == ESRCH))
     return false;
   return atomic_compare_exchange_strong(&beats->writer, &holder, self);
 }

@@ -32,9 +32,9 @@
  *
  * The cache: an id the database confirmed is trusted, and once per
  * heartbeat interval the pool confirms every id it trusts in ONE read
- * (of every worker's `_id`); an id the reaper forgot (or a wiped database) loses its
- * trust then, so its next call asks and gets 401 within an interval.  An
- * id never confirmed always asks the database (401 when not registered).
+ * (of every worker's `_id`); an id the reaper forgot (or a wiped database)
+ * loses its trust then, so its next call asks and gets 401 within an interval.
+ * An id never confirmed always asks the database (401 when not registered).
  * Trust lapses after 5 minutes (forget_workers/4 at most) without a
  * confirmation. */
 #ifndef BW_FCGI_BEATS_H

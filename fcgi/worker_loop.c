@@ -77,8 +77,9 @@ static bool worker_serve(FCGX_Request *fcgx, const bw_config_t *cfg,
 
 /* Sleeps until the listening socket is readable, a parked long poll's
  * connection hangs up, its tick is due, a write of heartbeats is due
- * (beats.h), or a stop signal came in; then runs both ticks.  Returns 1 when there may be a connection to
- * accept, 0 to look at the stop flag again, -1 when polling itself fails. */
+ * (beats.h), or a stop signal came in; then runs both ticks.  Returns 1 when
+ * there may be a connection to accept, 0 to look at the stop flag again, -1
+ * when polling itself fails. */
 static int worker_wait(int listen_fd, const bw_config_t *cfg, bw_db_t *db,
                        const sigset_t *waiting) {
   static struct pollfd fds[WORKER_POLLFDS];

@@ -11,9 +11,9 @@
 #include "worker.h"
 #include "../lib/suite.h"
 
-#define HB 10                     /* s */
-#define EVERY (HB * 200LL)        /* a pool's write period, ms */
-#define T0 1800000000000LL        /* ms */
+#define HB 10              /* s */
+#define EVERY (HB * 200LL) /* a pool's write period, ms */
+#define T0 1800000000000LL /* ms */
 
 static bw_config_t cfg_hb(void) {
   bw_config_t cfg;
