@@ -17,9 +17,8 @@ struct bw_db {
 };
 
 static const char *coll_names[BW_COLL_COUNT] = {
-    "runs",     "rosters", "jobs",  "claims",   "active",
-    "outcomes", "results", "marks", "counters", "workers", "signals",
-    "beats",
+    "runs",    "rosters", "jobs",     "claims",  "active",  "outcomes",
+    "results", "marks",   "counters", "workers", "signals", "beats",
 };
 
 static void db_queue_name(int partition, char out[32]) {

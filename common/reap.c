@@ -71,14 +71,14 @@ static int reap_dead_workers(bw_db_t *db, const bw_config_t *cfg,
         &beats, error);
   now = bw_db_now_ms();
   for (size_t i = 0; rc == 0 && i < c.n; i++) {
-    int64_t last = bw_worker_last_beat(&beats, &c.items[i].id,
-                                       c.items[i].stored);
+    int64_t last =
+        bw_worker_last_beat(&beats, &c.items[i].id, c.items[i].stored);
     const char *key;
     char buf[16];
     if (last >= cutoff)
       continue;
-    if (!bw_worker_beats_settled(&beats, cfg,
-                                 last + 2000LL * cfg->heartbeat, now)) {
+    if (!bw_worker_beats_settled(&beats, cfg, last + 2000LL * cfg->heartbeat,
+                                 now)) {
       (*waiting)++;
       continue;
     }
@@ -353,8 +353,8 @@ static int reap_recorded(bw_db_t *db, int64_t since, reap_set_t *set,
   /* to: a little ahead, for outcomes stamped by a clock slightly ahead. */
   if (rc == 0)
     rc = bw_db_each_between(bw_db_coll(db, BW_COLL_OUTCOMES), since,
-                           bw_db_now_ms() + BW_DB_MINUTE_MS, &opts,
-                           reap_visit_id, set, error);
+                            bw_db_now_ms() + BW_DB_MINUTE_MS, &opts,
+                            reap_visit_id, set, error);
   if (set->n > 0)
     qsort(set->ids, set->n, sizeof *set->ids, reap_id_cmp);
   bson_destroy(&all);
@@ -412,7 +412,7 @@ static int reap_claims(bw_db_t *db, const bw_config_t *cfg,
   rc = reap_recorded(db, now - 3 * grace, &cp.recorded, error);
   if (rc == 0)
     rc = bw_db_each_between(bw_db_coll(db, BW_COLL_CLAIMS), now - 3 * grace,
-                           now - grace, NULL, reap_visit_claim, &cp, error);
+                            now - grace, NULL, reap_visit_claim, &cp, error);
   bson_free(cp.recorded.ids);
   return rc;
 }

@@ -422,8 +422,7 @@ static void longpoll_check_signal(void) {
   if (now < due)
     return;
   due = atomic_load(&s->next_check_ms);
-  if (!atomic_compare_exchange_strong(&s->next_check_ms, &due,
-                                      now + every))
+  if (!atomic_compare_exchange_strong(&s->next_check_ms, &due, now + every))
     return;
   if (bw_db_reachable() && bw_qsignal_read(lp.db, &value, NULL) == 0) {
     atomic_store(&s->checked_ms, now_ms());

@@ -1261,8 +1261,8 @@ static void worker_in_db(const char *worker, int64_t *stored, int *entries) {
 /* A started run of one student whose stage may take 10 minutes: its
  * hand-out outlives these tests, so only a death re-queues it. */
 static void started_long_run(const bw_test_client_t *c, char run_id[25]) {
-  char *config = bw_itest_run_config(
-      1, "{\"image\": \"g\", \"timeout\": 600}", false, false);
+  char *config = bw_itest_run_config(1, "{\"image\": \"g\", \"timeout\": 600}",
+                                     false, false);
   ck_assert_int_eq(bw_test_http_create_and_start(c, config, run_id), 200);
   free(config);
 }
