@@ -19,7 +19,7 @@ struct bw_db {
 static const char *coll_names[BW_COLL_COUNT] = {
     "runs",     "rosters", "jobs",  "claims",   "active",
     "outcomes", "results", "marks", "counters", "workers", "signals",
-    "gconfigs", "lanes",
+    "gconfigs", "lanes",   "beats",
 };
 
 static void db_queue_name(int partition, char out[32]) {
@@ -225,6 +225,30 @@ int bw_db_each(mongoc_collection_t *coll, const bson_t *filter,
   if (mongoc_cursor_error(cursor, &driver))
     rc = bw_db_error(&driver, error);
   mongoc_cursor_destroy(cursor);
+  return rc;
+}
+
+/* More minutes than this in a window: one range read instead. */
+#define DB_MAX_MINUTES 64
+
+int bw_db_each_between(mongoc_collection_t *coll, int64_t from, int64_t to,
+                       const bson_t *opts, bw_db_visit_fn visit, void *ctx,
+                       bw_error_t *error) {
+  int64_t first = from / BW_DB_MINUTE_MS, last = (to - 1) / BW_DB_MINUTE_MS;
+  bool by_minute = last - first < DB_MAX_MINUTES;
+  int rc = 0;
+
+  for (int64_t m = first; rc == 0 && m <= (by_minute ? last : first); m++) {
+    bson_t filter = BSON_INITIALIZER, range;
+    if (by_minute)
+      BSON_APPEND_INT64(&filter, "minute", m);
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &range);
+    BSON_APPEND_DATE_TIME(&range, "$gte", from);
+    BSON_APPEND_DATE_TIME(&range, "$lt", to);
+    bson_append_document_end(&filter, &range);
+    rc = bw_db_each(coll, &filter, opts, visit, ctx, error);
+    bson_destroy(&filter);
+  }
   return rc;
 }
 

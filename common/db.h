@@ -44,6 +44,7 @@ typedef enum bw_coll {
   BW_COLL_SIGNALS,  /* one document: "something was queued" (qsignal.h) */
   BW_COLL_GCONFIGS, /* Gen 3 grading configs, _id "<course>/<assignment>" */
   BW_COLL_LANES,    /* one per run with hand-outs waiting (lane.h) */
+  BW_COLL_BEATS,    /* heartbeats, one insert per API host per flush */
   BW_COLL_COUNT
 } bw_coll_t;
 
@@ -161,6 +162,14 @@ int64_t bw_db_now_ms(void);
 #define BW_DB_BY_MINUTE 1u
 #define BW_DB_BY_DAY 2u
 void bw_db_append_at(bson_t *doc, int64_t at_ms, unsigned buckets);
+
+/* Visits the documents of `coll` whose `at` is in [from, to) (ms), minute
+ * by minute: equality reads on `minute`, indexed on every backend, where a
+ * range is a scan of the whole history on FerretDB (over 64 minutes: one
+ * range read instead).  As bw_db_each otherwise. */
+int bw_db_each_between(mongoc_collection_t *coll, int64_t from, int64_t to,
+                       const bson_t *opts, bw_db_visit_fn visit, void *ctx,
+                       bw_error_t *error);
 
 /* Parses 24 hex digits (either case) into an ObjectId; false when
  * malformed.  The one id check of the project (libbson's

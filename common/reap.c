@@ -10,40 +10,83 @@
 #include "queue.h"
 #include "retain.h"
 #include "run.h"
+#include "worker.h"
 
-typedef struct reap_ids {
-  bson_t *array; /* a BSON array being appended to */
-  int count;
-} reap_ids_t;
+typedef struct reap_candidate {
+  bson_oid_t id;
+  int64_t stored; /* its document's last_heartbeat */
+} reap_candidate_t;
+
+typedef struct reap_candidates {
+  reap_candidate_t *items;
+  size_t n, cap;
+} reap_candidates_t;
 
 static void reap_visit_worker(const bson_t *doc, void *ctx) {
-  reap_ids_t *ids = ctx;
+  reap_candidates_t *c = ctx;
   bson_iter_t it;
-  const char *key;
-  char buf[16];
+  reap_candidate_t item = {.stored = 0};
 
-  if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+  if (!bw_db_get_oid(doc, "_id", &item.id))
     return;
-  bson_uint32_to_string((uint32_t)ids->count++, &key, buf, sizeof buf);
-  BSON_APPEND_OID(ids->array, key, bson_iter_oid(&it));
+  if (bson_iter_init_find(&it, doc, "last_heartbeat") &&
+      BSON_ITER_HOLDS_DATE_TIME(&it))
+    item.stored = bson_iter_date_time(&it);
+  if (c->n == c->cap) {
+    c->cap = c->cap ? 2 * c->cap : 64;
+    c->items = bson_realloc(c->items, c->cap * sizeof *c->items);
+  }
+  c->items[c->n++] = item;
 }
 
-/* Collects the ids of graders past their heartbeat deadline. */
-static int reap_dead_workers(bw_db_t *db, int64_t cutoff, bson_t *ids,
-                             int *count, bw_error_t *error) {
+/* Collects into `ids` (a BSON array) the graders past their heartbeat
+ * deadline: no heartbeat since `cutoff` in their document (which lags,
+ * worker.h) nor in `beats`; and of those, counts in *waiting the ones a
+ * host may still hold an unreported heartbeat of (bw_worker_beats_settled:
+ * not declared dead yet). */
+static int reap_dead_workers(bw_db_t *db, const bw_config_t *cfg,
+                             int64_t cutoff, bson_t *ids, int *count,
+                             int *waiting, bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, lt, opts = BSON_INITIALIZER, proj;
-  reap_ids_t found = {ids, 0};
+  reap_candidates_t c = {NULL, 0, 0};
+  bw_worker_beats_t beats;
+  int64_t now;
   int rc;
 
+  *count = *waiting = 0;
+  memset(&beats, 0, sizeof beats);
   BSON_APPEND_DOCUMENT_BEGIN(&filter, "last_heartbeat", &lt);
   BSON_APPEND_DATE_TIME(&lt, "$lt", cutoff);
   bson_append_document_end(&filter, &lt);
   BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
   BSON_APPEND_INT32(&proj, "_id", 1);
+  BSON_APPEND_INT32(&proj, "last_heartbeat", 1);
   bson_append_document_end(&opts, &proj);
   rc = bw_db_each(bw_db_coll(db, BW_COLL_WORKERS), &filter, &opts,
-                  reap_visit_worker, &found, error);
-  *count = found.count;
+                  reap_visit_worker, &c, error);
+  /* Read after the documents: what the hosts wrote meanwhile only adds. */
+  if (rc == 0 && c.n > 0)
+    rc = bw_worker_beats_load(
+        db, bw_worker_beats_window(cfg, cutoff + 2000LL * cfg->heartbeat),
+        &beats, error);
+  now = bw_db_now_ms();
+  for (size_t i = 0; rc == 0 && i < c.n; i++) {
+    int64_t last =
+        bw_worker_last_beat(&beats, &c.items[i].id, c.items[i].stored);
+    const char *key;
+    char buf[16];
+    if (last >= cutoff)
+      continue;
+    if (!bw_worker_beats_settled(&beats, cfg, last + 2000LL * cfg->heartbeat,
+                                 now)) {
+      (*waiting)++;
+      continue;
+    }
+    bson_uint32_to_string((uint32_t)(*count)++, &key, buf, sizeof buf);
+    BSON_APPEND_OID(ids, key, &c.items[i].id);
+  }
+  bw_worker_beats_cleanup(&beats);
+  bson_free(c.items);
   bson_destroy(&filter);
   bson_destroy(&opts);
   return rc;
@@ -167,13 +210,18 @@ static void reap_watch_saw(bw_reap_watch_t *w, const bw_config_t *cfg,
 }
 
 /* The first heartbeat recorded at or after `since` (ms) into *at, or 0 when
- * there is none yet.  `workers` is small: one row per grader. */
+ * there is none yet: a registration or a direct heartbeat in `workers`
+ * (small: one row per grader), or a write of an API host's heartbeats in
+ * `beats` (worker.h; any write, even an empty one, shows that host reaches
+ * the database again). */
 static int reap_first_heartbeat_since(bw_db_t *db, int64_t since, int64_t *at,
                                       bw_error_t *error) {
   bson_t filter = BSON_INITIALIZER, gte, opts = BSON_INITIALIZER, sort, doc;
+  bw_worker_beats_t beats;
   bson_iter_t it;
   int rc;
 
+  memset(&beats, 0, sizeof beats);
   BSON_APPEND_DOCUMENT_BEGIN(&filter, "last_heartbeat", &gte);
   BSON_APPEND_DATE_TIME(&gte, "$gte", since);
   bson_append_document_end(&filter, &gte);
@@ -188,7 +236,14 @@ static int reap_first_heartbeat_since(bw_db_t *db, int64_t since, int64_t *at,
   bson_destroy(&doc);
   bson_destroy(&filter);
   bson_destroy(&opts);
-  return rc == BW_ENOTFOUND ? 0 : rc;
+  if (rc == BW_ENOTFOUND)
+    rc = 0;
+  if (rc == 0)
+    rc = bw_worker_beats_load(db, since, &beats, error);
+  if (rc == 0 && beats.first_at != 0 && (*at == 0 || beats.first_at < *at))
+    *at = beats.first_at;
+  bw_worker_beats_cleanup(&beats);
+  return rc;
 }
 
 /* Whether silent graders may only have been unable to reach the database:
@@ -230,9 +285,10 @@ int bw_reap_dead(bw_db_t *db, const bw_config_t *cfg, bw_reap_watch_t *watch,
   int64_t start = bw_db_now_ms(), cutoff = start - 2000LL * cfg->heartbeat;
   bson_t dead = BSON_INITIALIZER, filter = BSON_INITIALIZER, in;
   reap_pass_t pass = {db, cfg, stats, false};
-  int n, rc;
+  int n, unsettled, rc;
 
-  rc = reap_dead_workers(db, cutoff, &dead, &n, error);
+  rc = reap_dead_workers(db, cfg, cutoff, &dead, &n, &unsettled, error);
+  stats->deferred += unsettled;
   if (watch != NULL) {
     int64_t end = bw_db_now_ms();
     bool defer = false;
@@ -293,34 +349,6 @@ static bool reap_set_has(const reap_set_t *set, const char *id) {
          bsearch(id, set->ids, set->n, sizeof *set->ids, reap_id_cmp) != NULL;
 }
 
-/* More minutes than this in a window: one range read instead. */
-#define REAP_MAX_MINUTES 64
-
-/* Visits the documents of `coll` whose `at` is in [from, to), minute by
- * minute (bw_db_append_at): equality reads, indexed on every backend,
- * where a range is a scan of the whole history on FerretDB. */
-static int reap_each_between(mongoc_collection_t *coll, int64_t from,
-                             int64_t to, const bson_t *opts,
-                             bw_db_visit_fn visit, void *ctx,
-                             bw_error_t *error) {
-  int64_t first = from / BW_DB_MINUTE_MS, last = (to - 1) / BW_DB_MINUTE_MS;
-  bool by_minute = last - first < REAP_MAX_MINUTES;
-  int rc = 0;
-
-  for (int64_t m = first; rc == 0 && m <= (by_minute ? last : first); m++) {
-    bson_t filter = BSON_INITIALIZER, range;
-    if (by_minute)
-      BSON_APPEND_INT64(&filter, "minute", m);
-    BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &range);
-    BSON_APPEND_DATE_TIME(&range, "$gte", from);
-    BSON_APPEND_DATE_TIME(&range, "$lt", to);
-    bson_append_document_end(&filter, &range);
-    rc = bw_db_each(coll, &filter, opts, visit, ctx, error);
-    bson_destroy(&filter);
-  }
-  return rc;
-}
-
 /* The hand-outs that were recorded: active now, or ended since `since`. */
 static int reap_recorded(bw_db_t *db, int64_t since, reap_set_t *set,
                          bw_error_t *error) {
@@ -334,9 +362,9 @@ static int reap_recorded(bw_db_t *db, int64_t since, reap_set_t *set,
                   set, error);
   /* to: a little ahead, for outcomes stamped by a clock slightly ahead. */
   if (rc == 0)
-    rc = reap_each_between(bw_db_coll(db, BW_COLL_OUTCOMES), since,
-                           bw_db_now_ms() + BW_DB_MINUTE_MS, &opts,
-                           reap_visit_id, set, error);
+    rc = bw_db_each_between(bw_db_coll(db, BW_COLL_OUTCOMES), since,
+                            bw_db_now_ms() + BW_DB_MINUTE_MS, &opts,
+                            reap_visit_id, set, error);
   if (set->n > 0)
     qsort(set->ids, set->n, sizeof *set->ids, reap_id_cmp);
   bson_destroy(&all);
@@ -393,8 +421,8 @@ static int reap_claims(bw_db_t *db, const bw_config_t *cfg,
    * cover every claim in it. */
   rc = reap_recorded(db, now - 3 * grace, &cp.recorded, error);
   if (rc == 0)
-    rc = reap_each_between(bw_db_coll(db, BW_COLL_CLAIMS), now - 3 * grace,
-                           now - grace, NULL, reap_visit_claim, &cp, error);
+    rc = bw_db_each_between(bw_db_coll(db, BW_COLL_CLAIMS), now - 3 * grace,
+                            now - grace, NULL, reap_visit_claim, &cp, error);
   bson_free(cp.recorded.ids);
   return rc;
 }
@@ -696,6 +724,8 @@ int bw_reap_repair(bw_db_t *db, const bw_config_t *cfg, bw_reap_stats_t *stats,
     rc = reap_runs(db, cfg, stats, error);
   if (rc == 0)
     rc = reap_forget_workers(db, cfg, error);
+  if (rc == 0)
+    rc = bw_worker_beats_prune(db, cfg, error);
   if (rc == 0)
     rc = bw_retain_pass(db, cfg, &stats->pruned, error);
   if (rc == 0)

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "beats.h"
 #include "job.h"
 #include "json.h"
 #include "longpoll.h"
@@ -136,6 +137,7 @@ static int call_hostname(bw_call_t *call, char *out, size_t size,
 
 int bw_handle_worker_register(bw_call_t *call, bw_error_t *error) {
   char hostname[256], worker_id[25];
+  bson_oid_t oid;
   json_object *data;
   int found, rc;
 
@@ -145,6 +147,8 @@ int bw_handle_worker_register(bw_call_t *call, bw_error_t *error) {
   rc = bw_worker_register(call->db, found ? hostname : NULL, worker_id, error);
   if (rc < 0)
     return rc;
+  if (bw_db_oid_parse(worker_id, &oid))
+    bw_beats_registered(call->cfg, &oid, bw_db_now_ms());
   data = one_string("worker_id", worker_id);
   json_object_object_add(data, "heartbeat",
                          json_object_new_int(call->cfg->heartbeat));
@@ -181,7 +185,7 @@ int bw_handle_job_report(bw_call_t *call, bw_error_t *error) {
 }
 
 int bw_handle_heartbeat(bw_call_t *call, bw_error_t *error) {
-  int rc = bw_worker_heartbeat(call->db, &call->worker_id, error);
+  int rc = bw_beats_record(call->db, call->cfg, &call->worker_id, error);
   if (rc < 0)
     return rc;
   bw_request_reply_success(call->req, NULL);

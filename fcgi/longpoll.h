@@ -87,6 +87,11 @@ int bw_longpoll_poll(bw_request_t *req, const bson_oid_t *worker_id, int wait,
 int bw_longpoll_pollfds(struct pollfd *fds, int max);
 int bw_longpoll_timeout_ms(void);
 
+/* Parked long polls of the whole host (every process on the shared page;
+ * a killed one's count is left out), or -1 without the page.  For
+ * /metrics. */
+int bw_longpoll_parked_all(void);
+
 /* One tick, after the wait: `fds` are what bw_longpoll_pollfds gave, with
  * their revents. */
 void bw_longpoll_tick(const struct pollfd *fds, int n);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "beats.h"
 #include "config.h"
 #include "course.h"
 #include "daemon.h"
@@ -197,6 +198,8 @@ static int serve(const bw_config_t *cfg, const char *config_path) {
   /* Fair share: the pool takes turns as one (common/lane.h). */
   if (bw_lane_share_turns() < 0)
     bw_log_warn("lanes: no shared memory: each worker takes its own turns");
+  if (bw_beats_init() < 0)
+    bw_log_warn("heartbeats: no shared memory: each one is written alone");
   rc = bw_fcgi_pool_run(listener.fd, listener.name, cfg, courses, load_config,
                         config_path);
   bw_listen_close(&listener);

@@ -8,7 +8,9 @@
 #include <sys/mman.h>
 
 #include "admin.h"
+#include "beats.h"
 #include "json.h"
+#include "longpoll.h"
 
 /* Statuses counted apart; any other is counted as "other". */
 static const int metrics_codes[] = {200, 400, 401, 404, 405,
@@ -232,10 +234,34 @@ static int metrics_database(bw_call_t *call, metrics_text_t *t,
   return rc;
 }
 
+/* What this host's pool holds in memory now. */
+static void metrics_pool(metrics_text_t *t) {
+  int parked = bw_longpoll_parked_all(), unwritten = bw_beats_pending();
+  if (parked >= 0)
+    metrics_printf(
+        t,
+        "# HELP broadway_longpolls_parked Empty-queue polls waiting for a job "
+        "in this host's FastCGI pool (longpoll.h: its processes share the "
+        "page <socket>.longpoll and are woken through <socket>.w<pid>).\n"
+        "# TYPE broadway_longpolls_parked gauge\n"
+        "broadway_longpolls_parked %d\n",
+        parked);
+  if (unwritten >= 0)
+    metrics_printf(t,
+                   "# HELP broadway_heartbeats_unwritten Graders whose last "
+                   "heartbeat this host answered and has not yet written to "
+                   "the database (written every heartbeat/5).\n"
+                   "# TYPE broadway_heartbeats_unwritten gauge\n"
+                   "broadway_heartbeats_unwritten %d\n",
+                   unwritten);
+}
+
 int bw_handle_metrics(bw_call_t *call, bw_error_t *error) {
   metrics_text_t t = {bson_malloc(8192), 0, 8192};
   int rc = metrics_database(call, &t, error);
 
+  if (rc == 0)
+    metrics_pool(&t);
   if (rc == 0 && metrics != NULL)
     metrics_requests(&t);
   if (rc == 0)

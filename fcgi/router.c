@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "beats.h"
 #include "course.h"
 #include "handlers.h"
 #include "json.h"
@@ -242,7 +243,7 @@ static int router_check_registered(bw_call_t *call, enum route_caller caller,
                                    bw_error_t *error) {
   if (caller != CALLER_WORKER)
     return 0;
-  return bw_worker_check(call->db, &call->worker_id, error);
+  return bw_beats_check(call->db, call->cfg, &call->worker_id, error);
 }
 
 /* A CALLER_GEN3 route was found.  On a path the seed also serves

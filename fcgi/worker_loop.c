@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "beats.h"
 #include "db.h"
 #include "log.h"
 #include "longpoll.h"
@@ -81,13 +82,17 @@ static int worker_sooner(int a, int b) {
 }
 
 /* Sleeps until the listening socket is readable, a parked long poll's or
- * stream's connection hangs up, a tick is due, or a stop signal came in;
- * then runs the long polls' and the streams' ticks.  Returns 1 when there
- * may be a connection to accept, 0 to look at the stop flag again, -1 when
- * polling itself fails. */
-static int worker_wait(int listen_fd, const sigset_t *waiting) {
+ * stream's connection hangs up, a tick is due, a write of heartbeats is due
+ * (beats.h), or a stop signal came in; then runs the long polls', the
+ * streams' and the heartbeats' ticks.  Returns 1 when there may be a
+ * connection to accept, 0 to look at the stop flag again, -1 when polling
+ * itself fails. */
+static int worker_wait(int listen_fd, const bw_config_t *cfg, bw_db_t *db,
+                       const sigset_t *waiting) {
   static struct pollfd fds[WORKER_POLLFDS];
-  int timeout = worker_sooner(bw_longpoll_timeout_ms(), bw_stream_timeout_ms());
+  int timeout = worker_sooner(
+      worker_sooner(bw_longpoll_timeout_ms(), bw_stream_timeout_ms()),
+      bw_beats_timeout_ms(cfg));
   int n, parked, streams;
   struct timespec ts = {timeout / 1000, (timeout % 1000) * 1000000L};
 
@@ -106,6 +111,7 @@ static int worker_wait(int listen_fd, const sigset_t *waiting) {
     return 0;
   bw_longpoll_tick(fds + 1, parked);
   bw_stream_tick(fds + 1 + parked, streams);
+  bw_beats_tick(db, cfg);
   return (fds[0].revents & POLLIN) != 0 && !worker_stopping ? 1 : 0;
 }
 
@@ -166,7 +172,7 @@ int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg,
   bw_longpoll_start(cfg, db);
   fcgx = worker_new_request(listen_fd);
   while (!worker_stopping && fcgx != NULL) {
-    int got = worker_wait(listen_fd, &waiting);
+    int got = worker_wait(listen_fd, cfg, db, &waiting);
     if (got > 0)
       got = worker_accept(fcgx);
     if (got < 0) {
@@ -184,6 +190,7 @@ int bw_fcgi_worker_run(int listen_fd, const bw_config_t *cfg,
   }
   bw_stream_stop();
   bw_longpoll_stop();
+  bw_beats_flush(db, cfg); /* what it answered, before it goes */
   if (fcgx != NULL)
     FCGX_Free(fcgx, 1);
   free(fcgx);

@@ -1195,6 +1195,277 @@ START_TEST(test_reapers_race_each_other_and_late_results) {
 }
 END_TEST
 
+/* ---- heartbeats kept in the pool's memory (fcgi/beats.h) ---------------- */
+
+/* Job `job`'s attempts, read through client c. */
+static long long job_attempts(const bw_test_client_t *c, const char *job) {
+  bw_test_http_resp_t r;
+  long long n;
+  ck_assert_int_eq(bw_test_http_get_job(c, job, &r), 200);
+  n = bw_test_json_int(bw_test_http_data(&r), "attempts");
+  bw_test_http_resp_cleanup(&r);
+  return n;
+}
+
+/* Whether /api/v1/workers lists `worker` as alive. */
+static bool worker_alive(const bw_test_client_t *c, const char *worker) {
+  bw_test_http_resp_t r;
+  json_object *list;
+  bool alive = false;
+  ck_assert_int_eq(bw_test_http_call(c, "GET", "/api/v1/workers", NULL, &r),
+                   200);
+  list = bw_test_json_get(bw_test_http_data(&r), "workers");
+  for (size_t i = 0; i < json_object_array_length(list); i++) {
+    json_object *w = json_object_array_get_idx(list, i);
+    if (strcmp(bw_test_json_str(w, "worker_id"), worker) == 0)
+      alive = json_object_get_boolean(bw_test_json_get(w, "alive"));
+  }
+  bw_test_http_resp_cleanup(&r);
+  return alive;
+}
+
+/* The grader's document as the database holds it: its last_heartbeat (ms),
+ * and how many `beats` entries name it. */
+static void worker_in_db(const char *worker, int64_t *stored, int *entries) {
+  const bw_test_stack_t *st = bw_itest_stack();
+  mongoc_client_t *client = bw_test_db_connect(bw_test_stack_mongo_uri(st));
+  mongoc_database_t *db =
+      mongoc_client_get_database(client, bw_test_stack_db_name(st));
+  mongoc_collection_t *workers = mongoc_database_get_collection(db, "workers"),
+                      *beats = mongoc_database_get_collection(db, "beats");
+  bson_oid_t oid;
+  bson_t filter = BSON_INITIALIZER;
+  const bson_t *doc;
+  bson_iter_t it;
+  mongoc_cursor_t *cur;
+
+  bson_oid_init_from_string(&oid, worker);
+  BSON_APPEND_OID(&filter, "_id", &oid);
+  cur = mongoc_collection_find_with_opts(workers, &filter, NULL, NULL);
+  *stored = 0;
+  if (mongoc_cursor_next(cur, &doc) &&
+      bson_iter_init_find(&it, doc, "last_heartbeat"))
+    *stored = bson_iter_date_time(&it);
+  mongoc_cursor_destroy(cur);
+  bson_reinit(&filter);
+  BSON_APPEND_OID(&filter, "beats.w", &oid);
+  *entries = (int)mongoc_collection_count_documents(beats, &filter, NULL, NULL,
+                                                    NULL, NULL);
+  bson_destroy(&filter);
+  mongoc_collection_destroy(workers);
+  mongoc_collection_destroy(beats);
+  mongoc_database_destroy(db);
+  mongoc_client_destroy(client);
+}
+
+/* A started run of one student whose stage may take 10 minutes: its
+ * hand-out outlives these tests, so only a death re-queues it. */
+static void started_long_run(const bw_test_client_t *c, char run_id[25]) {
+  char *config = bw_itest_run_config(1, "{\"image\": \"g\", \"timeout\": 600}",
+                                     false, false);
+  ck_assert_int_eq(bw_test_http_create_and_start(c, config, run_id), 200);
+  free(config);
+}
+
+/* A grader whose heartbeats reach only the pool's memory and its writes to
+ * `beats` (its document is not written per heartbeat) keeps its job and is
+ * listed alive; once it stops, its job is re-queued no sooner than 2
+ * intervals after its last heartbeat was answered and within a write
+ * (heartbeat/5) and a reaper pass (heartbeat/2) of that, plus slack. */
+START_TEST(test_beats_in_memory_keep_a_grader_alive_until_it_stops) {
+  bw_test_client_t a, b;
+  char run_id[25], job[25], again[25];
+  int64_t stored_before, stored_after;
+  int entries;
+  double last_ok = 0, took;
+
+  bw_itest_client(&a);
+  bw_itest_client(&b);
+  ck_assert_int_eq(bw_test_http_register(&a, "mem", NULL), 200);
+  ck_assert_int_eq(bw_test_http_register(&b, "other", NULL), 200);
+  started_long_run(&a, run_id);
+  ck_assert_int_eq(bw_test_http_poll(&a, NULL, job), 200);
+  worker_in_db(a.worker_id, &stored_before, &entries);
+  for (double t0 = bw_test_now(); bw_test_now() - t0 < 5 * HEARTBEAT;) {
+    ck_assert_int_eq(bw_test_http_heartbeat(&a), 200);
+    last_ok = bw_test_now();
+    bw_test_sleep_ms(HEARTBEAT * 1000);
+    ck_assert_msg(worker_alive(&b, a.worker_id), "the heartbeating grader "
+                                                 "is listed dead");
+  }
+  ck_assert_int_eq(job_attempts(&b, job), 1);
+  worker_in_db(a.worker_id, &stored_after, &entries);
+  ck_assert_msg(entries >= 4, "%d beats entries name the grader", entries);
+  ck_assert_msg(stored_after == stored_before,
+                "workers.last_heartbeat was written per heartbeat");
+
+  /* It stops: B polls until it gets the job. */
+  took = -1;
+  for (double t0 = bw_test_now(); bw_test_now() - t0 < 10 * HEARTBEAT;) {
+    long status = bw_test_http_poll_wait(&b, 0, NULL, again);
+    if (status == 200) {
+      took = bw_test_now() - last_ok;
+      break;
+    }
+    ck_assert_int_eq(status, 498);
+    bw_test_sleep_ms(50);
+  }
+  fprintf(stderr, "beats: job re-queued %.2f s after the last heartbeat\n",
+          took);
+  ck_assert_msg(took > 0, "the silent grader's job was never re-queued");
+  ck_assert_str_eq(again, job);
+  ck_assert_msg(took >= 2 * HEARTBEAT,
+                "declared dead %.2f s after its last heartbeat, before 2 "
+                "intervals",
+                took);
+  ck_assert_msg(took <= 2 * HEARTBEAT + 3.0,
+                "declared dead only %.2f s after its last heartbeat", took);
+  ck_assert_msg(!worker_alive(&b, a.worker_id), "the silent grader is listed "
+                                                "alive");
+  ck_assert_int_eq(bw_test_http_report(&b, job, true, NULL), 200);
+  /* Its last heartbeat is moved into its document once it stopped (its
+   * `last_seen` after `beats` is pruned): at least 4 intervals later than
+   * its registration. */
+  for (double t0 = bw_test_now(); bw_test_now() - t0 < 10 * HEARTBEAT;) {
+    worker_in_db(a.worker_id, &stored_after, &entries);
+    if (stored_after >= stored_before + 4000LL * HEARTBEAT)
+      break;
+    bw_test_sleep_ms(100);
+  }
+  ck_assert_msg(stored_after >= stored_before + 4000LL * HEARTBEAT,
+                "workers.last_heartbeat not moved on to the last heartbeat: "
+                "%lld ms after registration",
+                (long long)(stored_after - stored_before));
+}
+END_TEST
+
+/* An id that was never registered gets 401 on every grader route, however
+ * many heartbeats of registered graders the pool holds. */
+START_TEST(test_beats_unregistered_worker_gets_401) {
+  bw_test_client_t ok, bad;
+  bw_itest_client(&ok);
+  bw_itest_client(&bad);
+  ck_assert_int_eq(bw_test_http_register(&ok, "ok", NULL), 200);
+  /* A well-formed id no registration makes (its time is in 2106). */
+  snprintf(bad.worker_id, sizeof bad.worker_id, "ffffffff0123456789abcdef");
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(bw_test_http_heartbeat(&ok), 200);
+    ck_assert_int_eq(bw_test_http_heartbeat(&bad), 401);
+    ck_assert_int_eq(bw_test_http_poll_wait(&bad, 0, NULL, NULL), 401);
+  }
+}
+END_TEST
+
+/* The reaper forgets a grader (its document is deleted, as
+ * reap_forget_workers does): the pool, which trusted its id, confirms what
+ * it trusts once per interval, so the grader gets 401 within about an
+ * interval and registers again. */
+START_TEST(test_beats_forgotten_worker_gets_401_within_an_interval) {
+  const bw_test_stack_t *st = bw_itest_stack();
+  bw_test_client_t c;
+  bson_oid_t oid;
+  bson_t filter = BSON_INITIALIZER;
+  double t0, took = -1;
+
+  bw_itest_client(&c);
+  ck_assert_int_eq(bw_test_http_register(&c, "forgotten", NULL), 200);
+  for (int i = 0; i < 3; i++) { /* trusted now */
+    ck_assert_int_eq(bw_test_http_heartbeat(&c), 200);
+    bw_test_sleep_ms(300);
+  }
+  mongoc_client_t *client = bw_test_db_connect(bw_test_stack_mongo_uri(st));
+  mongoc_collection_t *workers = mongoc_client_get_collection(
+      client, bw_test_stack_db_name(st), "workers");
+  bson_oid_init_from_string(&oid, c.worker_id);
+  BSON_APPEND_OID(&filter, "_id", &oid);
+  ck_assert(mongoc_collection_delete_one(workers, &filter, NULL, NULL, NULL));
+  bson_destroy(&filter);
+  mongoc_collection_destroy(workers);
+  mongoc_client_destroy(client);
+  for (t0 = bw_test_now(); bw_test_now() - t0 < 5 * HEARTBEAT;) {
+    long status = bw_test_http_heartbeat(&c);
+    if (status == 401) {
+      took = bw_test_now() - t0;
+      break;
+    }
+    ck_assert_int_eq(status, 200);
+    bw_test_sleep_ms(100);
+  }
+  fprintf(stderr, "beats: a forgotten grader got 401 after %.2f s\n", took);
+  ck_assert_msg(took >= 0, "a forgotten grader still got 200 after %d s",
+                5 * HEARTBEAT);
+  ck_assert_int_eq(bw_test_http_poll_wait(&c, 0, NULL, NULL), 401);
+}
+END_TEST
+
+/* A second API host on the same database, whose whole stack (nginx, pool,
+ * reaper) is killed -9 right after it answered a heartbeat: the heartbeat
+ * is lost with its memory.  The grader goes on heartbeating through the
+ * first host, an interval later: it must not be declared dead (the
+ * reaper waits for every host that wrote recently; worker.h,
+ * bw_worker_beats_settled).  Three rounds: each loses one heartbeat 2
+ * intervals before the next one is written. */
+START_TEST(test_beats_host_kill9_between_writes_no_false_death) {
+  const bw_test_stack_t *st = bw_itest_stack();
+  bw_fault_stack_opts_t opts = {.label = "beats-b",
+                                .heartbeat = HEARTBEAT,
+                                .workers = 2,
+                                .config_text = FAULT_CONFIG,
+                                .mongo_uri = bw_test_stack_mongo_uri(st)};
+  bw_fault_stack_t *host_b;
+  bw_test_client_t a, b;
+  char run_id[25], job[25];
+
+  setenv("BROADWAY_DB", bw_test_stack_db_name(st), 1);
+  host_b = bw_fault_stack_start(&opts);
+  unsetenv("BROADWAY_DB");
+  ck_assert_msg(host_b != NULL, "the second API host did not start");
+  bw_itest_client(&a);
+  ck_assert_int_eq(bw_test_http_register(&a, "two-hosts", NULL), 200);
+  bw_test_client_init(&b, bw_fault_stack_url(host_b),
+                      bw_fault_stack_token(host_b));
+  snprintf(b.worker_id, sizeof b.worker_id, "%s", a.worker_id);
+  started_long_run(&a, run_id);
+  ck_assert_int_eq(bw_test_http_poll(&a, NULL, job), 200);
+
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 3; i++) { /* through B, as a balancer would */
+      ck_assert_int_eq(bw_test_http_heartbeat(&b), 200);
+      bw_test_sleep_ms(HEARTBEAT * 1000);
+    }
+    ck_assert_int_eq(bw_test_http_heartbeat(&b), 200);
+    ck_assert_int_eq(bw_fault_stack_kill9(host_b), 0); /* within 100 ms */
+    for (double t0 = bw_test_now(); bw_test_now() - t0 < 4 * HEARTBEAT;) {
+      bw_test_sleep_ms(HEARTBEAT * 1000);
+      ck_assert_int_eq(bw_test_http_heartbeat(&a), 200);
+      ck_assert_msg(job_attempts(&a, job) == 1,
+                    "round %d: the grader was declared dead after host B "
+                    "was killed",
+                    round);
+    }
+    ck_assert_msg(worker_alive(&a, a.worker_id), "round %d: listed dead",
+                  round);
+    /* B takes seconds to come back: the grader beats through A meanwhile. */
+    pid_t beater = fork();
+    ck_assert_int_ge(beater, 0);
+    if (beater == 0) {
+      die_with_parent();
+      for (;;) {
+        bw_test_sleep_ms(HEARTBEAT * 1000);
+        bw_test_http_heartbeat(&a);
+      }
+    }
+    int restarted = bw_fault_stack_restart(host_b);
+    kill(beater, SIGKILL);
+    waitpid(beater, NULL, 0);
+    ck_assert_int_eq(restarted, 0);
+    ck_assert_int_eq(bw_test_http_heartbeat(&a), 200);
+  }
+  ck_assert_int_eq(bw_test_http_report(&a, job, true, NULL), 200);
+  bw_fault_stack_stop(host_b, false);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------- */
 
 static Suite *faults_suite(void) {
@@ -1212,6 +1483,12 @@ static Suite *faults_suite(void) {
   tcase_add_unchecked_fixture(tc, external_db_stack_start,
                               external_db_stack_stop);
   tcase_add_test(tc, test_db_killed_under_load_503_then_recovers);
+
+  tc = bw_itest_tcase(s, "beats", 300, true);
+  tcase_add_test(tc, test_beats_in_memory_keep_a_grader_alive_until_it_stops);
+  tcase_add_test(tc, test_beats_unregistered_worker_gets_401);
+  tcase_add_test(tc, test_beats_forgotten_worker_gets_401_within_an_interval);
+  tcase_add_test(tc, test_beats_host_kill9_between_writes_no_false_death);
 
   tc = bw_itest_tcase(s, "whole-stack", 300, false);
   tcase_add_unchecked_fixture(tc, killable_stack_start, killable_stack_stop);
