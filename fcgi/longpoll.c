@@ -20,25 +20,27 @@
 #include "job.h"
 #include "beats.h"
 
-/* How often the host reads the queue signal while anyone waits: what a
- * job queued through another API host (or by the reaper) may wait before
- * it is seen.  On the embedded PostgreSQL backend a read (an indexed `_id`
- * lookup) costs FerretDB + PostgreSQL about 1.6 ms of CPU: every 50 ms,
- * 200 waiting graders cost the stack 4.9 % of a core and a job queued on
- * another host is handed out in 27 ms p50 (docs/BENCHMARKS.md); 40 ms was
- * 5.6 %, 30 ms 6.8 %: over the 5 % budget. */
-#define LONGPOLL_SIGNAL_MS 50
+/* How often the host reads the queue signal while long polls wait and jobs
+ * are being queued: what a job queued through another API host (or by the
+ * reaper) may wait before it is seen.  A read (an indexed `_id` lookup on
+ * the embedded PostgreSQL backend) costs FerretDB + PostgreSQL about 1.6 ms
+ * of CPU, so this cadence is kept for busy times only (see
+ * LONGPOLL_QUIET_MS): at 50 ms a job queued through another host was
+ * handed out 62 ms p50 after its start request was sent (lanes add a read
+ * to the push and to the poll), at 25 ms 47 ms (docs/BENCHMARKS.md). */
+#define LONGPOLL_SIGNAL_MS 25
 /* The same while only SSE streams wait (fcgi/stream.h), no long poll: a
  * move made through another host reaches them up to this late (one made
- * through this host comes at once, by datagram).  Half the reads: waiting
- * streams cost less than as many waiting polls (docs/BENCHMARKS.md). */
+ * through this host comes at once, by datagram).  Waiting streams cost
+ * less than as many waiting polls (docs/BENCHMARKS.md). */
 #define LONGPOLL_STREAM_SIGNAL_MS 100
-/* Both of those while jobs are being queued: after LONGPOLL_BUSY_MS
+/* Both of those only while jobs are being queued: after LONGPOLL_BUSY_MS
  * without a push seen (here, or as a change of the signal), every
- * LONGPOLL_QUIET_MS instead.  A third of the reads while nothing happens (200 idle graders:
- * about 2 % of a core less, docs/BENCHMARKS.md); the first job of a burst
- * queued through another host waits up to 150 ms for the read (the p99
- * target of a hand-out is 250 ms), the next ones 50. */
+ * LONGPOLL_QUIET_MS instead.  Idle waiting is what costs: 200 idle graders
+ * cost the stack 2.2 % of a core at 150 ms (4.9 % at a constant 50 ms,
+ * docs/BENCHMARKS.md); the first job of a burst queued through another
+ * host waits up to 150 ms for the read (the p99 target of a hand-out is
+ * 250 ms), the next ones 25. */
 #define LONGPOLL_QUIET_MS 150
 #define LONGPOLL_BUSY_MS 60000
 /* How often the host scans the queue whatever the signal says: a bump that
