@@ -46,26 +46,10 @@ int bw_worker_check(bw_db_t *db, const bson_oid_t *worker, bw_error_t *error) {
 
 int bw_worker_heartbeat(bw_db_t *db, const bson_oid_t *worker,
                         bw_error_t *error) {
-  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, reply;
-  bson_error_t driver;
-  bson_iter_t it;
-  int rc = 0;
-
-  BSON_APPEND_OID(&filter, "_id", worker);
-  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-  BSON_APPEND_DATE_TIME(&set, "last_heartbeat", bw_db_now_ms());
-  bson_append_document_end(&update, &set);
-  /* Only heartbeats write a worker after registration, so FerretDB's
-   * read-then-write cannot lose anything but an older heartbeat. */
-  if (!mongoc_collection_update_one(bw_db_coll(db, BW_COLL_WORKERS), &filter,
-                                    &update, NULL, &reply, &driver))
-    rc = bw_db_error(&driver, error);
-  else if (bson_iter_init_find(&it, &reply, "matchedCount") &&
-           bson_iter_as_int64(&it) == 0)
+  bool found;
+  int rc = bw_worker_store_beat(db, worker, bw_db_now_ms(), &found, error);
+  if (rc == 0 && !found)
     rc = bw_error_set(error, BW_EAUTH, "worker_id: not a registered worker");
-  bson_destroy(&reply);
-  bson_destroy(&filter);
-  bson_destroy(&update);
   return rc;
 }
 

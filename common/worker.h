@@ -31,7 +31,8 @@ int bw_worker_register(bw_db_t *db, const char *hostname, char worker_id[25],
  * registered worker" when not, BW_EDB on failure. */
 int bw_worker_check(bw_db_t *db, const bson_oid_t *worker, bw_error_t *error);
 
-/* Marks the worker alive now.  Returns 0, BW_EAUTH, or BW_EDB. */
+/* Marks the worker alive now (bw_worker_store_beat at now).  Returns 0,
+ * BW_EAUTH, or BW_EDB. */
 int bw_worker_heartbeat(bw_db_t *db, const bson_oid_t *worker,
                         bw_error_t *error);
 
